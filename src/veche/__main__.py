@@ -1,0 +1,3 @@
+from veche.cli import main
+
+main()

@@ -1,0 +1,163 @@
+"""The `veche` command."""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from veche import __version__
+from veche.config import SAMPLE_CONFIG, Config, ConfigError, load_config
+
+logger = logging.getLogger("veche")
+
+
+def _load(config_path: str | None, overrides: dict[str, Any]) -> Config:
+    try:
+        return load_config(config_path, overrides)
+    except ConfigError as e:
+        raise click.ClickException(str(e)) from e
+
+
+@click.group()
+@click.version_option(__version__, prog_name="veche")
+def cli() -> None:
+    """Veche: a self-hosted Matrix homeserver."""
+
+
+@cli.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG",
+              help="TOML config file (see `veche generate-config`).")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--port", type=int, help="Port to listen on (default 8008).")
+@click.option("--dev", is_flag=True, help="Open registration and no rate limits (trials, benchmarks).")
+@click.option("--log-level", default="INFO", show_default=True)
+def serve(config_path: str | None, host: str | None, port: int | None, dev: bool,
+          log_level: str) -> None:
+    """Run the homeserver."""
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    overrides: dict[str, Any] = {}
+    if host or port is not None:
+        overrides["listen"] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    if dev:
+        overrides["dev"] = True
+    config = _load(config_path, overrides)
+    try:
+        import uvloop
+
+        uvloop.install()
+    except ImportError:
+        pass
+    asyncio.run(_serve(config))
+
+
+async def _serve(config: Config) -> None:
+    from aiohttp import web
+
+    from veche.server import HomeServer
+
+    hs = HomeServer(config)
+    runner = web.AppRunner(hs.make_app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.listen.host, config.listen.port, backlog=4096)
+    await site.start()
+    logger.info(
+        "Veche %s serving %s on http://%s:%s (database: %s%s)", __version__, config.server_name,
+        config.listen.host, config.listen.port, config.database_url.split(":", 1)[0],
+        ", dev mode" if config.dev else "",
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    logger.info("shutting down")
+    await runner.cleanup()
+    await hs.close()
+
+
+@cli.command("generate-config")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Write here instead of stdout.")
+@click.option("--server-name", help="Set server_name in the generated file.")
+def generate_config(output: str | None, server_name: str | None) -> None:
+    """Print a config file with every option and its default."""
+    text = SAMPLE_CONFIG
+    if server_name:
+        text = text.replace('server_name = "localhost:8008"', f'server_name = "{server_name}"', 1)
+    if output:
+        if Path(output).exists():
+            raise click.ClickException(f"{output} exists; not overwriting")
+        Path(output).write_text(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
+def _open_hs(config_path: str | None) -> Any:
+    from veche.server import HomeServer
+
+    return HomeServer(_load(config_path, {}))
+
+
+@cli.command("register-user")
+@click.argument("user")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+@click.option("--password", help="Password (asked for when not given).")
+@click.option("--admin", is_flag=True, help="Make the user a server admin.")
+def register_user(user: str, config_path: str | None, password: str | None, admin: bool) -> None:
+    """Create an account (works whether the server is running or not)."""
+    if password is None:
+        if not sys.stdin.isatty():
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                raise click.ClickException("passwords differ")
+    if not password:
+        raise click.ClickException("an empty password is not allowed")
+    localpart = user[1:].split(":", 1)[0] if user.startswith("@") else user
+
+    async def run() -> str:
+        from veche.errors import MatrixError
+
+        hs = _open_hs(config_path)
+        try:
+            return await hs.accounts.create_user(localpart, password, admin=admin)  # type: ignore[no-any-return]
+        except MatrixError as e:
+            raise click.ClickException(e.error) from e
+        finally:
+            await hs.close()
+
+    click.echo(f"created {asyncio.run(run())}")
+
+
+@cli.command("create-registration-token")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+@click.option("--token", help="The token text (random when not given).")
+@click.option("--uses", type=int, help="How many registrations it allows (unlimited when not given).")
+@click.option("--expires-in-days", type=float, help="Expiry (never when not given).")
+def create_registration_token(config_path: str | None, token: str | None, uses: int | None,
+                              expires_in_days: float | None) -> None:
+    """Create a token for m.login.registration_token registration."""
+    import time
+
+    expiry = int((time.time() + expires_in_days * 86400) * 1000) if expires_in_days else None
+
+    async def run() -> str:
+        hs = _open_hs(config_path)
+        try:
+            return await hs.accounts.create_registration_token(token, uses, expiry)  # type: ignore[no-any-return]
+        finally:
+            await hs.close()
+
+    click.echo(asyncio.run(run()))
+
+
+def main() -> None:
+    cli()

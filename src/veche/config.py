@@ -1,0 +1,193 @@
+"""Server configuration: one TOML file, documented defaults, `VECHE_*` environment overrides.
+
+Environment variables override file values: `VECHE_SERVER_NAME=example.org`, nested keys
+with a double underscore: `VECHE_DATABASE__URL=postgresql://...`. Values are parsed as JSON
+when they parse, else taken as strings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ListenConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8008, ge=0, le=65535)
+
+
+class DatabaseConfig(_Section):
+    # Empty means SQLite at <data_dir>/veche.db.
+    url: str = ""
+    # SQLite only: "NORMAL" survives process crashes (WAL); "FULL" also survives power loss.
+    sqlite_synchronous: str = Field("NORMAL", pattern="^(OFF|NORMAL|FULL|EXTRA)$")
+    pool_size: int = Field(8, ge=1, le=200)
+
+
+class RegistrationConfig(_Section):
+    enabled: bool = False
+    # When set, registration needs an m.login.registration_token (created by the CLI).
+    require_token: bool = False
+
+
+class RateLimit(_Section):
+    per_second: float = Field(gt=0)
+    burst: int = Field(ge=1)
+
+
+class RateLimitsConfig(_Section):
+    enabled: bool = True
+    message: RateLimit = RateLimit(per_second=10, burst=50)
+    login: RateLimit = RateLimit(per_second=0.2, burst=5)
+    registration: RateLimit = RateLimit(per_second=0.2, burst=5)
+    room_create: RateLimit = RateLimit(per_second=0.5, burst=10)
+    invite: RateLimit = RateLimit(per_second=0.5, burst=20)
+    join: RateLimit = RateLimit(per_second=1, burst=20)
+    profile: RateLimit = RateLimit(per_second=1, burst=10)
+    report: RateLimit = RateLimit(per_second=0.1, burst=5)
+
+
+class LimitsConfig(_Section):
+    max_json_body_bytes: int = Field(1024 * 1024, ge=1024)
+    max_sync_timeout_ms: int = Field(120_000, ge=0)
+
+
+class Config(_Section):
+    server_name: str = "localhost:8008"
+    # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
+    public_baseurl: str = ""
+    data_dir: str = "veche-data"
+    # Development mode: open registration (m.login.dummy) and no rate limits.
+    dev: bool = False
+    default_room_version: str = "12"
+    listen: ListenConfig = ListenConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    registration: RegistrationConfig = RegistrationConfig()
+    rate_limits: RateLimitsConfig = RateLimitsConfig()
+    limits: LimitsConfig = LimitsConfig()
+    access_token_lifetime_ms: int | None = Field(None, ge=60_000)
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_baseurl or f"http://{self.server_name}").rstrip("/") + "/"
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{Path(self.data_dir).resolve() / 'veche.db'}"
+
+    @property
+    def registration_open(self) -> bool:
+        return self.dev or self.registration.enabled
+
+    @property
+    def rate_limiting(self) -> bool:
+        return self.rate_limits.enabled and not self.dev
+
+
+class ConfigError(Exception):
+    pass
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, raw in environ.items():
+        if not name.startswith("VECHE_") or name in ("VECHE_CONFIG",):
+            continue
+        path = name[len("VECHE_") :].lower().split("__")
+        try:
+            value: Any = json.loads(raw)
+        except ValueError:
+            value = raw
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def load_config(
+    path: str | None = None,
+    overrides: dict[str, Any] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Config:
+    """Read the file (if any), then the environment, then explicit overrides (CLI flags)."""
+    data: dict[str, Any] = {}
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as e:
+            raise ConfigError(f"config file not found: {path}") from e
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    _merge(data, _env_overrides(dict(os.environ if environ is None else environ)))
+    _merge(data, overrides or {})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in e.errors()
+        )
+        raise ConfigError(f"invalid configuration: {problems}") from e
+
+
+SAMPLE_CONFIG = """\
+# Veche configuration. Every key is optional; shown are the defaults.
+# Environment variables override this file: VECHE_SERVER_NAME, VECHE_DATABASE__URL, ...
+
+# The domain in your users' IDs (@alice:<server_name>). Cannot change after users exist.
+server_name = "localhost:8008"
+# Public URL clients use to reach this server (behind your reverse proxy / TLS).
+public_baseurl = ""
+# Signing key, SQLite database and media live here.
+data_dir = "veche-data"
+# Development mode: open registration with m.login.dummy, rate limits off. Never in production.
+dev = false
+default_room_version = "12"
+
+[listen]
+host = "127.0.0.1"
+port = 8008
+
+[database]
+# Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".
+url = ""
+sqlite_synchronous = "NORMAL"
+pool_size = 8
+
+[registration]
+enabled = false
+require_token = false
+
+[rate_limits]
+enabled = true
+message = { per_second = 10, burst = 50 }
+login = { per_second = 0.2, burst = 5 }
+registration = { per_second = 0.2, burst = 5 }
+room_create = { per_second = 0.5, burst = 10 }
+invite = { per_second = 0.5, burst = 20 }
+join = { per_second = 1, burst = 20 }
+profile = { per_second = 1, burst = 10 }
+report = { per_second = 0.1, burst = 5 }
+
+[limits]
+max_json_body_bytes = 1048576
+max_sync_timeout_ms = 120000
+"""

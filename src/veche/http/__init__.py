@@ -1,0 +1,1 @@
+"""Thin HTTP layer: one module per client-server API module of the spec."""

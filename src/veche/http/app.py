@@ -1,0 +1,69 @@
+"""The aiohttp application: routing, Matrix error bodies, CORS, body size limits."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from veche.errors import MatrixError
+from veche.http.base import Handler, json_response
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, PUT, DELETE, OPTIONS",
+    "Access-Control-Allow-Headers": "X-Requested-With, Content-Type, Authorization, Date",
+    "Access-Control-Expose-Headers": "Content-Disposition, Content-Length, Content-Range, Content-Type",
+}
+
+
+def _error(status: int, errcode: str, error: str, **extra: object) -> web.Response:
+    resp = json_response({"errcode": errcode, "error": error, **extra}, status=status)
+    if status == 429 and "retry_after_ms" in extra:
+        resp.headers["Retry-After"] = str(max(1, int(extra["retry_after_ms"]) // 1000))  # type: ignore[call-overload]
+    return resp
+
+
+@web.middleware
+async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == "OPTIONS":
+        resp: web.StreamResponse = web.Response(status=204)
+    else:
+        try:
+            resp = await handler(request)
+        except MatrixError as e:
+            resp = _error(e.status, e.errcode, e.error, **e.extra)
+        except web.HTTPRequestEntityTooLarge:
+            resp = _error(413, "M_TOO_LARGE", "Request body too large")
+        except web.HTTPMethodNotAllowed:
+            resp = _error(405, "M_UNRECOGNIZED", "Method not allowed for this endpoint")
+        except web.HTTPNotFound:
+            resp = _error(404, "M_UNRECOGNIZED", "Unrecognized request")
+        except web.HTTPException as e:
+            resp = _error(e.status, "M_UNKNOWN", e.reason)
+        except Exception:
+            logger.exception("error handling %s %s", request.method, request.path)
+            resp = _error(500, "M_UNKNOWN", "Internal server error")
+    if not resp.prepared:
+        resp.headers.update(CORS_HEADERS)
+    return resp
+
+
+def make_app(hs: HomeServer) -> web.Application:
+    from veche.http import modules
+
+    app = web.Application(
+        middlewares=[matrix_middleware],
+        client_max_size=hs.config.limits.max_json_body_bytes,
+        handler_args={"access_log": None},
+    )
+    app["hs"] = hs
+    for routes in modules.all_routes():
+        app.router.add_routes(routes)
+    return app

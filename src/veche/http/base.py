@@ -1,0 +1,110 @@
+"""Request helpers shared by every endpoint module: JSON bodies, auth, responses."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from aiohttp import web
+
+from veche.errors import MatrixError, bad_json, invalid_param
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+    from veche.services.auth import Requester
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CLIENT_V3 = "/_matrix/client/v3"
+CLIENT_V1 = "/_matrix/client/v1"
+
+
+def hs_of(request: web.Request) -> HomeServer:
+    return request.app["hs"]  # type: ignore[no-any-return]
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json"
+    )
+
+
+async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
+    """The request body as a JSON object: M_NOT_JSON if unparseable, M_BAD_JSON if no object."""
+    raw = await request.read()
+    if not raw.strip():
+        if allow_empty:
+            return {}
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+    if not isinstance(body, dict):
+        raise bad_json("Body must be a JSON object")
+    return body
+
+
+async def requester(request: web.Request, *, allow_expired: bool = False) -> Requester:
+    """The authenticated user of this request (M_MISSING_TOKEN / M_UNKNOWN_TOKEN otherwise)."""
+    cached = request.get("requester")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    token = access_token_of(request)
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token.")
+    req = await hs_of(request).auth.get_requester(token)
+    request["requester"] = req
+    return req
+
+
+def access_token_of(request: web.Request) -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        scheme, _, value = header.partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header.")
+        return value.strip()
+    # Deprecated in the spec but still sent by some clients and bots.
+    return request.query.get("access_token")
+
+
+def query_int(
+    request: web.Request, name: str, default: int | None = None, *, minimum: int = 0,
+    maximum: int | None = None,
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise invalid_param(f"{name} must be an integer") from None
+    if value < minimum:
+        raise invalid_param(f"{name} must be >= {minimum}")
+    if maximum is not None:
+        value = min(value, maximum)
+    return value
+
+
+def query_bool(request: web.Request, name: str, default: bool = False) -> bool:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw in ("true", "1"):
+        return True
+    if raw in ("false", "0"):
+        return False
+    raise invalid_param(f"{name} must be true or false")
+
+
+def require_str(body: dict[str, Any], key: str, *, optional: bool = False) -> Any:
+    value = body.get(key)
+    if value is None:
+        if optional:
+            return None
+        raise MatrixError(400, "M_MISSING_PARAM", f"Missing {key}")
+    if not isinstance(value, str):
+        raise bad_json(f"{key} must be a string")
+    return value

@@ -1,0 +1,47 @@
+"""Server discovery: /versions, .well-known (spec: client-server API "Server Discovery")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from veche import __version__
+from veche.http.base import hs_of, json_response
+
+routes = web.RouteTableDef()
+
+SUPPORTED_VERSIONS = [
+    "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9",
+    "v1.10", "v1.11", "v1.12", "v1.13", "v1.14", "v1.15",
+]
+
+
+@routes.get("/_matrix/client/versions")
+async def versions(request: web.Request) -> web.Response:
+    return json_response({
+        "versions": SUPPORTED_VERSIONS,
+        "unstable_features": {
+            "org.matrix.msc3575": False,
+            "org.matrix.e2e_cross_signing": True,
+            "org.matrix.msc2285.stable": True,
+            "org.matrix.msc3440.stable": True,
+            "org.matrix.msc3771": True,
+            "org.matrix.msc3773": True,
+        },
+        "server": {"name": "veche", "version": __version__},
+    })
+
+
+@routes.get("/.well-known/matrix/client")
+async def well_known_client(request: web.Request) -> web.Response:
+    base = hs_of(request).config.base_url.rstrip("/")
+    return json_response({"m.homeserver": {"base_url": base}})
+
+
+@routes.get("/.well-known/matrix/server")
+async def well_known_server(request: web.Request) -> web.Response:
+    return json_response({"m.server": hs_of(request).config.server_name})
+
+
+@routes.get("/")
+async def root(request: web.Request) -> web.Response:
+    return web.Response(text="Veche Matrix homeserver is running.\n")

@@ -1,0 +1,58 @@
+"""Wakes long-polling /sync requests when something they care about happens.
+
+The interface is deliberately small so that a multi-worker deployment can swap in a
+NATS or Redis implementation that forwards `notify` calls between processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Iterable
+
+
+class Notifier:
+    """In-process notifier.
+
+    Keys are user IDs and room IDs. `counter` increases on every notify; a waiter passes
+    the counter it read before computing its (empty) response, so a notify that happened
+    in between wakes it at once instead of being lost.
+    """
+
+    def __init__(self) -> None:
+        self.counter = 0
+        self._last: dict[str, int] = {}
+        self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+
+    def notify(self, keys: Iterable[str]) -> None:
+        self.counter += 1
+        for key in keys:
+            self._last[key] = self.counter
+            waiters = self._waiters.pop(key, None)
+            if waiters:
+                for fut in waiters:
+                    if not fut.done():
+                        fut.set_result(None)
+
+    async def wait(self, keys: Iterable[str], after: int, timeout: float) -> bool:
+        """Wait until one of `keys` is notified after `after`; False on timeout."""
+        keys = list(keys)
+        if any(self._last.get(k, 0) > after for k in keys):
+            return True
+        if timeout <= 0:
+            return False
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for key in keys:
+            self._waiters[key].add(fut)
+        try:
+            await asyncio.wait_for(fut, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            for key in keys:
+                waiters = self._waiters.get(key)
+                if waiters is not None:
+                    waiters.discard(fut)
+                    if not waiters:
+                        del self._waiters[key]

@@ -1,0 +1,157 @@
+"""The HomeServer: configuration, database, signing key and services, wired together.
+
+Services are created lazily on first use, each from its own module under veche.services.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from veche.config import Config
+from veche.notifier import Notifier
+from veche.ratelimit import RateLimiter
+from veche.storage.database import Database, open_database
+from veche.streams import StreamIdGenerator
+
+if TYPE_CHECKING:
+    from signedjson.key import SigningKey
+
+    from veche.services.account_data import AccountDataService
+    from veche.services.accounts import AccountService
+    from veche.services.auth import AuthService
+    from veche.services.events import EventService
+    from veche.services.presence import PresenceService
+    from veche.services.push import PushService
+    from veche.services.receipts import ReceiptService
+    from veche.services.rooms import RoomService
+    from veche.services.sync import SyncService
+    from veche.services.typing import TypingService
+
+logger = logging.getLogger(__name__)
+
+# Tables whose rows carry a position of the server-wide stream, and that position's column.
+STREAM_TABLES: dict[str, str] = {"events": "stream_ordering"}
+
+
+def register_stream_table(table: str, column: str = "stream_id") -> None:
+    """Modules that add stream-positioned tables call this so positions never repeat."""
+    STREAM_TABLES[table] = column
+
+
+class HomeServer:
+    def __init__(self, config: Config, db: Database | None = None) -> None:
+        self.config = config
+        self.server_name = config.server_name
+        self.data_dir = Path(config.data_dir)
+        self.db = db or open_database(
+            config.database_url,
+            sqlite_synchronous=config.database.sqlite_synchronous,
+            pool_size=config.database.pool_size,
+        )
+        self.notifier = Notifier()
+        self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
+        self.stream = StreamIdGenerator(self._max_stream_position())
+        self._background: set[asyncio.Task[Any]] = set()
+
+    def _max_stream_position(self) -> int:
+        import veche.services  # noqa: F401  (modules register their stream tables on import)
+        from veche.services import load_all
+
+        load_all()
+        sql = " UNION ALL ".join(
+            f"SELECT MAX({col}) FROM {table}" for table, col in STREAM_TABLES.items()
+        )
+
+        def read(txn: Any) -> int:
+            return max((r[0] or 0) for r in txn.fetchall(sql))
+
+        return self.db.run_sync(read)  # type: ignore[attr-defined,no-any-return]
+
+    @cached_property
+    def signing_key(self) -> SigningKey:
+        from veche.keys import load_or_create_signing_key
+
+        return load_or_create_signing_key(self.data_dir)
+
+    def run_in_background(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # --- services -------------------------------------------------------------------
+    @cached_property
+    def auth(self) -> AuthService:
+        from veche.services.auth import AuthService
+
+        return AuthService(self)
+
+    @cached_property
+    def accounts(self) -> AccountService:
+        from veche.services.accounts import AccountService
+
+        return AccountService(self)
+
+    @cached_property
+    def events(self) -> EventService:
+        from veche.services.events import EventService
+
+        return EventService(self)
+
+    @cached_property
+    def rooms(self) -> RoomService:
+        from veche.services.rooms import RoomService
+
+        return RoomService(self)
+
+    @cached_property
+    def sync(self) -> SyncService:
+        from veche.services.sync import SyncService
+
+        return SyncService(self)
+
+    @cached_property
+    def typing(self) -> TypingService:
+        from veche.services.typing import TypingService
+
+        return TypingService(self)
+
+    @cached_property
+    def receipts(self) -> ReceiptService:
+        from veche.services.receipts import ReceiptService
+
+        return ReceiptService(self)
+
+    @cached_property
+    def account_data(self) -> AccountDataService:
+        from veche.services.account_data import AccountDataService
+
+        return AccountDataService(self)
+
+    @cached_property
+    def push(self) -> PushService:
+        from veche.services.push import PushService
+
+        return PushService(self)
+
+    @cached_property
+    def presence(self) -> PresenceService:
+        from veche.services.presence import PresenceService
+
+        return PresenceService(self)
+
+    # --- lifecycle --------------------------------------------------------------------
+    def make_app(self) -> web.Application:
+        from veche.http.app import make_app
+
+        return make_app(self)
+
+    async def close(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        self.db.close()

@@ -1,0 +1,249 @@
+"""The event pipeline: build, authorise, sign, persist and announce a room event.
+
+Each room has one lock, so events of a room are created one at a time on top of the
+room's current state: rooms on this server form a linear chain of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from veche.core import auth as auth_rules
+from veche.core import events as event_format
+from veche.core.redaction import redact_event
+from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from veche.errors import MatrixError, forbidden, not_found
+from veche.storage import events as store
+from veche.storage.database import Txn
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+
+# PDU keys that clients see (client-server API "Room Event Format").
+CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
+
+
+def client_event(event: dict[str, Any], *, now_ms: int | None = None) -> dict[str, Any]:
+    """The client form of a stored PDU (its unsigned section copied, age filled in)."""
+    out = {k: event[k] for k in CLIENT_KEYS if k in event}
+    if "redacts" in event:
+        out["redacts"] = event["redacts"]
+    unsigned = dict(event.get("unsigned") or {})
+    unsigned["age"] = max(0, (now_ms or int(time.time() * 1000)) - event["origin_server_ts"])
+    out["unsigned"] = unsigned
+    return out
+
+
+class EventService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._versions: OrderedDict[str, RoomVersion] = OrderedDict()
+
+    def room_lock(self, room_id: str) -> asyncio.Lock:
+        lock = self._locks.get(room_id)
+        if lock is None:
+            if len(self._locks) > 10_000:
+                for key in [k for k, v in self._locks.items() if not v.locked()]:
+                    del self._locks[key]
+            lock = self._locks[room_id] = asyncio.Lock()
+        return lock
+
+    async def room_version(self, room_id: str) -> RoomVersion:
+        rv = self._versions.get(room_id)
+        if rv is None:
+            ident = await self.hs.db.run(store.get_room_version, room_id)
+            if ident is None:
+                raise not_found("Unknown room")
+            rv = self._versions[room_id] = KNOWN_ROOM_VERSIONS[ident]
+            if len(self._versions) > 100_000:
+                self._versions.popitem(last=False)
+        return rv
+
+    async def send(
+        self,
+        room_id: str,
+        sender: str,
+        event_type: str,
+        content: dict[str, Any],
+        state_key: str | None = None,
+        *,
+        txn_key: tuple[str, str] | None = None,
+        redacts: str | None = None,
+    ) -> dict[str, Any]:
+        """Create and persist an event; returns the stored PDU.
+
+        txn_key is (device_id, txn_id): a retried send with the same key returns the
+        event created the first time instead of a new one.
+        """
+        rv = await self.room_version(room_id)
+        async with self.room_lock(room_id):
+            return await self._send_locked(
+                rv, room_id, sender, event_type, content, state_key, txn_key, redacts
+            )
+
+    async def _send_locked(
+        self, rv: RoomVersion, room_id: str, sender: str, event_type: str,
+        content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
+        redacts: str | None,
+    ) -> dict[str, Any]:
+        if txn_key is not None:
+            existing = await self.hs.db.run(
+                lambda t: _existing_txn_event(t, sender, txn_key)
+            )
+            if existing is not None:
+                return existing
+        with self.hs.stream.get_next() as pos:
+            event = await self.hs.db.run(
+                self._build_and_persist_txn, rv, room_id, sender, event_type, content,
+                state_key, txn_key, redacts, pos,
+            )
+        self._announce(event)
+        return event
+
+    def _build_and_persist_txn(
+        self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
+        content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
+        redacts: str | None, pos: int,
+    ) -> dict[str, Any]:
+        extremity = store.get_extremity(txn, room_id)
+        if extremity is None:
+            raise not_found("Unknown room")
+        prev_id, prev_depth = extremity
+        event: dict[str, Any] = {
+            "type": event_type,
+            "room_id": room_id,
+            "sender": sender,
+            "content": content,
+            "origin_server_ts": int(time.time() * 1000),
+            "prev_events": [prev_id],
+            "depth": prev_depth + 1,
+        }
+        if state_key is not None:
+            event["state_key"] = state_key
+        if redacts is not None:
+            # v11+ carry redacts in content; older versions at the top level.
+            if rv.identifier in ("10",):
+                event["redacts"] = redacts
+            else:
+                event["content"] = {**content, "redacts": redacts}
+        auth_keys = auth_rules.auth_types_for_event(rv, event)
+        state_ids = store.get_current_state_ids(txn, room_id)
+        create_key = ("m.room.create", "")
+        needed = {k: state_ids[k] for k in auth_keys if k in state_ids}
+        lookup = dict(needed)
+        if create_key in state_ids:
+            lookup[create_key] = state_ids[create_key]
+        auth_events = store.get_events(txn, list(lookup.values()))
+        auth_state = {k: auth_events[eid] for k, eid in lookup.items()}
+        event["auth_events"] = sorted(needed.values())
+        try:
+            event_format.check_event_size_limits(event)
+        except ValueError as e:
+            raise MatrixError(413, "M_TOO_LARGE", str(e)) from None
+        try:
+            auth_rules.check_auth_rules(rv, event, auth_state)
+        except auth_rules.AuthError as e:
+            raise forbidden(str(e)) from None
+        if event_type == "m.room.redaction" and redacts is not None:
+            self._check_redaction(txn, rv, event, redacts, auth_state)
+        event = self._sign(event, rv)
+        if state_key is not None:
+            prev_state = state_ids.get((event_type, state_key))
+            if prev_state is not None:
+                prev = store.get_event(txn, prev_state)
+                unsigned: dict[str, Any] = {"replaces_state": prev_state}
+                if prev is not None:
+                    unsigned["prev_content"] = prev["content"]
+                    unsigned["prev_sender"] = prev["sender"]
+                event["unsigned"] = unsigned
+        key = (sender, txn_key[0], txn_key[1]) if txn_key else None
+        store.persist_event(txn, event, pos, key)
+        if event_type == "m.room.redaction" and redacts is not None:
+            self._apply_redaction(txn, rv, event, redacts)
+        return event
+
+    def _sign(self, event: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
+        key = self.hs.signing_key
+        signed = event_format.sign_event(event, self.hs.server_name, key)
+        signed["event_id"] = event_format.compute_event_id(signed, rv)
+        return signed
+
+    def _check_redaction(
+        self, txn: Txn, rv: RoomVersion, event: dict[str, Any], redacts: str,
+        auth_state: dict[tuple[str, str], dict[str, Any]],
+    ) -> None:
+        target = store.get_event(txn, redacts)
+        if target is None or target["room_id"] != event["room_id"]:
+            raise not_found("Event to redact not found")
+        if target["sender"] == event["sender"]:
+            return
+        pl = auth_state.get(("m.room.power_levels", ""), {}).get("content", {})
+        level = auth_rules.get_user_power_level(event["sender"], auth_state, rv)
+        if level < auth_rules.get_named_level(pl, "redact", 50):
+            raise forbidden("You may not redact other users' events")
+
+    def _apply_redaction(self, txn: Txn, rv: RoomVersion, redaction: dict[str, Any], redacts: str) -> None:
+        target = store.get_event(txn, redacts)
+        if target is None or target.get("unsigned", {}).get("redacted_because"):
+            return
+        pruned = redact_event(target, rv)
+        pruned["event_id"] = target["event_id"]
+        pruned["unsigned"] = {"redacted_because": client_event(redaction)}
+        store.apply_redaction(txn, redacts, pruned, redaction["event_id"])
+
+    def _announce(self, event: dict[str, Any]) -> None:
+        keys = [event["room_id"]]
+        if event["type"] == "m.room.member":
+            keys.append(event["state_key"])
+        self.hs.notifier.notify(keys)
+
+    async def create_room(
+        self, creator: str, rv: RoomVersion, create_content: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Persist a new room's m.room.create event; returns it (its room_id included)."""
+        now = int(time.time() * 1000)
+        event: dict[str, Any] = {
+            "type": "m.room.create",
+            "sender": creator,
+            "state_key": "",
+            "content": create_content,
+            "origin_server_ts": now,
+            "prev_events": [],
+            "auth_events": [],
+            "depth": 1,
+        }
+        if not rv.room_id_is_create_event_hash:
+            event["room_id"] = f"!{_random_localpart()}:{self.hs.server_name}"
+        try:
+            auth_rules.check_auth_rules(rv, event, {})
+        except auth_rules.AuthError as e:
+            raise MatrixError(400, "M_BAD_JSON", f"Invalid m.room.create content: {e}") from None
+        event = self._sign(event, rv)
+        if rv.room_id_is_create_event_hash:
+            event["room_id"] = event_format.room_id_from_create_event_id(event["event_id"])
+
+        def persist(txn: Txn, pos: int) -> None:
+            store.insert_room(txn, event["room_id"], rv.identifier, creator, now)
+            store.persist_event(txn, event, pos)
+
+        with self.hs.stream.get_next() as pos:
+            await self.hs.db.run(persist, pos)
+        self._versions[event["room_id"]] = rv
+        self._announce(event)
+        return event
+
+
+def _existing_txn_event(txn: Txn, sender: str, txn_key: tuple[str, str]) -> dict[str, Any] | None:
+    event_id = store.get_event_for_txn_id(txn, sender, txn_key[0], txn_key[1])
+    return store.get_event(txn, event_id) if event_id else None
+
+
+def _random_localpart() -> str:
+    import secrets
+    import string
+
+    return "".join(secrets.choice(string.ascii_letters) for _ in range(18))

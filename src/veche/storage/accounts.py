@@ -1,0 +1,89 @@
+"""Users, devices and tokens."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from veche.storage.database import Txn
+
+
+def create_user(
+    txn: Txn, user_id: str, password_hash: str | None, now_ms: int, *, admin: bool = False
+) -> None:
+    txn.execute(
+        "INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?, ?, ?, ?)",
+        (user_id, password_hash, int(admin), now_ms),
+    )
+
+
+def get_user(txn: Txn, user_id: str) -> dict[str, Any] | None:
+    row = txn.fetchone(
+        "SELECT user_id, password_hash, is_admin, deactivated, displayname, avatar_url"
+        " FROM users WHERE user_id = ?",
+        (user_id,),
+    )
+    if row is None:
+        return None
+    return {
+        "user_id": row[0], "password_hash": row[1], "is_admin": bool(row[2]),
+        "deactivated": bool(row[3]), "displayname": row[4], "avatar_url": row[5],
+    }
+
+
+def user_exists(txn: Txn, user_id: str) -> bool:
+    return txn.fetchone("SELECT 1 FROM users WHERE user_id = ?", (user_id,)) is not None
+
+
+def upsert_device(
+    txn: Txn, user_id: str, device_id: str, display_name: str | None, now_ms: int
+) -> bool:
+    """Create the device if new (returns True); an existing device keeps its name."""
+    exists = txn.fetchone(
+        "SELECT 1 FROM devices WHERE user_id = ? AND device_id = ?", (user_id, device_id)
+    )
+    if exists:
+        return False
+    txn.execute(
+        "INSERT INTO devices (user_id, device_id, display_name, created_ts, last_seen_ts)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (user_id, device_id, display_name, now_ms, now_ms),
+    )
+    return True
+
+
+def add_access_token(
+    txn: Txn, token_hash: str, user_id: str, device_id: str, now_ms: int,
+    valid_until_ms: int | None = None, refresh_token_hash: str | None = None,
+) -> None:
+    txn.execute(
+        "INSERT INTO access_tokens (token_hash, user_id, device_id, created_ts, valid_until_ms,"
+        " refresh_token_hash) VALUES (?, ?, ?, ?, ?, ?)",
+        (token_hash, user_id, device_id, now_ms, valid_until_ms, refresh_token_hash),
+    )
+
+
+def get_access_token(txn: Txn, token_hash: str) -> tuple[str, str, int | None] | None:
+    """(user_id, device_id, valid_until_ms) of a live token of an active user."""
+    row = txn.fetchone(
+        "SELECT t.user_id, t.device_id, t.valid_until_ms FROM access_tokens t"
+        " JOIN users u ON u.user_id = t.user_id"
+        " WHERE t.token_hash = ? AND u.deactivated = 0",
+        (token_hash,),
+    )
+    return (row[0], row[1], row[2]) if row else None
+
+
+def delete_access_tokens(
+    txn: Txn, user_id: str, device_id: str | None = None, *, except_hash: str | None = None
+) -> list[str]:
+    """Delete tokens of a device (or all of the user's); returns the hashes deleted."""
+    sql = "SELECT token_hash FROM access_tokens WHERE user_id = ?"
+    args: list[Any] = [user_id]
+    if device_id is not None:
+        sql += " AND device_id = ?"
+        args.append(device_id)
+    hashes = [r[0] for r in txn.fetchall(sql, args) if r[0] != except_hash]
+    if hashes:
+        clause, values = txn.in_list("token_hash", hashes)
+        txn.execute(f"DELETE FROM access_tokens WHERE {clause}", values)
+    return hashes

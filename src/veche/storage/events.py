@@ -1,0 +1,194 @@
+"""Room events, current state and membership."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import orjson
+
+from veche.storage.database import Txn
+
+StateKey = tuple[str, str]
+
+
+def get_room_version(txn: Txn, room_id: str) -> str | None:
+    return txn.fetchval("SELECT room_version FROM rooms WHERE room_id = ?", (room_id,))  # type: ignore[no-any-return]
+
+
+def insert_room(txn: Txn, room_id: str, room_version: str, creator: str, now_ms: int) -> None:
+    txn.execute(
+        "INSERT INTO rooms (room_id, room_version, creator, created_ts) VALUES (?, ?, ?, ?)",
+        (room_id, room_version, creator, now_ms),
+    )
+
+
+def get_events(txn: Txn, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Stored events by ID (the PDU JSON, already pruned if redacted)."""
+    out: dict[str, dict[str, Any]] = {}
+    ids = list(dict.fromkeys(event_ids))
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("event_id", ids[i : i + 500])
+        for event_id, raw in txn.fetchall(f"SELECT event_id, json FROM events WHERE {clause}", args):
+            out[event_id] = orjson.loads(raw)
+    return out
+
+
+def get_event(txn: Txn, event_id: str) -> dict[str, Any] | None:
+    raw = txn.fetchval("SELECT json FROM events WHERE event_id = ?", (event_id,))
+    return orjson.loads(raw) if raw is not None else None
+
+
+def get_event_position(txn: Txn, event_id: str) -> tuple[str, int] | None:
+    """(room_id, stream_ordering) of an event."""
+    row = txn.fetchone("SELECT room_id, stream_ordering FROM events WHERE event_id = ?", (event_id,))
+    return (row[0], row[1]) if row else None
+
+
+def get_current_state_ids(
+    txn: Txn, room_id: str, keys: Iterable[StateKey] | None = None
+) -> dict[StateKey, str]:
+    rows = txn.fetchall(
+        "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
+    )
+    state = {(t, sk): eid for t, sk, eid in rows}
+    if keys is not None:
+        wanted = set(keys)
+        state = {k: v for k, v in state.items() if k in wanted}
+    return state
+
+
+def get_current_state(
+    txn: Txn, room_id: str, keys: Iterable[StateKey] | None = None
+) -> dict[StateKey, dict[str, Any]]:
+    ids = get_current_state_ids(txn, room_id, keys)
+    events = get_events(txn, list(ids.values()))
+    return {k: events[eid] for k, eid in ids.items() if eid in events}
+
+
+def get_state_ids_at(txn: Txn, room_id: str, stream_ordering: int) -> dict[StateKey, str]:
+    """The room's state after the event at `stream_ordering` (rooms here are linear)."""
+    rows = txn.fetchall(
+        "SELECT e.type, e.state_key, e.event_id FROM events e"
+        " JOIN (SELECT type, state_key, MAX(stream_ordering) AS so FROM events"
+        "       WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ?"
+        "       GROUP BY type, state_key) s"
+        " ON e.stream_ordering = s.so",
+        (room_id, stream_ordering),
+    )
+    return {(t, sk): eid for t, sk, eid in rows}
+
+
+def get_extremity(txn: Txn, room_id: str) -> tuple[str, int] | None:
+    row = txn.fetchone("SELECT event_id, depth FROM room_extremities WHERE room_id = ?", (room_id,))
+    return (row[0], row[1]) if row else None
+
+
+def get_event_for_txn_id(txn: Txn, user_id: str, device_id: str, txn_id: str) -> str | None:
+    return txn.fetchval(  # type: ignore[no-any-return]
+        "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
+        (user_id, device_id, txn_id),
+    )
+
+
+def get_membership(txn: Txn, room_id: str, user_id: str) -> tuple[str, str] | None:
+    """(membership, event_id) of a user in a room."""
+    row = txn.fetchone(
+        "SELECT membership, event_id FROM room_memberships WHERE room_id = ? AND user_id = ?",
+        (room_id, user_id),
+    )
+    return (row[0], row[1]) if row else None
+
+
+def get_rooms_for_user(txn: Txn, user_id: str, memberships: Sequence[str] = ("join",)) -> list[str]:
+    clause, args = txn.in_list("membership", memberships)
+    return [
+        r[0] for r in txn.fetchall(
+            f"SELECT room_id FROM room_memberships WHERE user_id = ? AND {clause}",
+            [user_id, *args],
+        )
+    ]
+
+
+def get_room_members(txn: Txn, room_id: str, membership: str = "join") -> list[str]:
+    return [
+        r[0] for r in txn.fetchall(
+            "SELECT user_id FROM room_memberships WHERE room_id = ? AND membership = ?",
+            (room_id, membership),
+        )
+    ]
+
+
+def _relation(event: dict[str, Any]) -> tuple[str | None, str | None, str | None]:
+    """(relates_to_id, rel_type, thread_id) from content.m.relates_to."""
+    content = event.get("content")
+    rel = content.get("m.relates_to") if isinstance(content, dict) else None
+    if not isinstance(rel, dict):
+        return None, None, None
+    target, rel_type = rel.get("event_id"), rel.get("rel_type")
+    if not isinstance(target, str):
+        return None, None, None
+    if not isinstance(rel_type, str):
+        rel_type = None  # a plain reply (m.in_reply_to) has no rel_type
+    thread_id = target if rel_type == "m.thread" else None
+    return target, rel_type, thread_id
+
+
+def persist_event(
+    txn: Txn, event: dict[str, Any], stream_ordering: int,
+    txn_key: tuple[str, str, str] | None = None,
+) -> None:
+    """Store an accepted event and apply it to current state and membership."""
+    room_id, event_id = event["room_id"], event["event_id"]
+    state_key = event.get("state_key")
+    relates_to, rel_type, thread_id = _relation(event)
+    if thread_id is None and relates_to is not None:
+        # An event relating to a thread reply (e.g. a reaction) belongs to that thread.
+        thread_id = txn.fetchval("SELECT thread_id FROM events WHERE event_id = ?", (relates_to,))
+    stored = {k: v for k, v in event.items() if k != "event_id"}
+    stored["event_id"] = event_id
+    txn.execute(
+        "INSERT INTO events (stream_ordering, event_id, room_id, depth, type, state_key, sender,"
+        " origin_server_ts, relates_to_id, rel_type, thread_id, json)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            stream_ordering, event_id, room_id, event["depth"], event["type"], state_key,
+            event["sender"], event["origin_server_ts"], relates_to, rel_type, thread_id,
+            orjson.dumps(stored).decode(),
+        ),
+    )
+    txn.execute(
+        "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?, ?, ?)"
+        " ON CONFLICT (room_id) DO UPDATE SET event_id = excluded.event_id, depth = excluded.depth",
+        (room_id, event_id, event["depth"]),
+    )
+    if txn_key is not None:
+        txn.execute(
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)",
+            (*txn_key, event_id),
+        )
+    if state_key is None:
+        return
+    txn.execute(
+        "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
+        " SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+        (room_id, event["type"], state_key, event_id, stream_ordering),
+    )
+    if event["type"] == "m.room.member":
+        membership = event["content"]["membership"]
+        txn.execute(
+            "INSERT INTO room_memberships (user_id, room_id, membership, event_id,"
+            " stream_ordering, sender, forgotten) VALUES (?, ?, ?, ?, ?, ?, 0)"
+            " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,"
+            " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
+            " sender = excluded.sender, forgotten = 0",
+            (state_key, room_id, membership, event_id, stream_ordering, event["sender"]),
+        )
+
+
+def apply_redaction(txn: Txn, target_id: str, redacted_json: dict[str, Any], redaction_id: str) -> None:
+    txn.execute(
+        "UPDATE events SET json = ?, redacted_by = ? WHERE event_id = ?",
+        (orjson.dumps(redacted_json).decode(), redaction_id, target_id),
+    )

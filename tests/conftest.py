@@ -148,8 +148,28 @@ def homeserver(server: ServerProcess) -> ServerProcess:
     return server
 
 
+# (method, spec path template) of every response checked against the spec in this session.
+VALIDATED: set[tuple[str, str]] = set()
+
+
+def check_against_spec(method: str, path: str, status: int, body: Any) -> None:
+    """Validate a successful client-server API response against the spec's schema."""
+    try:
+        from tests.spec_schema import validate_response
+    except ImportError:  # harness not written yet
+        return
+    if not (200 <= status < 300) or not path.startswith("/_matrix/client"):
+        return
+    template = validate_response(method, path.split("?", 1)[0], status, body)
+    if template:
+        VALIDATED.add((method.upper(), template))
+
+
 class Client:
-    """A minimal raw client-server API client for endpoint tests."""
+    """A minimal raw client-server API client for endpoint tests.
+
+    Every successful response is validated against the spec's response schema.
+    """
 
     def __init__(self, session: aiohttp.ClientSession, base_url: str) -> None:
         self.session = session
@@ -178,7 +198,9 @@ class Client:
                 body = await resp.json(content_type=None) if raw else None
             except ValueError:
                 body = raw
-            return resp.status, body
+        if resp.content_type == "application/json":
+            check_against_spec(method, path, resp.status, body)
+        return resp.status, body
 
     async def get(self, path: str, **kw: Any) -> tuple[int, Any]:
         return await self.request("GET", path, **kw)

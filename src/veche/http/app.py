@@ -24,7 +24,9 @@ CORS_HEADERS = {
 
 
 def _error(status: int, errcode: str, error: str, **extra: object) -> web.Response:
-    resp = json_response({"errcode": errcode, "error": error, **extra}, status=status)
+    # An empty errcode is a user-interactive auth challenge: flows and session only.
+    body = {"errcode": errcode, "error": error, **extra} if errcode else dict(extra)
+    resp = json_response(body, status=status)
     if status == 429 and "retry_after_ms" in extra:
         resp.headers["Retry-After"] = str(max(1, int(extra["retry_after_ms"]) // 1000))  # type: ignore[call-overload]
     return resp

@@ -141,6 +141,10 @@ class EventService:
         auth_state = {k: auth_events[eid] for k, eid in lookup.items()}
         event["auth_events"] = sorted(needed.values())
         try:
+            event_format.validate_content(event_type, content)
+        except ValueError as e:
+            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        try:
             event_format.check_event_size_limits(event)
         except ValueError as e:
             raise MatrixError(413, "M_TOO_LARGE", str(e)) from None

@@ -87,3 +87,113 @@ def delete_access_tokens(
         clause, values = txn.in_list("token_hash", hashes)
         txn.execute(f"DELETE FROM access_tokens WHERE {clause}", values)
     return hashes
+
+
+def add_refresh_token(txn: Txn, token_hash: str, user_id: str, device_id: str, now_ms: int) -> None:
+    txn.execute(
+        "INSERT INTO refresh_tokens (token_hash, user_id, device_id, created_ts) VALUES (?, ?, ?, ?)",
+        (token_hash, user_id, device_id, now_ms),
+    )
+
+
+def get_refresh_token(txn: Txn, token_hash: str) -> tuple[str, str] | None:
+    row = txn.fetchone(
+        "SELECT user_id, device_id FROM refresh_tokens WHERE token_hash = ?", (token_hash,)
+    )
+    return (row[0], row[1]) if row else None
+
+
+def delete_refresh_token(txn: Txn, token_hash: str) -> None:
+    txn.execute("DELETE FROM refresh_tokens WHERE token_hash = ?", (token_hash,))
+
+
+def delete_refresh_tokens(txn: Txn, user_id: str, device_id: str | None) -> None:
+    if device_id is None:
+        txn.execute("DELETE FROM refresh_tokens WHERE user_id = ?", (user_id,))
+    else:
+        txn.execute("DELETE FROM refresh_tokens WHERE user_id = ? AND device_id = ?",
+                    (user_id, device_id))
+
+
+def delete_access_tokens_for_refresh(txn: Txn, refresh_hash: str) -> list[str]:
+    hashes = [r[0] for r in txn.fetchall(
+        "SELECT token_hash FROM access_tokens WHERE refresh_token_hash = ?", (refresh_hash,))]
+    txn.execute("DELETE FROM access_tokens WHERE refresh_token_hash = ?", (refresh_hash,))
+    return hashes
+
+
+def add_registration_token(txn: Txn, token: str, uses_allowed: int | None, expiry: int | None) -> None:
+    txn.execute(
+        "INSERT INTO registration_tokens (token, uses_allowed, expiry_time) VALUES (?, ?, ?)",
+        (token, uses_allowed, expiry),
+    )
+
+
+def registration_token_usable(txn: Txn, token: str, now_ms: int) -> bool:
+    row = txn.fetchone(
+        "SELECT uses_allowed, completed, expiry_time FROM registration_tokens WHERE token = ?",
+        (token,),
+    )
+    if row is None:
+        return False
+    uses, completed, expiry = row
+    return (uses is None or completed < uses) and (expiry is None or expiry > now_ms)
+
+
+def consume_registration_token(txn: Txn, token: str, now_ms: int) -> bool:
+    if not registration_token_usable(txn, token, now_ms):
+        return False
+    txn.execute("UPDATE registration_tokens SET completed = completed + 1 WHERE token = ?", (token,))
+    return True
+
+
+def create_uia_session(
+    txn: Txn, session_id: str, uri: str, method: str, user_id: str | None, now_ms: int
+) -> None:
+    txn.execute(
+        "INSERT INTO ui_auth_sessions (session_id, created_ts, uri, method, user_id)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (session_id, now_ms, uri, method, user_id),
+    )
+
+
+def get_uia_session(txn: Txn, session_id: str) -> dict[str, Any] | None:
+    import json
+
+    row = txn.fetchone(
+        "SELECT uri, method, user_id, completed_json FROM ui_auth_sessions WHERE session_id = ?",
+        (session_id,),
+    )
+    if row is None:
+        return None
+    return {"uri": row[0], "method": row[1], "user_id": row[2], "completed": json.loads(row[3])}
+
+
+def set_uia_completed(txn: Txn, session_id: str, completed: list[str]) -> None:
+    import json
+
+    txn.execute("UPDATE ui_auth_sessions SET completed_json = ? WHERE session_id = ?",
+                (json.dumps(completed), session_id))
+
+
+def delete_uia_session(txn: Txn, session_id: str) -> None:
+    txn.execute("DELETE FROM ui_auth_sessions WHERE session_id = ?", (session_id,))
+
+
+def set_profile_field(txn: Txn, user_id: str, field: str, value: str | None) -> None:
+    assert field in ("displayname", "avatar_url")
+    txn.execute(f"UPDATE users SET {field} = ? WHERE user_id = ?", (value, user_id))
+
+
+def list_devices(txn: Txn, user_id: str) -> list[dict[str, Any]]:
+    return [
+        {"device_id": r[0], "display_name": r[1], "last_seen_ts": r[2], "last_seen_ip": r[3]}
+        for r in txn.fetchall(
+            "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices"
+            " WHERE user_id = ? ORDER BY device_id", (user_id,))
+    ]
+
+
+def rename_device(txn: Txn, user_id: str, device_id: str, name: str | None) -> int:
+    return txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
+                       (name, user_id, device_id))

@@ -182,9 +182,11 @@ def apply_migrations(url: str) -> None:
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8) -> Database:
-    apply_migrations(url)
     if url.startswith("sqlite:///"):
-        return SQLiteDatabase(url[len("sqlite:///") :], sqlite_synchronous)
+        db = SQLiteDatabase(url[len("sqlite:///") :], sqlite_synchronous)
+        apply_migrations(url)
+        return db
+    apply_migrations(url)
     if url.startswith(("postgresql://", "postgres://")):
         return PostgresDatabase(url, pool_size)
     raise ValueError(f"unsupported database url: {url!r} (use sqlite:/// or postgresql://)")

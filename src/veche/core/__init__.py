@@ -1,0 +1,1 @@
+"""The Matrix protocol, pure and without I/O."""

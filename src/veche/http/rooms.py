@@ -1,0 +1,237 @@
+"""Room endpoints: creation, membership, sending, state, redaction and timeline reads
+(client-server API "Rooms", "Room membership", "Sending events", "Getting events")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from veche.errors import invalid_param, missing_param
+from veche.http.base import (
+    CLIENT_V1,
+    CLIENT_V3,
+    hs_of,
+    json_body,
+    json_response,
+    query_int,
+    requester,
+    require_str,
+)
+from veche.services.rooms import check_user_id
+
+routes = web.RouteTableDef()
+
+MAX_LIMIT = 1000
+
+
+def _room_id(request: web.Request) -> str:
+    return request.match_info["roomId"]
+
+
+@routes.post(f"{CLIENT_V3}/createRoom")
+async def create_room(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    return json_response(await hs_of(request).rooms.create_room(req.user_id, body))
+
+
+# --- membership -----------------------------------------------------------------------------
+
+@routes.post(CLIENT_V3 + "/join/{roomIdOrAlias}")
+async def join_by_id_or_alias(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    room_id = await hs_of(request).rooms.join(req.user_id, request.match_info["roomIdOrAlias"], body)
+    return json_response({"room_id": room_id})
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/join")
+async def join_room(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    room_id = _room_id(request)
+    if not room_id.startswith("!"):
+        raise invalid_param("Expected a room ID")
+    room_id = await hs_of(request).rooms.join(req.user_id, room_id, body)
+    return json_response({"room_id": room_id})
+
+
+@routes.post(CLIENT_V3 + "/knock/{roomIdOrAlias}")
+async def knock(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    room_id = await hs_of(request).rooms.knock(req.user_id, request.match_info["roomIdOrAlias"], body)
+    return json_response({"room_id": room_id})
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/leave")
+async def leave(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    await hs_of(request).rooms.set_membership(req.user_id, _room_id(request), req.user_id, "leave", body)
+    return json_response({})
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/forget")
+async def forget(request: web.Request) -> web.Response:
+    req = await requester(request)
+    await json_body(request, allow_empty=True)
+    await hs_of(request).rooms.forget(req.user_id, _room_id(request))
+    return json_response({})
+
+
+async def _targeted(request: web.Request, membership: str, *, unban: bool = False) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request)
+    target = check_user_id(require_str(body, "user_id"))
+    await hs_of(request).rooms.set_membership(
+        req.user_id, _room_id(request), target, membership, body, unban=unban
+    )
+    return json_response({})
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/invite")
+async def invite(request: web.Request) -> web.Response:
+    return await _targeted(request, "invite")
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/kick")
+async def kick(request: web.Request) -> web.Response:
+    return await _targeted(request, "leave")
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/ban")
+async def ban(request: web.Request) -> web.Response:
+    return await _targeted(request, "ban")
+
+
+@routes.post(CLIENT_V3 + "/rooms/{roomId}/unban")
+async def unban(request: web.Request) -> web.Response:
+    return await _targeted(request, "leave", unban=True)
+
+
+# --- sending --------------------------------------------------------------------------------
+
+@routes.put(CLIENT_V3 + "/rooms/{roomId}/send/{eventType}/{txnId}")
+async def send_message(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request)
+    event_id = await hs_of(request).rooms.send_message(
+        req.user_id, req.device_id, _room_id(request), request.match_info["eventType"],
+        request.match_info["txnId"], body,
+    )
+    return json_response({"event_id": event_id})
+
+
+@routes.put(CLIENT_V3 + "/rooms/{roomId}/state/{eventType}")
+@routes.put(CLIENT_V3 + "/rooms/{roomId}/state/{eventType}/{stateKey:.*}")
+async def put_state(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request)
+    event_id = await hs_of(request).rooms.send_state(
+        req.user_id, _room_id(request), request.match_info["eventType"],
+        request.match_info.get("stateKey", ""), body,
+    )
+    return json_response({"event_id": event_id})
+
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/state/{eventType}")
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/state/{eventType}/{stateKey:.*}")
+async def get_state_event(request: web.Request) -> web.Response:
+    req = await requester(request)
+    fmt = request.query.get("format", "content")
+    if fmt not in ("content", "event"):
+        raise invalid_param("format must be content or event")
+    event = await hs_of(request).rooms.get_state_event(
+        _room_id(request), req.user_id, request.match_info["eventType"],
+        request.match_info.get("stateKey", ""),
+    )
+    return json_response(event if fmt == "event" else event.get("content", {}))
+
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/state")
+async def get_state(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return json_response(await hs_of(request).rooms.get_state(_room_id(request), req.user_id))
+
+
+@routes.put(CLIENT_V3 + "/rooms/{roomId}/redact/{eventId}/{txnId}")
+async def redact(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    event_id = await hs_of(request).rooms.redact(
+        req.user_id, req.device_id, _room_id(request), request.match_info["eventId"],
+        request.match_info["txnId"], body,
+    )
+    return json_response({"event_id": event_id})
+
+
+# --- reading --------------------------------------------------------------------------------
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/messages")
+async def messages(request: web.Request) -> web.Response:
+    req = await requester(request)
+    q = request.query
+    limit = query_int(request, "limit", 10, maximum=MAX_LIMIT)
+    assert limit is not None
+    body = await hs_of(request).rooms.messages(
+        _room_id(request), req.user_id, q.get("from"), q.get("to"), q.get("dir", "b"),
+        limit, q.get("filter"),
+    )
+    return json_response(body)
+
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/context/{eventId}")
+async def context(request: web.Request) -> web.Response:
+    req = await requester(request)
+    limit = query_int(request, "limit", 10, maximum=MAX_LIMIT)
+    assert limit is not None
+    body = await hs_of(request).rooms.context(
+        _room_id(request), req.user_id, request.match_info["eventId"], limit,
+        request.query.get("filter"),
+    )
+    return json_response(body)
+
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/event/{eventId}")
+async def get_event(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return json_response(await hs_of(request).rooms.get_event(
+        _room_id(request), req.user_id, request.match_info["eventId"]
+    ))
+
+
+@routes.get(CLIENT_V3 + "/joined_rooms")
+async def joined_rooms(request: web.Request) -> web.Response:
+    req = await requester(request)
+    return json_response({"joined_rooms": await hs_of(request).rooms.joined_rooms(req.user_id)})
+
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/joined_members")
+async def joined_members(request: web.Request) -> web.Response:
+    req = await requester(request)
+    joined = await hs_of(request).rooms.joined_members(_room_id(request), req.user_id)
+    return json_response({"joined": joined})
+
+
+@routes.get(CLIENT_V3 + "/rooms/{roomId}/members")
+async def members(request: web.Request) -> web.Response:
+    req = await requester(request)
+    q = request.query
+    chunk = await hs_of(request).rooms.members(
+        _room_id(request), req.user_id, q.get("at"), q.get("membership"), q.get("not_membership")
+    )
+    return json_response({"chunk": chunk})
+
+
+@routes.get(CLIENT_V1 + "/rooms/{roomId}/timestamp_to_event")
+async def timestamp_to_event(request: web.Request) -> web.Response:
+    req = await requester(request)
+    ts = query_int(request, "ts")
+    if ts is None:
+        raise missing_param("ts is required")
+    direction = request.query.get("dir")
+    if direction is None:
+        raise missing_param("dir is required")
+    return json_response(await hs_of(request).rooms.timestamp_to_event(
+        _room_id(request), req.user_id, ts, direction
+    ))

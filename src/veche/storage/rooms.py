@@ -1,0 +1,351 @@
+"""Room queries: timeline pagination, visibility history, aliases, directory, relations."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from veche.storage.database import Txn
+
+Row = tuple[int, dict[str, Any]]
+
+
+def _rows(raw: list[tuple[Any, ...]]) -> list[Row]:
+    return [(int(so), orjson.loads(js)) for so, js in raw]
+
+
+# --- timeline ------------------------------------------------------------------------------
+
+def paginate(
+    txn: Txn, room_id: str, from_pos: int, to_pos: int | None, direction: str, limit: int
+) -> list[Row]:
+    """Events of a room after (dir f) or up to and including (dir b) a stream position.
+
+    A position sits between events: events with stream_ordering <= pos are "before" it.
+    """
+    if direction == "b":
+        sql = "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering <= ?"
+        args: list[Any] = [room_id, from_pos]
+        if to_pos is not None:
+            sql += " AND stream_ordering > ?"
+            args.append(to_pos)
+        sql += " ORDER BY stream_ordering DESC LIMIT ?"
+    else:
+        sql = "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
+        args = [room_id, from_pos]
+        if to_pos is not None:
+            sql += " AND stream_ordering <= ?"
+            args.append(to_pos)
+        sql += " ORDER BY stream_ordering ASC LIMIT ?"
+    args.append(limit)
+    return _rows(txn.fetchall(sql, args))
+
+
+def get_event_row(txn: Txn, event_id: str) -> tuple[str, int, dict[str, Any]] | None:
+    """(room_id, stream_ordering, event) of an event."""
+    row = txn.fetchone(
+        "SELECT room_id, stream_ordering, json FROM events WHERE event_id = ?", (event_id,)
+    )
+    if row is None:
+        return None
+    return row[0], int(row[1]), orjson.loads(row[2])
+
+
+def get_event_rows(txn: Txn, event_ids: Sequence[str]) -> dict[str, Row]:
+    out: dict[str, Row] = {}
+    ids = list(dict.fromkeys(event_ids))
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("event_id", ids[i : i + 500])
+        for event_id, so, js in txn.fetchall(
+            f"SELECT event_id, stream_ordering, json FROM events WHERE {clause}", args
+        ):
+            out[event_id] = (int(so), orjson.loads(js))
+    return out
+
+
+def max_room_position(txn: Txn, room_id: str) -> int:
+    return int(txn.fetchval(
+        "SELECT MAX(stream_ordering) FROM events WHERE room_id = ?", (room_id,)
+    ) or 0)
+
+
+def visibility_history(
+    txn: Txn, room_id: str, user_id: str
+) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
+    """(history_visibility changes, the user's membership changes) as (position, value)."""
+    hv: list[tuple[int, str]] = []
+    for so, js in txn.fetchall(
+        "SELECT stream_ordering, json FROM events WHERE room_id = ?"
+        " AND type = 'm.room.history_visibility' AND state_key = '' ORDER BY stream_ordering",
+        (room_id,),
+    ):
+        value = orjson.loads(js).get("content", {}).get("history_visibility")
+        hv.append((int(so), value if isinstance(value, str) else "shared"))
+    members: list[tuple[int, str]] = []
+    for so, js in txn.fetchall(
+        "SELECT stream_ordering, json FROM events WHERE room_id = ?"
+        " AND type = 'm.room.member' AND state_key = ? ORDER BY stream_ordering",
+        (room_id, user_id),
+    ):
+        value = orjson.loads(js).get("content", {}).get("membership")
+        members.append((int(so), value if isinstance(value, str) else "leave"))
+    return hv, members
+
+
+def state_ids_at(txn: Txn, room_id: str, pos: int, types: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
+    sql = (
+        "SELECT type, state_key, MAX(stream_ordering) FROM events"
+        " WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ?"
+    )
+    args: list[Any] = [room_id, pos]
+    if types is not None:
+        clause, targs = txn.in_list("type", list(types))
+        sql += f" AND {clause}"
+        args += targs
+    sql += " GROUP BY type, state_key"
+    positions = [int(r[2]) for r in txn.fetchall(sql, args)]
+    out: dict[tuple[str, str], str] = {}
+    for i in range(0, len(positions), 500):
+        clause, pargs = txn.in_list("stream_ordering", positions[i : i + 500])
+        for t, sk, eid in txn.fetchall(
+            f"SELECT type, state_key, event_id FROM events WHERE {clause}", pargs
+        ):
+            out[(t, sk)] = eid
+    return out
+
+
+def member_event_ids_at(txn: Txn, room_id: str, pos: int, user_ids: Sequence[str]) -> list[str]:
+    """Event IDs of the given users' membership at a position."""
+    out: list[str] = []
+    users = list(user_ids)
+    for i in range(0, len(users), 200):
+        clause, args = txn.in_list("state_key", users[i : i + 200])
+        positions = [int(r[0]) for r in txn.fetchall(
+            "SELECT MAX(stream_ordering) FROM events WHERE room_id = ? AND type = 'm.room.member'"
+            f" AND stream_ordering <= ? AND {clause} GROUP BY state_key",
+            [room_id, pos, *args],
+        )]
+        if positions:
+            pclause, pargs = txn.in_list("stream_ordering", positions)
+            out += [r[0] for r in txn.fetchall(
+                f"SELECT event_id FROM events WHERE {pclause}", pargs
+            )]
+    return out
+
+
+def event_by_timestamp(txn: Txn, room_id: str, ts: int, direction: str) -> tuple[str, int] | None:
+    if direction == "f":
+        row = txn.fetchone(
+            "SELECT event_id, origin_server_ts FROM events WHERE room_id = ? AND origin_server_ts >= ?"
+            " ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1",
+            (room_id, ts),
+        )
+    else:
+        row = txn.fetchone(
+            "SELECT event_id, origin_server_ts FROM events WHERE room_id = ? AND origin_server_ts <= ?"
+            " ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1",
+            (room_id, ts),
+        )
+    return (row[0], int(row[1])) if row else None
+
+
+# --- membership -------------------------------------------------------------------------
+
+def get_membership_row(txn: Txn, room_id: str, user_id: str) -> tuple[str, int, int] | None:
+    """(membership, stream_ordering, forgotten)."""
+    row = txn.fetchone(
+        "SELECT membership, stream_ordering, forgotten FROM room_memberships"
+        " WHERE room_id = ? AND user_id = ?",
+        (room_id, user_id),
+    )
+    return (row[0], int(row[1]), int(row[2])) if row else None
+
+
+def forget_room(txn: Txn, room_id: str, user_id: str) -> None:
+    txn.execute(
+        "UPDATE room_memberships SET forgotten = 1 WHERE room_id = ? AND user_id = ?",
+        (room_id, user_id),
+    )
+
+
+def joined_rooms(txn: Txn, user_id: str) -> list[str]:
+    return [r[0] for r in txn.fetchall(
+        "SELECT room_id FROM room_memberships WHERE user_id = ? AND membership = 'join'"
+        " ORDER BY stream_ordering",
+        (user_id,),
+    )]
+
+
+def get_profile(txn: Txn, user_id: str) -> dict[str, Any] | None:
+    row = txn.fetchone("SELECT displayname, avatar_url FROM users WHERE user_id = ?", (user_id,))
+    if row is None:
+        return None
+    return {k: v for k, v in (("displayname", row[0]), ("avatar_url", row[1])) if v is not None}
+
+
+# --- aliases ----------------------------------------------------------------------------
+
+def get_alias(txn: Txn, alias: str) -> tuple[str, str] | None:
+    """(room_id, creator) of an alias."""
+    row = txn.fetchone("SELECT room_id, creator FROM room_aliases WHERE room_alias = ?", (alias,))
+    return (row[0], row[1]) if row else None
+
+
+def create_alias(txn: Txn, alias: str, room_id: str, creator: str) -> bool:
+    """False if the alias is taken."""
+    if get_alias(txn, alias) is not None:
+        return False
+    txn.execute(
+        "INSERT INTO room_aliases (room_alias, room_id, creator) VALUES (?, ?, ?)",
+        (alias, room_id, creator),
+    )
+    return True
+
+
+def delete_alias(txn: Txn, alias: str) -> None:
+    txn.execute("DELETE FROM room_aliases WHERE room_alias = ?", (alias,))
+
+
+def aliases_for_room(txn: Txn, room_id: str) -> list[str]:
+    return [r[0] for r in txn.fetchall(
+        "SELECT room_alias FROM room_aliases WHERE room_id = ? ORDER BY room_alias", (room_id,)
+    )]
+
+
+def move_aliases(txn: Txn, old_room: str, new_room: str) -> list[str]:
+    aliases = aliases_for_room(txn, old_room)
+    txn.execute("UPDATE room_aliases SET room_id = ? WHERE room_id = ?", (new_room, old_room))
+    return aliases
+
+
+# --- directory --------------------------------------------------------------------------
+
+def room_exists(txn: Txn, room_id: str) -> bool:
+    return txn.fetchone("SELECT 1 FROM rooms WHERE room_id = ?", (room_id,)) is not None
+
+
+def is_public(txn: Txn, room_id: str) -> bool | None:
+    value = txn.fetchval("SELECT is_public FROM rooms WHERE room_id = ?", (room_id,))
+    return None if value is None else bool(value)
+
+
+def set_public(txn: Txn, room_id: str, public: bool) -> None:
+    txn.execute("UPDATE rooms SET is_public = ? WHERE room_id = ?", (int(public), room_id))
+
+
+def public_room_entries(txn: Txn) -> list[dict[str, Any]]:
+    """Every published room as a publicRooms chunk entry, most joined members first."""
+    rooms = [r[0] for r in txn.fetchall("SELECT room_id FROM rooms WHERE is_public = 1")]
+    if not rooms:
+        return []
+    counts: dict[str, int] = {}
+    clause, args = txn.in_list("room_id", rooms)
+    for room_id, n in txn.fetchall(
+        f"SELECT room_id, COUNT(*) FROM room_memberships WHERE membership = 'join' AND {clause}"
+        " GROUP BY room_id",
+        args,
+    ):
+        counts[room_id] = int(n)
+    wanted = ("m.room.name", "m.room.topic", "m.room.avatar", "m.room.canonical_alias",
+              "m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
+              "m.room.create")
+    tclause, targs = txn.in_list("c.type", list(wanted))
+    state: dict[str, dict[str, dict[str, Any]]] = {}
+    for room_id, typ, js in txn.fetchall(
+        "SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e"
+        f" ON e.event_id = c.event_id WHERE c.state_key = '' AND {tclause}"
+        f" AND {clause.replace('room_id', 'c.room_id')}",
+        [*targs, *args],
+    ):
+        content = orjson.loads(js).get("content") or {}
+        state.setdefault(room_id, {})[typ] = content if isinstance(content, dict) else {}
+    out = []
+    for room_id in rooms:
+        s = state.get(room_id, {})
+        entry: dict[str, Any] = {
+            "room_id": room_id,
+            "num_joined_members": counts.get(room_id, 0),
+            "world_readable": s.get("m.room.history_visibility", {}).get("history_visibility")
+            == "world_readable",
+            "guest_can_join": s.get("m.room.guest_access", {}).get("guest_access") == "can_join",
+            "join_rule": s.get("m.room.join_rules", {}).get("join_rule", "public"),
+        }
+        for typ, key, out_key in (
+            ("m.room.name", "name", "name"), ("m.room.topic", "topic", "topic"),
+            ("m.room.avatar", "url", "avatar_url"),
+            ("m.room.canonical_alias", "alias", "canonical_alias"),
+            ("m.room.create", "type", "room_type"),
+        ):
+            value = s.get(typ, {}).get(key)
+            if isinstance(value, str) and value:
+                entry[out_key] = value
+        if not isinstance(entry["join_rule"], str):
+            entry["join_rule"] = "public"
+        out.append(entry)
+    out.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
+    return out
+
+
+# --- relations --------------------------------------------------------------------------
+
+def relation_rows(
+    txn: Txn, parent_ids: Sequence[str], rel_types: Sequence[str] | None = None,
+) -> list[tuple[str, str, str, str, int, int, str]]:
+    """Unredacted relations of events: (parent, rel_type, event_id, sender, ts, pos, type)."""
+    out: list[tuple[str, str, str, str, int, int, str]] = []
+    ids = list(dict.fromkeys(parent_ids))
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("relates_to_id", ids[i : i + 500])
+        sql = (
+            "SELECT relates_to_id, rel_type, event_id, sender, origin_server_ts,"
+            f" stream_ordering, type FROM events WHERE {clause} AND redacted_by IS NULL"
+            " AND rel_type IS NOT NULL"
+        )
+        if rel_types is not None:
+            rclause, rargs = txn.in_list("rel_type", list(rel_types))
+            sql += f" AND {rclause}"
+            args = args + rargs
+        for r in txn.fetchall(sql, args):
+            out.append((r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6]))
+    return out
+
+
+def thread_summaries(
+    txn: Txn, root_ids: Sequence[str], user_id: str
+) -> dict[str, tuple[int, int, bool]]:
+    """root -> (count, latest position, user participated) over unredacted thread events."""
+    out: dict[str, tuple[int, int, bool]] = {}
+    ids = list(dict.fromkeys(root_ids))
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("relates_to_id", ids[i : i + 500])
+        for root, n, latest, mine in txn.fetchall(
+            "SELECT relates_to_id, COUNT(*), MAX(stream_ordering),"
+            " SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END) FROM events"
+            f" WHERE {clause} AND rel_type = 'm.thread' AND redacted_by IS NULL"
+            " GROUP BY relates_to_id",
+            [user_id, *args],
+        ):
+            out[root] = (int(n), int(latest), bool(mine))
+    return out
+
+
+def thread_roots(txn: Txn, room_id: str) -> list[tuple[str, int, list[str]]]:
+    """(root, latest reply position, reply senders) of the room's threads, newest first."""
+    groups: dict[str, tuple[int, set[str]]] = {}
+    for root, so, sender in txn.fetchall(
+        "SELECT relates_to_id, stream_ordering, sender FROM events WHERE room_id = ?"
+        " AND rel_type = 'm.thread' AND redacted_by IS NULL",
+        (room_id,),
+    ):
+        latest, senders = groups.get(root, (0, set()))
+        senders.add(sender)
+        groups[root] = (max(latest, int(so)), senders)
+    out = [(root, latest, sorted(senders)) for root, (latest, senders) in groups.items()]
+    out.sort(key=lambda t: -t[1])
+    return out
+
+
+def is_admin(txn: Txn, user_id: str) -> bool:
+    return bool(txn.fetchval("SELECT is_admin FROM users WHERE user_id = ?", (user_id,)))

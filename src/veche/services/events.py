@@ -31,6 +31,9 @@ def client_event(event: dict[str, Any], *, now_ms: int | None = None) -> dict[st
     out = {k: event[k] for k in CLIENT_KEYS if k in event}
     if "redacts" in event:
         out["redacts"] = event["redacts"]
+    elif event["type"] == "m.room.redaction" and isinstance(event["content"].get("redacts"), str):
+        # v11+ moved redacts into content; clients still read the top-level copy.
+        out["redacts"] = event["content"]["redacts"]
     unsigned = dict(event.get("unsigned") or {})
     unsigned["age"] = max(0, (now_ms or int(time.time() * 1000)) - event["origin_server_ts"])
     out["unsigned"] = unsigned

@@ -1,0 +1,39 @@
+"""Filters (spec: client-server API "Filtering")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from veche.errors import MatrixError, forbidden, not_found
+from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.storage import sync as store
+
+routes = web.RouteTableDef()
+
+
+@routes.post(CLIENT_V3 + "/user/{user_id}/filter")
+async def create_filter(request: web.Request) -> web.Response:
+    req = await requester(request)
+    if request.match_info["user_id"] != req.user_id:
+        raise forbidden("Cannot create filters for other users")
+    body = await json_body(request)
+    for key in ("room", "presence", "account_data"):
+        if key in body and not isinstance(body[key], dict):
+            raise MatrixError(400, "M_BAD_JSON", f"{key} must be an object")
+    filter_id = await hs_of(request).db.run(store.add_filter, req.user_id, body)
+    return json_response({"filter_id": str(filter_id)})
+
+
+@routes.get(CLIENT_V3 + "/user/{user_id}/filter/{filter_id}")
+async def get_filter(request: web.Request) -> web.Response:
+    req = await requester(request)
+    if request.match_info["user_id"] != req.user_id:
+        raise forbidden("Cannot read other users' filters")
+    try:
+        filter_id = int(request.match_info["filter_id"])
+    except ValueError:
+        raise not_found("Unknown filter") from None
+    found = await hs_of(request).db.run(store.get_filter, req.user_id, filter_id)
+    if found is None:
+        raise not_found("Unknown filter")
+    return json_response(found)

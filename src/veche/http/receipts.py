@@ -1,0 +1,56 @@
+"""Receipts and read markers (spec: client-server API "Receipts", "Fully read markers")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from veche.errors import MatrixError, bad_json, forbidden
+from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.services.receipts import RECEIPT_TYPES
+from veche.storage import events as event_store
+
+routes = web.RouteTableDef()
+
+
+async def _check(request: web.Request, room_id: str, user_id: str, event_id: str) -> None:
+    hs = hs_of(request)
+    membership = await hs.db.run(event_store.get_membership, room_id, user_id)
+    if membership is None or membership[0] != "join":
+        raise forbidden("You are not in this room")
+    pos = await hs.db.run(event_store.get_event_position, event_id)
+    if pos is None or pos[0] != room_id:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown event")
+
+
+@routes.post(CLIENT_V3 + "/rooms/{room_id}/receipt/{receipt_type}/{event_id}")
+async def receipt(request: web.Request) -> web.Response:
+    hs = hs_of(request)
+    req = await requester(request)
+    room_id, rtype = request.match_info["room_id"], request.match_info["receipt_type"]
+    event_id = request.match_info["event_id"]
+    if rtype not in RECEIPT_TYPES:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Unknown receipt type {rtype}")
+    body = await json_body(request, allow_empty=True)
+    thread_id = body.get("thread_id")
+    if thread_id is not None and (not isinstance(thread_id, str) or not thread_id):
+        raise bad_json("thread_id must be a non-empty string")
+    await _check(request, room_id, req.user_id, event_id)
+    await hs.receipts.set_receipt(room_id, req.user_id, rtype, event_id, thread_id)
+    return json_response({})
+
+
+@routes.post(CLIENT_V3 + "/rooms/{room_id}/read_markers")
+async def read_markers(request: web.Request) -> web.Response:
+    hs = hs_of(request)
+    req = await requester(request)
+    room_id = request.match_info["room_id"]
+    body = await json_body(request)
+    for rtype in ("m.fully_read", "m.read", "m.read.private"):
+        event_id = body.get(rtype)
+        if event_id is None:
+            continue
+        if not isinstance(event_id, str):
+            raise bad_json(f"{rtype} must be an event ID")
+        await _check(request, room_id, req.user_id, event_id)
+        await hs.receipts.set_receipt(room_id, req.user_id, rtype, event_id, None)
+    return json_response({})

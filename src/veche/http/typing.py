@@ -1,0 +1,31 @@
+"""Typing notifications (spec: client-server API "Typing Notifications")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from veche.errors import bad_json, forbidden
+from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.storage import events as event_store
+
+routes = web.RouteTableDef()
+
+
+@routes.put(CLIENT_V3 + "/rooms/{room_id}/typing/{user_id}")
+async def set_typing(request: web.Request) -> web.Response:
+    hs = hs_of(request)
+    req = await requester(request)
+    room_id = request.match_info["room_id"]
+    if request.match_info["user_id"] != req.user_id:
+        raise forbidden("Cannot set typing for other users")
+    body = await json_body(request)
+    typing, timeout = body.get("typing"), body.get("timeout", 30_000)
+    if not isinstance(typing, bool):
+        raise bad_json("typing must be a boolean")
+    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
+        raise bad_json("timeout must be a non-negative integer")
+    membership = await hs.db.run(event_store.get_membership, room_id, req.user_id)
+    if membership is None or membership[0] != "join":
+        raise forbidden("You are not in this room")
+    hs.typing.set_typing(room_id, req.user_id, typing, timeout)
+    return json_response({})

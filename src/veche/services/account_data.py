@@ -1,0 +1,26 @@
+"""Per-user account data, global and per room."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from veche.server import register_stream_table
+from veche.storage import sync as store
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+
+register_stream_table("account_data")
+
+
+class AccountDataService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+
+    async def set(self, user_id: str, room_id: str, data_type: str, content: dict[str, Any]) -> None:
+        with self.hs.stream.get_next() as pos:
+            await self.hs.db.run(store.set_account_data, user_id, room_id, data_type, content, pos)
+        self.hs.notifier.notify([user_id])
+
+    async def get(self, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
+        return await self.hs.db.run(store.get_account_data, user_id, room_id, data_type)

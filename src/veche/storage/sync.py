@@ -1,0 +1,141 @@
+"""Queries behind /sync: what changed in a user's rooms between two stream positions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from veche.storage.database import Txn
+
+
+def membership_changes(txn: Txn, user_id: str, since: int, upto: int) -> list[tuple[str, str, int]]:
+    """(room_id, membership, stream_ordering) of the user's memberships that changed."""
+    return [tuple(r) for r in txn.fetchall(  # type: ignore[misc]
+        "SELECT room_id, membership, stream_ordering FROM room_memberships"
+        " WHERE user_id = ? AND stream_ordering > ? AND stream_ordering <= ?",
+        (user_id, since, upto),
+    )]
+
+
+def current_memberships(txn: Txn, user_id: str) -> list[tuple[str, str, int]]:
+    return [tuple(r) for r in txn.fetchall(  # type: ignore[misc]
+        "SELECT room_id, membership, stream_ordering FROM room_memberships"
+        " WHERE user_id = ? AND forgotten = 0", (user_id,),
+    )]
+
+
+def rooms_with_events(txn: Txn, room_ids: list[str], since: int, upto: int) -> set[str]:
+    if not room_ids:
+        return set()
+    clause, args = txn.in_list("room_id", room_ids)
+    return {r[0] for r in txn.fetchall(
+        f"SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+        f" AND {clause}", [since, upto, *args],
+    )}
+
+
+def room_timeline(
+    txn: Txn, room_id: str, since: int, upto: int, limit: int
+) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+    """The newest `limit` events in (since, upto], oldest first, and whether more were left out."""
+    rows = txn.fetchall(
+        "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
+        " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
+        (room_id, since, upto, limit + 1),
+    )
+    limited = len(rows) > limit
+    return [(r[0], orjson.loads(r[1])) for r in reversed(rows[:limit])], limited
+
+
+def txn_ids_for(txn: Txn, user_id: str, device_id: str, event_ids: list[str]) -> dict[str, str]:
+    if not event_ids:
+        return {}
+    clause, args = txn.in_list("event_id", event_ids)
+    return {r[0]: r[1] for r in txn.fetchall(
+        f"SELECT event_id, txn_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND {clause}",
+        [user_id, device_id, *args],
+    )}
+
+
+def receipts_since(txn: Txn, room_ids: list[str], since: int, upto: int) -> list[tuple[Any, ...]]:
+    if not room_ids:
+        return []
+    clause, args = txn.in_list("room_id", room_ids)
+    return txn.fetchall(
+        "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts"
+        f" WHERE stream_id > ? AND stream_id <= ? AND {clause}", [since, upto, *args],
+    )
+
+
+def upsert_receipt(
+    txn: Txn, room_id: str, receipt_type: str, user_id: str, thread_id: str, event_id: str,
+    ts: int, stream_id: int,
+) -> None:
+    txn.execute(
+        "INSERT INTO receipts (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (room_id, receipt_type, user_id, thread_id)"
+        " DO UPDATE SET event_id = excluded.event_id, ts = excluded.ts,"
+        " stream_id = excluded.stream_id",
+        (room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id),
+    )
+
+
+def unread_count(txn: Txn, room_id: str, user_id: str, upto: int) -> int:
+    """Messages from others after the user's newest read receipt (public or private)."""
+    read_pos = txn.fetchval(
+        "SELECT MAX(e.stream_ordering) FROM receipts r JOIN events e ON e.event_id = r.event_id"
+        " WHERE r.room_id = ? AND r.user_id = ? AND r.receipt_type IN ('m.read', 'm.read.private')",
+        (room_id, user_id),
+    ) or 0
+    own_pos = txn.fetchval(
+        "SELECT MAX(stream_ordering) FROM events WHERE room_id = ? AND sender = ?",
+        (room_id, user_id),
+    ) or 0
+    return int(txn.fetchval(
+        "SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_ordering > ?"
+        " AND stream_ordering <= ? AND sender <> ?"
+        " AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker')",
+        (room_id, max(read_pos, own_pos), upto, user_id),
+    ) or 0)
+
+
+def set_account_data(
+    txn: Txn, user_id: str, room_id: str, data_type: str, content: dict[str, Any], stream_id: int
+) -> None:
+    txn.execute(
+        "INSERT INTO account_data (user_id, room_id, type, content, stream_id)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (user_id, room_id, type)"
+        " DO UPDATE SET content = excluded.content, stream_id = excluded.stream_id",
+        (user_id, room_id, data_type, orjson.dumps(content).decode(), stream_id),
+    )
+
+
+def get_account_data(txn: Txn, user_id: str, room_id: str, data_type: str) -> dict[str, Any] | None:
+    raw = txn.fetchval(
+        "SELECT content FROM account_data WHERE user_id = ? AND room_id = ? AND type = ?",
+        (user_id, room_id, data_type),
+    )
+    return orjson.loads(raw) if raw is not None else None
+
+
+def account_data_since(txn: Txn, user_id: str, since: int, upto: int) -> list[tuple[str, str, dict[str, Any]]]:
+    return [(r[0], r[1], orjson.loads(r[2])) for r in txn.fetchall(
+        "SELECT room_id, type, content FROM account_data WHERE user_id = ? AND stream_id > ?"
+        " AND stream_id <= ?", (user_id, since, upto),
+    )]
+
+
+def add_filter(txn: Txn, user_id: str, filter_json: dict[str, Any]) -> int:
+    next_id = int(txn.fetchval(
+        "SELECT COALESCE(MAX(filter_id), -1) + 1 FROM user_filters WHERE user_id = ?", (user_id,)
+    ))
+    txn.execute("INSERT INTO user_filters (user_id, filter_id, filter_json) VALUES (?, ?, ?)",
+                (user_id, next_id, orjson.dumps(filter_json).decode()))
+    return next_id
+
+
+def get_filter(txn: Txn, user_id: str, filter_id: int) -> dict[str, Any] | None:
+    raw = txn.fetchval("SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?",
+                       (user_id, filter_id))
+    return orjson.loads(raw) if raw is not None else None

@@ -81,7 +81,7 @@ def _retrieve(uri: str) -> Resource[Any]:
 
 @functools.cache
 def _registry() -> Registry[Any]:
-    return Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+    return Registry(retrieve=_retrieve)
 
 
 def _pointer_escape(segment: str) -> str:

@@ -7,7 +7,6 @@ default content rules. ``USER_ID`` placeholders are replaced by the owner's user
 
 from __future__ import annotations
 
-import copy
 from typing import Any, Final
 
 USER_ID: Final = "[the user's Matrix ID]"
@@ -112,5 +111,5 @@ def _substitute(value: Any, user_id: str) -> Any:
 
 
 def default_rules(kind: str, user_id: str) -> list[dict[str, Any]]:
-    """Fresh (deep-copied) default rules of ``kind`` for ``user_id``, in priority order."""
-    return [_substitute(copy.deepcopy(r), user_id) for r in DEFAULT_RULES_BY_KIND[kind]]
+    """Fresh (copied) default rules of ``kind`` for ``user_id``, in priority order."""
+    return [_substitute(r, user_id) for r in DEFAULT_RULES_BY_KIND[kind]]

@@ -94,8 +94,6 @@ def _lookup(event: Mapping[str, Any], path: tuple[str, ...]) -> Any:
         if not isinstance(node, Mapping):
             return _MISSING
         node = node.get(part, _MISSING)
-        if node is _MISSING:
-            return _MISSING
     return node
 
 
@@ -558,7 +556,10 @@ class _CompiledRule:
         self.actions = actions
 
     def matches(self, event: Mapping[str, Any], ctx: _Context) -> bool:
-        return all(m(event, ctx) for m in self.matchers)
+        for m in self.matchers:
+            if not m(event, ctx):
+                return False
+        return True
 
 
 def _compile_rule(kind: str, rule: Mapping[str, Any]) -> _CompiledRule | None:

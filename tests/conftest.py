@@ -59,8 +59,10 @@ class PostgresTestDatabase:
 class ServerProcess:
     """`veche serve --dev` in a subprocess on a free loopback port."""
 
-    def __init__(self, backend: str, data_dir: Path, db_url: str, extra_env: dict[str, str] | None = None) -> None:
+    def __init__(self, backend: str, data_dir: Path, db_url: str, extra_env: dict[str, str] | None = None,
+                 dev: bool = True) -> None:
         self.backend = backend
+        self.dev = dev
         self.data_dir = data_dir
         self.db_url = db_url
         self.port = free_port()
@@ -84,8 +86,8 @@ class ServerProcess:
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "veche", "serve", "--dev", "--port", str(self.port),
-             "--log-level", "WARNING"],
+            [sys.executable, "-m", "veche", "serve", *(["--dev"] if self.dev else []),
+             "--port", str(self.port), "--log-level", "WARNING"],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

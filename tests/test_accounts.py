@@ -73,10 +73,31 @@ async def test_refresh_token_rotation(make_client: Any) -> None:
     status, new = await make_client().post("refresh", {"refresh_token": body["refresh_token"]},
                                            token=False)
     assert status == 200 and new["access_token"] != body["access_token"]
-    assert (await alice.get("account/whoami", token=new["access_token"]))[0] == 200
+    assert new["refresh_token"] != body["refresh_token"]
     assert (await alice.get("account/whoami", token=body["access_token"]))[0] == 401
+    # A client that lost the response may repeat the refresh with the old token...
+    status, retry = await make_client().post("refresh", {"refresh_token": body["refresh_token"]},
+                                             token=False)
+    assert status == 200
+    # ...which replaces the unused tokens it got the first time.
+    assert (await alice.get("account/whoami", token=new["access_token"]))[0] == 401
+    status, who = await alice.get("account/whoami", token=retry["access_token"])
+    assert status == 200 and who["device_id"] == body["device_id"]
+    # Once the new refresh token is used, the old one is revoked.
+    status, third = await make_client().post("refresh", {"refresh_token": retry["refresh_token"]},
+                                             token=False)
+    assert status == 200
     status, err = await make_client().post("refresh", {"refresh_token": body["refresh_token"]},
                                            token=False)
+    assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN" and err["soft_logout"] is False
+    assert (await alice.get("account/whoami", token=third["access_token"]))[0] == 200
+    # Using the newest refresh token revokes the one before it as well.
+    assert (await make_client().post("refresh", {"refresh_token": third["refresh_token"]},
+                                     token=False))[0] == 200
+    status, err = await make_client().post("refresh", {"refresh_token": retry["refresh_token"]},
+                                           token=False)
+    assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN"
+    status, err = await make_client().post("refresh", {"refresh_token": "nope"}, token=False)
     assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN"
 
 

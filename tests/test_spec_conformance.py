@@ -123,6 +123,15 @@ async def test_walk_every_endpoint(homeserver: ServerProcess, make_client: Any) 
         {"type": "m.room.join_rules", "state_key": "", "content": {"join_rule": "knock"}}]}))
     await ok(await bob.post(f"knock/{q(knock_room['room_id'])}", {"reason": "let me in"}))
     await ok(await alice.post(f"rooms/{rid}/upgrade", {"new_version": "11"}))
+    carol = await make_client().register(password="walk-password")
+    uia = {"type": "m.login.password", "password": "walk-password",
+           "identifier": {"type": "m.id.user", "user": carol.user_id}}
+    extra = await ok(await anon.post("login", uia, token=False))
+    another = await ok(await anon.post("login", uia, token=False))
+    await ok(await carol.delete(f"devices/{q(extra['device_id'])}", {"auth": uia}))
+    await ok(await carol.post("delete_devices", {"devices": [another["device_id"]], "auth": uia}))
+    await ok(await carol.post("account/password", {"new_password": "walk-password-2", "auth": uia}))
+    await ok(await carol.post("account/deactivate", {"auth": {**uia, "password": "walk-password-2"}}))
     await ok(await bob.post("logout", {}))
     await ok(await alice.post("logout/all", {}))
 

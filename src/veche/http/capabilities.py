@@ -15,7 +15,7 @@ async def capabilities(request: web.Request) -> web.Response:
     await requester(request)
     hs = hs_of(request)
     return json_response({"capabilities": {
-        "m.change_password": {"enabled": False},
+        "m.change_password": {"enabled": True},
         "m.room_versions": {
             "default": hs.config.default_room_version,
             "available": {v: "stable" for v in KNOWN_ROOM_VERSIONS},

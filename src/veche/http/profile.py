@@ -4,32 +4,23 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from veche.errors import bad_json, forbidden, not_found
+from veche.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
-from veche.storage import accounts as store
-from veche.storage import events as event_store
+from veche.services.accounts import MAX_AVATAR_URL_LEN, MAX_DISPLAYNAME_LEN, PROFILE_FIELDS
 
 routes = web.RouteTableDef()
-FIELDS = ("displayname", "avatar_url")
-
-
-async def _profile(request: web.Request) -> dict[str, str]:
-    user = await hs_of(request).db.run(store.get_user, request.match_info["user_id"])
-    if user is None:
-        raise not_found("Profile not found")
-    return {k: user[k] for k in FIELDS if user[k] is not None}
 
 
 @routes.get(CLIENT_V3 + "/profile/{user_id}")
 async def get_profile(request: web.Request) -> web.Response:
-    return json_response(await _profile(request))
+    return json_response(await hs_of(request).accounts.get_profile(request.match_info["user_id"]))
 
 
 @routes.get(CLIENT_V3 + "/profile/{user_id}/{field}")
 async def get_field(request: web.Request) -> web.Response:
     field = request.match_info["field"]
-    profile = await _profile(request)
-    if field not in FIELDS or field not in profile:
+    profile = await hs_of(request).accounts.get_profile(request.match_info["user_id"])
+    if field not in profile:
         raise not_found("Profile field not found")
     return json_response({field: profile[field]})
 
@@ -41,29 +32,18 @@ async def set_field(request: web.Request) -> web.Response:
     user_id, field = request.match_info["user_id"], request.match_info["field"]
     if user_id != req.user_id:
         raise forbidden("You may only change your own profile")
-    if field not in FIELDS:
-        raise not_found("Unknown profile field")
+    if field not in PROFILE_FIELDS:
+        raise MatrixError(400, "M_INVALID_PARAM", f"Profile field {field} is not supported")
     body = await json_body(request)
-    value = body.get(field)
-    if value is not None and (not isinstance(value, str) or len(value) > 1000):
-        raise bad_json(f"{field} must be a string of at most 1000 characters")
-    hs.ratelimiter.check("profile", user_id)
-    await hs.db.run(store.set_profile_field, user_id, field, value)
-    # Tell every room the user is in, as the spec asks.
-    rooms = await hs.db.run(event_store.get_rooms_for_user, user_id)
-    for room_id in rooms:
-        member = await hs.db.run(
-            lambda t, r=room_id: event_store.get_current_state(t, r, [("m.room.member", user_id)])
-        )
-        current = member.get(("m.room.member", user_id))
-        content = dict(current["content"]) if current else {"membership": "join"}
-        if value is None:
-            content.pop(field, None)
-        else:
-            content[field] = value
-        try:
-            await hs.events.send(room_id, user_id, "m.room.member", content, user_id)
-        except Exception:  # noqa: BLE001 - one room refusing must not stop the others
-            continue
+    if field not in body:
+        raise missing_param(f"Missing {field}")
+    value = body[field]
+    if not isinstance(value, str):
+        raise bad_json(f"{field} must be a string")
+    limit = MAX_DISPLAYNAME_LEN if field == "displayname" else MAX_AVATAR_URL_LEN
+    if len(value) > limit:
+        raise invalid_param(f"{field} must be at most {limit} characters")
+    if field == "avatar_url" and value and not value.startswith("mxc://"):
+        raise invalid_param("avatar_url must be an mxc:// URI")
+    await hs.accounts.set_profile_field(user_id, field, value)
     return json_response({})
-

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
-import secrets
+from typing import Any
 
 from aiohttp import web
 
-from veche.errors import MatrixError, bad_json
+from veche.errors import MatrixError, bad_json, invalid_param, missing_param
 from veche.http.base import CLIENT_V1, CLIENT_V3, hs_of, json_body, json_response
 
 routes = web.RouteTableDef()
+
+
+def _optional(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
+    value = body.get(key)
+    if value is not None and not isinstance(value, kind):
+        raise bad_json(f"{key} must be {what}")
+    return value
 
 
 @routes.post(CLIENT_V3 + "/register")
@@ -19,35 +26,41 @@ async def register(request: web.Request) -> web.Response:
     if kind == "guest":
         raise MatrixError(403, "M_GUEST_ACCESS_FORBIDDEN", "Guest access is disabled")
     if kind != "user":
-        raise MatrixError(400, "M_INVALID_PARAM", "kind must be user or guest")
+        raise invalid_param("kind must be user or guest")
     body = await json_body(request)
     if not hs.config.registration_open:
         raise MatrixError(403, "M_FORBIDDEN", "Registration is disabled")
+    username = _optional(body, "username", str, "a string")
+    password = _optional(body, "password", str, "a string")
+    device_id = _optional(body, "device_id", str, "a string")
+    display = _optional(body, "initial_device_display_name", str, "a string")
+    inhibit = _optional(body, "inhibit_login", bool, "a boolean") or False
+    want_refresh = _optional(body, "refresh_token", bool, "a boolean") or False
+    auth = body.get("auth")
+    if isinstance(auth, dict) and auth.get("type") == "m.login.application_service":
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "No application services are registered")
     hs.ratelimiter.check("registration", request.remote or "")
-    username, password = body.get("username"), body.get("password")
-    device_id, display = body.get("device_id"), body.get("initial_device_display_name")
-    for name, value in (("username", username), ("password", password), ("device_id", device_id),
-                        ("initial_device_display_name", display)):
-        if value is not None and not isinstance(value, str):
-            raise bad_json(f"{name} must be a string")
-    inhibit = body.get("inhibit_login", False)
-    if not isinstance(inhibit, bool):
-        raise bad_json("inhibit_login must be a boolean")
+    # Settle everything that can fail before the client goes through the flow.
     if username is not None:
         username = username.lower()
         if not await hs.accounts.is_available(username):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
-    flows = [["m.login.registration_token"]] if hs.config.registration.require_token and not \
-        hs.config.dev else [["m.login.dummy"]]
-    await hs.accounts.user_interactive_auth(body, flows, "/register", "POST")
     if not password:
-        raise MatrixError(400, "M_MISSING_PARAM", "password is required")
-    localpart = username or f"u{secrets.token_hex(6)}"
-    user_id = await hs.accounts.create_user(localpart, password)
+        raise missing_param("password is required")
+    if device_id is not None and not device_id:
+        raise invalid_param("device_id must not be empty")
+    if hs.config.registration.require_token:
+        flows = [["m.login.registration_token"]]
+    else:
+        flows = [["m.login.dummy"]]
+    result = await hs.accounts.user_interactive_auth(body, flows, "/register", "POST")
+    token = result["params"].get("m.login.registration_token")
+    localpart = username or await hs.accounts.generate_localpart()
+    user_id = await hs.accounts.create_user(localpart, password, registration_token=token)
     if inhibit:
         return json_response({"user_id": user_id, "home_server": hs.server_name})
     session = await hs.accounts.login_session(
-        user_id, device_id, display, want_refresh=body.get("refresh_token") is True
+        user_id, device_id, display, want_refresh=want_refresh, ip=request.remote
     )
     session.pop("well_known", None)
     return json_response(session)
@@ -55,17 +68,22 @@ async def register(request: web.Request) -> web.Response:
 
 @routes.get(CLIENT_V3 + "/register/available")
 async def available(request: web.Request) -> web.Response:
+    hs = hs_of(request)
     username = request.query.get("username")
     if not username:
-        raise MatrixError(400, "M_MISSING_PARAM", "username is required")
-    if not await hs_of(request).accounts.is_available(username.lower()):
+        raise missing_param("username is required")
+    if not await hs.accounts.is_available(username.lower()):
         raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
     return json_response({"available": True})
 
 
 @routes.get(CLIENT_V1 + "/register/m.login.registration_token/validity")
 async def token_validity(request: web.Request) -> web.Response:
+    hs = hs_of(request)
     token = request.query.get("token")
     if not token:
-        raise MatrixError(400, "M_MISSING_PARAM", "token is required")
-    return json_response({"valid": await hs_of(request).accounts.registration_token_valid(token)})
+        raise missing_param("token is required")
+    if not hs.config.registration_open:
+        raise MatrixError(403, "M_FORBIDDEN", "Registration is disabled")
+    hs.ratelimiter.check("registration", request.remote or "")
+    return json_response({"valid": await hs.accounts.registration_token_valid(token)})

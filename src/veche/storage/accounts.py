@@ -197,3 +197,100 @@ def list_devices(txn: Txn, user_id: str) -> list[dict[str, Any]]:
 def rename_device(txn: Txn, user_id: str, device_id: str, name: str | None) -> int:
     return txn.execute("UPDATE devices SET display_name = ? WHERE user_id = ? AND device_id = ?",
                        (name, user_id, device_id))
+
+
+# --- added for the account service: refresh rotation, devices, deactivation, UIA params ---
+
+
+def get_refresh_token_info(txn: Txn, token_hash: str) -> tuple[str, str, str | None] | None:
+    """(user_id, device_id, next_token_hash) of a refresh token."""
+    row = txn.fetchone(
+        "SELECT user_id, device_id, next_token_hash FROM refresh_tokens WHERE token_hash = ?",
+        (token_hash,),
+    )
+    return (row[0], row[1], row[2]) if row else None
+
+
+def set_refresh_next(txn: Txn, token_hash: str, next_hash: str | None) -> None:
+    txn.execute("UPDATE refresh_tokens SET next_token_hash = ? WHERE token_hash = ?",
+                (next_hash, token_hash))
+
+
+def refresh_predecessors(txn: Txn, token_hash: str) -> list[str]:
+    """Refresh tokens that were rotated into this one (still valid until it is used)."""
+    return [r[0] for r in txn.fetchall(
+        "SELECT token_hash FROM refresh_tokens WHERE next_token_hash = ?", (token_hash,))]
+
+
+def get_device(txn: Txn, user_id: str, device_id: str) -> dict[str, Any] | None:
+    row = txn.fetchone(
+        "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices"
+        " WHERE user_id = ? AND device_id = ?", (user_id, device_id))
+    if row is None:
+        return None
+    return {"device_id": row[0], "display_name": row[1], "last_seen_ts": row[2],
+            "last_seen_ip": row[3]}
+
+
+def touch_device(txn: Txn, user_id: str, device_id: str, ip: str | None, now_ms: int) -> None:
+    txn.execute("UPDATE devices SET last_seen_ts = ?, last_seen_ip = ? WHERE user_id = ?"
+                " AND device_id = ?", (now_ms, ip, user_id, device_id))
+
+
+def delete_devices(
+    txn: Txn, user_id: str, device_ids: list[str] | None, *, except_device: str | None = None
+) -> list[str]:
+    """Delete devices (all of the user's when device_ids is None) with their access and
+    refresh tokens; returns the access token hashes deleted (for the token cache)."""
+    if device_ids is None:
+        device_ids = [r[0] for r in txn.fetchall(
+            "SELECT device_id FROM devices WHERE user_id = ?", (user_id,))]
+        device_ids += [r[0] for r in txn.fetchall(
+            "SELECT DISTINCT device_id FROM access_tokens WHERE user_id = ?", (user_id,))]
+    targets = sorted({d for d in device_ids if d != except_device})
+    hashes: list[str] = []
+    for device_id in targets:
+        hashes += delete_access_tokens(txn, user_id, device_id)
+        delete_refresh_tokens(txn, user_id, device_id)
+        txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
+                    (user_id, device_id))
+    return hashes
+
+
+def set_password_hash(txn: Txn, user_id: str, password_hash: str | None) -> None:
+    txn.execute("UPDATE users SET password_hash = ? WHERE user_id = ?", (password_hash, user_id))
+
+
+def set_deactivated(txn: Txn, user_id: str) -> None:
+    txn.execute(
+        "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL,"
+        " avatar_url = NULL WHERE user_id = ?", (user_id,))
+
+
+def get_uia_params(txn: Txn, session_id: str) -> dict[str, Any]:
+    import json
+
+    raw = txn.fetchval("SELECT params_json FROM ui_auth_sessions WHERE session_id = ?",
+                       (session_id,))
+    return json.loads(raw) if raw else {}
+
+
+def set_uia_params(txn: Txn, session_id: str, params: dict[str, Any]) -> None:
+    import json
+
+    txn.execute("UPDATE ui_auth_sessions SET params_json = ? WHERE session_id = ?",
+                (json.dumps(params), session_id))
+
+
+def delete_old_uia_sessions(txn: Txn, before_ms: int) -> None:
+    txn.execute("DELETE FROM ui_auth_sessions WHERE created_ts < ?", (before_ms,))
+
+
+def revoke_refresh_predecessors(txn: Txn, refresh_hash: str) -> list[str]:
+    """The refresh tokens rotated into `refresh_hash` end once its access token is used
+    (spec "Refreshing access tokens"); returns the access token hashes deleted."""
+    revoked: list[str] = []
+    for pred in refresh_predecessors(txn, refresh_hash):
+        delete_refresh_token(txn, pred)
+        revoked += delete_access_tokens_for_refresh(txn, pred)
+    return revoked

@@ -1,49 +1,66 @@
-"""The redaction algorithm (v10 and the v11+ rules)."""
+"""The redaction algorithm: v10 (the v9 fragment) and v11+ (the v11 fragment).
+
+Redaction feeds the reference hash and event signatures, so it must match other servers
+byte for byte: keep exactly the listed keys, nothing more. Adding `unsigned.redacted_because`
+is the caller's business.
+"""
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Mapping
 from typing import Any
 
 from veche.core.room_versions import RoomVersion
 
-_TOP_LEVEL = ("event_id", "type", "room_id", "sender", "state_key", "content", "hashes",
-              "signatures", "depth", "prev_events", "auth_events", "origin_server_ts")
-_TOP_LEVEL_V10 = _TOP_LEVEL + ("origin", "membership", "prev_state")
+_TOP_LEVEL_V11 = frozenset({
+    "event_id", "type", "room_id", "sender", "state_key", "content", "hashes",
+    "signatures", "depth", "prev_events", "auth_events", "origin_server_ts",
+})
+_TOP_LEVEL_V10 = _TOP_LEVEL_V11 | {"prev_state", "origin", "membership"}
+
+_POWER_LEVELS_V10 = ("ban", "events", "events_default", "kick", "redact", "state_default",
+                     "users", "users_default")
+
+_CONTENT_V10: dict[str, tuple[str, ...]] = {
+    "m.room.member": ("membership", "join_authorised_via_users_server"),
+    "m.room.create": ("creator",),
+    "m.room.join_rules": ("join_rule", "allow"),
+    "m.room.power_levels": _POWER_LEVELS_V10,
+    "m.room.history_visibility": ("history_visibility",),
+}
+_CONTENT_V11: dict[str, tuple[str, ...]] = {
+    "m.room.member": ("membership", "join_authorised_via_users_server"),
+    "m.room.join_rules": ("join_rule", "allow"),
+    "m.room.power_levels": _POWER_LEVELS_V10 + ("invite",),
+    "m.room.history_visibility": ("history_visibility",),
+    "m.room.redaction": ("redacts",),
+}
 
 
-def redact_event(event: dict[str, Any], room_version: RoomVersion) -> dict[str, Any]:
+def redact_event(event: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
+    """Return a new, redacted copy of `event` (a PDU dict); `event` itself is untouched."""
     v11 = room_version.updated_redaction_rules
-    keep_top = _TOP_LEVEL if v11 else _TOP_LEVEL_V10
-    out = {k: v for k, v in event.items() if k in keep_top}
-    content = event.get("content") or {}
-    etype = event.get("type")
-    keys: tuple[str, ...] = ()
-    if etype == "m.room.member":
-        keys = ("membership", "join_authorised_via_users_server")
-        if v11 and isinstance(content.get("third_party_invite"), dict):
-            tpi = content["third_party_invite"]
-            kept: dict[str, Any] = {k: content[k] for k in keys if k in content}
-            if "signed" in tpi:
-                kept["third_party_invite"] = {"signed": tpi["signed"]}
-            out["content"] = kept
-            return _with_unsigned(out, event)
-    elif etype == "m.room.create":
-        if v11:
-            out["content"] = dict(content)
-            return _with_unsigned(out, event)
-        keys = ("creator",)
-    elif etype == "m.room.join_rules":
-        keys = ("join_rule", "allow")
-    elif etype == "m.room.power_levels":
-        keys = ("ban", "events", "events_default", "kick", "redact", "state_default", "users",
-                "users_default") + (("invite",) if v11 else ())
-    elif etype == "m.room.history_visibility":
-        keys = ("history_visibility",)
-    elif etype == "m.room.redaction" and v11:
-        keys = ("redacts",)
-    out["content"] = {k: content[k] for k in keys if k in content}
-    return _with_unsigned(out, event)
+    keep_top = _TOP_LEVEL_V11 if v11 else _TOP_LEVEL_V10
+    redacted = {k: copy.deepcopy(v) for k, v in event.items() if k in keep_top}
+    content = event.get("content")
+    redacted["content"] = _redact_content(
+        event.get("type"), content if isinstance(content, Mapping) else {}, v11
+    )
+    return redacted
 
 
-def _with_unsigned(out: dict[str, Any], event: dict[str, Any]) -> dict[str, Any]:
-    return out
+def _redact_content(event_type: object, content: Mapping[str, Any], v11: bool) -> dict[str, Any]:
+    if v11 and event_type == "m.room.create":
+        return copy.deepcopy(dict(content))
+    allowed = (_CONTENT_V11 if v11 else _CONTENT_V10).get(str(event_type), ())
+    kept = {k: copy.deepcopy(content[k]) for k in allowed if k in content}
+    if v11 and event_type == "m.room.member":
+        invite = content.get("third_party_invite")
+        # Only `signed` survives, so that a redacted third-party invite still authorises.
+        # An object without `signed` stays as an empty object, as Synapse does.
+        if isinstance(invite, Mapping):
+            kept["third_party_invite"] = (
+                {"signed": copy.deepcopy(invite["signed"])} if "signed" in invite else {}
+            )
+    return kept

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from veche.core.filters import validate_filter
 from veche.errors import MatrixError, forbidden, not_found
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.storage import sync as store
@@ -17,10 +18,11 @@ async def create_filter(request: web.Request) -> web.Response:
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("Cannot create filters for other users")
     body = await json_body(request)
-    for key in ("room", "presence", "account_data"):
-        if key in body and not isinstance(body[key], dict):
-            raise MatrixError(400, "M_BAD_JSON", f"{key} must be an object")
-    filter_id = await hs_of(request).db.run(store.add_filter, req.user_id, body)
+    try:
+        normalised = validate_filter(body)
+    except ValueError as e:
+        raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+    filter_id = await hs_of(request).db.run(store.add_filter, req.user_id, normalised)
     return json_response({"filter_id": str(filter_id)})
 
 

@@ -1,22 +1,95 @@
-"""Push rules (spec: client-server API "Push Rules"). Only the default ruleset for now."""
+"""Push rules (spec: client-server API "Push Rules")."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from veche.core.push_rules import default_ruleset
-from veche.http.base import CLIENT_V3, json_response, requester
+from veche.core.push_rules import validate_actions
+from veche.errors import MatrixError, bad_json
+from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 
 routes = web.RouteTableDef()
+RULE = CLIENT_V3 + "/pushrules/global/{kind}/{rule_id}"
+
+
+def _parts(request: web.Request) -> tuple[str, str]:
+    return request.match_info["kind"], request.match_info["rule_id"]
 
 
 @routes.get(CLIENT_V3 + "/pushrules/")
 async def get_rules(request: web.Request) -> web.Response:
     req = await requester(request)
-    return json_response(default_ruleset(req.user_id))
+    return json_response(await hs_of(request).push.get_ruleset(req.user_id))
 
 
 @routes.get(CLIENT_V3 + "/pushrules/global/")
 async def get_global(request: web.Request) -> web.Response:
     req = await requester(request)
-    return json_response(default_ruleset(req.user_id)["global"])
+    return json_response((await hs_of(request).push.get_ruleset(req.user_id))["global"])
+
+
+@routes.get(RULE)
+async def get_rule(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    return json_response(await hs_of(request).push.get_rule(req.user_id, kind, rule_id))
+
+
+@routes.put(RULE)
+async def put_rule(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    body = await json_body(request)
+    hs = hs_of(request)
+    await hs.push.put_rule(
+        req.user_id, kind, rule_id, body, request.query.get("before"), request.query.get("after")
+    )
+    return json_response({})
+
+
+@routes.delete(RULE)
+async def delete_rule(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    await hs_of(request).push.delete_rule(req.user_id, kind, rule_id)
+    return json_response({})
+
+
+@routes.get(RULE + "/enabled")
+async def get_enabled(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    rule = await hs_of(request).push.get_rule(req.user_id, kind, rule_id)
+    return json_response({"enabled": rule["enabled"]})
+
+
+@routes.put(RULE + "/enabled")
+async def put_enabled(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    body = await json_body(request)
+    if not isinstance(body.get("enabled"), bool):
+        raise bad_json("enabled must be a boolean")
+    await hs_of(request).push.set_attribute(req.user_id, kind, rule_id, "enabled", body["enabled"])
+    return json_response({})
+
+
+@routes.get(RULE + "/actions")
+async def get_actions(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    rule = await hs_of(request).push.get_rule(req.user_id, kind, rule_id)
+    return json_response({"actions": rule["actions"]})
+
+
+@routes.put(RULE + "/actions")
+async def put_actions(request: web.Request) -> web.Response:
+    req = await requester(request)
+    kind, rule_id = _parts(request)
+    body = await json_body(request)
+    try:
+        actions = validate_actions(body.get("actions"))
+    except ValueError as e:
+        raise MatrixError(400, "M_INVALID_PARAM", str(e)) from None
+    await hs_of(request).push.set_attribute(req.user_id, kind, rule_id, "actions", actions)
+    return json_response({})

@@ -33,7 +33,9 @@ async def receipt(request: web.Request) -> web.Response:
     body = await json_body(request, allow_empty=True)
     thread_id = body.get("thread_id")
     if thread_id is not None and (not isinstance(thread_id, str) or not thread_id):
-        raise bad_json("thread_id must be a non-empty string")
+        raise MatrixError(400, "M_INVALID_PARAM", "thread_id field must be a non-empty string")
+    if thread_id is not None and rtype == "m.fully_read":
+        raise MatrixError(400, "M_INVALID_PARAM", "m.fully_read receipts cannot be threaded")
     await _check(request, room_id, req.user_id, event_id)
     await hs.receipts.set_receipt(room_id, req.user_id, rtype, event_id, thread_id)
     return json_response({})

@@ -169,13 +169,14 @@ class EventService:
                 event["unsigned"] = unsigned
         key = (sender, txn_key[0], txn_key[1]) if txn_key else None
         store.persist_event(txn, event, pos, key)
+        self.hs.push.on_event_persisted(txn, event, pos)
         if event_type == "m.room.redaction" and redacts is not None:
             self._apply_redaction(txn, rv, event, redacts)
         return event
 
     def _sign(self, event: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
         key = self.hs.signing_key
-        signed = event_format.sign_event(event, self.hs.server_name, key)
+        signed = event_format.sign_event(event, self.hs.server_name, key, rv)
         signed["event_id"] = event_format.compute_event_id(signed, rv)
         return signed
 

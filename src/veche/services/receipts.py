@@ -1,12 +1,20 @@
-"""Read receipts and read markers."""
+"""Read receipts and read markers.
+
+A read receipt also clears the user's unread notifications up to its event (all of them
+for an unthreaded receipt, one thread's for a threaded one).
+"""
 
 from __future__ import annotations
 
 import time
 from typing import TYPE_CHECKING
 
+from veche.errors import MatrixError
 from veche.server import register_stream_table
+from veche.storage import events as event_store
+from veche.storage import push as push_store
 from veche.storage import sync as store
+from veche.storage.database import Txn
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
@@ -23,11 +31,33 @@ class ReceiptService:
         self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None
     ) -> None:
         if receipt_type == "m.fully_read":
+            if thread_id is not None:
+                raise MatrixError(400, "M_INVALID_PARAM", "m.fully_read cannot be threaded")
             await self.hs.account_data.set(user_id, room_id, "m.fully_read", {"event_id": event_id})
             return
         with self.hs.stream.get_next() as pos:
-            await self.hs.db.run(
-                store.upsert_receipt, room_id, receipt_type, user_id, thread_id or "", event_id,
+            changed = await self.hs.db.run(
+                _set_receipt_txn, room_id, receipt_type, user_id, thread_id, event_id,
                 int(time.time() * 1000), pos,
             )
-        self.hs.notifier.notify([room_id])
+        if changed:
+            self.hs.notifier.notify([room_id, user_id])
+
+
+def _set_receipt_txn(
+    txn: Txn, room_id: str, receipt_type: str, user_id: str, thread_id: str | None,
+    event_id: str, ts: int, pos: int,
+) -> bool:
+    target = event_store.get_event_position(txn, event_id)
+    if target is None:
+        return False
+    current = txn.fetchval(
+        "SELECT e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id"
+        " WHERE r.room_id = ? AND r.receipt_type = ? AND r.user_id = ? AND r.thread_id = ?",
+        (room_id, receipt_type, user_id, thread_id or ""),
+    )
+    if current is not None and current > target[1]:
+        return False  # receipts only move forwards
+    store.upsert_receipt(txn, room_id, receipt_type, user_id, thread_id or "", event_id, ts, pos)
+    push_store.mark_read(txn, user_id, room_id, target[1], thread_id)
+    return True

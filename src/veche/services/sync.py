@@ -1,13 +1,29 @@
-"""/sync: what changed for a user since a token, waiting (long-poll) until something does."""
+"""/sync: what changed for a user since a token, waiting (long-poll) until something does.
+
+Everything reported carries a position of the one server-wide stream, so an incremental
+sync reads only rows with positions in (since, upto]: a constant number of queries finds
+the rooms that changed, and only those rooms are then read one by one. When the stream
+has not moved past `since` no row query runs at all.
+
+Sections that other features fill (to-device messages, device list changes, one-time key
+counts) are produced by `SyncService.providers`: async callables given the SyncContext
+after the rooms have been computed; each returns True if it added anything.
+"""
 
 from __future__ import annotations
 
 import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from veche.core.filters import Filter, RoomEventFilter
 from veche.core.push_rules import default_ruleset
 from veche.services.events import client_event
 from veche.storage import events as event_store
+from veche.storage import presence as presence_store
+from veche.storage import push as push_store
 from veche.storage import sync as store
 from veche.storage.database import Txn
 from veche.streams import StreamToken
@@ -16,226 +32,507 @@ if TYPE_CHECKING:
     from veche.server import HomeServer
     from veche.services.auth import Requester
 
-STRIPPED_STATE = (
+StateKey = tuple[str, str]
+STRIPPED_STATE: tuple[StateKey, ...] = (
     ("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", ""),
     ("m.room.avatar", ""), ("m.room.canonical_alias", ""), ("m.room.encryption", ""),
 )
+DEFAULT_TIMELINE_LIMIT = 10
+MAX_TIMELINE_LIMIT = 1000
+# Rows scanned at most per room to fill a type-filtered timeline.
+MAX_SCAN = 2000
+
+
+@dataclass
+class SyncContext:
+    """One /sync computation: the request, the window (since, upto] and the response."""
+
+    user_id: str
+    device_id: str
+    since: StreamToken | None
+    upto: StreamToken
+    full_state: bool
+    filter: Filter
+    result: dict[str, Any] = field(default_factory=dict)
+    joined: list[str] = field(default_factory=list)
+    empty: bool = True
+
+    @property
+    def since_pos(self) -> int:
+        return self.since.stream if self.since is not None else 0
+
+
+SyncProvider = Callable[[SyncContext], Awaitable[bool]]
+
+
+@dataclass
+class _Room:
+    room_id: str
+    kind: str  # join or leave
+    upto: int
+    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    limited: bool = False
+    prev_batch: int = 0
+    state: list[dict[str, Any]] = field(default_factory=list)
+    summary: dict[str, Any] | None = None
 
 
 class SyncService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        self.providers: list[SyncProvider] = []
+        # (user, device) -> room -> member state keys already sent (lazy-loading members)
+        self._ll_sent: OrderedDict[tuple[str, str], dict[str, set[str]]] = OrderedDict()
+
+    def add_provider(self, provider: SyncProvider) -> None:
+        self.providers.append(provider)
 
     async def sync(
         self, req: Requester, since: StreamToken | None, timeout_ms: int, full_state: bool,
-        sync_filter: dict[str, Any],
+        sync_filter: Filter,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_ms / 1000
         while True:
             counter = self.hs.notifier.counter
             upto = StreamToken(self.hs.stream.current, self.hs.typing.serial)
-            result, joined, empty = await self._compute(req, since, upto, full_state, sync_filter)
+            if since is not None and since.stream > upto.stream:
+                # A token from the future (e.g. before a restart that lost positions): clamp.
+                since = StreamToken(upto.stream, since.typing)
+            ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter)
+            await self._compute(ctx)
             remaining = deadline - time.monotonic()
-            if not empty or since is None or full_state or remaining <= 0:
-                return result
-            woke = await self.hs.notifier.wait([req.user_id, *joined], counter, remaining)
+            if not ctx.empty or since is None or full_state or remaining <= 0:
+                return ctx.result
+            woke = await self.hs.notifier.wait([req.user_id, *ctx.joined], counter, remaining)
             if not woke:
-                return result
+                return ctx.result
 
-    async def _compute(
-        self, req: Requester, since: StreamToken | None, upto: StreamToken, full_state: bool,
-        sync_filter: dict[str, Any],
-    ) -> tuple[dict[str, Any], list[str], bool]:
-        room_filter = sync_filter.get("room") if isinstance(sync_filter.get("room"), dict) else {}
-        timeline_filter = room_filter.get("timeline") if isinstance(room_filter.get("timeline"), dict) else {}
-        limit = timeline_filter.get("limit", 10)
-        limit = limit if isinstance(limit, int) and 0 < limit <= 1000 else 10
-        data = await self.hs.db.run(
-            self._compute_txn, req, since, upto, full_state, limit, timeline_filter
-        )
-        joined: list[str] = data.pop("_joined")
-        empty: bool = data.pop("_empty")
+    # --- computing a response ---------------------------------------------------------------
+    async def _compute(self, ctx: SyncContext) -> None:
+        data = await self.hs.db.run(self._compute_txn, ctx)
+        flt = ctx.filter
         now_ms = int(time.time() * 1000)
-        typing = self.hs.typing
-        for room_id in joined:
-            room = data["rooms"]["join"].get(room_id)
-            if since is None or typing.changed_since(room_id, since.typing):
-                if room is None:
-                    room = data["rooms"]["join"][room_id] = _empty_joined_room()
-                room["ephemeral"]["events"].append(typing.event(room_id))
-                if since is not None:
-                    empty = False
-        for section in ("join", "leave"):
-            for room in data["rooms"][section].values():
-                events = room["timeline"]["events"]
-                room["timeline"]["events"] = [
-                    _with_txn(client_event(e, now_ms=now_ms), e) for e in events
-                ]
-                for e in room["timeline"]["events"]:
-                    e.get("unsigned", {}).pop("transaction_id_of", None)
-                room["state"]["events"] = [client_event(e, now_ms=now_ms) for e in room["state"]["events"]]
-                await self._bundle(room["timeline"]["events"], req.user_id)
-        data["next_batch"] = str(upto)
-        return data, joined, empty
+        rooms_out: dict[str, dict[str, Any]] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
+        all_timeline: list[dict[str, Any]] = []
+        txn_ids: dict[str, str] = data["txn_ids"]
+        for room in data["rooms"]:
+            timeline = []
+            for _, ev in room.events:
+                out = self._format(ev, now_ms, flt)
+                if ev["event_id"] in txn_ids:
+                    out.setdefault("unsigned", {})["transaction_id"] = txn_ids[ev["event_id"]]
+                timeline.append(out)
+            all_timeline.extend(timeline)
+            entry: dict[str, Any] = {
+                "timeline": {"events": timeline, "limited": room.limited,
+                             "prev_batch": str(StreamToken(room.prev_batch, ctx.upto.typing))},
+                "state": {"events": [self._format(e, now_ms, flt) for e in room.state]},
+                "account_data": {"events": []},
+            }
+            if room.kind == "join":
+                entry["ephemeral"] = {"events": []}
+                entry["unread_notifications"] = {"notification_count": 0, "highlight_count": 0}
+                entry["summary"] = room.summary or {}
+            rooms_out[room.kind][room.room_id] = entry
+        await self._bundle(all_timeline, ctx.user_id)
+        if flt.event_fields is not None:
+            for section in ("join", "leave"):
+                for entry in rooms_out[section].values():
+                    for part in ("timeline", "state"):
+                        entry[part]["events"] = [flt.apply_event_fields(e)
+                                                 for e in entry[part]["events"]]
 
-    async def _bundle(self, events: list[dict[str, Any]], user_id: str) -> None:
-        try:
-            from veche.services.relations import bundle_aggregations
-        except ImportError:
-            return
-        if events:
-            await bundle_aggregations(self.hs, events, user_id)
-
-    def _compute_txn(
-        self, txn: Txn, req: Requester, since: StreamToken | None, upto: StreamToken,
-        full_state: bool, limit: int, timeline_filter: dict[str, Any],
-    ) -> dict[str, Any]:
-        user_id = req.user_id
-        since_pos = since.stream if since else 0
-        memberships = store.current_memberships(txn, user_id)
-        joined = [r for r, m, _ in memberships if m == "join"]
-        changed = {r: (m, p) for r, m, p in memberships if p > since_pos}
-        rooms: dict[str, Any] = {"join": {}, "invite": {}, "leave": {}, "knock": {}}
-        empty = True
-
-        rooms_with_events = store.rooms_with_events(txn, joined, since_pos, upto.stream) \
-            if since else set(joined)
-        for room_id in joined:
-            newly_joined = room_id in changed
-            if since is not None and not full_state and room_id not in rooms_with_events \
-                    and not newly_joined:
-                continue
-            from_pos = 0 if (since is None or newly_joined) else since_pos
-            timeline, limited = store.room_timeline(txn, room_id, from_pos, upto.stream, limit)
-            timeline = [(p, e) for p, e in timeline if _type_allowed(e, timeline_filter)]
-            first = timeline[0][0] if timeline else upto.stream + 1
-            state_before = event_store.get_state_ids_at(txn, room_id, first - 1)
-            if since is None or newly_joined or full_state:
-                state_ids = state_before
-            elif limited:
-                old = event_store.get_state_ids_at(txn, room_id, since_pos)
-                state_ids = {k: v for k, v in state_before.items() if old.get(k) != v}
-            else:
-                state_ids = {}
-            in_timeline = {e["event_id"] for _, e in timeline}
-            state_events = event_store.get_events(
-                txn, [v for v in state_ids.values() if v not in in_timeline]
-            )
-            events = [e for _, e in timeline]
-            txn_ids = store.txn_ids_for(txn, user_id, req.device_id,
-                                        [e["event_id"] for e in events if e["sender"] == user_id])
-            for e in events:
-                if e["event_id"] in txn_ids:
-                    e.setdefault("unsigned", {})["transaction_id_of"] = txn_ids[e["event_id"]]
-            room = _empty_joined_room()
-            room["timeline"] = {"events": events, "limited": limited or (since is None and False),
-                                "prev_batch": str(StreamToken(max(first - 1, 0), upto.typing))}
-            room["state"]["events"] = list(state_events.values())
-            joined_count = len(event_store.get_room_members(txn, room_id, "join"))
-            invited_count = len(event_store.get_room_members(txn, room_id, "invite"))
-            room["summary"] = {"m.joined_member_count": joined_count,
-                               "m.invited_member_count": invited_count}
-            count = store.unread_count(txn, room_id, user_id, upto.stream)
-            room["unread_notifications"] = {"notification_count": count, "highlight_count": 0}
-            rooms["join"][room_id] = room
-            empty = empty and not events and not state_events
-        # Receipts and room account data of joined rooms.
-        for room_id, rtype, uid, thread_id, event_id, ts in store.receipts_since(
-            txn, joined, since_pos, upto.stream
-        ):
-            if rtype == "m.read.private" and uid != user_id:
-                continue
-            room = rooms["join"].setdefault(room_id, _empty_joined_room())
-            receipt: dict[str, Any] = {"ts": ts}
-            if thread_id:
-                receipt["thread_id"] = thread_id
-            _add_receipt(room, event_id, rtype, uid, receipt)
-            empty = False
-        global_data: list[dict[str, Any]] = []
-        for room_id, dtype, content in store.account_data_since(txn, user_id, since_pos, upto.stream):
-            empty = False
-            if room_id == "":
-                global_data.append({"type": dtype, "content": content})
-            elif room_id in joined:
-                room = rooms["join"].setdefault(room_id, _empty_joined_room())
-                room["account_data"]["events"].append({"type": dtype, "content": content})
-        if since is None and not any(d["type"] == "m.push_rules" for d in global_data):
-            global_data.append({"type": "m.push_rules", "content": default_ruleset(user_id)})
-        # Invites, knocks and leaves.
-        for room_id, (membership, pos) in changed.items():
-            if membership == "invite":
-                rooms["invite"][room_id] = {"invite_state": {"events": _stripped_state(txn, room_id, user_id)}}
-                empty = False
-            elif membership == "knock":
-                rooms["knock"][room_id] = {"knock_state": {"events": _stripped_state(txn, room_id, user_id)}}
-                empty = False
-            elif membership in ("leave", "ban") and since is not None:
-                timeline, limited = store.room_timeline(txn, room_id, since_pos, pos, limit)
-                first = timeline[0][0] if timeline else pos
-                state_ids = event_store.get_state_ids_at(txn, room_id, first - 1) if limited else {}
-                in_timeline = {e["event_id"] for _, e in timeline}
-                rooms["leave"][room_id] = {
-                    "timeline": {"events": [e for _, e in timeline], "limited": limited,
-                                 "prev_batch": str(StreamToken(max(first - 1, 0), upto.typing))},
-                    "state": {"events": list(event_store.get_events(
-                        txn, [v for v in state_ids.values() if v not in in_timeline]).values())},
+        def joined_entry(room_id: str) -> dict[str, Any]:
+            entry = rooms_out["join"].get(room_id)
+            if entry is None:
+                entry = rooms_out["join"][room_id] = {
+                    "timeline": {"events": [], "limited": False,
+                                 "prev_batch": str(ctx.upto)},
+                    "state": {"events": []},
                     "account_data": {"events": []},
+                    "ephemeral": {"events": []},
+                    "unread_notifications": {"notification_count": 0, "highlight_count": 0},
+                    "summary": {},
                 }
-                empty = False
-        return {
-            "rooms": rooms,
+            return entry
+
+        ephemeral_filter = flt.room.ephemeral
+        # Typing (in memory).
+        typing = self.hs.typing
+        if ephemeral_filter.matches({"type": "m.typing"}):
+            for room_id in ctx.joined:
+                if ctx.since is None:
+                    ev = typing.event(room_id)
+                    if not ev["content"]["user_ids"]:
+                        continue
+                elif typing.changed_since(room_id, ctx.since.typing):
+                    ev = typing.event(room_id)
+                else:
+                    continue
+                joined_entry(room_id)["ephemeral"]["events"].append(ev)
+        # Receipts.
+        if ephemeral_filter.matches({"type": "m.receipt"}):
+            receipts: dict[str, dict[str, Any]] = {}
+            for room_id, rtype, uid, thread_id, event_id, ts in data["receipts"]:
+                if rtype == "m.read.private" and uid != ctx.user_id:
+                    continue
+                if not ephemeral_filter.matches({"type": "m.receipt", "sender": uid}, room_id):
+                    continue
+                receipt: dict[str, Any] = {"ts": ts}
+                if thread_id:
+                    receipt["thread_id"] = thread_id
+                content = receipts.setdefault(room_id, {})
+                content.setdefault(event_id, {}).setdefault(rtype, {})[uid] = receipt
+            for room_id, content in receipts.items():
+                joined_entry(room_id)["ephemeral"]["events"].append(
+                    {"type": "m.receipt", "content": content})
+        # Account data.
+        global_data: list[dict[str, Any]] = []
+        for room_id, dtype, content in data["account_data"]:
+            event = {"type": dtype, "content": content}
+            if room_id == "":
+                if flt.account_data.matches(event):
+                    global_data.append(event)
+            elif flt.room.room_allowed(room_id) and flt.room.account_data.matches(event, room_id):
+                if room_id in rooms_out["leave"]:
+                    rooms_out["leave"][room_id]["account_data"]["events"].append(event)
+                elif room_id in data["joined_set"]:
+                    joined_entry(room_id)["account_data"]["events"].append(event)
+        if ctx.since is None and not any(d["type"] == "m.push_rules" for d in global_data) \
+                and flt.account_data.matches({"type": "m.push_rules"}):
+            global_data.append({"type": "m.push_rules", "content": default_ruleset(ctx.user_id)})
+        # Unread notification counts of every joined room in the response.
+        counts: dict[str, Any] = data["counts"]
+        missing = [r for r in rooms_out["join"] if r not in data["counted"]]
+        if missing:
+            counts.update(await self.hs.db.run(push_store.unread_counts, ctx.user_id, missing))
+        thread_counts = flt.room.timeline.unread_thread_notifications
+        for room_id, entry in rooms_out["join"].items():
+            per_thread = counts.get(room_id, {})
+            if thread_counts:
+                main = per_thread.get(None, (0, 0))
+                threads = {t: {"notification_count": n, "highlight_count": h}
+                           for t, (n, h) in per_thread.items() if t is not None and (n or h)}
+                entry["unread_thread_notifications"] = threads
+            else:
+                main = (sum(n for n, _ in per_thread.values()), sum(h for _, h in per_thread.values()))
+            entry["unread_notifications"] = {"notification_count": main[0],
+                                             "highlight_count": main[1]}
+        # Invites and knocks.
+        for kind, key in (("invite", "invite_state"), ("knock", "knock_state")):
+            for room_id, events in data[kind].items():
+                rooms_out[kind][room_id] = {key: {"events": events}}
+        # Presence.
+        presence_events = []
+        for row in data["presence"]:
+            event = {"type": "m.presence", "sender": row[0], "content": self.hs.presence.format(row)}
+            if flt.presence.matches(event):
+                presence_events.append(event)
+
+        ctx.result = {
+            "next_batch": str(ctx.upto),
+            "rooms": rooms_out,
             "account_data": {"events": global_data},
-            "presence": {"events": []},
+            "presence": {"events": presence_events},
             "to_device": {"events": []},
             "device_lists": {"changed": [], "left": []},
             "device_one_time_keys_count": {},
-            "_joined": joined,
-            "_empty": empty,
         }
+        ctx.empty = not (any(rooms_out.values()) or global_data or presence_events)
+        for provider in self.providers:
+            if await provider(ctx):
+                ctx.empty = False
 
+    def _format(self, event: dict[str, Any], now_ms: int, flt: Filter) -> dict[str, Any]:
+        if flt.event_format == "federation":
+            return dict(event)
+        out = client_event(event, now_ms=now_ms)
+        out.pop("room_id", None)
+        return out
 
-def _empty_joined_room() -> dict[str, Any]:
-    return {
-        "timeline": {"events": [], "limited": False},
-        "state": {"events": []},
-        "ephemeral": {"events": []},
-        "account_data": {"events": []},
-        "unread_notifications": {"notification_count": 0, "highlight_count": 0},
-        "summary": {},
-    }
-
-
-def _add_receipt(room: dict[str, Any], event_id: str, rtype: str, uid: str, receipt: dict[str, Any]) -> None:
-    for ev in room["ephemeral"]["events"]:
-        if ev["type"] == "m.receipt":
-            ev["content"].setdefault(event_id, {}).setdefault(rtype, {})[uid] = receipt
+    async def _bundle(self, events: list[dict[str, Any]], user_id: str) -> None:
+        if not events:
             return
-    room["ephemeral"]["events"].append(
-        {"type": "m.receipt", "content": {event_id: {rtype: {uid: receipt}}}}
-    )
+        try:
+            from veche.services.relations import bundle_aggregations
+        except ImportError:  # pragma: no cover - relations are optional
+            return
+        await bundle_aggregations(self.hs, events, user_id)
+
+    # --- the transaction ----------------------------------------------------------------------
+    def _compute_txn(self, txn: Txn, ctx: SyncContext) -> dict[str, Any]:
+        user_id, since, upto = ctx.user_id, ctx.since, ctx.upto.stream
+        since_pos = ctx.since_pos
+        flt = ctx.filter
+        room_filter = flt.room
+        incremental = since is not None
+        moved = upto > since_pos or not incremental or ctx.full_state
+        if room_filter.state.lazy_load_members and not incremental:
+            self._ll_sent.pop((user_id, ctx.device_id), None)
+
+        memberships = [m for m in store.membership_rows(txn, user_id)
+                       if room_filter.room_allowed(m[0])]
+        joined = [r for r, m, _, _ in memberships if m == "join"]
+        ctx.joined = joined
+        out: dict[str, Any] = {
+            "rooms": [], "receipts": [], "account_data": [], "presence": [], "invite": {},
+            "knock": {}, "txn_ids": {}, "joined_set": set(joined), "counted": set(),
+            "counts": {},
+        }
+        if not moved:
+            return out
+        changed = {r: (m, p, e) for r, m, p, e in memberships if p > since_pos and p <= upto}
+        change_events = event_store.get_events(txn, [e for _, _, e in changed.values()])
+
+        def newly(room_id: str, membership: str) -> bool:
+            """Whether the membership changed into `membership` within the window."""
+            if not incremental or room_id not in changed:
+                return False
+            ev = change_events.get(changed[room_id][2]) or {}
+            prev = (ev.get("unsigned") or {}).get("prev_content") or {}
+            return prev.get("membership") != membership
+
+        # Joined rooms: which need a timeline.
+        if not incremental or ctx.full_state:
+            active = list(joined)
+        else:
+            with_events = store.rooms_with_new_events(txn, joined, since_pos, upto)
+            active = [r for r in joined if r in with_events or newly(r, "join")]
+        limit = room_filter.timeline.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
+        full_rooms = [r for r in active if not incremental or ctx.full_state or newly(r, "join")]
+        current = store.current_state_rows(txn, full_rooms)
+        membership_pos = {r: p for r, _, p, _ in memberships}
+        for room_id in active:
+            full = room_id in current
+            from_pos = 0 if (full and (not incremental or newly(room_id, "join"))) else since_pos
+            out["rooms"].append(self._room_txn(
+                txn, ctx, room_id, "join", from_pos, upto, limit, full,
+                current.get(room_id), membership_pos.get(room_id, 0),
+            ))
+        # Rooms left (or banned from) within the window; on initial sync only if asked.
+        for room_id, membership, pos, event_id in memberships:
+            if membership not in ("leave", "ban"):
+                continue
+            if incremental and not (room_id in changed and newly(room_id, membership)):
+                continue
+            if not incremental and not room_filter.include_leave:
+                continue
+            leave_event = change_events.get(event_id) or event_store.get_event(txn, event_id)
+            prev = ((leave_event or {}).get("unsigned") or {}).get("prev_content") or {}
+            if prev.get("membership") != "join":
+                # Never joined (a rejected invite or knock, a ban from outside): the event only.
+                room = _Room(room_id, "leave", pos, prev_batch=max(pos - 1, 0))
+                if leave_event is not None:
+                    room.events = [(pos, leave_event)]
+                out["rooms"].append(room)
+                continue
+            out["rooms"].append(self._room_txn(
+                txn, ctx, room_id, "leave", since_pos if incremental else 0, pos, limit, True,
+                None, pos,
+            ))
+        # Invites and knocks.
+        for room_id, membership, _pos, event_id in memberships:
+            if membership in ("invite", "knock") and (not incremental or room_id in changed):
+                out[membership][room_id] = _stripped_state(txn, room_id, user_id, event_id)
+        # Timeline events the requesting device sent carry their transaction ID.
+        own = [e["event_id"] for room in out["rooms"] for _, e in room.events
+               if e.get("sender") == user_id]
+        out["txn_ids"] = store.txn_ids_for_events(txn, user_id, ctx.device_id, own)
+        # Summaries.
+        self._summaries_txn(txn, ctx, out["rooms"])
+        # Receipts, account data, presence.
+        receipt_rooms = joined
+        if incremental:
+            out["receipts"] = store.receipts_for_rooms(txn, receipt_rooms, since_pos, upto)
+        else:
+            out["receipts"] = store.receipts_for_rooms(txn, receipt_rooms, -1, upto)
+        out["account_data"] = store.account_data_since(txn, user_id, since_pos if incremental else -1, upto)
+        out["presence"] = presence_store.presence_since_for_user(
+            txn, user_id, since_pos if incremental else -1, upto)
+        # Unread counts of the joined rooms this response will (likely) contain.
+        counted = {r.room_id for r in out["rooms"] if r.kind == "join"}
+        counted.update(r[0] for r in out["receipts"])
+        counted.update(r[0] for r in out["account_data"] if r[0])
+        counted &= out["joined_set"]
+        out["counted"] = counted
+        out["counts"] = push_store.unread_counts(txn, user_id, list(counted)) if counted else {}
+        return out
+
+    def _room_txn(
+        self, txn: Txn, ctx: SyncContext, room_id: str, kind: str, from_pos: int, upto: int,
+        limit: int, full: bool, current: list[tuple[str, str, str, int]] | None, member_pos: int,
+    ) -> _Room:
+        flt = ctx.filter.room
+        tl_filter = flt.timeline
+        room = _Room(room_id, kind, upto)
+        scanned, matched, limited = _fetch_timeline(txn, room_id, from_pos, upto, limit, tl_filter)
+        first = matched[0][0] if matched else (scanned[-1][0] if scanned and limited else upto + 1)
+        room.limited = limited
+        room.prev_batch = max(first - 1, 0)
+
+        # State at the start of the timeline (full), or what changed since `since` before it.
+        state_ids: dict[StateKey, str] = {}
+        if full:
+            state_ids = self._state_before(txn, room_id, first, upto, scanned, current)
+        elif limited:
+            state_ids = store.state_changes_between(txn, room_id, ctx.since_pos, first)
+        state_events = event_store.get_events(txn, list(state_ids.values()))
+
+        # History visibility: drop timeline events from before the user could see the room.
+        if matched and matched[0][0] < member_pos:
+            matched = self._visible(txn, room_id, ctx.user_id, matched, state_ids, state_events)
+        room.events = matched
+        in_timeline = {e["event_id"] for _, e in matched}
+        state_map = {k: state_events[v] for k, v in state_ids.items()
+                     if v in state_events and v not in in_timeline}
+
+        if flt.state.lazy_load_members:
+            state_map = self._lazy_members(txn, ctx, room_id, state_map, matched, first, full)
+        room.state = [e for e in state_map.values() if flt.state.matches(e, room_id)]
+        return room
+
+    def _state_before(
+        self, txn: Txn, room_id: str, first: int, upto: int,
+        scanned: list[tuple[int, dict[str, Any]]], current: list[tuple[str, str, str, int]] | None,
+    ) -> dict[StateKey, str]:
+        """The room's state just before position `first`, rewinding current state through
+        the scanned events (which reach from `upto` down to `first`)."""
+        if current is None or any(so > upto for *_, so in current):
+            return event_store.get_state_ids_at(txn, room_id, first - 1)
+        state = {(t, sk): eid for t, sk, eid, _ in current}
+        for so, ev in scanned:  # newest first
+            if so < first:
+                break
+            sk = ev.get("state_key")
+            if sk is None:
+                continue
+            unsigned = ev.get("unsigned") or {}
+            if "redacted_because" in unsigned:
+                return event_store.get_state_ids_at(txn, room_id, first - 1)
+            key = (ev["type"], sk)
+            prev = unsigned.get("replaces_state")
+            if prev:
+                state[key] = prev
+            else:
+                state.pop(key, None)
+        return state
+
+    def _visible(
+        self, txn: Txn, room_id: str, user_id: str, events: list[tuple[int, dict[str, Any]]],
+        state_ids: dict[StateKey, str], state_events: dict[str, dict[str, Any]],
+    ) -> list[tuple[int, dict[str, Any]]]:
+        hv_key = ("m.room.history_visibility", "")
+        hv_event = state_events.get(state_ids.get(hv_key, ""))
+        hv = ((hv_event or {}).get("content") or {}).get("history_visibility", "shared")
+        hv_changes = any(e["type"] == hv_key[0] and e.get("state_key") == "" for _, e in events)
+        if hv in ("shared", "world_readable") and not hv_changes:
+            return events
+        try:
+            from veche.services.rooms import Visibility
+            from veche.storage.rooms import get_membership_row, visibility_history
+        except ImportError:  # pragma: no cover
+            return events
+        hv_hist, members = visibility_history(txn, room_id, user_id)
+        row = get_membership_row(txn, room_id, user_id)
+        vis = Visibility(user_id, hv_hist, members, row[0] if row else None)
+        return [(so, e) for so, e in events if vis.can_see(so, e)]
+
+    def _lazy_members(
+        self, txn: Txn, ctx: SyncContext, room_id: str, state_map: dict[StateKey, dict[str, Any]],
+        timeline: list[tuple[int, dict[str, Any]]], first: int, full: bool,
+    ) -> dict[StateKey, dict[str, Any]]:
+        """Keep non-member state plus the member events of the timeline's senders."""
+        flt = ctx.filter.room.state
+        cache_key = (ctx.user_id, ctx.device_id)
+        sent_rooms = self._ll_sent.setdefault(cache_key, {})
+        self._ll_sent.move_to_end(cache_key)
+        while len(self._ll_sent) > 10_000:
+            self._ll_sent.popitem(last=False)
+        sent = sent_rooms.setdefault(room_id, set())
+        wanted = {e["sender"] for _, e in timeline}
+        if ctx.since is None or full:
+            wanted.add(ctx.user_id)
+        in_timeline_members = {e["state_key"] for _, e in timeline
+                               if e["type"] == "m.room.member" and "state_key" in e}
+        if not flt.include_redundant_members and not full:
+            wanted -= sent
+        wanted -= in_timeline_members
+        kept = {k: v for k, v in state_map.items() if k[0] != "m.room.member"}
+        missing = []
+        for uid in sorted(wanted):
+            ev = state_map.get(("m.room.member", uid))
+            if ev is not None:
+                kept[("m.room.member", uid)] = ev
+            elif not full:
+                missing.append(uid)
+        if missing:
+            ids = store.member_event_ids_before(txn, room_id, first, missing)
+            for ev in event_store.get_events(txn, list(ids.values())).values():
+                kept[("m.room.member", ev["state_key"])] = ev
+        sent.update(k[1] for k in kept if k[0] == "m.room.member")
+        sent.update(in_timeline_members)
+        return kept
+
+    def _summaries_txn(self, txn: Txn, ctx: SyncContext, rooms: list[_Room]) -> None:
+        """m.joined_member_count / m.invited_member_count / m.heroes where they may have changed."""
+        need = [r for r in rooms if r.kind == "join" and (
+            ctx.since is None or ctx.full_state or r.state
+            or any(e["type"] == "m.room.member" for _, e in r.events))]
+        if not need:
+            return
+        ids = [r.room_id for r in need]
+        counts = store.member_counts(txn, ids)
+        named = store.named_rooms(txn, ids)
+        for room in need:
+            c = counts.get(room.room_id, {})
+            summary: dict[str, Any] = {"m.joined_member_count": c.get("join", 0),
+                                       "m.invited_member_count": c.get("invite", 0)}
+            if room.room_id not in named:
+                summary["m.heroes"] = store.heroes(txn, room.room_id, ctx.user_id)
+            room.summary = summary
 
 
-def _stripped_state(txn: Txn, room_id: str, user_id: str) -> list[dict[str, Any]]:
-    keys = [*STRIPPED_STATE, ("m.room.member", user_id)]
+def _fetch_timeline(
+    txn: Txn, room_id: str, after: int, upto: int, limit: int, flt: RoomEventFilter
+) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, dict[str, Any]]], bool]:
+    """(rows scanned newest first, the newest `limit` matching events oldest first, limited)."""
+    scanned: list[tuple[int, dict[str, Any]]] = []
+    matched: list[tuple[int, dict[str, Any]]] = []
+    cursor = upto
+    batch = limit + 1 if flt.unrestricted else max(2 * limit + 1, 50)
+    limited = False
+    while True:
+        rows = store.timeline_rows(txn, room_id, after, cursor, batch)
+        for so, ev in rows:
+            if len(matched) >= limit:
+                limited = True
+                break
+            scanned.append((so, ev))
+            if flt.matches(ev, room_id):
+                matched.append((so, ev))
+        if limited or len(rows) < batch:
+            break
+        if len(scanned) >= MAX_SCAN:
+            limited = True
+            break
+        cursor = rows[-1][0] - 1
+    matched.reverse()
+    return scanned, matched, limited
+
+
+def _stripped_state(txn: Txn, room_id: str, user_id: str, member_event_id: str) -> list[dict[str, Any]]:
+    keys = list(STRIPPED_STATE)
+    member = event_store.get_event(txn, member_event_id)
+    if member is not None and member["sender"] != user_id:
+        keys.append(("m.room.member", member["sender"]))
     state = event_store.get_current_state(txn, room_id, keys)
-    return [
+    events = [
         {k: e[k] for k in ("type", "state_key", "content", "sender")}
         for e in state.values()
     ]
-
-
-def _type_allowed(event: dict[str, Any], flt: dict[str, Any]) -> bool:
-    types, not_types = flt.get("types"), flt.get("not_types")
-    if isinstance(not_types, list) and event["type"] in not_types:
-        return False
-    if isinstance(types, list) and event["type"] not in types and "*" not in types:
-        return False
-    return True
-
-
-def _with_txn(formatted: dict[str, Any], stored: dict[str, Any]) -> dict[str, Any]:
-    txn_id = stored.get("unsigned", {}).get("transaction_id_of")
-    if txn_id is not None:
-        formatted["unsigned"]["transaction_id"] = txn_id
-    formatted["unsigned"].pop("transaction_id_of", None)
-    return formatted
+    if member is not None:
+        own = {k: member[k] for k in ("type", "state_key", "content", "sender")}
+        own["event_id"] = member["event_id"]
+        own["origin_server_ts"] = member["origin_server_ts"]
+        events.append(own)
+    return events

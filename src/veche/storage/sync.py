@@ -139,3 +139,152 @@ def get_filter(txn: Txn, user_id: str, filter_id: int) -> dict[str, Any] | None:
     raw = txn.fetchval("SELECT filter_json FROM user_filters WHERE user_id = ? AND filter_id = ?",
                        (user_id, filter_id))
     return orjson.loads(raw) if raw is not None else None
+
+
+# --- batched queries for /sync ---------------------------------------------------------------
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    return [values[i : i + size] for i in range(0, len(values), size)] or [[]]
+
+
+def membership_rows(txn: Txn, user_id: str) -> list[tuple[str, str, int, str]]:
+    """(room_id, membership, stream_ordering, event_id) of every room the user has not forgotten."""
+    return [(r[0], r[1], int(r[2]), r[3]) for r in txn.fetchall(
+        "SELECT room_id, membership, stream_ordering, event_id FROM room_memberships"
+        " WHERE user_id = ? AND forgotten = 0", (user_id,),
+    )]
+
+
+def rooms_with_new_events(txn: Txn, room_ids: list[str], since: int, upto: int) -> set[str]:
+    out: set[str] = set()
+    if not room_ids or upto <= since:
+        return out
+    for chunk in _chunks(room_ids):
+        clause, args = txn.in_list("room_id", chunk)
+        out.update(r[0] for r in txn.fetchall(
+            "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
+            f" AND {clause}", [since, upto, *args],
+        ))
+    return out
+
+
+def timeline_rows(
+    txn: Txn, room_id: str, after: int, upto: int, limit: int
+) -> list[tuple[int, dict[str, Any]]]:
+    """Up to `limit` events in (after, upto], newest first."""
+    return [(int(r[0]), orjson.loads(r[1])) for r in txn.fetchall(
+        "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
+        " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
+        (room_id, after, upto, limit),
+    )]
+
+
+def current_state_rows(txn: Txn, room_ids: list[str]) -> dict[str, list[tuple[str, str, str, int]]]:
+    """room_id -> [(type, state_key, event_id, stream_ordering)] of current state."""
+    out: dict[str, list[tuple[str, str, str, int]]] = {r: [] for r in room_ids}
+    if not room_ids:
+        return out
+    for chunk in _chunks(room_ids, 200):
+        clause, args = txn.in_list("room_id", chunk)
+        for room_id, typ, sk, eid, so in txn.fetchall(
+            "SELECT room_id, type, state_key, event_id, stream_ordering FROM current_state"
+            f" WHERE {clause}", args,
+        ):
+            out[room_id].append((typ, sk, eid, int(so)))
+    return out
+
+
+def state_changes_between(
+    txn: Txn, room_id: str, after: int, before: int
+) -> dict[tuple[str, str], str]:
+    """The newest state event per key with after < stream_ordering < before."""
+    out: dict[tuple[str, str], str] = {}
+    for typ, sk, eid in txn.fetchall(
+        "SELECT type, state_key, event_id FROM events WHERE room_id = ? AND state_key IS NOT NULL"
+        " AND stream_ordering > ? AND stream_ordering < ? ORDER BY stream_ordering",
+        (room_id, after, before),
+    ):
+        out[(typ, sk)] = eid
+    return out
+
+
+def member_event_ids_before(
+    txn: Txn, room_id: str, before: int, user_ids: list[str]
+) -> dict[str, str]:
+    """user -> event ID of their newest m.room.member event before `before`."""
+    if not user_ids:
+        return {}
+    clause, args = txn.in_list("state_key", user_ids)
+    rows = txn.fetchall(
+        "SELECT state_key, event_id, stream_ordering FROM events WHERE room_id = ?"
+        f" AND type = 'm.room.member' AND {clause} AND stream_ordering < ?",
+        [room_id, *args, before],
+    )
+    best: dict[str, tuple[int, str]] = {}
+    for sk, eid, so in rows:
+        if sk not in best or so > best[sk][0]:
+            best[sk] = (so, eid)
+    return {k: v[1] for k, v in best.items()}
+
+
+def txn_ids_for_events(txn: Txn, user_id: str, device_id: str, event_ids: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for chunk in _chunks(event_ids):
+        if chunk:
+            out.update(txn_ids_for(txn, user_id, device_id, chunk))
+    return out
+
+
+def receipts_for_rooms(
+    txn: Txn, room_ids: list[str], since: int, upto: int
+) -> list[tuple[Any, ...]]:
+    out: list[tuple[Any, ...]] = []
+    if upto <= since:
+        return out
+    for chunk in _chunks(room_ids):
+        if chunk:
+            out.extend(receipts_since(txn, chunk, since, upto))
+    return out
+
+
+def member_counts(txn: Txn, room_ids: list[str]) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {r: {} for r in room_ids}
+    for chunk in _chunks(room_ids):
+        if not chunk:
+            continue
+        clause, args = txn.in_list("room_id", chunk)
+        for room_id, membership, n in txn.fetchall(
+            "SELECT room_id, membership, COUNT(*) FROM room_memberships"
+            f" WHERE {clause} AND membership IN ('join', 'invite') GROUP BY room_id, membership",
+            args,
+        ):
+            out[room_id][membership] = int(n)
+    return out
+
+
+def named_rooms(txn: Txn, room_ids: list[str]) -> set[str]:
+    """Rooms with a non-empty m.room.name or m.room.canonical_alias."""
+    out: set[str] = set()
+    for chunk in _chunks(room_ids):
+        if not chunk:
+            continue
+        clause, args = txn.in_list("cs.room_id", chunk)
+        for room_id, raw in txn.fetchall(
+            "SELECT cs.room_id, e.json FROM current_state cs JOIN events e ON e.event_id = cs.event_id"
+            f" WHERE {clause} AND cs.state_key = '' AND cs.type IN ('m.room.name',"
+            " 'm.room.canonical_alias')", args,
+        ):
+            content = orjson.loads(raw).get("content") or {}
+            if content.get("name") or content.get("alias"):
+                out.add(room_id)
+    return out
+
+
+def heroes(txn: Txn, room_id: str, user_id: str, limit: int = 5) -> list[str]:
+    rows = txn.fetchall(
+        "SELECT user_id, membership FROM room_memberships WHERE room_id = ? AND user_id <> ?"
+        " ORDER BY stream_ordering LIMIT 50", (room_id, user_id),
+    )
+    active = [u for u, m in rows if m in ("join", "invite")]
+    chosen = active or [u for u, m in rows if m in ("leave", "ban")]
+    return sorted(chosen)[:limit]

@@ -1,0 +1,47 @@
+"""Presence (spec: client-server API "Presence")."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from veche.errors import MatrixError, bad_json, forbidden, not_found
+from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.services.presence import STATES
+from veche.storage import presence as store
+
+routes = web.RouteTableDef()
+
+
+@routes.put(CLIENT_V3 + "/presence/{user_id}/status")
+async def put_status(request: web.Request) -> web.Response:
+    req = await requester(request)
+    if request.match_info["user_id"] != req.user_id:
+        raise forbidden("Cannot set presence for other users")
+    body = await json_body(request)
+    presence = body.get("presence")
+    if presence not in STATES:
+        raise MatrixError(400, "M_INVALID_PARAM", "presence must be online, offline or unavailable")
+    status_msg = body.get("status_msg")
+    if status_msg is not None and not isinstance(status_msg, str):
+        raise bad_json("status_msg must be a string")
+    await hs_of(request).presence.set_state(req.user_id, presence, status_msg)
+    return json_response({})
+
+
+@routes.get(CLIENT_V3 + "/presence/{user_id}/status")
+async def get_status(request: web.Request) -> web.Response:
+    hs = hs_of(request)
+    req = await requester(request)
+    user_id = request.match_info["user_id"]
+    if user_id != req.user_id and not await hs.db.run(store.shares_room, req.user_id, user_id):
+        exists = await hs.db.fetchval("SELECT 1 FROM users WHERE user_id = ?", user_id)
+        if not exists:
+            raise not_found("Unknown user")
+        raise forbidden("You are not allowed to see this user's presence")
+    content = await hs.presence.get(user_id)
+    if content is None:
+        exists = await hs.db.fetchval("SELECT 1 FROM users WHERE user_id = ?", user_id)
+        if not exists:
+            raise not_found("Unknown user")
+        content = {"presence": "offline"}
+    return json_response(content)

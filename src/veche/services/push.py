@@ -1,0 +1,248 @@
+"""Push rules (per user, merged with the server defaults) and unread notification counts.
+
+Every event persisted in a room is evaluated against the push rules of the room's joined
+members inside the persisting transaction (`on_event_persisted`); events whose actions
+notify or highlight become event_push_actions rows, deleted again when the user's read
+receipt passes them. /sync's unread counts are then a single grouped COUNT.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from typing import TYPE_CHECKING, Any
+
+from veche.core import push_rules as rules_core
+from veche.errors import MatrixError, not_found
+from veche.storage import events as event_store
+from veche.storage import push as store
+from veche.storage import sync as sync_store
+from veche.storage.database import Txn
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+
+KINDS = rules_core.KINDS
+
+
+def _key(kind: str, rule_id: str) -> str:
+    return f"{kind}/{rule_id}"
+
+
+def effective_ruleset(user_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return rules_core.merge_user_rules(
+        user_id, doc.get("rules") or [], doc.get("enabled") or {}, doc.get("actions") or {}
+    )
+
+
+class PushService:
+    _CACHE_MAX = 20_000
+
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self._lock = threading.Lock()
+        self._evaluators: OrderedDict[str, rules_core.PushEvaluator] = OrderedDict()
+        # Bumped whenever a user's rules change, so an evaluator built from rules read
+        # before the change is never cached after it.
+        self._generation = 0
+        # room_id -> {user_id: display name} of joined members; dropped on member events.
+        self._members: OrderedDict[str, dict[str, str | None]] = OrderedDict()
+
+    # --- rules ----------------------------------------------------------------------------
+    async def get_ruleset(self, user_id: str) -> dict[str, Any]:
+        doc = await self.hs.db.run(store.get_user_rules, user_id)
+        return effective_ruleset(user_id, doc)
+
+    async def get_rule(self, user_id: str, kind: str, rule_id: str) -> dict[str, Any]:
+        self._check_kind(kind)
+        rule = rules_core.find_rule(await self.get_ruleset(user_id), kind, rule_id)
+        if rule is None:
+            raise not_found("The push rule was not found.")
+        return rule
+
+    @staticmethod
+    def _check_kind(kind: str) -> None:
+        if kind not in KINDS:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Unknown push rule kind: {kind}")
+
+    async def put_rule(
+        self, user_id: str, kind: str, rule_id: str, body: dict[str, Any],
+        before: str | None, after: str | None,
+    ) -> None:
+        self._check_kind(kind)
+        if rules_core.is_server_default_rule_id(kind, rule_id) or rule_id.startswith("."):
+            raise MatrixError(400, "M_INVALID_PARAM", "Server-default rules cannot be replaced")
+        try:
+            rule = rules_core.validate_rule(kind, rule_id, body)
+        except ValueError as e:
+            raise MatrixError(400, "M_INVALID_PARAM", str(e)) from None
+
+        def change(doc: dict[str, Any]) -> None:
+            rules = doc.setdefault("rules", [])
+            mine = [r for r in rules if r.get("kind") == kind]
+            others = [r for r in rules if r.get("kind") != kind]
+            stored = {k: v for k, v in rule.items() if k != "default"}
+            stored["kind"] = kind
+            try:
+                placed = rules_core.place_rule(mine, stored, before=before, after=after)
+            except ValueError as e:
+                raise MatrixError(400, "M_UNKNOWN", str(e)) from None
+            doc["rules"] = others + placed
+            doc.setdefault("enabled", {}).pop(_key(kind, rule_id), None)
+            doc.setdefault("actions", {}).pop(_key(kind, rule_id), None)
+
+        await self._update(user_id, change)
+
+    async def delete_rule(self, user_id: str, kind: str, rule_id: str) -> None:
+        self._check_kind(kind)
+
+        def change(doc: dict[str, Any]) -> None:
+            rules = doc.get("rules") or []
+            kept = [r for r in rules if not (r.get("kind") == kind and r.get("rule_id") == rule_id)]
+            if len(kept) == len(rules):
+                if rules_core.is_server_default_rule_id(kind, rule_id):
+                    raise MatrixError(400, "M_INVALID_PARAM", "Server-default rules cannot be deleted")
+                raise not_found("The push rule was not found.")
+            doc["rules"] = kept
+
+        await self._update(user_id, change)
+
+    async def set_attribute(self, user_id: str, kind: str, rule_id: str, attr: str, value: Any) -> None:
+        self._check_kind(kind)
+
+        def change(doc: dict[str, Any]) -> None:
+            user_rule = next((r for r in doc.get("rules") or []
+                              if r.get("kind") == kind and r.get("rule_id") == rule_id), None)
+            if user_rule is None and not _is_default(user_id, kind, rule_id):
+                raise not_found("The push rule was not found.")
+            if user_rule is not None:
+                user_rule[attr] = value
+            else:
+                doc.setdefault(attr, {})[_key(kind, rule_id)] = value
+
+        await self._update(user_id, change)
+
+    async def _update(self, user_id: str, change: Any) -> None:
+        def txn_fn(txn: Txn, pos: int) -> None:
+            doc = store.get_user_rules(txn, user_id)
+            change(doc)
+            store.set_user_rules(txn, user_id, doc)
+            sync_store.set_account_data(
+                txn, user_id, "", "m.push_rules", effective_ruleset(user_id, doc), pos
+            )
+            txn.call_after(lambda: self._forget_user(user_id))
+
+        with self.hs.stream.get_next() as pos:
+            await self.hs.db.run(txn_fn, pos)
+        self.hs.notifier.notify([user_id])
+
+    def _forget_user(self, user_id: str) -> None:
+        with self._lock:
+            self._generation += 1
+            self._evaluators.pop(user_id, None)
+
+    # --- evaluation -------------------------------------------------------------------------
+    def _evaluators_for(self, txn: Txn, user_ids: list[str]) -> dict[str, rules_core.PushEvaluator]:
+        out: dict[str, rules_core.PushEvaluator] = {}
+        missing: list[str] = []
+        with self._lock:
+            generation = self._generation
+            for uid in user_ids:
+                ev = self._evaluators.get(uid)
+                if ev is None:
+                    missing.append(uid)
+                else:
+                    out[uid] = ev
+        if missing:
+            docs = store.get_many_user_rules(txn, missing)
+            built = {
+                uid: rules_core.PushEvaluator(effective_ruleset(uid, docs.get(uid, store.EMPTY_RULES)))
+                for uid in missing
+            }
+            out.update(built)
+            with self._lock:
+                if generation != self._generation:
+                    return out
+                self._evaluators.update(built)
+                while len(self._evaluators) > self._CACHE_MAX:
+                    self._evaluators.popitem(last=False)
+        return out
+
+    def _room_members(self, txn: Txn, room_id: str, cache: bool = True) -> dict[str, str | None]:
+        with self._lock:
+            members = self._members.get(room_id) if cache else None
+        if members is None:
+            members = {}
+            for uid, content in store.joined_members_with_events(txn, room_id):
+                name = content.get("displayname")
+                members[uid] = name if isinstance(name, str) else None
+            if not cache:
+                return members
+            with self._lock:
+                self._members[room_id] = members
+                while len(self._members) > 5_000:
+                    self._members.popitem(last=False)
+        return members
+
+    def _forget_room(self, room_id: str) -> None:
+        with self._lock:
+            self._members.pop(room_id, None)
+
+    def on_event_persisted(self, txn: Txn, event: dict[str, Any], pos: int) -> None:
+        """Record unread notifications for the room's members (called in the persisting txn)."""
+        room_id, sender = event["room_id"], event["sender"]
+        is_member = event["type"] == "m.room.member"
+        if is_member:
+            # Membership changed in this (uncommitted) transaction: don't cache it.
+            self._forget_room(room_id)
+            txn.call_after(lambda: self._forget_room(room_id))
+        members = self._room_members(txn, room_id, cache=not is_member)
+        recipients = [u for u in members if u != sender]
+        thread_id = None
+        if sender in members:
+            # Sending in a room reads it: the sender has seen what came before.
+            thread_id = store.event_thread_id(txn, event["event_id"])
+            store.mark_read(txn, sender, room_id, pos, thread_id or "main")
+        if not recipients:
+            return
+        state = event_store.get_current_state(
+            txn, room_id, [("m.room.power_levels", ""), ("m.room.create", "")]
+        )
+        pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
+        sender_level = _sender_level(txn, room_id, sender, state)
+        evaluators = self._evaluators_for(txn, recipients)
+        rows = []
+        for uid in recipients:
+            actions = evaluators[uid].evaluate(
+                event, user_id=uid, display_name=members.get(uid), room_member_count=len(members),
+                power_levels=pl, sender_power_level=sender_level,
+            )
+            notify = rules_core.actions_notify(actions)
+            highlight = rules_core.actions_highlight(actions)
+            if notify or highlight:
+                rows.append((uid, room_id, pos, event["event_id"], None, int(notify), int(highlight)))
+        if rows:
+            if thread_id is None:
+                thread_id = store.event_thread_id(txn, event["event_id"])
+            store.add_push_actions(txn, [(*r[:4], thread_id, *r[5:]) for r in rows])
+
+
+def _is_default(user_id: str, kind: str, rule_id: str) -> bool:
+    return rules_core.is_server_default_rule_id(kind, rule_id)
+
+
+def _sender_level(txn: Txn, room_id: str, sender: str, state: dict[tuple[str, str], dict[str, Any]]) -> Any:
+    try:
+        from veche.core.auth import get_user_power_level
+        from veche.core.room_versions import KNOWN_ROOM_VERSIONS
+
+        ident = event_store.get_room_version(txn, room_id)
+        rv = KNOWN_ROOM_VERSIONS[ident] if ident else None
+        if rv is not None:
+            return get_user_power_level(sender, state, rv)
+    except Exception:  # pragma: no cover - defensive: never fail a send over push rules
+        pass
+    pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
+    users = pl.get("users")
+    level = (users if isinstance(users, dict) else {}).get(sender, pl.get("users_default", 0))
+    return level if isinstance(level, int) else 0

@@ -1,0 +1,87 @@
+"""Push rules and unread notification rows (event_push_actions)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+
+from veche.storage.database import Txn
+
+EMPTY_RULES: dict[str, Any] = {"rules": [], "enabled": {}, "actions": {}}
+
+
+def get_user_rules(txn: Txn, user_id: str) -> dict[str, Any]:
+    raw = txn.fetchval("SELECT rules_json FROM push_rules WHERE user_id = ?", (user_id,))
+    if raw is None:
+        return {"rules": [], "enabled": {}, "actions": {}}
+    return orjson.loads(raw)  # type: ignore[no-any-return]
+
+
+def get_many_user_rules(txn: Txn, user_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    ids = list(user_ids)
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("user_id", ids[i : i + 500])
+        for uid, raw in txn.fetchall(f"SELECT user_id, rules_json FROM push_rules WHERE {clause}", args):
+            out[uid] = orjson.loads(raw)
+    return out
+
+
+def set_user_rules(txn: Txn, user_id: str, doc: dict[str, Any]) -> None:
+    txn.execute(
+        "INSERT INTO push_rules (user_id, rules_json) VALUES (?, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET rules_json = excluded.rules_json",
+        (user_id, orjson.dumps(doc).decode()),
+    )
+
+
+def add_push_actions(txn: Txn, rows: list[tuple[str, str, int, str, str | None, int, int]]) -> None:
+    """Rows of (user_id, room_id, stream_ordering, event_id, thread_id, notif, highlight)."""
+    txn.executemany(
+        "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, event_id, thread_id,"
+        " notif, highlight) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        rows,
+    )
+
+
+def mark_read(txn: Txn, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
+    """Drop the user's notifications up to `upto`: all of them (thread_id None), the main
+    timeline's ('main') or one thread's."""
+    sql = "DELETE FROM event_push_actions WHERE user_id = ? AND room_id = ? AND stream_ordering <= ?"
+    args: list[Any] = [user_id, room_id, upto]
+    if thread_id == "main":
+        sql += " AND thread_id IS NULL"
+    elif thread_id is not None:
+        sql += " AND thread_id = ?"
+        args.append(thread_id)
+    txn.execute(sql, args)
+
+
+def unread_counts(
+    txn: Txn, user_id: str, room_ids: Sequence[str]
+) -> dict[str, dict[str | None, tuple[int, int]]]:
+    """room_id -> thread_id (None: main timeline) -> (notification_count, highlight_count)."""
+    out: dict[str, dict[str | None, tuple[int, int]]] = {}
+    ids = list(room_ids)
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("room_id", ids[i : i + 500])
+        for room_id, thread_id, notif, highlight in txn.fetchall(
+            "SELECT room_id, thread_id, SUM(notif), SUM(highlight) FROM event_push_actions"
+            f" WHERE user_id = ? AND {clause} GROUP BY room_id, thread_id", [user_id, *args],
+        ):
+            out.setdefault(room_id, {})[thread_id] = (int(notif or 0), int(highlight or 0))
+    return out
+
+
+def joined_members_with_events(txn: Txn, room_id: str) -> list[tuple[str, dict[str, Any]]]:
+    """(user_id, member event content) of the room's joined members."""
+    return [(uid, orjson.loads(raw).get("content") or {}) for uid, raw in txn.fetchall(
+        "SELECT m.user_id, e.json FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
+        " WHERE m.room_id = ? AND m.membership = 'join'", (room_id,),
+    )]
+
+
+def event_thread_id(txn: Txn, event_id: str) -> str | None:
+    return txn.fetchval("SELECT thread_id FROM events WHERE event_id = ?", (event_id,))  # type: ignore[no-any-return]

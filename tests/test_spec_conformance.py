@@ -10,6 +10,7 @@ from urllib.parse import quote
 from tests import conftest
 from tests.conftest import ServerProcess
 from tests.spec_schema import find_operation
+from tests.walks import WalkContext, all_walks
 from veche.http.modules import all_routes
 
 
@@ -130,6 +131,11 @@ async def test_walk_every_endpoint(homeserver: ServerProcess, make_client: Any) 
     await ok(await bob.post(f"users/{me}/report", {"reason": "walk"}))
     red = await ok(await alice.put(f"rooms/{rid}/redact/{eid}/w4", {"reason": "walk"}))
     assert red["event_id"]
+
+    ctx = WalkContext(homeserver=homeserver, make_client=make_client, alice=alice, bob=bob,
+                      room_id=room["room_id"])
+    for walk in all_walks():
+        await walk(ctx)
 
     await ok(await alice.post(f"rooms/{rid}/kick", {"user_id": bob.user_id}))
     await ok(await alice.post(f"rooms/{rid}/ban", {"user_id": bob.user_id}))

@@ -25,12 +25,16 @@ if TYPE_CHECKING:
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
     from veche.services.auth import AuthService
+    from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
+    from veche.services.media import MediaService
     from veche.services.presence import PresenceService
     from veche.services.push import PushService
     from veche.services.receipts import ReceiptService
+    from veche.services.room_keys import RoomKeysService
     from veche.services.rooms import RoomService
     from veche.services.sync import SyncService
+    from veche.services.to_device import ToDeviceService
     from veche.services.typing import TypingService
 
 logger = logging.getLogger(__name__)
@@ -144,6 +148,30 @@ class HomeServer:
         from veche.services.presence import PresenceService
 
         return PresenceService(self)
+
+    @cached_property
+    def e2e_keys(self) -> E2eKeysService:
+        from veche.services.e2e_keys import E2eKeysService
+
+        return E2eKeysService(self)
+
+    @cached_property
+    def to_device(self) -> ToDeviceService:
+        from veche.services.to_device import ToDeviceService
+
+        return ToDeviceService(self)
+
+    @cached_property
+    def room_keys(self) -> RoomKeysService:
+        from veche.services.room_keys import RoomKeysService
+
+        return RoomKeysService(self)
+
+    @cached_property
+    def media(self) -> MediaService:
+        from veche.services.media import MediaService
+
+        return MediaService(self)
 
     # --- lifecycle --------------------------------------------------------------------
     def make_app(self) -> web.Application:

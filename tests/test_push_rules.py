@@ -140,3 +140,23 @@ async def test_counts_stay_right_in_ephemeral_only_updates(make_client: Any) -> 
     room = joined(body, room_id)
     assert room["timeline"]["events"] == []
     assert room["unread_notifications"]["notification_count"] == 2
+
+
+async def test_counts_in_a_bigger_room_follow_each_members_rules(make_client: Any) -> None:
+    """Members with default rules share one evaluation; mentions and custom rules still count."""
+    alice, bob, room_id = await room_with(make_client, preset="public_chat")
+    others = [await make_client().register() for _ in range(3)]
+    for c in others:
+        assert (await c.post(f"join/{quote(room_id)}", {}))[0] == 200
+    carol, dave, erin = others
+    # dave silences the room with a custom rule; erin keeps the defaults
+    assert (await dave.put(f"{RULES}/room/{quote(room_id)}", {"actions": []}))[0] == 200
+    since = {c.user_id: (await sync(c))["next_batch"] for c in (bob, *others)}
+    await send(alice, room_id, "for everyone")
+    await send(alice, room_id, "carol?", **{"m.mentions": {"user_ids": [carol.user_id]}})
+    await send(alice, room_id, "erin?", **{"m.mentions": {"user_ids": [erin.user_id]}})
+    expected = {bob: (3, 0), carol: (3, 1), dave: (0, 0), erin: (3, 1)}
+    for client, (notes, highlights) in expected.items():
+        body = await sync(client, since[client.user_id])
+        assert joined(body, room_id)["unread_notifications"] == {
+            "notification_count": notes, "highlight_count": highlights}, client.user_id

@@ -12,6 +12,8 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from veche.core import push_rules as rules_core
 from veche.errors import MatrixError, not_found
 from veche.storage import events as event_store
@@ -41,7 +43,8 @@ class PushService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         self._lock = threading.Lock()
-        self._evaluators: OrderedDict[str, rules_core.PushEvaluator] = OrderedDict()
+        # user_id -> (evaluator, whether the user has only the server-default rules)
+        self._evaluators: OrderedDict[str, tuple[rules_core.PushEvaluator, bool]] = OrderedDict()
         # Bumped whenever a user's rules change, so an evaluator built from rules read
         # before the change is never cached after it.
         self._generation = 0
@@ -142,8 +145,10 @@ class PushService:
             self._evaluators.pop(user_id, None)
 
     # --- evaluation -------------------------------------------------------------------------
-    def _evaluators_for(self, txn: Txn, user_ids: list[str]) -> dict[str, rules_core.PushEvaluator]:
-        out: dict[str, rules_core.PushEvaluator] = {}
+    def _evaluators_for(
+        self, txn: Txn, user_ids: list[str]
+    ) -> dict[str, tuple[rules_core.PushEvaluator, bool]]:
+        out: dict[str, tuple[rules_core.PushEvaluator, bool]] = {}
         missing: list[str] = []
         with self._lock:
             generation = self._generation
@@ -155,10 +160,11 @@ class PushService:
                     out[uid] = ev
         if missing:
             docs = store.get_many_user_rules(txn, missing)
-            built = {
-                uid: rules_core.PushEvaluator(effective_ruleset(uid, docs.get(uid, store.EMPTY_RULES)))
-                for uid in missing
-            }
+            built = {}
+            for uid in missing:
+                doc = docs.get(uid, store.EMPTY_RULES)
+                built[uid] = (rules_core.PushEvaluator(effective_ruleset(uid, doc)),
+                              not any(doc.get(k) for k in ("rules", "enabled", "actions")))
             out.update(built)
             with self._lock:
                 if generation != self._generation:
@@ -211,12 +217,24 @@ class PushService:
         pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
         sender_level = _sender_level(txn, room_id, sender, state)
         evaluators = self._evaluators_for(txn, recipients)
+        # The default rules depend on the user only through their user ID appearing in the
+        # event (mentions, invite state_key), so members with default rules who are not named
+        # in it share one evaluation: a send to a big room costs one rule walk, not one each.
+        event_text = orjson.dumps(event).decode()
+        shared: list[Any] | None = None
         rows = []
         for uid in recipients:
-            actions = evaluators[uid].evaluate(
-                event, user_id=uid, display_name=members.get(uid), room_member_count=len(members),
-                power_levels=pl, sender_power_level=sender_level,
-            )
+            evaluator, is_default = evaluators[uid]
+            if is_default and shared is not None and uid not in event_text:
+                actions = shared
+            else:
+                actions = evaluator.evaluate(
+                    event, user_id=uid, display_name=members.get(uid),
+                    room_member_count=len(members), power_levels=pl,
+                    sender_power_level=sender_level,
+                )
+                if is_default and uid not in event_text:
+                    shared = actions
             notify = rules_core.actions_notify(actions)
             highlight = rules_core.actions_highlight(actions)
             if notify or highlight:

@@ -160,3 +160,17 @@ async def test_counts_in_a_bigger_room_follow_each_members_rules(make_client: An
         body = await sync(client, since[client.user_id])
         assert joined(body, room_id)["unread_notifications"] == {
             "notification_count": notes, "highlight_count": highlights}, client.user_id
+
+
+async def test_messages_before_a_join_are_not_unread(make_client: Any) -> None:
+    alice, bob, room_id = await room_with(make_client, preset="public_chat")
+    await send(alice, room_id, "before carol")
+    await send(alice, room_id, "@room before carol", **{"m.mentions": {"room": True}})
+    carol = await make_client().register()
+    assert (await carol.post(f"join/{quote(room_id)}", {}))[0] == 200
+    await send(alice, room_id, "after carol")
+    room = joined(await sync(carol), room_id)
+    assert room["unread_notifications"] == {"notification_count": 1, "highlight_count": 0}
+    # bob was there for all three, including the @room highlight
+    room = joined(await sync(bob), room_id)
+    assert room["unread_notifications"] == {"notification_count": 3, "highlight_count": 1}

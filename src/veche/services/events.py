@@ -134,8 +134,11 @@ class EventService:
             else:
                 event["content"] = {**content, "redacts": redacts}
         auth_keys = auth_rules.auth_types_for_event(rv, event)
-        state_ids = store.get_current_state_ids(txn, room_id)
         create_key = ("m.room.create", "")
+        wanted = [*auth_keys, create_key]
+        if state_key is not None:
+            wanted.append((event_type, state_key))
+        state_ids = store.get_current_state_ids(txn, room_id, wanted)
         needed = {k: state_ids[k] for k in auth_keys if k in state_ids}
         lookup = dict(needed)
         if create_key in state_ids:

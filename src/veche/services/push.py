@@ -1,9 +1,10 @@
 """Push rules (per user, merged with the server defaults) and unread notification counts.
 
 Every event persisted in a room is evaluated against the push rules of the room's joined
-members inside the persisting transaction (`on_event_persisted`); events whose actions
-notify or highlight become event_push_actions rows, deleted again when the user's read
-receipt passes them. /sync's unread counts are then a single grouped COUNT.
+members inside the persisting transaction (`on_event_persisted`): one shared row for the
+members with default rules (room_push_actions) and rows only for members whose actions
+differ (event_push_actions). Read receipts move push_read_positions; /sync's unread counts
+are two grouped queries over what lies past them.
 """
 
 from __future__ import annotations
@@ -195,20 +196,30 @@ class PushService:
             self._members.pop(room_id, None)
 
     def on_event_persisted(self, txn: Txn, event: dict[str, Any], pos: int) -> None:
-        """Record unread notifications for the room's members (called in the persisting txn)."""
-        room_id, sender = event["room_id"], event["sender"]
+        """Record what the event does to members' unread counts (in the persisting txn).
+
+        Members with the server-default rules who are not named in the event all get the
+        same actions (the default rules depend on the user only through their user ID
+        appearing in the event), so those are evaluated once and stored once per event;
+        only members whose actions differ get a row of their own. A send to a big room
+        costs one rule walk and one row, not one of each per member.
+        """
+        room_id, sender, event_id = event["room_id"], event["sender"], event["event_id"]
         is_member = event["type"] == "m.room.member"
         if is_member:
             # Membership changed in this (uncommitted) transaction: don't cache it.
             self._forget_room(room_id)
             txn.call_after(lambda: self._forget_room(room_id))
+            was = (event.get("unsigned") or {}).get("prev_content", {}).get("membership")
+            if event["content"].get("membership") == "join" and was != "join":
+                # Nothing before the join is unread for the new member.
+                store.mark_read(txn, event["state_key"], room_id, pos, None)
         members = self._room_members(txn, room_id, cache=not is_member)
-        recipients = [u for u in members if u != sender]
-        thread_id = None
+        thread_id = store.event_thread_id(txn, event_id)
         if sender in members:
             # Sending in a room reads it: the sender has seen what came before.
-            thread_id = store.event_thread_id(txn, event["event_id"])
             store.mark_read(txn, sender, room_id, pos, thread_id or "main")
+        recipients = [u for u in members if u != sender]
         if not recipients:
             return
         state = event_store.get_current_state(
@@ -217,32 +228,30 @@ class PushService:
         pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
         sender_level = _sender_level(txn, room_id, sender, state)
         evaluators = self._evaluators_for(txn, recipients)
-        # The default rules depend on the user only through their user ID appearing in the
-        # event (mentions, invite state_key), so members with default rules who are not named
-        # in it share one evaluation: a send to a big room costs one rule walk, not one each.
         event_text = orjson.dumps(event).decode()
-        shared: list[Any] | None = None
+
+        def outcome(uid: str) -> tuple[int, int]:
+            actions = evaluators[uid][0].evaluate(
+                event, user_id=uid, display_name=members.get(uid), room_member_count=len(members),
+                power_levels=pl, sender_power_level=sender_level,
+            )
+            return (int(rules_core.actions_notify(actions)),
+                    int(rules_core.actions_highlight(actions)))
+
+        own = [u for u in recipients if not evaluators[u][1] or u in event_text]
+        shared = (0, 0)
+        if len(own) < len(recipients):
+            own_set = set(own)
+            shared = outcome(next(u for u in recipients if u not in own_set))
+            if shared != (0, 0):
+                store.add_room_push_action(txn, room_id, pos, sender, thread_id, *shared)
         rows = []
-        for uid in recipients:
-            evaluator, is_default = evaluators[uid]
-            if is_default and shared is not None and uid not in event_text:
-                actions = shared
-            else:
-                actions = evaluator.evaluate(
-                    event, user_id=uid, display_name=members.get(uid),
-                    room_member_count=len(members), power_levels=pl,
-                    sender_power_level=sender_level,
-                )
-                if is_default and uid not in event_text:
-                    shared = actions
-            notify = rules_core.actions_notify(actions)
-            highlight = rules_core.actions_highlight(actions)
-            if notify or highlight:
-                rows.append((uid, room_id, pos, event["event_id"], None, int(notify), int(highlight)))
+        for uid in own:
+            mine = outcome(uid)
+            if mine != shared:
+                rows.append((uid, room_id, pos, event_id, thread_id, *mine))
         if rows:
-            if thread_id is None:
-                thread_id = store.event_thread_id(txn, event["event_id"])
-            store.add_push_actions(txn, [(*r[:4], thread_id, *r[5:]) for r in rows])
+            store.add_push_actions(txn, rows)
 
 
 def _is_default(user_id: str, kind: str, rule_id: str) -> bool:

@@ -48,13 +48,26 @@ def get_event_position(txn: Txn, event_id: str) -> tuple[str, int] | None:
 def get_current_state_ids(
     txn: Txn, room_id: str, keys: Iterable[StateKey] | None = None
 ) -> dict[StateKey, str]:
-    rows = txn.fetchall(
-        "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
-    )
-    state = {(t, sk): eid for t, sk, eid in rows}
-    if keys is not None:
-        wanted = set(keys)
-        state = {k: v for k, v in state.items() if k in wanted}
+    """The room's current state (only `keys` of it, if given) as event IDs."""
+    if keys is None:
+        rows = txn.fetchall(
+            "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
+        )
+        return {(t, sk): eid for t, sk, eid in rows}
+    state: dict[StateKey, str] = {}
+    wanted = list(dict.fromkeys(keys))
+    # A few keys of a big room's state: look them up rather than read it all.
+    for i in range(0, len(wanted), 100):
+        chunk = wanted[i : i + 100]
+        clause = " OR ".join(["(type = ? AND state_key = ?)"] * len(chunk))
+        args: list[Any] = [room_id]
+        for t, sk in chunk:
+            args += [t, sk]
+        for t, sk, eid in txn.fetchall(
+            "SELECT type, state_key, event_id FROM current_state"
+            f" WHERE room_id = ? AND ({clause})", args,
+        ):
+            state[(t, sk)] = eid
     return state
 
 

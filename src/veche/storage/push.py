@@ -1,4 +1,4 @@
-"""Push rules and unread notification rows (event_push_actions)."""
+"""Push rules and the rows unread notification counts come from."""
 
 from __future__ import annotations
 
@@ -46,9 +46,27 @@ def add_push_actions(txn: Txn, rows: list[tuple[str, str, int, str, str | None, 
     )
 
 
+def add_room_push_action(
+    txn: Txn, room_id: str, stream_ordering: int, sender: str, thread_id: str | None,
+    notif: int, highlight: int,
+) -> None:
+    txn.execute(
+        "INSERT INTO room_push_actions (room_id, stream_ordering, sender, thread_id, notif,"
+        " highlight) VALUES (?, ?, ?, ?, ?, ?)",
+        (room_id, stream_ordering, sender, thread_id, notif, highlight),
+    )
+
+
 def mark_read(txn: Txn, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
-    """Drop the user's notifications up to `upto`: all of them (thread_id None), the main
-    timeline's ('main') or one thread's."""
+    """The user has read up to `upto`: everything (thread_id None), the main timeline
+    ('main') or one thread."""
+    txn.execute(
+        "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET"
+        " stream_ordering = CASE WHEN excluded.stream_ordering > push_read_positions.stream_ordering"
+        " THEN excluded.stream_ordering ELSE push_read_positions.stream_ordering END",
+        (user_id, room_id, thread_id or "", upto),
+    )
     sql = "DELETE FROM event_push_actions WHERE user_id = ? AND room_id = ? AND stream_ordering <= ?"
     args: list[Any] = [user_id, room_id, upto]
     if thread_id == "main":
@@ -64,14 +82,35 @@ def unread_counts(
 ) -> dict[str, dict[str | None, tuple[int, int]]]:
     """room_id -> thread_id (None: main timeline) -> (notification_count, highlight_count)."""
     out: dict[str, dict[str | None, tuple[int, int]]] = {}
+
+    def add(rows: list[tuple[Any, ...]]) -> None:
+        for room_id, thread_id, notif, highlight in rows:
+            n, h = out.setdefault(room_id, {}).get(thread_id, (0, 0))
+            out[room_id][thread_id] = (n + int(notif or 0), h + int(highlight or 0))
+
     ids = list(room_ids)
     for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("s.room_id", ids[i : i + 500])
+        add(txn.fetchall(
+            "SELECT s.room_id, s.thread_id, SUM(s.notif), SUM(s.highlight)"
+            " FROM room_push_actions s"
+            " LEFT JOIN push_read_positions a"
+            "  ON a.user_id = ? AND a.room_id = s.room_id AND a.thread_id = ''"
+            " LEFT JOIN push_read_positions t"
+            "  ON t.user_id = ? AND t.room_id = s.room_id AND t.thread_id = COALESCE(s.thread_id, 'main')"
+            f" WHERE {clause} AND s.sender <> ?"
+            " AND s.stream_ordering > COALESCE(a.stream_ordering, -1)"
+            " AND s.stream_ordering > COALESCE(t.stream_ordering, -1)"
+            " AND NOT EXISTS (SELECT 1 FROM event_push_actions e WHERE e.user_id = ?"
+            "  AND e.room_id = s.room_id AND e.stream_ordering = s.stream_ordering)"
+            " GROUP BY s.room_id, s.thread_id",
+            [user_id, user_id, *args, user_id, user_id],
+        ))
         clause, args = txn.in_list("room_id", ids[i : i + 500])
-        for room_id, thread_id, notif, highlight in txn.fetchall(
+        add(txn.fetchall(
             "SELECT room_id, thread_id, SUM(notif), SUM(highlight) FROM event_push_actions"
             f" WHERE user_id = ? AND {clause} GROUP BY room_id, thread_id", [user_id, *args],
-        ):
-            out.setdefault(room_id, {})[thread_id] = (int(notif or 0), int(highlight or 0))
+        ))
     return out
 
 

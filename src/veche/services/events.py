@@ -93,19 +93,28 @@ class EventService:
         content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
         redacts: str | None,
     ) -> dict[str, Any]:
-        if txn_key is not None:
-            existing = await self.hs.db.run(
-                lambda t: _existing_txn_event(t, sender, txn_key)
-            )
-            if existing is not None:
-                return existing
         with self.hs.stream.get_next() as pos:
-            event = await self.hs.db.run(
-                self._build_and_persist_txn, rv, room_id, sender, event_type, content,
+            event, created = await self.hs.db.run(
+                self._send_txn, rv, room_id, sender, event_type, content,
                 state_key, txn_key, redacts, pos,
             )
-        self._announce(event)
+        if created:
+            self._announce(event)
         return event
+
+    def _send_txn(
+        self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
+        content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
+        redacts: str | None, pos: int,
+    ) -> tuple[dict[str, Any], bool]:
+        if txn_key is not None:
+            existing = _existing_txn_event(txn, sender, txn_key)
+            if existing is not None:
+                return existing, False
+        event = self._build_and_persist_txn(
+            txn, rv, room_id, sender, event_type, content, state_key, txn_key, redacts, pos
+        )
+        return event, True
 
     def _build_and_persist_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,

@@ -12,7 +12,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import os
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -181,12 +184,38 @@ def apply_migrations(url: str) -> None:
     backend.connection.close()
 
 
+def _schema_is_current(db: Database) -> bool:
+    wanted = {p.stem for p in MIGRATIONS_DIR.glob("*.sql")}
+    try:
+        applied = db.run_sync(  # type: ignore[attr-defined]
+            lambda txn: {r[0] for r in txn.fetchall("SELECT migration_id FROM _yoyo_migration")}
+        )
+    except Exception:  # no migrations table yet
+        return False
+    return bool(wanted <= applied)
+
+
+def ensure_schema(db: Database, url: str) -> None:
+    """Apply pending migrations in a child process, so the server never loads yoyo (and what
+    it imports) for good: a few MB less resident memory in every server process."""
+    if _schema_is_current(db):
+        return
+    env = {**os.environ, "VECHE_MIGRATE_URL": url}
+    done = subprocess.run(
+        [sys.executable, "-c", "import os; from veche.storage.database import apply_migrations;"
+         " apply_migrations(os.environ['VECHE_MIGRATE_URL'])"],
+        env=env, capture_output=True, text=True,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"schema migration failed:\n{done.stderr.strip()}")
+
+
 def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8) -> Database:
     if url.startswith("sqlite:///"):
-        db = SQLiteDatabase(url[len("sqlite:///") :], sqlite_synchronous)
-        apply_migrations(url)
-        return db
-    apply_migrations(url)
-    if url.startswith(("postgresql://", "postgres://")):
-        return PostgresDatabase(url, pool_size)
-    raise ValueError(f"unsupported database url: {url!r} (use sqlite:/// or postgresql://)")
+        db: Database = SQLiteDatabase(url[len("sqlite:///") :], sqlite_synchronous)
+    elif url.startswith(("postgresql://", "postgres://")):
+        db = PostgresDatabase(url, pool_size)
+    else:
+        raise ValueError(f"unsupported database url: {url!r} (use sqlite:/// or postgresql://)")
+    ensure_schema(db, url)
+    return db

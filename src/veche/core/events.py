@@ -17,7 +17,7 @@ from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 from unpaddedbase64 import decode_base64, encode_base64
 
-from veche.core.redaction import redact_event
+from veche.core.redaction import redacted_view
 from veche.core.room_versions import DEFAULT_ROOM_VERSION, KNOWN_ROOM_VERSIONS, RoomVersion
 
 MAX_EVENT_BYTES = 65536
@@ -66,7 +66,7 @@ def check_content_hash(event: Mapping[str, Any]) -> bool:
 
 
 def compute_reference_hash(event: Mapping[str, Any], room_version: RoomVersion) -> bytes:
-    redacted = redact_event(event, room_version)
+    redacted = redacted_view(event, room_version)
     # `age_ts` predates `unsigned`; `event_id` is not part of the v4+ PDU it identifies.
     for key in ("signatures", "unsigned", "age_ts", "event_id"):
         redacted.pop(key, None)
@@ -134,7 +134,7 @@ def sign_event(
     rv = room_version or KNOWN_ROOM_VERSIONS[DEFAULT_ROOM_VERSION]
     signed = dict(event)
     signed["hashes"] = {"sha256": compute_content_hash(signed)}
-    signature = key.sign(_signing_input(redact_event(signed, rv))).signature
+    signature = key.sign(_signing_input(redacted_view(signed, rv))).signature
     signatures = {name: dict(sigs) for name, sigs in dict(signed.get("signatures") or {}).items()}
     signatures.setdefault(server_name, {})[f"ed25519:{version}"] = encode_base64(signature)
     signed["signatures"] = signatures
@@ -160,7 +160,7 @@ def verify_event_signature(
     if not isinstance(encoded, str):
         return False
     try:
-        verify_key.verify(_signing_input(redact_event(event, room_version)), decode_base64(encoded))
+        verify_key.verify(_signing_input(redacted_view(event, room_version)), decode_base64(encoded))
     except (BadSignatureError, ValueError, TypeError):
         return False
     return True

@@ -40,9 +40,15 @@ _CONTENT_V11: dict[str, tuple[str, ...]] = {
 
 def redact_event(event: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
     """Return a new, redacted copy of `event` (a PDU dict); `event` itself is untouched."""
+    return copy.deepcopy(redacted_view(event, room_version))
+
+
+def redacted_view(event: Mapping[str, Any], room_version: RoomVersion) -> dict[str, Any]:
+    """The redacted event sharing its values with `event`: for hashing and signing, which
+    only read it (copying every value of every event sent is measurable)."""
     v11 = room_version.updated_redaction_rules
     keep_top = _TOP_LEVEL_V11 if v11 else _TOP_LEVEL_V10
-    redacted = {k: copy.deepcopy(v) for k, v in event.items() if k in keep_top}
+    redacted = {k: v for k, v in event.items() if k in keep_top}
     content = event.get("content")
     redacted["content"] = _redact_content(
         event.get("type"), content if isinstance(content, Mapping) else {}, v11
@@ -52,15 +58,13 @@ def redact_event(event: Mapping[str, Any], room_version: RoomVersion) -> dict[st
 
 def _redact_content(event_type: object, content: Mapping[str, Any], v11: bool) -> dict[str, Any]:
     if v11 and event_type == "m.room.create":
-        return copy.deepcopy(dict(content))
+        return dict(content)
     allowed = (_CONTENT_V11 if v11 else _CONTENT_V10).get(str(event_type), ())
-    kept = {k: copy.deepcopy(content[k]) for k in allowed if k in content}
+    kept = {k: content[k] for k in allowed if k in content}
     if v11 and event_type == "m.room.member":
         invite = content.get("third_party_invite")
         # Only `signed` survives, so that a redacted third-party invite still authorises.
         # An object without `signed` stays as an empty object, as Synapse does.
         if isinstance(invite, Mapping):
-            kept["third_party_invite"] = (
-                {"signed": copy.deepcopy(invite["signed"])} if "signed" in invite else {}
-            )
+            kept["third_party_invite"] = {"signed": invite["signed"]} if "signed" in invite else {}
     return kept

@@ -45,6 +45,7 @@ class EventService:
         self.hs = hs
         self._locks: dict[str, asyncio.Lock] = {}
         self._versions: OrderedDict[str, RoomVersion] = OrderedDict()
+        self._state_events: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     def room_lock(self, room_id: str) -> asyncio.Lock:
         lock = self._locks.get(room_id)
@@ -152,7 +153,7 @@ class EventService:
         lookup = dict(needed)
         if create_key in state_ids:
             lookup[create_key] = state_ids[create_key]
-        auth_events = store.get_events(txn, list(lookup.values()))
+        auth_events = self._get_state_events(txn, list(lookup.values()))
         auth_state = {k: auth_events[eid] for k, eid in lookup.items()}
         event["auth_events"] = sorted(needed.values())
         try:
@@ -181,10 +182,27 @@ class EventService:
                 event["unsigned"] = unsigned
         key = (sender, txn_key[0], txn_key[1]) if txn_key else None
         store.persist_event(txn, event, pos, key)
-        self.hs.push.on_event_persisted(txn, event, pos)
+        state_after = dict(auth_state)
+        if state_key is not None:
+            state_after[(event_type, state_key)] = event
+        self.hs.push.on_event_persisted(txn, event, pos, rv, state_after)
         if event_type == "m.room.redaction" and redacts is not None:
             self._apply_redaction(txn, rv, event, redacts)
         return event
+
+    def _get_state_events(self, txn: Txn, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Auth events by ID, parsed once: the same create, power levels and member events
+        authorise every send in a room. Callers must not modify them."""
+        cache = self._state_events
+        out = {eid: cache[eid] for eid in event_ids if eid in cache}
+        missing = [eid for eid in event_ids if eid not in out]
+        if missing:
+            fetched = store.get_events(txn, missing)
+            out.update(fetched)
+            cache.update(fetched)
+            while len(cache) > 50_000:
+                cache.popitem(last=False)
+        return out
 
     def _sign(self, event: dict[str, Any], rv: RoomVersion) -> dict[str, Any]:
         key = self.hs.signing_key
@@ -214,6 +232,8 @@ class EventService:
         pruned["event_id"] = target["event_id"]
         pruned["unsigned"] = {"redacted_because": client_event(redaction)}
         store.apply_redaction(txn, redacts, pruned, redaction["event_id"])
+        self._state_events.pop(redacts, None)
+        txn.call_after(lambda: self._state_events.pop(redacts, None))
 
     def _announce(self, event: dict[str, Any]) -> None:
         keys = [event["room_id"]]

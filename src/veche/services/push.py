@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from veche.core import push_rules as rules_core
+from veche.core.auth import get_user_power_level
+from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, not_found
 from veche.storage import events as event_store
 from veche.storage import push as store
@@ -195,7 +197,10 @@ class PushService:
         with self._lock:
             self._members.pop(room_id, None)
 
-    def on_event_persisted(self, txn: Txn, event: dict[str, Any], pos: int) -> None:
+    def on_event_persisted(
+        self, txn: Txn, event: dict[str, Any], pos: int, rv: RoomVersion | None = None,
+        state: dict[tuple[str, str], dict[str, Any]] | None = None,
+    ) -> None:
         """Record what the event does to members' unread counts (in the persisting txn).
 
         Members with the server-default rules who are not named in the event all get the
@@ -222,11 +227,12 @@ class PushService:
         recipients = [u for u in members if u != sender]
         if not recipients:
             return
-        state = event_store.get_current_state(
-            txn, room_id, [("m.room.power_levels", ""), ("m.room.create", "")]
-        )
+        if state is None:  # the room's state after the event; the pipeline passes its auth state
+            state = event_store.get_current_state(
+                txn, room_id, [("m.room.power_levels", ""), ("m.room.create", "")]
+            )
         pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
-        sender_level = _sender_level(txn, room_id, sender, state)
+        sender_level = _sender_level(txn, room_id, sender, state, rv)
         evaluators = self._evaluators_for(txn, recipients)
         event_text = orjson.dumps(event).decode()
 
@@ -258,17 +264,15 @@ def _is_default(user_id: str, kind: str, rule_id: str) -> bool:
     return rules_core.is_server_default_rule_id(kind, rule_id)
 
 
-def _sender_level(txn: Txn, room_id: str, sender: str, state: dict[tuple[str, str], dict[str, Any]]) -> Any:
-    try:
-        from veche.core.auth import get_user_power_level
-        from veche.core.room_versions import KNOWN_ROOM_VERSIONS
-
+def _sender_level(
+    txn: Txn, room_id: str, sender: str, state: dict[tuple[str, str], dict[str, Any]],
+    rv: RoomVersion | None,
+) -> Any:
+    if rv is None:
         ident = event_store.get_room_version(txn, room_id)
-        rv = KNOWN_ROOM_VERSIONS[ident] if ident else None
-        if rv is not None:
-            return get_user_power_level(sender, state, rv)
-    except Exception:  # pragma: no cover - defensive: never fail a send over push rules
-        pass
+        rv = KNOWN_ROOM_VERSIONS.get(ident) if ident else None
+    if rv is not None:
+        return get_user_power_level(sender, state, rv)
     pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
     users = pl.get("users")
     level = (users if isinstance(users, dict) else {}).get(sender, pl.get("users_default", 0))

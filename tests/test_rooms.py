@@ -330,6 +330,12 @@ async def test_send_forbidden_and_bad_input(make_client: Any) -> None:
     assert_error(status, body, 400, "M_NOT_JSON")
     status, body = await alice.put(f"rooms/{q(room_id)}/send/m.room.message/t3", [1, 2])
     assert_error(status, body, 400, "M_BAD_JSON")
+    # canonical JSON (room versions 6+) has no floats and no integers beyond 2**53 - 1
+    for i, bad in enumerate(({"body": "x", "n": 1.5}, {"body": "x", "n": [2**60]})):
+        status, body = await alice.put(f"rooms/{q(room_id)}/send/m.room.message/c{i}", bad)
+        assert_error(status, body, 400, "M_BAD_JSON")
+    status, body = await alice.put(f"rooms/{q(room_id)}/state/org.example.s", {"n": 0.25})
+    assert_error(status, body, 400, "M_BAD_JSON")
     status, body = await alice.put("rooms/not-a-room/send/m.room.message/t4", {"body": "x"})
     assert status == 400 and body["errcode"].startswith("M_"), body
     status, body = await alice.put(f"rooms/{q('!unknown:localhost')}/send/m.room.message/t5",

@@ -158,6 +158,7 @@ class EventService:
         event["auth_events"] = sorted(needed.values())
         try:
             event_format.validate_content(event_type, content)
+            event_format.check_canonical_json(content, "content")
         except ValueError as e:
             raise MatrixError(400, "M_BAD_JSON", str(e)) from None
         try:

@@ -101,6 +101,26 @@ async def test_refresh_token_rotation(make_client: Any) -> None:
     assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN"
 
 
+async def test_using_the_new_access_token_ends_the_old_refresh_token(make_client: Any) -> None:
+    alice = await make_client().register(password="pw-refresh-2")
+    status, body = await make_client().post("login", {
+        "type": "m.login.password", "user": alice.user_id, "password": "pw-refresh-2",
+        "refresh_token": True}, token=False)
+    assert status == 200
+    status, new = await make_client().post("refresh", {"refresh_token": body["refresh_token"]},
+                                           token=False)
+    assert status == 200
+    # until the new access token is used, the old refresh token still works (lost response)
+    status, retry = await make_client().post("refresh", {"refresh_token": body["refresh_token"]},
+                                             token=False)
+    assert status == 200
+    assert (await alice.get("account/whoami", token=retry["access_token"]))[0] == 200
+    status, err = await make_client().post("refresh", {"refresh_token": body["refresh_token"]},
+                                           token=False)
+    assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN"
+    assert (await alice.get("account/whoami", token=retry["access_token"]))[0] == 200
+
+
 async def test_tokens_are_stored_hashed_and_never_logged(homeserver: ServerProcess, make_client: Any) -> None:
     alice = await make_client().register()
     assert (await alice.get("account/whoami"))[0] == 200

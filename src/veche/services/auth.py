@@ -46,9 +46,14 @@ class AuthService:
         token_hash = hash_token(token)
         entry = self._cache.get(token_hash)
         if entry is None:
-            entry = await self.hs.db.run(accounts.get_access_token, token_hash)
-            if entry is None:
+            row = await self.hs.db.run(accounts.get_access_token, token_hash)
+            if row is None:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token.", soft_logout=False)
+            entry = row[:3]
+            if row[3] is not None:
+                # The first use of an access token from /refresh ends the refresh token
+                # it replaced (after a restart this runs again, finding nothing to revoke).
+                await self.hs.accounts.access_token_first_used(row[3])
             if len(self._cache) >= self._CACHE_MAX:
                 self._cache.clear()
             self._cache[token_hash] = entry

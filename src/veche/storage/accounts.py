@@ -62,15 +62,18 @@ def add_access_token(
     )
 
 
-def get_access_token(txn: Txn, token_hash: str) -> tuple[str, str, int | None] | None:
-    """(user_id, device_id, valid_until_ms) of a live token of an active user."""
+def get_access_token(
+    txn: Txn, token_hash: str
+) -> tuple[str, str, int | None, str | None] | None:
+    """(user_id, device_id, valid_until_ms, refresh_token_hash) of a live token of an active
+    user."""
     row = txn.fetchone(
-        "SELECT t.user_id, t.device_id, t.valid_until_ms FROM access_tokens t"
+        "SELECT t.user_id, t.device_id, t.valid_until_ms, t.refresh_token_hash FROM access_tokens t"
         " JOIN users u ON u.user_id = t.user_id"
         " WHERE t.token_hash = ? AND u.deactivated = 0",
         (token_hash,),
     )
-    return (row[0], row[1], row[2]) if row else None
+    return (row[0], row[1], row[2], row[3]) if row else None
 
 
 def delete_access_tokens(

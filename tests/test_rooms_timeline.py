@@ -80,6 +80,15 @@ async def test_messages_filter_and_lazy_members(make_client: Any) -> None:
     assert all(e["type"] != "m.room.message" for e in body["chunk"])
     status, body = await alice.get(f"rooms/{q(room_id)}/messages", params={"filter": "{bad"})
     assert_error(status, body, 400, "M_NOT_JSON")
+    for bad in ({"types": "m.room.message"}, {"limit": -1}, {"contains_url": "yes"}, [1]):
+        status, body = await alice.get(f"rooms/{q(room_id)}/messages",
+                                       params={"filter": json.dumps(bad)})
+        assert_error(status, body, 400, "M_BAD_JSON")
+    # wildcards in types work as in /sync filters
+    status, body = await alice.get(f"rooms/{q(room_id)}/messages", params={
+        "dir": "b", "filter": json.dumps({"types": ["m.room.mem*"]})})
+    assert status == 200 and body["chunk"]
+    assert all(e["type"] == "m.room.member" for e in body["chunk"])
     status, body = await alice.get(f"rooms/{q(room_id)}/messages", params={"dir": "x"})
     assert_error(status, body, 400, "M_INVALID_PARAM")
     status, body = await alice.get(f"rooms/{q(room_id)}/messages", params={"from": "garbage"})

@@ -34,6 +34,7 @@ __all__ = [
     "EventFilter",
     "Filter",
     "RoomEventFilter",
+    "parse_room_event_filter",
     "RoomFilter",
     "apply_event_fields",
     "validate_filter",
@@ -116,6 +117,16 @@ def _validate_room_event_filter(obj: JsonDict, path: str) -> None:
         _check_str_list(obj, key, path)
     for key in ("related_by_senders", "io.element.relation_senders"):
         _check_str_list(obj, key, path, "@")
+
+
+def parse_room_event_filter(body: Any, path: str = "filter") -> RoomEventFilter:
+    """Validate and parse a RoomEventFilter given on its own (the ``filter`` parameter of
+    /messages and /context). Raises ValueError naming the offending field."""
+    if not isinstance(body, dict):
+        raise ValueError(f"Invalid filter: '{path}' must be an object")
+    copy = dict(body)
+    _validate_room_event_filter(copy, path)
+    return RoomEventFilter.from_json(copy)
 
 
 def validate_filter(body: Any) -> JsonDict:

@@ -108,3 +108,11 @@ def require_str(body: dict[str, Any], key: str, *, optional: bool = False) -> An
     if not isinstance(value, str):
         raise bad_json(f"{key} must be a string")
     return value
+
+
+def json_query_param(raw: str, name: str) -> Any:
+    """A query parameter whose value is JSON (e.g. ``filter``): M_NOT_JSON if it isn't."""
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise MatrixError(400, "M_NOT_JSON", f"{name} is not valid JSON") from None

@@ -5,12 +5,18 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from veche.errors import invalid_param, missing_param
+from veche.core.filters import (
+    DEFAULT_ROOM_EVENT_FILTER,
+    RoomEventFilter,
+    parse_room_event_filter,
+)
+from veche.errors import bad_json, invalid_param, missing_param
 from veche.http.base import (
     CLIENT_V1,
     CLIENT_V3,
     hs_of,
     json_body,
+    json_query_param,
     json_response,
     query_int,
     requester,
@@ -175,7 +181,7 @@ async def messages(request: web.Request) -> web.Response:
     assert limit is not None
     body = await hs_of(request).rooms.messages(
         _room_id(request), req.user_id, q.get("from"), q.get("to"), q.get("dir", "b"),
-        limit, q.get("filter"),
+        limit, _event_filter(request),
     )
     return json_response(body)
 
@@ -187,9 +193,19 @@ async def context(request: web.Request) -> web.Response:
     assert limit is not None
     body = await hs_of(request).rooms.context(
         _room_id(request), req.user_id, request.match_info["eventId"], limit,
-        request.query.get("filter"),
+        _event_filter(request),
     )
     return json_response(body)
+
+
+def _event_filter(request: web.Request) -> RoomEventFilter:
+    raw = request.query.get("filter")
+    if raw is None:
+        return DEFAULT_ROOM_EVENT_FILTER
+    try:
+        return parse_room_event_filter(json_query_param(raw, "filter"))
+    except ValueError as e:
+        raise bad_json(str(e)) from None
 
 
 @routes.get(CLIENT_V3 + "/rooms/{roomId}/event/{eventId}")

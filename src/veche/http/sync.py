@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-import orjson
 from aiohttp import web
 
 from veche.core.filters import Filter
 from veche.errors import MatrixError
-from veche.http.base import CLIENT_V3, hs_of, json_response, query_bool, query_int, requester
+from veche.http.base import (
+    CLIENT_V3,
+    hs_of,
+    json_query_param,
+    json_response,
+    query_bool,
+    query_int,
+    requester,
+)
 from veche.services.presence import STATES
 from veche.storage import sync as store
 from veche.streams import StreamToken
@@ -19,10 +26,7 @@ async def load_filter(request: web.Request, user_id: str, raw: str | None) -> Fi
     if not raw:
         return Filter.default()
     if raw.lstrip().startswith("{"):
-        try:
-            body = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise MatrixError(400, "M_NOT_JSON", "filter is not valid JSON") from None
+        body = json_query_param(raw, "filter")
     else:
         try:
             filter_id = int(raw)

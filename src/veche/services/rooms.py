@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from veche.core.filters import RoomEventFilter
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from veche.services.events import client_event
 from veche.services.relations import bundle_aggregations
@@ -140,69 +141,6 @@ class Visibility:
         if vis == "shared" and self.joined_now:
             return True
         return vis == "invited" and membership == "invite"
-
-
-# --- event filters -----------------------------------------------------------------------
-
-def _matches(patterns: list[str], value: str) -> bool:
-    for p in patterns:
-        if p == value or (p.endswith("*") and value.startswith(p[:-1])):
-            return True
-    return False
-
-
-class EventFilter:
-    """The parts of a RoomEventFilter that apply to a single room's timeline."""
-
-    def __init__(self, raw: dict[str, Any] | None) -> None:
-        raw = raw or {}
-        self.types = self._list(raw, "types")
-        self.not_types = self._list(raw, "not_types") or []
-        self.senders = self._list(raw, "senders")
-        self.not_senders = self._list(raw, "not_senders") or []
-        self.contains_url = raw.get("contains_url")
-        if self.contains_url is not None and not isinstance(self.contains_url, bool):
-            raise bad_json("filter.contains_url must be a boolean")
-        self.lazy_load_members = raw.get("lazy_load_members") is True
-        limit = raw.get("limit")
-        if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise bad_json("filter.limit must be a positive integer")
-        self.limit: int | None = limit
-
-    @staticmethod
-    def _list(raw: dict[str, Any], key: str) -> list[str] | None:
-        value = raw.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise bad_json(f"filter.{key} must be a list of strings")
-        return value
-
-    def check(self, event: dict[str, Any]) -> bool:
-        etype, sender = event.get("type", ""), event.get("sender", "")
-        if _matches(self.not_types, etype) or sender in self.not_senders:
-            return False
-        if self.types is not None and not _matches(self.types, etype):
-            return False
-        if self.senders is not None and sender not in self.senders:
-            return False
-        if self.contains_url is not None:
-            has_url = isinstance((event.get("content") or {}).get("url"), str)
-            if has_url != self.contains_url:
-                return False
-        return True
-
-
-def parse_filter(raw: str | None) -> EventFilter:
-    if raw is None:
-        return EventFilter(None)
-    try:
-        value = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise MatrixError(400, "M_NOT_JSON", "filter is not valid JSON") from None
-    if not isinstance(value, dict):
-        raise bad_json("filter must be a JSON object")
-    return EventFilter(value)
 
 
 def parse_token(raw: str | None) -> StreamToken | None:
@@ -674,7 +612,7 @@ class RoomService:
 
     # --- timeline reads ------------------------------------------------------------------
     async def _walk(
-        self, room_id: str, vis: Visibility, flt: EventFilter, from_pos: int,
+        self, room_id: str, vis: Visibility, flt: RoomEventFilter, from_pos: int,
         to_pos: int | None, direction: str, limit: int,
     ) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
         """Up to `limit` visible, matching events; and the next position (None: no more)."""
@@ -685,7 +623,7 @@ class RoomService:
             rows = await self.hs.db.run(store.paginate, room_id, pos, to_pos, direction, batch)
             for so, ev in rows:
                 pos = so - 1 if direction == "b" else so
-                if vis.can_see(so, ev) and flt.check(ev):
+                if vis.can_see(so, ev) and flt.matches(ev):
                     found.append((so, ev))
                     if len(found) >= limit:
                         more = await self.hs.db.run(
@@ -698,15 +636,14 @@ class RoomService:
 
     async def messages(
         self, room_id: str, user_id: str, from_tok: str | None, to_tok: str | None,
-        direction: str, limit: int, raw_filter: str | None,
+        direction: str, limit: int, flt: RoomEventFilter,
     ) -> dict[str, Any]:
         if direction not in ("b", "f"):
             raise invalid_param("dir must be b or f")
-        flt = parse_filter(raw_filter)
         start = parse_token(from_tok)
         to = parse_token(to_tok)
         vis = await self.check_can_peek(room_id, user_id)
-        if flt.limit is not None:
+        if flt.limit:
             limit = min(limit, flt.limit)
         if start is None:
             start = StreamToken(self.hs.stream.current if direction == "b" else 0)
@@ -749,9 +686,8 @@ class RoomService:
         return ev
 
     async def context(
-        self, room_id: str, user_id: str, event_id: str, limit: int, raw_filter: str | None
+        self, room_id: str, user_id: str, event_id: str, limit: int, flt: RoomEventFilter
     ) -> dict[str, Any]:
-        flt = parse_filter(raw_filter)
         await self.room_version(room_id)
         row = await self.hs.db.run(store.get_event_row, event_id)
         if row is None or row[0] != room_id:
@@ -760,7 +696,7 @@ class RoomService:
         _, pos, event = row
         if not vis.can_see(pos, event):
             raise not_found("Event not found")
-        if flt.limit is not None:
+        if flt.limit:
             limit = min(limit, flt.limit)
         n_before = limit // 2
         n_after = limit - n_before

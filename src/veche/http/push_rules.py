@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 from aiohttp import web
 
 from veche.core.push_rules import validate_actions
@@ -55,41 +58,38 @@ async def delete_rule(request: web.Request) -> web.Response:
     return json_response({})
 
 
-@routes.get(RULE + "/enabled")
-async def get_enabled(request: web.Request) -> web.Response:
-    req = await requester(request)
-    kind, rule_id = _parts(request)
-    rule = await hs_of(request).push.get_rule(req.user_id, kind, rule_id)
-    return json_response({"enabled": rule["enabled"]})
-
-
-@routes.put(RULE + "/enabled")
-async def put_enabled(request: web.Request) -> web.Response:
-    req = await requester(request)
-    kind, rule_id = _parts(request)
-    body = await json_body(request)
-    if not isinstance(body.get("enabled"), bool):
+def _validate_enabled(value: Any) -> bool:
+    if not isinstance(value, bool):
         raise bad_json("enabled must be a boolean")
-    await hs_of(request).push.set_attribute(req.user_id, kind, rule_id, "enabled", body["enabled"])
-    return json_response({})
+    return value
 
 
-@routes.get(RULE + "/actions")
-async def get_actions(request: web.Request) -> web.Response:
-    req = await requester(request)
-    kind, rule_id = _parts(request)
-    rule = await hs_of(request).push.get_rule(req.user_id, kind, rule_id)
-    return json_response({"actions": rule["actions"]})
-
-
-@routes.put(RULE + "/actions")
-async def put_actions(request: web.Request) -> web.Response:
-    req = await requester(request)
-    kind, rule_id = _parts(request)
-    body = await json_body(request)
+def _validate_actions(value: Any) -> list[Any]:
     try:
-        actions = validate_actions(body.get("actions"))
+        return validate_actions(value)
     except ValueError as e:
         raise MatrixError(400, "M_INVALID_PARAM", str(e)) from None
-    await hs_of(request).push.set_attribute(req.user_id, kind, rule_id, "actions", actions)
-    return json_response({})
+
+
+def _attribute_routes(attr: str, validate: Callable[[Any], Any]) -> None:
+    """GET and PUT of one attribute of a rule: /enabled and /actions."""
+
+    async def get_attribute(request: web.Request) -> web.Response:
+        req = await requester(request)
+        kind, rule_id = _parts(request)
+        rule = await hs_of(request).push.get_rule(req.user_id, kind, rule_id)
+        return json_response({attr: rule[attr]})
+
+    async def put_attribute(request: web.Request) -> web.Response:
+        req = await requester(request)
+        kind, rule_id = _parts(request)
+        value = validate((await json_body(request)).get(attr))
+        await hs_of(request).push.set_attribute(req.user_id, kind, rule_id, attr, value)
+        return json_response({})
+
+    routes.get(f"{RULE}/{attr}")(get_attribute)
+    routes.put(f"{RULE}/{attr}")(put_attribute)
+
+
+_attribute_routes("enabled", _validate_enabled)
+_attribute_routes("actions", _validate_actions)

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from veche.server import HomeServer
 
 KINDS = rules_core.KINDS
+# thread_id (None: the main timeline) -> (notification_count, highlight_count)
+Counts = dict[str | None, tuple[int, int]]
 
 
 def _key(kind: str, rule_id: str) -> str:
@@ -53,6 +55,10 @@ class PushService:
         self._generation = 0
         # room_id -> {user_id: display name} of joined members; dropped on member events.
         self._members: OrderedDict[str, dict[str, str | None]] = OrderedDict()
+        # (user_id, room_id) -> (stream position, unread counts up to it), so a /sync only
+        # counts what came since; dropped when the user's read positions move.
+        self._counts: OrderedDict[tuple[str, str], tuple[int, Counts]] = OrderedDict()
+        self._counts_generation = 0
 
     # --- rules ----------------------------------------------------------------------------
     async def get_ruleset(self, user_id: str) -> dict[str, Any]:
@@ -147,6 +153,58 @@ class PushService:
             self._generation += 1
             self._evaluators.pop(user_id, None)
 
+    # --- unread counts ----------------------------------------------------------------------
+    def mark_read(
+        self, txn: Txn, user_id: str, room_id: str, upto: int, thread_id: str | None
+    ) -> None:
+        """The user has read `room_id` up to `upto` (see storage.push.mark_read)."""
+        store.mark_read(txn, user_id, room_id, upto, thread_id)
+        self._forget_counts(user_id, room_id)
+        txn.call_after(lambda: self._forget_counts(user_id, room_id))
+
+    def _forget_counts(self, user_id: str, room_id: str) -> None:
+        with self._lock:
+            self._counts_generation += 1
+            self._counts.pop((user_id, room_id), None)
+
+    def unread_counts_txn(
+        self, txn: Txn, user_id: str, room_ids: list[str], upto: int
+    ) -> dict[str, Counts]:
+        """Unread counts of `room_ids` as of stream position `upto`."""
+        out: dict[str, Counts] = {}
+        fresh: list[str] = []
+        since: dict[int, list[str]] = {}
+        with self._lock:
+            generation = self._counts_generation
+            for room_id in room_ids:
+                hit = self._counts.get((user_id, room_id))
+                if hit is None or hit[0] > upto:
+                    fresh.append(room_id)
+                elif hit[0] == upto:
+                    out[room_id] = hit[1]
+                else:
+                    since.setdefault(hit[0], []).append(room_id)
+                    out[room_id] = hit[1]
+        if fresh:
+            counted = store.unread_counts(txn, user_id, fresh, -1, upto)
+            out.update({r: counted.get(r, {}) for r in fresh})
+        for after, rooms in since.items():
+            delta = store.unread_counts(txn, user_id, rooms, after, upto)
+            for room_id in rooms:
+                merged = dict(out[room_id])
+                for thread, (n, h) in delta.get(room_id, {}).items():
+                    n0, h0 = merged.get(thread, (0, 0))
+                    merged[thread] = (n0 + n, h0 + h)
+                out[room_id] = merged
+        with self._lock:
+            if generation == self._counts_generation:
+                for room_id in room_ids:
+                    self._counts[(user_id, room_id)] = (upto, out[room_id])
+                    self._counts.move_to_end((user_id, room_id))
+                while len(self._counts) > self._CACHE_MAX:
+                    self._counts.popitem(last=False)
+        return out
+
     # --- evaluation -------------------------------------------------------------------------
     def _evaluators_for(
         self, txn: Txn, user_ids: list[str]
@@ -218,12 +276,12 @@ class PushService:
             was = (event.get("unsigned") or {}).get("prev_content", {}).get("membership")
             if event["content"].get("membership") == "join" and was != "join":
                 # Nothing before the join is unread for the new member.
-                store.mark_read(txn, event["state_key"], room_id, pos, None)
+                self.mark_read(txn, event["state_key"], room_id, pos, None)
         members = self._room_members(txn, room_id, cache=not is_member)
         thread_id = store.event_thread_id(txn, event_id)
         if sender in members:
             # Sending in a room reads it: the sender has seen what came before.
-            store.mark_read(txn, sender, room_id, pos, thread_id or "main")
+            self.mark_read(txn, sender, room_id, pos, thread_id or "main")
         recipients = [u for u in members if u != sender]
         if not recipients:
             return

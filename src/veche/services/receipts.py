@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 from veche.errors import MatrixError
 from veche.server import register_stream_table
 from veche.storage import events as event_store
-from veche.storage import push as push_store
 from veche.storage import sync as store
 from veche.storage.database import Txn
 
@@ -37,27 +36,26 @@ class ReceiptService:
             return
         with self.hs.stream.get_next() as pos:
             changed = await self.hs.db.run(
-                _set_receipt_txn, room_id, receipt_type, user_id, thread_id, event_id,
+                self._set_receipt_txn, room_id, receipt_type, user_id, thread_id, event_id,
                 int(time.time() * 1000), pos,
             )
         if changed:
             self.hs.notifier.notify([room_id, user_id])
 
-
-def _set_receipt_txn(
-    txn: Txn, room_id: str, receipt_type: str, user_id: str, thread_id: str | None,
-    event_id: str, ts: int, pos: int,
-) -> bool:
-    target = event_store.get_event_position(txn, event_id)
-    if target is None:
-        return False
-    current = txn.fetchval(
-        "SELECT e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id"
-        " WHERE r.room_id = ? AND r.receipt_type = ? AND r.user_id = ? AND r.thread_id = ?",
-        (room_id, receipt_type, user_id, thread_id or ""),
-    )
-    if current is not None and current > target[1]:
-        return False  # receipts only move forwards
-    store.upsert_receipt(txn, room_id, receipt_type, user_id, thread_id or "", event_id, ts, pos)
-    push_store.mark_read(txn, user_id, room_id, target[1], thread_id)
-    return True
+    def _set_receipt_txn(
+        self, txn: Txn, room_id: str, receipt_type: str, user_id: str, thread_id: str | None,
+        event_id: str, ts: int, pos: int,
+    ) -> bool:
+        target = event_store.get_event_position(txn, event_id)
+        if target is None:
+            return False
+        current = txn.fetchval(
+            "SELECT e.stream_ordering FROM receipts r JOIN events e ON e.event_id = r.event_id"
+            " WHERE r.room_id = ? AND r.receipt_type = ? AND r.user_id = ? AND r.thread_id = ?",
+            (room_id, receipt_type, user_id, thread_id or ""),
+        )
+        if current is not None and current > target[1]:
+            return False  # receipts only move forwards
+        store.upsert_receipt(txn, room_id, receipt_type, user_id, thread_id or "", event_id, ts, pos)
+        self.hs.push.mark_read(txn, user_id, room_id, target[1], thread_id)
+        return True

@@ -23,7 +23,6 @@ from veche.core.push_rules import default_ruleset
 from veche.services.events import client_event
 from veche.storage import events as event_store
 from veche.storage import presence as presence_store
-from veche.storage import push as push_store
 from veche.storage import sync as store
 from veche.storage.database import Txn
 from veche.streams import StreamToken
@@ -205,7 +204,8 @@ class SyncService:
         counts: dict[str, Any] = data["counts"]
         missing = [r for r in rooms_out["join"] if r not in data["counted"]]
         if missing:
-            counts.update(await self.hs.db.run(push_store.unread_counts, ctx.user_id, missing))
+            counts.update(await self.hs.db.run(
+                self.hs.push.unread_counts_txn, ctx.user_id, missing, ctx.upto.stream))
         thread_counts = flt.room.timeline.unread_thread_notifications
         for room_id, entry in rooms_out["join"].items():
             per_thread = counts.get(room_id, {})
@@ -355,7 +355,8 @@ class SyncService:
         counted.update(r[0] for r in out["account_data"] if r[0])
         counted &= out["joined_set"]
         out["counted"] = counted
-        out["counts"] = push_store.unread_counts(txn, user_id, list(counted)) if counted else {}
+        out["counts"] = (self.hs.push.unread_counts_txn(txn, user_id, list(counted), upto)
+                         if counted else {})
         return out
 
     def _room_txn(

@@ -78,10 +78,13 @@ def mark_read(txn: Txn, user_id: str, room_id: str, upto: int, thread_id: str | 
 
 
 def unread_counts(
-    txn: Txn, user_id: str, room_ids: Sequence[str]
+    txn: Txn, user_id: str, room_ids: Sequence[str], after: int = -1, upto: int | None = None,
 ) -> dict[str, dict[str | None, tuple[int, int]]]:
-    """room_id -> thread_id (None: main timeline) -> (notification_count, highlight_count)."""
+    """room_id -> thread_id (None: main timeline) -> (notification_count, highlight_count),
+    counting the unread events at stream positions in (after, upto]."""
     out: dict[str, dict[str | None, tuple[int, int]]] = {}
+    window = " AND {0}stream_ordering > ?" + (" AND {0}stream_ordering <= ?" if upto is not None else "")
+    bounds = [after] if upto is None else [after, upto]
 
     def add(rows: list[tuple[Any, ...]]) -> None:
         for room_id, thread_id, notif, highlight in rows:
@@ -98,18 +101,19 @@ def unread_counts(
             "  ON a.user_id = ? AND a.room_id = s.room_id AND a.thread_id = ''"
             " LEFT JOIN push_read_positions t"
             "  ON t.user_id = ? AND t.room_id = s.room_id AND t.thread_id = COALESCE(s.thread_id, 'main')"
-            f" WHERE {clause} AND s.sender <> ?"
+            f" WHERE {clause} AND s.sender <> ?{window.format('s.')}"
             " AND s.stream_ordering > COALESCE(a.stream_ordering, -1)"
             " AND s.stream_ordering > COALESCE(t.stream_ordering, -1)"
             " AND NOT EXISTS (SELECT 1 FROM event_push_actions e WHERE e.user_id = ?"
             "  AND e.room_id = s.room_id AND e.stream_ordering = s.stream_ordering)"
             " GROUP BY s.room_id, s.thread_id",
-            [user_id, user_id, *args, user_id, user_id],
+            [user_id, user_id, *args, user_id, *bounds, user_id],
         ))
         clause, args = txn.in_list("room_id", ids[i : i + 500])
         add(txn.fetchall(
             "SELECT room_id, thread_id, SUM(notif), SUM(highlight) FROM event_push_actions"
-            f" WHERE user_id = ? AND {clause} GROUP BY room_id, thread_id", [user_id, *args],
+            f" WHERE user_id = ? AND {clause}{window.format('')} GROUP BY room_id, thread_id",
+            [user_id, *args, *bounds],
         ))
     return out
 

@@ -3,6 +3,7 @@ redaction and bad input."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 from urllib.parse import quote
 
@@ -454,3 +455,30 @@ async def test_members_and_joined_members(make_client: Any) -> None:
     assert await joined(alice, room_id) == {alice.user_id, bob.user_id}
     status, body = await carol.get(f"rooms/{q(room_id)}/joined_members")
     assert_error(status, body, 403, "M_FORBIDDEN")
+
+
+async def test_concurrent_sends_succeed_or_fail_one_by_one(make_client: Any) -> None:
+    """Sends arriving together are persisted together; one bad send fails alone."""
+    alice = await make_client().register()
+    bob = await make_client().register()  # not in the room
+    room_id = await create_room(alice)
+    path = f"rooms/{q(room_id)}/send/m.room.message"
+    sends = [alice.put(f"{path}/c{i}", {"msgtype": "m.text", "body": f"c{i}"}) for i in range(30)]
+    sends += [bob.put(f"{path}/b{i}", {"msgtype": "m.text", "body": "intruder"}) for i in range(5)]
+    sends += [alice.put(f"{path}/c{i}", {"msgtype": "m.text", "body": f"c{i}"}) for i in range(5)]
+    sends += [alice.put(f"{path}/f{i}", {"msgtype": "m.text", "body": "x", "n": 0.5})
+              for i in range(3)]
+    results = await asyncio.gather(*sends)
+    first, bobs, retries, floats = results[:30], results[30:35], results[35:40], results[40:]
+    assert all(status == 200 for status, _ in first), first
+    assert all(status == 403 and body["errcode"] == "M_FORBIDDEN" for status, body in bobs)
+    assert all(status == 400 and body["errcode"] == "M_BAD_JSON" for status, body in floats)
+    # a retried transaction ID gets the event of the first send, in or out of the same batch
+    assert [body["event_id"] for _, body in retries] == [body["event_id"] for _, body in first[:5]]
+    status, body = await alice.get(f"rooms/{q(room_id)}/messages",
+                                   params={"dir": "b", "limit": "100"})
+    assert status == 200
+    bodies = [e["content"]["body"] for e in body["chunk"] if e["type"] == "m.room.message"]
+    assert sorted(bodies) == sorted(f"c{i}" for i in range(30))
+    ids = {e["event_id"] for e in body["chunk"]}
+    assert {b["event_id"] for _, b in first} <= ids

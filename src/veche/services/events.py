@@ -1,14 +1,17 @@
 """The event pipeline: build, authorise, sign, persist and announce a room event.
 
-Each room has one lock, so events of a room are created one at a time on top of the
-room's current state: rooms on this server form a linear chain of events.
+One task per room persists its queued sends in order, each on top of the room's current
+state: rooms on this server form a linear chain of events.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from veche.core import auth as auth_rules
@@ -21,6 +24,8 @@ from veche.storage.database import Txn
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
+
+logger = logging.getLogger(__name__)
 
 # PDU keys that clients see (client-server API "Room Event Format").
 CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
@@ -40,21 +45,29 @@ def client_event(event: dict[str, Any], *, now_ms: int | None = None) -> dict[st
     return out
 
 
+_MAX_BATCH = 64
+
+
+@dataclass(slots=True)
+class _SendRequest:
+    rv: RoomVersion
+    sender: str
+    event_type: str
+    content: dict[str, Any]
+    state_key: str | None
+    txn_key: tuple[str, str] | None
+    redacts: str | None
+    result: asyncio.Future[dict[str, Any]]
+
+
 class EventService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self._locks: dict[str, asyncio.Lock] = {}
         self._versions: OrderedDict[str, RoomVersion] = OrderedDict()
         self._state_events: OrderedDict[str, dict[str, Any]] = OrderedDict()
-
-    def room_lock(self, room_id: str) -> asyncio.Lock:
-        lock = self._locks.get(room_id)
-        if lock is None:
-            if len(self._locks) > 10_000:
-                for key in [k for k, v in self._locks.items() if not v.locked()]:
-                    del self._locks[key]
-            lock = self._locks[room_id] = asyncio.Lock()
-        return lock
+        # Sends waiting to be persisted, per room, and the task persisting each room's.
+        self._pending: dict[str, list[_SendRequest]] = {}
+        self._draining: dict[str, asyncio.Future[None]] = {}
 
     async def room_version(self, room_id: str) -> RoomVersion:
         rv = self._versions.get(room_id)
@@ -84,24 +97,68 @@ class EventService:
         event created the first time instead of a new one.
         """
         rv = await self.room_version(room_id)
-        async with self.room_lock(room_id):
-            return await self._send_locked(
-                rv, room_id, sender, event_type, content, state_key, txn_key, redacts
-            )
+        request = _SendRequest(
+            rv, sender, event_type, content, state_key, txn_key, redacts,
+            asyncio.get_running_loop().create_future(),
+        )
+        self._pending.setdefault(room_id, []).append(request)
+        if room_id not in self._draining:
+            self._draining[room_id] = asyncio.ensure_future(self._drain(room_id))
+        # A client that goes away stops waiting; its event is still persisted (a retry with
+        # the same transaction ID then gets it back).
+        return await asyncio.shield(request.result)
 
-    async def _send_locked(
-        self, rv: RoomVersion, room_id: str, sender: str, event_type: str,
-        content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
-        redacts: str | None,
-    ) -> dict[str, Any]:
-        with self.hs.stream.get_next() as pos:
-            event, created = await self.hs.db.run(
-                self._send_txn, rv, room_id, sender, event_type, content,
-                state_key, txn_key, redacts, pos,
-            )
-        if created:
-            self._announce(event)
-        return event
+    async def _drain(self, room_id: str) -> None:
+        """Persist the room's queued sends, one transaction per batch: the room's events
+        form one chain, and under load one commit serves many of them."""
+        try:
+            while queue := self._pending.get(room_id):
+                batch, rest = queue[:_MAX_BATCH], queue[_MAX_BATCH:]
+                if rest:
+                    self._pending[room_id] = rest
+                else:
+                    del self._pending[room_id]
+                await self._persist_batch(room_id, batch)
+        finally:
+            del self._draining[room_id]
+
+    async def _persist_batch(self, room_id: str, batch: list[_SendRequest]) -> None:
+        with contextlib.ExitStack() as stack:
+            positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
+            try:
+                outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
+            except Exception as e:
+                logger.exception("persisting %d event(s) in %s failed", len(batch), room_id)
+                self.hs.push.forget_room(room_id)  # it may have cached uncommitted members
+                outcomes = [(None, False, e)] * len(batch)
+        for req, (event, is_new, error) in zip(batch, outcomes, strict=True):
+            if error is not None:
+                req.result.set_exception(error)
+            else:
+                req.result.set_result(event)  # type: ignore[arg-type]
+                if is_new:
+                    self._announce(event)  # type: ignore[arg-type]
+
+    def _batch_txn(
+        self, txn: Txn, room_id: str, batch: list[_SendRequest], positions: list[int]
+    ) -> list[tuple[dict[str, Any] | None, bool, BaseException | None]]:
+        out: list[tuple[dict[str, Any] | None, bool, BaseException | None]] = []
+        for req, pos in zip(batch, positions, strict=True):
+            # A savepoint per event: one that fails leaves the others of the batch intact.
+            txn.execute("SAVEPOINT send_event")
+            try:
+                event, is_new = self._send_txn(
+                    txn, req.rv, room_id, req.sender, req.event_type, req.content,
+                    req.state_key, req.txn_key, req.redacts, pos,
+                )
+            except Exception as e:
+                txn.execute("ROLLBACK TO SAVEPOINT send_event")
+                txn.execute("RELEASE SAVEPOINT send_event")
+                out.append((None, False, e))
+                continue
+            txn.execute("RELEASE SAVEPOINT send_event")
+            out.append((event, is_new, None))
+        return out
 
     def _send_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,

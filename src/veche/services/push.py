@@ -251,7 +251,7 @@ class PushService:
                     self._members.popitem(last=False)
         return members
 
-    def _forget_room(self, room_id: str) -> None:
+    def forget_room(self, room_id: str) -> None:
         with self._lock:
             self._members.pop(room_id, None)
 
@@ -271,8 +271,8 @@ class PushService:
         is_member = event["type"] == "m.room.member"
         if is_member:
             # Membership changed in this (uncommitted) transaction: don't cache it.
-            self._forget_room(room_id)
-            txn.call_after(lambda: self._forget_room(room_id))
+            self.forget_room(room_id)
+            txn.call_after(lambda: self.forget_room(room_id))
             was = (event.get("unsigned") or {}).get("prev_content", {}).get("membership")
             if event["content"].get("membership") == "join" and was != "join":
                 # Nothing before the join is unread for the new member.

@@ -482,3 +482,13 @@ async def test_concurrent_sends_succeed_or_fail_one_by_one(make_client: Any) -> 
     assert sorted(bodies) == sorted(f"c{i}" for i in range(30))
     ids = {e["event_id"] for e in body["chunk"]}
     assert {b["event_id"] for _, b in first} <= ids
+
+
+async def test_identical_rooms_created_at_once_get_distinct_ids(make_client: Any) -> None:
+    """From v12 a room ID is the create event's hash: same creator, same content, same
+    moment must still give different rooms."""
+    alice = await make_client().register()
+    results = await asyncio.gather(*[alice.post("createRoom", {"preset": "private_chat"})
+                                     for _ in range(12)])
+    assert all(status == 200 for status, _ in results), results
+    assert len({body["room_id"] for _, body in results}) == 12

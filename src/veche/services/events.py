@@ -68,6 +68,7 @@ class EventService:
         # Sends waiting to be persisted, per room, and the task persisting each room's.
         self._pending: dict[str, list[_SendRequest]] = {}
         self._draining: dict[str, asyncio.Future[None]] = {}
+        self._last_create_ts = 0
 
     async def room_version(self, room_id: str) -> RoomVersion:
         rv = self._versions.get(room_id)
@@ -303,7 +304,34 @@ class EventService:
         self, creator: str, rv: RoomVersion, create_content: dict[str, Any]
     ) -> dict[str, Any]:
         """Persist a new room's m.room.create event; returns it (its room_id included)."""
-        now = int(time.time() * 1000)
+        # From v12 the room ID is the create event's hash, so two rooms created by the same
+        # user with the same content in the same millisecond would collide: their
+        # timestamps are kept apart.
+        now = max(int(time.time() * 1000), self._last_create_ts + 1)
+        for _ in range(100):
+            self._last_create_ts = now
+            event = self._build_create_event(creator, rv, create_content, now)
+
+            def persist(txn: Txn, pos: int, event: dict[str, Any] = event, ts: int = now) -> bool:
+                if store.get_room_version(txn, event["room_id"]) is not None:
+                    return False  # taken (another worker, or a clock that went back)
+                store.insert_room(txn, event["room_id"], rv.identifier, creator, ts)
+                store.persist_event(txn, event, pos)
+                return True
+
+            with self.hs.stream.get_next() as pos:
+                if await self.hs.db.run(persist, pos):
+                    break
+            now += 1
+        else:  # pragma: no cover - needs 100 collisions in a row
+            raise MatrixError(500, "M_UNKNOWN", "Could not allocate a room ID")
+        self._versions[event["room_id"]] = rv
+        self._announce(event)
+        return event
+
+    def _build_create_event(
+        self, creator: str, rv: RoomVersion, create_content: dict[str, Any], now: int
+    ) -> dict[str, Any]:
         event: dict[str, Any] = {
             "type": "m.room.create",
             "sender": creator,
@@ -323,15 +351,6 @@ class EventService:
         event = self._sign(event, rv)
         if rv.room_id_is_create_event_hash:
             event["room_id"] = event_format.room_id_from_create_event_id(event["event_id"])
-
-        def persist(txn: Txn, pos: int) -> None:
-            store.insert_room(txn, event["room_id"], rv.identifier, creator, now)
-            store.persist_event(txn, event, pos)
-
-        with self.hs.stream.get_next() as pos:
-            await self.hs.db.run(persist, pos)
-        self._versions[event["room_id"]] = rv
-        self._announce(event)
         return event
 
 

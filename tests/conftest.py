@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -148,6 +148,33 @@ def homeserver(server: ServerProcess) -> ServerProcess:
     if server.proc is None or server.proc.poll() is not None:
         server.start()
     return server
+
+
+@pytest.fixture
+def make_server(server: ServerProcess) -> Iterator[Callable[..., ServerProcess]]:
+    """Start extra servers of their own configuration (environment overrides) on the backend
+    of the session's server; stopped afterwards."""
+    started: list[tuple[ServerProcess, Path, PostgresTestDatabase | None]] = []
+
+    def factory(env: dict[str, str], *, dev: bool = False) -> ServerProcess:
+        tmp = Path(tempfile.mkdtemp(prefix=f"veche-{server.backend}-extra-"))
+        pg = None
+        if server.backend == "postgres":
+            pg = PostgresTestDatabase()
+            db_url = pg.url
+        else:
+            db_url = f"sqlite:///{tmp / 'veche.db'}"
+        srv = ServerProcess(server.backend, tmp, db_url, extra_env=env, dev=dev)
+        started.append((srv, tmp, pg))
+        srv.start()
+        return srv
+
+    yield factory
+    for srv, tmp, pg in started:
+        srv.stop()
+        if pg is not None:
+            pg.drop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # (method, spec path template) of every response checked against the spec in this session.

@@ -4,46 +4,16 @@ rate limits, each on a server of its own configuration (same database backend)."
 from __future__ import annotations
 
 import secrets
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
-import pytest
 
-from tests.conftest import Client, PostgresTestDatabase, ServerProcess
+from tests.conftest import Client, ServerProcess
 
 V1_VALIDITY = "/_matrix/client/v1/register/m.login.registration_token/validity"
-
-
-@pytest.fixture
-def make_server(server: ServerProcess) -> Iterator[Callable[..., ServerProcess]]:
-    """Start extra servers on the backend of the session's server; stopped afterwards."""
-    started: list[tuple[ServerProcess, Path, PostgresTestDatabase | None]] = []
-
-    def factory(env: dict[str, str], *, dev: bool = False) -> ServerProcess:
-        tmp = Path(tempfile.mkdtemp(prefix=f"veche-{server.backend}-reg-"))
-        pg = None
-        if server.backend == "postgres":
-            pg = PostgresTestDatabase()
-            db_url = pg.url
-        else:
-            db_url = f"sqlite:///{tmp / 'veche.db'}"
-        srv = ServerProcess(server.backend, tmp, db_url, extra_env=env, dev=dev)
-        started.append((srv, tmp, pg))
-        srv.start()
-        return srv
-
-    yield factory
-    for srv, tmp, pg in started:
-        srv.stop()
-        if pg is not None:
-            pg.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def cli(srv: ServerProcess, *args: str) -> str:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+
+from tests.conftest import Client
 from tests.sync_helpers import room_with, send, sync
 
 
@@ -21,8 +25,11 @@ async def test_presence_status_and_sync(make_client: Any) -> None:
     events = [e for e in body["presence"]["events"] if e["sender"] == alice.user_id]
     assert events and events[-1]["content"]["presence"] == "unavailable"
     assert events[-1]["content"]["status_msg"] == "lunch"
-    # syncing marks a user online
+    # syncing does not override a status the user chose; setting it does
     await sync(alice)
+    status, got = await bob.get(f"presence/{quote(alice.user_id)}/status")
+    assert got["presence"] == "unavailable"
+    assert (await alice.put(f"presence/{quote(alice.user_id)}/status", {"presence": "online"}))[0] == 200
     status, got = await bob.get(f"presence/{quote(alice.user_id)}/status")
     assert got["presence"] == "online" and got["currently_active"] is True
     # validation and permissions
@@ -80,3 +87,46 @@ async def test_reports(make_client: Any) -> None:
     assert status == 404
     status, err = await bob.post(f"rooms/{quote(room_id)}/report/{quote(event_id)}", {"reason": 3})
     assert status == 400
+
+
+async def test_presence_goes_idle_then_offline(
+    make_server: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = make_server({"VECHE_PRESENCE__IDLE_AFTER_MS": "1500",
+                       "VECHE_PRESENCE__OFFLINE_AFTER_MS": "4000"}, dev=True)
+    alice, bob = Client(http, srv.base_url), Client(http, srv.base_url)
+    await alice.register()
+    await bob.register()
+    status, room = await alice.post("createRoom", {"preset": "public_chat"})
+    assert status == 200
+    assert (await bob.post(f"join/{quote(room['room_id'])}", {}))[0] == 200
+
+    async def alice_presence() -> str:
+        status, got = await bob.get(f"presence/{quote(alice.user_id)}/status")
+        assert status == 200
+        return str(got["presence"])
+
+    async def eventually(state: str, within: float) -> None:
+        deadline = asyncio.get_running_loop().time() + within
+        while (seen := await alice_presence()) != state:
+            assert asyncio.get_running_loop().time() < deadline, f"still {seen}, not {state}"
+            await asyncio.sleep(0.25)
+
+    # alice's client keeps syncing but she does nothing: online, then idle (unavailable)
+    syncing = True
+
+    async def client_loop() -> None:
+        since = (await sync(alice))["next_batch"]
+        while syncing:
+            since = (await sync(alice, since, timeout="500"))["next_batch"]
+
+    loop = asyncio.ensure_future(client_loop())
+    await eventually("online", 2)
+    await eventually("unavailable", 6)
+    # sending a message is activity: online again
+    await send(alice, room["room_id"], "back")
+    await eventually("online", 3)
+    # her client stops syncing: offline
+    syncing = False
+    await loop
+    await eventually("offline", 10)

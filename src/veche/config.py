@@ -61,6 +61,13 @@ class LimitsConfig(_Section):
     max_sync_timeout_ms: int = Field(120_000, ge=0)
 
 
+class PresenceConfig(_Section):
+    # An online user who does nothing (sends nothing) for this long becomes unavailable.
+    idle_after_ms: int = Field(5 * 60_000, ge=1000)
+    # A user none of whose clients has synced for this long becomes offline.
+    offline_after_ms: int = Field(30_000, ge=1000)
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -74,6 +81,7 @@ class Config(_Section):
     registration: RegistrationConfig = RegistrationConfig()
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     limits: LimitsConfig = LimitsConfig()
+    presence: PresenceConfig = PresenceConfig()
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
 
     @property
@@ -190,4 +198,8 @@ report = { per_second = 0.1, burst = 5 }
 [limits]
 max_json_body_bytes = 1048576
 max_sync_timeout_ms = 120000
+
+[presence]
+idle_after_ms = 300000
+offline_after_ms = 30000
 """

@@ -55,4 +55,9 @@ async def sync(request: web.Request) -> web.Response:
     sync_filter = await load_filter(request, req.user_id, request.query.get("filter"))
     if set_presence != "offline":
         await hs.presence.set_state(req.user_id, set_presence, from_sync=True)
-    return json_response(await hs.sync.sync(req, since, timeout, full_state, sync_filter))
+        hs.presence.sync_started(req.user_id)
+    try:
+        return json_response(await hs.sync.sync(req, since, timeout, full_state, sync_filter))
+    finally:
+        if set_presence != "offline":
+            hs.presence.sync_ended(req.user_id)

@@ -1,11 +1,16 @@
 """Presence: stored per user with a stream position; shown in /sync to users sharing a room.
 
 A row is written only when the presence state or status message changes; activity is
-tracked in memory (last_active_ago / currently_active are computed when read).
+tracked in memory (last_active_ago / currently_active are computed when read). As in
+Synapse, an online user who does nothing for a while (config presence.idle_after_ms) becomes
+unavailable, and one whose clients stop syncing (presence.offline_after_ms) becomes offline;
+syncing alone is not activity.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +21,7 @@ from veche.storage.database import Txn
 if TYPE_CHECKING:
     from veche.server import HomeServer
 
+logger = logging.getLogger(__name__)
 register_stream_table("presence")
 STATES = ("online", "offline", "unavailable")
 ACTIVE_WINDOW_MS = 5 * 60_000
@@ -31,24 +37,86 @@ class PresenceService:
         self._last_active: dict[str, int] = {}
         # user -> (presence, status_msg) as last written, to skip writes that change nothing
         self._known: dict[str, tuple[str, str | None]] = {}
+        # user -> number of /sync requests in flight, and when the last one ended
+        self._syncing: dict[str, int] = {}
+        self._last_sync: dict[str, int] = {}
+        self._decaying = False
+
+    # --- activity -------------------------------------------------------------------------
+    def sync_started(self, user_id: str) -> None:
+        self._syncing[user_id] = self._syncing.get(user_id, 0) + 1
+        self._last_sync[user_id] = now_ms()
+        self._start_decay()
+
+    def sync_ended(self, user_id: str) -> None:
+        left = self._syncing.get(user_id, 1) - 1
+        if left > 0:
+            self._syncing[user_id] = left
+        else:
+            self._syncing.pop(user_id, None)
+        self._last_sync[user_id] = now_ms()
+
+    def user_active(self, user_id: str) -> None:
+        """The user did something (sent an event): they are active, and online if idle."""
+        self._last_active[user_id] = now_ms()
+        known = self._known.get(user_id)
+        if known is not None and known[0] == "unavailable":
+            self.hs.run_in_background(self.set_state(user_id, "online"))
+
+    def _start_decay(self) -> None:
+        if not self._decaying:
+            self._decaying = True
+            self.hs.run_in_background(self._decay_loop())
+
+    async def _decay_loop(self) -> None:
+        cfg = self.hs.config.presence
+        every = min(cfg.idle_after_ms, cfg.offline_after_ms) / 1000 / 4
+        # After a restart nobody is syncing yet: who was online gets the usual grace period.
+        for user_id, presence, status_msg, _, _ in await self.hs.db.run(store.present_users):
+            self._known.setdefault(user_id, (presence, status_msg))
+            self._last_sync.setdefault(user_id, now_ms())
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._decay(now_ms())
+            except Exception:  # keep decaying after a transient database error
+                logger.exception("presence decay failed")
+
+    async def _decay(self, now: int) -> None:
+        cfg = self.hs.config.presence
+        for user_id, (presence, _) in list(self._known.items()):
+            if presence == "offline":
+                continue
+            syncing = bool(self._syncing.get(user_id))
+            if not syncing and now - self._last_sync.get(user_id, 0) > cfg.offline_after_ms:
+                await self.set_state(user_id, "offline", from_sync=True)
+                self._last_sync.pop(user_id, None)
+            elif presence == "online" and now - self._last_active.get(user_id, 0) > cfg.idle_after_ms:
+                await self.set_state(user_id, "unavailable", from_sync=True)
 
     async def set_state(
         self, user_id: str, presence: str, status_msg: Any = ..., *, from_sync: bool = False
     ) -> None:
+        known = self._known.get(user_id)
+        if from_sync and known is not None and (
+            known[0] == presence or (known[0] == "unavailable" and presence == "online")
+        ):
+            # Syncing is not activity: it brings an offline user online, but an idle (or
+            # away) one stays unavailable until they do something.
+            return
         if presence == "online":
             self._last_active[user_id] = now_ms()
-        known = self._known.get(user_id)
-        if from_sync and known is not None and known[0] == presence:
-            return
+        if presence != "offline":
+            # Someone who sets a presence without syncing gets the same grace period.
+            self._last_sync.setdefault(user_id, now_ms())
+            self._start_decay()
 
         def change(txn: Txn, pos: int) -> tuple[bool, tuple[str, str | None]]:
             row = store.get_presence(txn, user_id)
-            if from_sync:
-                if row is not None and row[1] == presence:
-                    return False, (row[1], row[2])
-                msg = row[2] if row is not None else None
-            else:
-                msg = None if status_msg is ... else status_msg
+            if from_sync and row is not None and row[1] == presence:
+                return False, (row[1], row[2])
+            # `...`: keep the status message the user set
+            msg = (row[2] if row is not None else None) if status_msg is ... else status_msg
             store.set_presence(txn, user_id, presence, msg, self._last_active.get(user_id, 0), pos)
             return True, (presence, msg)
 

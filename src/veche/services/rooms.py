@@ -489,6 +489,7 @@ class RoomService:
         event = await self.hs.events.send(
             room_id, user_id, event_type, content, txn_key=(device_id, txn_id)
         )
+        self.hs.presence.user_active(user_id)
         return str(event["event_id"])
 
     async def send_state(

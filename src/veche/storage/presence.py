@@ -41,6 +41,14 @@ def presence_since_for_user(txn: Txn, user_id: str, since: int, upto: int) -> li
     )
 
 
+def present_users(txn: Txn) -> list[PresenceRow]:
+    """Users whose stored presence is not offline."""
+    return txn.fetchall(  # type: ignore[return-value,unused-ignore]
+        "SELECT user_id, presence, status_msg, last_active_ts, stream_id FROM presence"
+        " WHERE presence <> 'offline'"
+    )
+
+
 def shares_room(txn: Txn, user_a: str, user_b: str) -> bool:
     return txn.fetchone(
         "SELECT 1 FROM room_memberships a JOIN room_memberships b ON a.room_id = b.room_id"

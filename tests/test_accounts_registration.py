@@ -92,6 +92,11 @@ async def test_token_registration(make_server: Callable[..., ServerProcess]) -> 
                        "VECHE_RATE_LIMITS__REGISTRATION": '{"per_second": 100, "burst": 100}'})
     token = cli(srv, "create-registration-token", "--uses", "1")
     assert token
+    # a token outside the spec's alphabet is refused with a message, not a traceback
+    bad = subprocess.run([sys.executable, "-m", "veche", "create-registration-token", "--token",
+                          "no spaces allowed"], env=srv.env, capture_output=True, text=True)
+    assert bad.returncode != 0
+    assert "A-Z, a-z, 0-9" in bad.stderr and "Traceback" not in bad.stderr
     async with aiohttp.ClientSession() as http:
         client = Client(http, srv.base_url)
         status, body = await client.get(V1_VALIDITY, params={"token": token})

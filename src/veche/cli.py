@@ -151,9 +151,13 @@ def create_registration_token(config_path: str | None, token: str | None, uses: 
     expiry = int((time.time() + expires_in_days * 86400) * 1000) if expires_in_days else None
 
     async def run() -> str:
+        from veche.errors import MatrixError
+
         hs = _open_hs(config_path)
         try:
             return await hs.accounts.create_registration_token(token, uses, expiry)  # type: ignore[no-any-return]
+        except MatrixError as e:
+            raise click.ClickException(e.error) from e
         finally:
             await hs.close()
 

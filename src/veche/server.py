@@ -117,7 +117,10 @@ class HomeServer:
     def sync(self) -> SyncService:
         from veche.services.sync import SyncService
 
-        return SyncService(self)
+        service = self.__dict__["sync"] = SyncService(self)
+        # The services that fill /sync sections register their providers when created.
+        _ = self.e2e_keys, self.to_device
+        return service
 
     @cached_property
     def typing(self) -> TypingService:

@@ -231,10 +231,11 @@ class AccountService:
     async def delete_devices(
         self, user_id: str, device_ids: list[str] | None, *, except_device: str | None = None
     ) -> None:
-        hashes = await self.hs.db.run(
-            lambda t: store.delete_devices(t, user_id, device_ids, except_device=except_device)
-        )
+        with self.hs.stream.get_next() as pos:
+            hashes = await self.hs.db.run(lambda t: store.delete_devices(
+                t, user_id, device_ids, except_device=except_device, stream_pos=pos))
         self.hs.auth.invalidate(hashes)
+        await self.hs.e2e_keys.notify_changed(user_id)
 
     async def change_password(
         self, user_id: str, new_password: str, *, logout_devices: bool, keep_device: str | None
@@ -243,13 +244,19 @@ class AccountService:
             raise MatrixError(400, "M_INVALID_PARAM", "Password too long")
         pw_hash = await hash_password(new_password)
 
-        def run(txn: Txn) -> list[str]:
+        def run(txn: Txn, pos: int) -> list[str]:
             store.set_password_hash(txn, user_id, pw_hash)
             if logout_devices:
-                return store.delete_devices(txn, user_id, None, except_device=keep_device)
+                return store.delete_devices(txn, user_id, None, except_device=keep_device,
+                                            stream_pos=pos)
             return []
 
-        self.hs.auth.invalidate(await self.hs.db.run(run))
+        if not logout_devices:
+            await self.hs.db.run(run, 0)
+            return
+        with self.hs.stream.get_next() as pos:
+            self.hs.auth.invalidate(await self.hs.db.run(run, pos))
+        await self.hs.e2e_keys.notify_changed(user_id)
 
     async def deactivate(self, user_id: str) -> None:
         """Leave every room (and reject invites), then lock the account for good."""
@@ -264,11 +271,14 @@ class AccountService:
                 logger.warning("deactivation of %s: could not leave %s", user_id, room_id,
                                exc_info=True)
 
-        def run(txn: Txn) -> list[str]:
+        def run(txn: Txn, pos: int) -> list[str]:
             store.set_deactivated(txn, user_id)
-            return store.delete_devices(txn, user_id, None)
+            return store.delete_devices(txn, user_id, None, stream_pos=pos)
 
-        self.hs.auth.invalidate(await self.hs.db.run(run))
+        with self.hs.stream.get_next() as pos:
+            self.hs.auth.invalidate(await self.hs.db.run(run, pos))
+        await self.hs.e2e_keys.notify_changed(user_id)
+        await self.hs.room_keys.delete_all(user_id)
 
     # --- devices ----------------------------------------------------------------------
     async def list_devices(self, user_id: str) -> list[dict[str, Any]]:

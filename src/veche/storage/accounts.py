@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from veche.storage import e2e_keys
 from veche.storage.database import Txn
 
 
@@ -241,10 +242,13 @@ def touch_device(txn: Txn, user_id: str, device_id: str, ip: str | None, now_ms:
 
 
 def delete_devices(
-    txn: Txn, user_id: str, device_ids: list[str] | None, *, except_device: str | None = None
+    txn: Txn, user_id: str, device_ids: list[str] | None, *, except_device: str | None = None,
+    stream_pos: int | None = None,
 ) -> list[str]:
     """Delete devices (all of the user's when device_ids is None) with their access and
-    refresh tokens; returns the access token hashes deleted (for the token cache)."""
+    refresh tokens, end-to-end keys and to-device inboxes; returns the access token hashes
+    deleted (for the token cache). With a stream position, the user's device list is
+    marked changed at it."""
     if device_ids is None:
         device_ids = [r[0] for r in txn.fetchall(
             "SELECT device_id FROM devices WHERE user_id = ?", (user_id,))]
@@ -257,6 +261,9 @@ def delete_devices(
         delete_refresh_tokens(txn, user_id, device_id)
         txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                     (user_id, device_id))
+    e2e_keys.delete_device_data(txn, user_id, targets)
+    if stream_pos is not None:
+        e2e_keys.mark_changed(txn, [user_id], stream_pos)
     return hashes
 
 

@@ -1,0 +1,98 @@
+"""Send-to-device messaging (spec: client-server API "Send-to-Device messaging").
+
+Messages wait in their device's inbox, each with the stream position of the request that
+sent it, and are deleted only once the device acknowledges them by syncing from a token
+that came with them. /sync hands out at most DELIVERY_LIMIT per response; a response
+that had to leave some behind records which it delivered, so a sync from its token
+deletes exactly those, and takes a fresh stream position so the next token is a new one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+from veche.errors import MatrixError
+from veche.server import register_stream_table
+from veche.storage import to_device as store
+from veche.storage.database import Txn
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+    from veche.services.sync import SyncContext
+
+register_stream_table("device_inbox")
+register_stream_table("to_device_positions")
+
+DELIVERY_LIMIT = 100
+# Recipient devices one request may address (after expanding "*").
+MAX_RECIPIENTS = 10_000
+TXN_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
+
+
+class ToDeviceService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        hs.sync.add_provider(self._sync_provider)
+
+    async def send(
+        self, sender: str, sender_device: str, event_type: str, txn_id: str,
+        messages: dict[str, dict[str, dict[str, Any]]],
+    ) -> None:
+        """Queue `messages` ({user: {device or "*": content}}); a repeated txn_id is a no-op."""
+        self.hs.ratelimiter.check("message", f"to_device:{sender}")
+        local = {u: d for u, d in messages.items()
+                 if u.partition(":")[2] == self.hs.server_name}
+        now = int(time.time() * 1000)
+
+        def run(txn: Txn, pos: int) -> set[str]:
+            if not store.add_txn(txn, sender, sender_device, txn_id, now):
+                return set()
+            rows: list[tuple[str, str, dict[str, Any]]] = []
+            for user_id, by_device in local.items():
+                if "*" in by_device:
+                    targets = {d: by_device["*"] for d in store.device_ids(txn, user_id)}
+                    targets.update({d: c for d, c in by_device.items() if d != "*" and d in targets})
+                else:
+                    known = store.existing_devices(txn, user_id, sorted(by_device))
+                    targets = {d: c for d, c in by_device.items() if d in known}
+                for device_id, content in targets.items():
+                    rows.append((user_id, device_id,
+                                 {"type": event_type, "sender": sender, "content": content}))
+                if len(rows) > MAX_RECIPIENTS:
+                    raise MatrixError(413, "M_TOO_LARGE",
+                                      f"At most {MAX_RECIPIENTS} devices per request")
+            store.add_messages(txn, pos, rows)
+            store.set_position(txn, sender, pos)
+            if now % 100 == 0:  # now and then, forget old transaction IDs
+                store.delete_old_txns(txn, now - TXN_ID_LIFETIME_MS)
+            return {u for u, _, _ in rows}
+
+        with self.hs.stream.get_next() as pos:
+            recipients = await self.hs.db.run(run, pos)
+        if recipients:
+            self.hs.notifier.notify(sorted(recipients))
+
+    async def _sync_provider(self, ctx: SyncContext) -> bool:
+        user_id, device_id = ctx.user_id, ctx.device_id
+        upto = ctx.upto.stream
+        since = ctx.since.stream if ctx.since is not None else None
+
+        def run(txn: Txn) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+            if since is not None:
+                store.acknowledge(txn, user_id, device_id, since)
+            rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
+            cut = len(rows) > DELIVERY_LIMIT
+            rows = rows[:DELIVERY_LIMIT]
+            if cut:
+                store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
+            return rows, cut
+
+        rows, cut = await self.hs.db.run(run)
+        if cut:
+            # A fresh position, so the next response's token differs from this one's even if
+            # nothing else happens, and the record above keeps meaning one response.
+            with self.hs.stream.get_next() as pos:
+                await self.hs.db.run(store.set_position, user_id, pos)
+        ctx.result["to_device"] = {"events": [m for _, m in rows]}
+        return bool(rows)

@@ -7,6 +7,11 @@ import time
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
+
+from tests.conftest import Client
+from tests.sync_helpers import joined, send, sync, timeline_bodies
+
 
 async def _room_with(make_client: Any) -> tuple[Any, Any, str]:
     alice = await make_client().register()
@@ -141,3 +146,31 @@ async def test_filters_and_account_data(make_client: Any) -> None:
     _, body = await alice.get("sync")
     types = {e["type"]: e["content"] for e in body["account_data"]["events"]}
     assert types["org.example.settings"] == {"theme": "dark"} and "m.push_rules" in types
+
+
+async def test_no_position_is_reused_after_a_crash(
+    make_server: Any, http: aiohttp.ClientSession
+) -> None:
+    """A position that never got a row (a failed send) still went out in a sync token: after
+    the server is killed and restarted, new events must land after it, not on it."""
+    srv = make_server({}, dev=True)
+    alice, bob = Client(http, srv.base_url), Client(http, srv.base_url)
+    await alice.register()
+    await bob.register()
+    status, room = await alice.post("createRoom", {"preset": "public_chat"})
+    assert status == 200
+    room_id = room["room_id"]
+    assert (await bob.post(f"join/{quote(room_id)}", {}))[0] == 200
+    token = (await sync(bob, set_presence="offline"))["next_batch"]
+    status, _ = await alice.put(f"rooms/{quote(room_id)}/send/m.room.message/bad",
+                                {"msgtype": "m.text", "body": "x", "n": 0.5})
+    assert status == 400
+    token = (await sync(bob, token, set_presence="offline"))["next_batch"]
+    assert srv.proc is not None
+    srv.proc.kill()
+    srv.proc.wait()
+    srv.proc = None
+    await asyncio.to_thread(srv.start)
+    await send(alice, room_id, "after the crash")
+    body = await sync(bob, token, set_presence="offline")
+    assert "after the crash" in timeline_bodies(joined(body, room_id))

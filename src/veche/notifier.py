@@ -34,6 +34,10 @@ class Notifier:
                     if not fut.done():
                         fut.set_result(None)
 
+    def notify_all(self) -> None:
+        """Wake every waiter (something all of them may have been waiting for moved)."""
+        self.notify(list(self._waiters))
+
     async def wait(self, keys: Iterable[str], after: int, timeout: float) -> bool:
         """Wait until one of `keys` is notified after `after`; False on timeout."""
         keys = list(keys)

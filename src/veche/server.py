@@ -17,7 +17,8 @@ from veche.config import Config
 from veche.notifier import Notifier
 from veche.ratelimit import RateLimiter
 from veche.storage.database import Database, open_database
-from veche.streams import StreamIdGenerator
+from veche.storage.sync import store_stream_reservation
+from veche.streams import RESERVE_AHEAD, StreamIdGenerator
 
 if TYPE_CHECKING:
     from signedjson.key import SigningKey
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 # Tables whose rows carry a position of the server-wide stream, and that position's column.
-STREAM_TABLES: dict[str, str] = {"events": "stream_ordering"}
+STREAM_TABLES: dict[str, str] = {"events": "stream_ordering", "stream_reservation": "position"}
 
 
 def register_stream_table(table: str, column: str = "stream_id") -> None:
@@ -60,8 +61,24 @@ class HomeServer:
         )
         self.notifier = Notifier()
         self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
-        self.stream = StreamIdGenerator(self._max_stream_position())
         self._background: set[asyncio.Task[Any]] = set()
+        last = self._max_stream_position()
+        reserved = last + RESERVE_AHEAD
+        self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
+        self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
+
+    def _extend_reservation(self, upto: int) -> None:
+        async def store() -> None:
+            try:
+                await self.db.run(store_stream_reservation, upto)
+            except Exception:
+                logger.exception("could not store the stream reservation")
+                self.stream.reserved(None)
+                return
+            if self.stream.reserved(upto):
+                self.notifier.notify_all()
+
+        self.run_in_background(store())
 
     def _max_stream_position(self) -> int:
         import veche.services  # noqa: F401  (modules register their stream tables on import)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from veche.errors import MatrixError
+
+# How far ahead of the positions in use the durable reservation runs.
+RESERVE_AHEAD = 10_000
 
 
 class StreamIdGenerator:
@@ -20,26 +23,61 @@ class StreamIdGenerator:
 
     A reader that reads up to `current` can never miss a row that commits later with a
     lower position (concurrent PostgreSQL transactions may commit out of order).
+
+    Not every position ends up in a row (a send that fails, a presence update that changes
+    nothing), yet `current` passes it and sync tokens carry it. So that a restart never hands
+    out a position a client already holds, `current` also stays within a reservation that
+    is durably stored (`extend` is called to store a new one ahead of time; `reserved`
+    reports it stored), and after a restart positions start above it.
     """
 
-    def __init__(self, last: int) -> None:
+    def __init__(
+        self, last: int, reserved: int | None = None,
+        extend: Callable[[int], None] | None = None,
+    ) -> None:
         self._last = last
         self._current = last
         self._unfinished: set[int] = set()
         self._lock = threading.Lock()
+        self._reserved = reserved if reserved is not None else 2**62
+        self._extend = extend
+        self._extending = False
 
     @contextlib.contextmanager
     def get_next(self) -> Iterator[int]:
+        target = None
         with self._lock:
             self._last += 1
             pos = self._last
             self._unfinished.add(pos)
+            if (self._extend is not None and not self._extending
+                    and pos > self._reserved - RESERVE_AHEAD // 2):
+                self._extending = True
+                target = max(self._reserved, pos) + RESERVE_AHEAD
+        if target is not None:
+            self._extend(target)  # type: ignore[misc]
         try:
             yield pos
         finally:
             with self._lock:
                 self._unfinished.discard(pos)
-                self._current = (min(self._unfinished) - 1) if self._unfinished else self._last
+                self._advance()
+
+    def _advance(self) -> None:
+        done = (min(self._unfinished) - 1) if self._unfinished else self._last
+        self._current = min(done, self._reserved)
+
+    def reserved(self, upto: int | None) -> bool:
+        """The reservation up to `upto` is stored (None: storing it failed, try again later).
+        True if `current` moved, so waiting readers should look again."""
+        with self._lock:
+            self._extending = False
+            if upto is None:
+                return False
+            before = self._current
+            self._reserved = max(self._reserved, upto)
+            self._advance()
+            return self._current != before
 
     @property
     def current(self) -> int:

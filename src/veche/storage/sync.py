@@ -288,3 +288,11 @@ def heroes(txn: Txn, room_id: str, user_id: str, limit: int = 5) -> list[str]:
     active = [u for u, m in rows if m in ("join", "invite")]
     chosen = active or [u for u, m in rows if m in ("leave", "ban")]
     return sorted(chosen)[:limit]
+
+
+def store_stream_reservation(txn: Txn, position: int) -> None:
+    """Record that stream positions up to `position` may have been handed out."""
+    txn.execute(
+        "INSERT INTO stream_reservation (id, position) VALUES (1, ?)"
+        " ON CONFLICT (id) DO UPDATE SET position = excluded.position", (position,),
+    )

@@ -174,3 +174,21 @@ async def test_no_position_is_reused_after_a_crash(
     await send(alice, room_id, "after the crash")
     body = await sync(bob, token, set_presence="offline")
     assert "after the crash" in timeline_bodies(joined(body, room_id))
+
+
+async def test_shutdown_does_not_wait_for_long_polls(
+    make_server: Any, http: aiohttp.ClientSession
+) -> None:
+    srv = make_server({}, dev=True)
+    alice = Client(http, srv.base_url)
+    await alice.register()
+    token = (await sync(alice, set_presence="offline"))["next_batch"]
+    poll = asyncio.ensure_future(sync(alice, token, timeout="60000", set_presence="offline"))
+    await asyncio.sleep(0.5)
+    assert srv.proc is not None
+    started = time.monotonic()
+    srv.proc.terminate()
+    await asyncio.to_thread(srv.proc.wait, 30)
+    assert time.monotonic() - started < 5
+    body = await poll  # answered (empty) rather than cut off
+    assert body["next_batch"]

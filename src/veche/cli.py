@@ -79,6 +79,7 @@ async def _serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     logger.info("shutting down")
+    hs.notifier.close()  # long-polling /syncs answer now instead of at their timeout
     await runner.cleanup()
     await hs.close()
 

@@ -21,6 +21,7 @@ class Notifier:
 
     def __init__(self) -> None:
         self.counter = 0
+        self._closed = False
         self._last: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
 
@@ -38,8 +39,15 @@ class Notifier:
         """Wake every waiter (something all of them may have been waiting for moved)."""
         self.notify(list(self._waiters))
 
+    def close(self) -> None:
+        """Shutting down: end every wait now, and don't start new ones."""
+        self._closed = True
+        self.notify_all()
+
     async def wait(self, keys: Iterable[str], after: int, timeout: float) -> bool:
         """Wait until one of `keys` is notified after `after`; False on timeout."""
+        if self._closed:
+            return False
         keys = list(keys)
         if any(self._last.get(k, 0) > after for k in keys):
             return True

@@ -165,6 +165,65 @@ def create_registration_token(config_path: str | None, token: str | None, uses: 
     click.echo(asyncio.run(run()))
 
 
+@cli.group()
+def media() -> None:
+    """Media repository administration."""
+
+
+def _media_op(config_path: str | None, op: Any) -> Any:
+    async def run() -> Any:
+        hs = _open_hs(config_path)
+        try:
+            return await op(hs.media)
+        except ValueError as e:
+            raise click.ClickException(str(e)) from e
+        finally:
+            await hs.close()
+
+    return asyncio.run(run())
+
+
+@media.command("delete")
+@click.argument("mxc")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+def media_delete(mxc: str, config_path: str | None) -> None:
+    """Delete a piece of local media (mxc://server/id) and its thumbnails."""
+    if not _media_op(config_path, lambda m: m.delete_mxc(mxc)):
+        raise click.ClickException(f"{mxc}: no such media")
+    click.echo(f"deleted {mxc}")
+
+
+@media.command("quarantine")
+@click.argument("mxc")
+@click.option("--undo", is_flag=True, help="Lift the quarantine.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+def media_quarantine(mxc: str, undo: bool, config_path: str | None) -> None:
+    """Quarantine media: nobody can download it any more (404)."""
+    if not _media_op(config_path, lambda m: m.quarantine_mxc(mxc, not undo)):
+        raise click.ClickException(f"{mxc}: no such media")
+    click.echo(f"{'released' if undo else 'quarantined'} {mxc}")
+
+
+def _duration_ms(value: str) -> int:
+    units = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+    try:
+        number, unit = (value[:-1], value[-1]) if value[-1:] in units else (value, "d")
+        return int(float(number) * units[unit])
+    except (ValueError, KeyError):
+        raise click.BadParameter(f"{value!r} is not a duration like 30d, 12h or 90m") from None
+
+
+@media.command("purge")
+@click.option("--older-than", required=True, help="Not downloaded for this long: 30d, 12h, 90m.")
+@click.option("--remote-only", is_flag=True, help="Only cached remote media (none yet: no federation).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+def media_purge(older_than: str, remote_only: bool, config_path: str | None) -> None:
+    """Delete media nobody has downloaded for a while."""
+    ms = _duration_ms(older_than)
+    count = _media_op(config_path, lambda m: m.purge(ms, remote_only))
+    click.echo(f"purged {count} media")
+
+
 def main() -> None:
     cli()
 

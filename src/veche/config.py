@@ -54,6 +54,7 @@ class RateLimitsConfig(_Section):
     join: RateLimit = RateLimit(per_second=1, burst=20)
     profile: RateLimit = RateLimit(per_second=1, burst=10)
     report: RateLimit = RateLimit(per_second=0.1, burst=5)
+    media_upload: RateLimit = RateLimit(per_second=1, burst=20)
 
 
 class LimitsConfig(_Section):
@@ -66,6 +67,31 @@ class PresenceConfig(_Section):
     idle_after_ms: int = Field(5 * 60_000, ge=1000)
     # A user none of whose clients has synced for this long becomes offline.
     offline_after_ms: int = Field(30_000, ge=1000)
+
+
+class UrlPreviewConfig(_Section):
+    # Off by default: previews make the server fetch URLs that users post.
+    enabled: bool = False
+    # CIDRs that may be fetched even though they are private/loopback/reserved.
+    ip_range_allowlist: list[str] = []
+    # CIDRs never fetched, on top of the built-in private/reserved ranges.
+    ip_range_blacklist: list[str] = []
+    max_response_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+
+class MediaConfig(_Section):
+    max_upload_size: int = Field(50 * 1024 * 1024, ge=1)
+    # Images with more pixels than this are never decoded (decompression bombs).
+    max_image_pixels: int = Field(32 * 1024 * 1024, ge=1)
+    # The deprecated unauthenticated /_matrix/media/v3 download/thumbnail/config/preview routes.
+    enable_legacy_media: bool = True
+    # Empty means <data_dir>/media.
+    store_path: str = ""
+    # An /create'd media ID that gets no content within this long is freed.
+    unused_expiry_ms: int = Field(24 * 3600 * 1000, ge=1000)
+    max_pending_uploads: int = Field(10, ge=1)
+    url_preview: UrlPreviewConfig = UrlPreviewConfig()
 
 
 class Config(_Section):
@@ -82,6 +108,7 @@ class Config(_Section):
     rate_limits: RateLimitsConfig = RateLimitsConfig()
     limits: LimitsConfig = LimitsConfig()
     presence: PresenceConfig = PresenceConfig()
+    media: MediaConfig = MediaConfig()
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
 
     @property
@@ -194,6 +221,7 @@ invite = { per_second = 0.5, burst = 20 }
 join = { per_second = 1, burst = 20 }
 profile = { per_second = 1, burst = 10 }
 report = { per_second = 0.1, burst = 5 }
+media_upload = { per_second = 1, burst = 20 }
 
 [limits]
 max_json_body_bytes = 1048576
@@ -202,4 +230,24 @@ max_sync_timeout_ms = 120000
 [presence]
 idle_after_ms = 300000
 offline_after_ms = 30000
+
+[media]
+max_upload_size = 52428800
+max_image_pixels = 33554432
+# Serve the deprecated unauthenticated /_matrix/media/v3 download and thumbnail endpoints.
+enable_legacy_media = true
+# Empty: <data_dir>/media.
+store_path = ""
+unused_expiry_ms = 86400000
+max_pending_uploads = 10
+
+[media.url_preview]
+# Off unless you want the server to fetch the URLs users post.
+enabled = false
+# Private/loopback ranges allowed anyway, e.g. ["10.1.0.0/16"].
+ip_range_allowlist = []
+# Extra ranges never fetched.
+ip_range_blacklist = []
+max_response_bytes = 10485760
+timeout_s = 10.0
 """

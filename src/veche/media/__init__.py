@@ -1,0 +1,1 @@
+"""Media repository internals: the content store and the thumbnailer."""

@@ -1,0 +1,149 @@
+"""Media repository metadata (SQL for both dialects); the bytes live in the media store."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from veche.storage.database import Txn
+
+_COLUMNS = ("media_id, user_id, created_ts, sha256, content_type, upload_name, size,"
+            " unused_expires_ts, quarantined")
+
+
+@dataclass
+class MediaRow:
+    media_id: str
+    user_id: str | None
+    created_ts: int
+    sha256: str | None
+    content_type: str | None
+    upload_name: str | None
+    size: int | None
+    unused_expires_ts: int | None
+    quarantined: bool
+
+
+@dataclass
+class ThumbnailRow:
+    width: int
+    height: int
+    method: str
+    animated: bool
+    content_type: str
+    sha256: str
+    size: int
+
+
+def get_media(txn: Txn, media_id: str) -> MediaRow | None:
+    row = txn.fetchone(f"SELECT {_COLUMNS} FROM media WHERE media_id = ?", (media_id,))
+    if row is None:
+        return None
+    return MediaRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], bool(row[8]))
+
+
+def insert_media(txn: Txn, media_id: str, user_id: str, ts: int, sha256: str,
+                 content_type: str | None, upload_name: str | None, size: int) -> None:
+    txn.execute(
+        "INSERT INTO media (media_id, user_id, created_ts, sha256, content_type, upload_name,"
+        " size, last_access_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (media_id, user_id, ts, sha256, content_type, upload_name, size, ts),
+    )
+
+
+def create_pending(txn: Txn, media_id: str, user_id: str, ts: int, expires_ts: int,
+                   max_pending: int) -> bool:
+    """Reserve a media ID for a later upload; False if the user has too many pending."""
+    pending = txn.fetchval(
+        "SELECT COUNT(*) FROM media WHERE user_id = ? AND sha256 IS NULL AND unused_expires_ts > ?",
+        (user_id, ts),
+    )
+    if pending >= max_pending:
+        return False
+    txn.execute(
+        "INSERT INTO media (media_id, user_id, created_ts, unused_expires_ts, last_access_ts)"
+        " VALUES (?, ?, ?, ?, ?)", (media_id, user_id, ts, expires_ts, ts),
+    )
+    return True
+
+
+def fill_pending(txn: Txn, media_id: str, sha256: str, content_type: str | None,
+                 upload_name: str | None, size: int, now: int) -> bool:
+    """Give a /create'd ID its content; False if it has content already (or expired)."""
+    return txn.execute(
+        "UPDATE media SET sha256 = ?, content_type = ?, upload_name = ?, size = ?,"
+        " unused_expires_ts = NULL, last_access_ts = ?"
+        " WHERE media_id = ? AND sha256 IS NULL AND unused_expires_ts > ?",
+        (sha256, content_type, upload_name, size, now, media_id, now),
+    ) == 1
+
+
+def _unreferenced(txn: Txn, hashes: set[str]) -> list[str]:
+    out = []
+    for sha in hashes:
+        if not txn.fetchval("SELECT 1 FROM media WHERE sha256 = ?", (sha,)) and not txn.fetchval(
+                "SELECT 1 FROM media_thumbnails WHERE sha256 = ?", (sha,)):
+            out.append(sha)
+    return out
+
+
+def delete_media(txn: Txn, media_ids: list[str]) -> list[str]:
+    """Delete media rows and their thumbnails; the hashes no row references any more."""
+    if not media_ids:
+        return []
+    clause, args = txn.in_list("media_id", media_ids)
+    hashes = {r[0] for r in txn.fetchall(
+        f"SELECT sha256 FROM media WHERE {clause} AND sha256 IS NOT NULL", args)}
+    hashes |= {r[0] for r in txn.fetchall(f"SELECT sha256 FROM media_thumbnails WHERE {clause}", args)}
+    txn.execute(f"DELETE FROM media_thumbnails WHERE {clause}", args)
+    txn.execute(f"DELETE FROM media WHERE {clause}", args)
+    return _unreferenced(txn, hashes)
+
+
+def expired_pending(txn: Txn, now: int) -> list[str]:
+    return [r[0] for r in txn.fetchall(
+        "SELECT media_id FROM media WHERE sha256 IS NULL AND unused_expires_ts <= ?", (now,))]
+
+
+def not_accessed_since(txn: Txn, before_ts: int) -> list[str]:
+    return [r[0] for r in txn.fetchall(
+        "SELECT media_id FROM media WHERE COALESCE(last_access_ts, created_ts) < ?", (before_ts,))]
+
+
+def set_quarantined(txn: Txn, media_id: str, quarantined: bool) -> bool:
+    return txn.execute("UPDATE media SET quarantined = ? WHERE media_id = ?",
+                       (int(quarantined), media_id)) == 1
+
+
+def touch(txn: Txn, media_id: str, now: int) -> None:
+    txn.execute("UPDATE media SET last_access_ts = ? WHERE media_id = ?", (now, media_id))
+
+
+def thumbnails(txn: Txn, media_id: str) -> list[ThumbnailRow]:
+    return [ThumbnailRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in txn.fetchall(
+        "SELECT width, height, method, animated, content_type, sha256, size"
+        " FROM media_thumbnails WHERE media_id = ?", (media_id,))]
+
+
+def add_thumbnail(txn: Txn, media_id: str, key: tuple[int, int, str, bool], content_type: str,
+                  sha256: str, size: int) -> None:
+    if txn.fetchval("SELECT 1 FROM media WHERE media_id = ? AND quarantined = 0", (media_id,)) is None:
+        return  # deleted or quarantined meanwhile
+    txn.execute(
+        "DELETE FROM media_thumbnails WHERE media_id = ? AND width = ? AND height = ?"
+        " AND method = ? AND animated = ?", (media_id, key[0], key[1], key[2], int(key[3])))
+    txn.execute(
+        "INSERT INTO media_thumbnails (media_id, width, height, method, animated, content_type,"
+        " sha256, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (media_id, key[0], key[1], key[2], int(key[3]), content_type, sha256, size),
+    )
+
+
+def get_preview(txn: Txn, url: str, newer_than: int) -> str | None:
+    return txn.fetchval(  # type: ignore[no-any-return]
+        "SELECT og_json FROM url_previews WHERE url = ? AND fetched_ts > ?", (url, newer_than))
+
+
+def put_preview(txn: Txn, url: str, ts: int, og_json: str) -> None:
+    txn.execute("DELETE FROM url_previews WHERE url = ?", (url,))
+    txn.execute("INSERT INTO url_previews (url, fetched_ts, og_json) VALUES (?, ?, ?)",
+                (url, ts, og_json))

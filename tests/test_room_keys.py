@@ -113,11 +113,13 @@ async def test_replacement_rules(make_client: Any) -> None:
         assert status == 200, body
         return body["session_data"]["ciphertext"]  # type: ignore[no-any-return]
 
-    await alice.put(path, key(index=5, forwarded=2, tag="first"), params=p)
-    await alice.put(path, key(index=6, forwarded=0, tag="later-index"), params=p)
+    first = (await alice.put(path, key(index=5, forwarded=2, tag="first"), params=p))[1]
+    kept = (await alice.put(path, key(index=6, forwarded=0, tag="later-index"), params=p))[1]
     assert await stored() == "first"  # a higher first_message_index loses
-    await alice.put(path, key(index=5, forwarded=1, tag="fewer-forwards"), params=p)
+    assert kept == first  # nothing changed: same etag, same count
+    replaced = (await alice.put(path, key(index=5, forwarded=1, tag="fewer-forwards"), params=p))[1]
     assert await stored() == "fewer-forwards"  # same index: fewer forwards wins
+    assert replaced["etag"] != first["etag"] and replaced["count"] == 1
     await alice.put(path, key(index=2, forwarded=3, tag="lower-index"), params=p)
     assert await stored() == "lower-index"  # a lower index beats the forward count
     await alice.put(path, key(index=9, forwarded=9, verified=True, tag="verified"), params=p)

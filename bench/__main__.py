@@ -1,0 +1,110 @@
+"""`python -m bench`: run every scenario against Veche and Synapse and write the table."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import platform
+import resource
+import shlex
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bench import report
+from bench.scenarios import SCENARIOS, Api, Sizes
+from bench.servers import Server, start_synapse, start_veche
+
+STARTERS = {"veche": start_veche, "synapse": start_synapse}
+
+
+async def run_server(server: Server, sizes: Sizes, only: list[str]) -> dict[str, Any]:
+    results: dict[str, Any] = {"version": server.version}
+    await asyncio.sleep(3)  # let start-up work settle before measuring memory
+    results["idle"] = {"rss_idle_mb": server.rss_mb()}
+    connector = aiohttp.TCPConnector(limit=0, force_close=False)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        api = Api(server.base_url, session)
+        for name in only:
+            print(f"  {server.name}: {name} ...", file=sys.stderr, flush=True)
+            t0 = time.perf_counter()
+            try:
+                results[name] = await SCENARIOS[name](server, api, sizes)
+            except Exception as e:  # one failing scenario must not hide the others
+                traceback.print_exc()
+                results[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
+            print(f"  {server.name}: {name} done in {time.perf_counter() - t0:.1f}s",
+                  file=sys.stderr, flush=True)
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--servers", default="veche,synapse",
+                        help="comma-separated: veche, synapse (default both)")
+    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
+                        help=f"comma-separated subset of {', '.join(SCENARIOS)}")
+    parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"),
+                        help="where to write the table (default bench/RESULTS.md)")
+    for name, default in vars(Sizes()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=None,
+                            help=f"default {default}")
+    args = parser.parse_args(argv)
+    sizes = Sizes.quick() if args.quick else Sizes()
+    for name in vars(sizes):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(sizes, name, value)
+    servers = [s.strip() for s in args.servers.split(",") if s.strip()]
+    only = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    unknown = [s for s in servers if s not in STARTERS] + [s for s in only if s not in SCENARIOS]
+    if unknown:
+        parser.error(f"unknown: {', '.join(unknown)}")
+    # 2,000 long-polls need more descriptors than the default soft limit, for us and servers.
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
+
+    results: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="veche-bench-") as tmp:
+        for name in servers:
+            print(f"{name}: starting", file=sys.stderr, flush=True)
+            server = STARTERS[name](Path(tmp))
+            try:
+                results[name] = asyncio.run(run_server(server, sizes, only))
+            finally:
+                server.stop()
+    command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
+    text = report.render(results, sizes, command.strip(), _machine())
+    print(text)
+    Path(args.out).write_text(text)
+    failed = [f"{s}/{n}" for s, r in results.items() for n, v in r.items()
+              if isinstance(v, dict) and "error" in v]
+    if failed:
+        print(f"scenarios failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _machine() -> dict[str, str]:
+    info = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "python": platform.python_version(), "platform": platform.platform()}
+    cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    models = [ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines()
+              if ln.startswith("model name")]
+    info["cpu"] = f"{len(models)} x {models[0]}" if models else platform.processor()
+    meminfo = Path("/proc/meminfo").read_text() if Path("/proc/meminfo").exists() else ""
+    for ln in meminfo.splitlines():
+        if ln.startswith("MemTotal:"):
+            info["memory"] = f"{int(ln.split()[1]) / 1024 / 1024:.1f} GiB"
+    return info
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The results table (Markdown), with the ratio of Veche to Synapse and the issue's targets."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bench.scenarios import Sizes
+
+# (scenario, metric, label, target for Veche / Synapse or None, lower is better)
+ROWS: list[tuple[str, str, str, float | None, bool]] = [
+    ("chat", "cpu_s_per_1000_msgs", "server CPU-s per 1,000 messages", 0.1, True),
+    ("chat", "cpu_s_per_1000_deliveries", "server CPU-s per 1,000 deliveries", None, True),
+    ("chat", "messages_per_s", "messages/s (send to all readers)", None, False),
+    ("chat", "latency_p50_ms", "send-to-sync p50 (ms)", None, True),
+    ("chat", "latency_p99_ms", "send-to-sync p99 (ms)", 0.1, True),
+    ("idle", "rss_idle_mb", "RSS idle after start (MB)", 0.5, True),
+    ("chat", "rss_before_chat_mb", "RSS before chat load (MB)", None, True),
+    ("chat", "rss_after_chat_mb", "RSS after chat load (MB)", None, True),
+    ("many_rooms", "setup_s", "many rooms: setup (s)", None, True),
+    ("many_rooms", "initial_sync_s", "many rooms: initial /sync (s)", None, True),
+    ("many_rooms", "initial_sync_kb", "many rooms: initial /sync (KiB)", None, True),
+    ("many_rooms", "incremental_sync_ms", "many rooms: incremental /sync (ms)", None, True),
+    ("idle_polls", "polls_held", "long-polls held and woken", None, False),
+    ("idle_polls", "rss_growth_mb", "RSS growth holding them (MB)", None, True),
+    ("idle_polls", "wake_all_s", "one message reaching all (s)", None, True),
+    ("join_and_read", "joins_s", "joins (s)", None, True),
+    ("join_and_read", "history_fill_s", "history fill (s)", None, True),
+    ("join_and_read", "paginate_s", "/messages back through history (s)", None, True),
+]
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.3g}" if abs(value) < 100 else f"{value:,.0f}"
+    return str(value)
+
+
+def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[str, str]) -> str:
+    names = [n for n in ("veche", "synapse") if n in results]
+    both = len(names) == 2
+    head = ["metric", *[f"{n.capitalize()} {results[n].get('version', '')}" for n in names]]
+    if both:
+        head += ["Veche / Synapse", "target"]
+    lines = ["# Benchmark results", "",
+             f"Command: `{command}`  ", f"Date: {machine.get('date')}  ",
+             f"Machine: {machine.get('cpu')}, {machine.get('memory')}, {machine.get('platform')},"
+             f" Python {machine.get('python')}", "",
+             "Sizes: " + ", ".join(f"{k}={v}" for k, v in vars(sizes).items()), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    verdicts = []
+    for scenario, metric, label, target, _lower in ROWS:
+        values = []
+        for n in names:
+            section = results[n].get(scenario)
+            if section is None:
+                values.append(None)
+            elif "error" in section:
+                values.append("error")
+            else:
+                values.append(section.get(metric))
+        if all(v is None for v in values):
+            continue
+        row = [label, *[_fmt(v) for v in values]]
+        if both:
+            v, s = values
+            ratio = v / s if isinstance(v, float) and isinstance(s, float) and s else None
+            row.append(_fmt(ratio))
+            if target is not None:
+                ok = ratio is not None and ratio <= target
+                row.append(f"≤ {target:g}: {'met' if ok else 'NOT met'}")
+                verdicts.append(f"- {label}: {'met' if ok else 'NOT met'} "
+                                f"(ratio {_fmt(ratio)}, target ≤ {target:g})")
+            else:
+                row.append("")
+        lines.append("| " + " | ".join(row) + " |")
+    errors = [f"- {n} / {s}: {v['error']}" for n in names for s, v in results[n].items()
+              if isinstance(v, dict) and "error" in v]
+    if verdicts:
+        lines += ["", "Targets (Veche / Synapse, same run):", *verdicts]
+    if errors:
+        lines += ["", "Errors:", *errors]
+    lines += ["", "How measured: each server runs alone on 127.0.0.1 with SQLite, open "
+              "registration and no rate limits; the load generator is one asyncio process on "
+              "the same machine. CPU is the server process's utime+stime from /proc/<pid>/stat "
+              "over the chat scenario, per message sent (each message is delivered to every "
+              "reader). Latency is from the start of the send request to the reader's /sync "
+              "response that carries it. Wall-clock figures are noisy on a shared 2-core "
+              "machine; CPU per message is the steadier figure.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,280 @@
+"""The scenarios: real client-server API calls only, so any homeserver can be measured."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+import orjson
+
+from bench.servers import Server
+
+TIMELINE_1000 = orjson.dumps({"room": {"timeline": {"limit": 1000}}}).decode()
+_names = itertools.count()
+
+
+class BenchError(Exception):
+    pass
+
+
+@dataclass
+class Sizes:
+    senders: int = 20
+    messages: int = 50
+    readers: int = 3
+    rooms: int = 200
+    room_events: int = 200
+    polls: int = 2000
+    poll_users: int = 50
+    joiners: int = 100
+    history: int = 5000
+
+    @classmethod
+    def quick(cls) -> Sizes:
+        return cls(senders=4, messages=10, readers=2, rooms=5, room_events=10, polls=40,
+                   poll_users=4, joiners=5, history=150)
+
+
+class Api:
+    def __init__(self, base_url: str, session: aiohttp.ClientSession) -> None:
+        self.base = base_url
+        self.session = session
+
+    async def call(self, method: str, path: str, token: str | None = None, body: Any = None,
+                   params: dict[str, str] | None = None, timeout: float = 300) -> Any:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        data = orjson.dumps(body) if body is not None else None
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        async with self.session.request(
+            method, self.base + "/_matrix/client/v3/" + path, data=data, params=params,
+            headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            raw = await resp.read()
+            if resp.status != 200:
+                raise BenchError(f"{method} {path}: {resp.status} {raw[:300]!r}")
+            return orjson.loads(raw), len(raw)
+
+    async def register(self) -> tuple[str, str]:
+        name = f"b{time.time_ns() % 10**10}x{next(_names)}"
+        body = {"username": name, "password": "bench-password-1", "inhibit_login": False}
+        async with self.session.post(self.base + "/_matrix/client/v3/register", json=body) as r:
+            session = (await r.json()).get("session")
+        out, _ = await self.call("POST", "register", body={
+            **body, "auth": {"type": "m.login.dummy", "session": session}})
+        return out["user_id"], out["access_token"]
+
+    async def users(self, n: int) -> list[tuple[str, str]]:
+        sem = asyncio.Semaphore(10)
+
+        async def one() -> tuple[str, str]:
+            async with sem:
+                return await self.register()
+
+        return list(await asyncio.gather(*[one() for _ in range(n)]))
+
+    async def room(self, token: str, members: list[str]) -> str:
+        out, _ = await self.call("POST", "createRoom", token, {"preset": "public_chat"})
+        room_id: str = out["room_id"]
+        sem = asyncio.Semaphore(10)
+
+        async def join(t: str) -> None:
+            async with sem:
+                await self.call("POST", f"join/{quote(room_id)}", t, {})
+
+        await asyncio.gather(*[join(t) for t in members])
+        return room_id
+
+    async def send(self, token: str, room_id: str, txn: str, text: str) -> None:
+        await self.call("PUT", f"rooms/{quote(room_id)}/send/m.room.message/{txn}", token,
+                        {"msgtype": "m.text", "body": text})
+
+    async def sync(self, token: str, since: str | None = None, timeout_ms: int = 0,
+                   flt: str | None = None, presence: str = "online") -> tuple[Any, int]:
+        params = {"timeout": str(timeout_ms), "set_presence": presence}
+        if since:
+            params["since"] = since
+        if flt:
+            params["filter"] = flt
+        return await self.call("GET", "sync", token, params=params, timeout=timeout_ms / 1000 + 120)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def chat(server: Server, api: Api, sizes: Sizes) -> dict[str, float]:
+    """Scenarios 1-3: senders into one room while readers long-poll; CPU and memory."""
+    senders = await api.users(sizes.senders)
+    readers = await api.users(sizes.readers)
+    room_id = await api.room(senders[0][1], [t for _, t in senders[1:] + readers])
+    total = sizes.senders * sizes.messages
+    sent_at: dict[str, float] = {}
+    latencies: list[float] = []
+    seen: list[dict[str, list[int]]] = [{} for _ in readers]
+
+    async def read(i: int, token: str, since: str) -> None:
+        got = 0
+        deadline = time.monotonic() + 600
+        while got < total:
+            if time.monotonic() > deadline:
+                raise BenchError(f"reader {i} saw {got} of {total} messages")
+            body, _ = await api.sync(token, since, 30_000, TIMELINE_1000)
+            now = time.perf_counter()
+            since = body["next_batch"]
+            room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+            for ev in room.get("timeline", {}).get("events", []):
+                text = ev.get("content", {}).get("body", "")
+                if ev["type"] != "m.room.message" or not text.startswith("m"):
+                    continue
+                sender, n = text[1:].split("-")
+                seen[i].setdefault(sender, []).append(int(n))
+                latencies.append(now - sent_at[text])
+                got += 1
+
+    starts = [(await api.sync(t, None, 0, TIMELINE_1000))[0]["next_batch"] for _, t in readers]
+    tasks = [asyncio.create_task(read(i, t, s))
+             for i, ((_, t), s) in enumerate(zip(readers, starts, strict=True))]
+
+    async def send_all(i: int, token: str) -> None:
+        for j in range(sizes.messages):
+            text = f"m{i}-{j}"
+            sent_at[text] = time.perf_counter()
+            await api.send(token, room_id, f"c{j}", text)
+
+    await asyncio.sleep(1)
+    idle_rss = server.rss_mb()
+    cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+    await asyncio.gather(*[send_all(i, t) for i, (_, t) in enumerate(senders)])
+    await asyncio.gather(*tasks)
+    elapsed, cpu = time.perf_counter() - t0, server.cpu_seconds() - cpu0
+    for i, per_sender in enumerate(seen):
+        if sum(len(v) for v in per_sender.values()) != total:
+            raise BenchError(f"reader {i} got duplicates or misses")
+        for sender, ns in per_sender.items():
+            if ns != list(range(sizes.messages)):
+                raise BenchError(f"reader {i}: sender {sender} out of order or duplicated")
+    return {
+        "messages_per_s": total / elapsed,
+        "latency_p50_ms": _percentile(latencies, 0.50) * 1000,
+        "latency_p99_ms": _percentile(latencies, 0.99) * 1000,
+        "cpu_s_per_1000_msgs": cpu / total * 1000,
+        "cpu_s_per_1000_deliveries": cpu / (total * sizes.readers) * 1000,
+        "rss_before_chat_mb": idle_rss,
+        "rss_after_chat_mb": server.rss_mb(),
+    }
+
+
+async def many_rooms(server: Server, api: Api, sizes: Sizes) -> dict[str, float]:
+    """Scenario 4: one user in many rooms with history; initial and incremental /sync."""
+    (_, token), = await api.users(1)
+    sem = asyncio.Semaphore(20)
+    t0 = time.perf_counter()
+
+    async def fill(r: int) -> str:
+        async with sem:
+            out, _ = await api.call("POST", "createRoom", token,
+                                    {"preset": "private_chat", "name": f"room {r}"})
+            for e in range(sizes.room_events):
+                await api.send(token, out["room_id"], f"e{e}", f"event {e} of room {r}")
+            return str(out["room_id"])
+
+    rooms = await asyncio.gather(*[fill(r) for r in range(sizes.rooms)])
+    setup = time.perf_counter() - t0
+    cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+    body, size = await api.sync(token, presence="offline")
+    initial, initial_cpu = time.perf_counter() - t0, server.cpu_seconds() - cpu0
+    if len(body["rooms"]["join"]) != sizes.rooms:
+        raise BenchError(f"initial sync has {len(body['rooms']['join'])} rooms")
+    await api.send(token, rooms[0], "new", "one more")
+    t0 = time.perf_counter()
+    inc, inc_size = await api.sync(token, body["next_batch"], presence="offline")
+    incremental = time.perf_counter() - t0
+    if rooms[0] not in inc["rooms"]["join"]:
+        raise BenchError("incremental sync misses the new message")
+    return {"setup_s": setup, "initial_sync_s": initial, "initial_sync_cpu_s": initial_cpu,
+            "initial_sync_kb": size / 1024, "incremental_sync_ms": incremental * 1000,
+            "incremental_sync_kb": inc_size / 1024}
+
+
+async def idle_polls(server: Server, api: Api, sizes: Sizes) -> dict[str, float]:
+    """Scenario 5: many clients holding a long-poll /sync; one message wakes them all."""
+    users = await api.users(sizes.poll_users)
+    room_id = await api.room(users[0][1], [t for _, t in users[1:]])
+    tokens = {t: (await api.sync(t, presence="offline"))[0]["next_batch"] for _, t in users}
+    before = server.rss_mb()
+    woke: list[float] = []
+
+    async def poll(i: int) -> None:
+        token = users[i % len(users)][1]
+        since = tokens[token]
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            body, _ = await api.sync(token, since, 120_000, presence="offline")
+            since = body["next_batch"]
+            if room_id in body.get("rooms", {}).get("join", {}):
+                woke.append(time.perf_counter())
+                return
+        raise BenchError("a long-poll never saw the message")
+
+    tasks = [asyncio.create_task(poll(i)) for i in range(sizes.polls)]
+    await asyncio.sleep(5 + sizes.polls / 500)
+    holding = server.rss_mb()
+    t0 = time.perf_counter()
+    await api.send(users[0][1], room_id, "wake", "wake up")
+    await asyncio.gather(*tasks)
+    return {"polls_held": float(len(woke)), "rss_growth_mb": holding - before,
+            "wake_all_s": max(woke) - t0}
+
+
+async def join_and_read(server: Server, api: Api, sizes: Sizes) -> dict[str, float]:
+    """Scenario 6: users joining one room; paging back through its history."""
+    users = await api.users(sizes.joiners + 1)
+    out, _ = await api.call("POST", "createRoom", users[0][1], {"preset": "public_chat"})
+    room_id = out["room_id"]
+    sem = asyncio.Semaphore(10)
+
+    async def join(token: str) -> None:
+        async with sem:
+            await api.call("POST", f"join/{quote(room_id)}", token, {})
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[join(t) for _, t in users[1:]])
+    joins = time.perf_counter() - t0
+    posters = [t for _, t in users[:10]]
+
+    async def post(k: int) -> None:
+        token = posters[k % len(posters)]
+        for n in range(k, sizes.history, len(posters)):
+            await api.send(token, room_id, f"h{n}", f"history {n}")
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*[post(k) for k in range(len(posters))])
+    fill = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    messages, pages, frm = 0, 0, None
+    while pages < 10_000:
+        params = {"dir": "b", "limit": "100"}
+        if frm:
+            params["from"] = frm
+        body, _ = await api.call("GET", f"rooms/{quote(room_id)}/messages", users[0][1],
+                                 params=params)
+        pages += 1
+        messages += sum(1 for e in body["chunk"] if e["type"] == "m.room.message")
+        if not body.get("end") or not body["chunk"]:
+            break
+        frm = body["end"]
+    if messages != sizes.history:
+        raise BenchError(f"paginated {messages} of {sizes.history} messages")
+    return {"joins_s": joins, "history_fill_s": fill, "paginate_s": time.perf_counter() - t0,
+            "pages": float(pages)}
+
+
+SCENARIOS = {"chat": chat, "many_rooms": many_rooms, "idle_polls": idle_polls,
+             "join_and_read": join_and_read}

@@ -1,0 +1,193 @@
+"""Starting and measuring the servers under test: Veche and Synapse, same settings."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    name: str
+    version: str
+    base_url: str
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def cpu_seconds(self) -> float:
+        """User + system CPU of the server process (all its threads)."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+    def rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return 0.0
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+
+
+def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited at start:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(base_url + "/_matrix/client/versions", timeout=2):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"server did not answer within {timeout}s:\n{log.read_text()[-3000:]}")
+
+
+def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
+
+def start_veche(workdir: Path) -> Server:
+    from veche import __version__
+
+    port = free_port()
+    data = workdir / "veche"
+    data.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local"}
+    log = workdir / "veche.log"
+    proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", "127.0.0.1",
+                   "--port", str(port), "--log-level", "WARNING"], env, log)
+    base_url = f"http://127.0.0.1:{port}"
+    _wait_ready(base_url, proc, log, 60)
+    return Server("Veche", __version__, base_url, proc, log)
+
+
+# --- Synapse ---------------------------------------------------------------------------
+
+def synapse_venv() -> Path:
+    return Path(os.environ.get("SYNAPSE_VENV", Path(__file__).parent / ".synapse-venv"))
+
+
+def ensure_synapse(venv: Path) -> Path:
+    """The Synapse venv's python, installing Synapse from PyPI into it if missing."""
+    python = venv / "bin" / "python"
+    if python.exists() and subprocess.run([str(python), "-c", "import synapse"],
+                                          capture_output=True).returncode == 0:
+        return python
+    print(f"installing Synapse into {venv} (a few minutes) ...", file=sys.stderr, flush=True)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "matrix-synapse"], check=True)
+    return python
+
+
+_UNLIMITED = "{per_second: 100000, burst_count: 100000}"
+
+SYNAPSE_CONFIG = """\
+server_name: "bench.local"
+pid_file: {dir}/homeserver.pid
+listeners:
+  - port: {port}
+    bind_addresses: ['127.0.0.1']
+    type: http
+    tls: false
+    x_forwarded: false
+    resources:
+      - names: [client]
+        compress: false
+database:
+  name: sqlite3
+  args:
+    database: {dir}/homeserver.db
+log_config: {dir}/log.yaml
+media_store_path: {dir}/media_store
+signing_key_path: {dir}/signing.key
+report_stats: false
+macaroon_secret_key: "{secret1}"
+form_secret: "{secret2}"
+enable_registration: true
+enable_registration_without_verification: true
+suppress_key_server_warning: true
+trusted_key_servers: []
+federation_domain_whitelist: []
+url_preview_enabled: false
+rc_message: {unlimited}
+rc_registration: {unlimited}
+rc_room_creation: {unlimited}
+rc_login:
+  address: {unlimited}
+  account: {unlimited}
+  failed_attempts: {unlimited}
+rc_joins:
+  local: {unlimited}
+  remote: {unlimited}
+rc_joins_per_room: {unlimited}
+rc_key_requests: {unlimited}
+rc_3pid_validation: {unlimited}
+rc_invites:
+  per_room: {unlimited}
+  per_user: {unlimited}
+  per_issuer: {unlimited}
+rc_presence:
+  per_user: {unlimited}
+"""
+
+SYNAPSE_LOG = """\
+version: 1
+formatters:
+  precise: {{format: '%(asctime)s %(name)s %(levelname)s %(message)s'}}
+handlers:
+  file: {{class: logging.FileHandler, formatter: precise, filename: {dir}/homeserver.log}}
+root: {{level: WARNING, handlers: [file]}}
+disable_existing_loggers: false
+"""
+
+
+def start_synapse(workdir: Path) -> Server:
+    python = ensure_synapse(synapse_venv())
+    port = free_port()
+    d = workdir / "synapse"
+    d.mkdir(parents=True, exist_ok=True)
+    cfg = d / "homeserver.yaml"
+    cfg.write_text(SYNAPSE_CONFIG.format(dir=d, port=port, unlimited=_UNLIMITED,
+                                         secret1=secrets.token_hex(16),
+                                         secret2=secrets.token_hex(16)))
+    (d / "log.yaml").write_text(SYNAPSE_LOG.format(dir=d))
+    env = dict(os.environ)
+    subprocess.run([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg),
+                    "--generate-keys"], check=True, capture_output=True, env=env)
+    version = subprocess.run([str(python), "-c", "import synapse; print(synapse.__version__)"],
+                             capture_output=True, text=True).stdout.strip()
+    log = workdir / "synapse.log"
+    proc = _spawn([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)],
+                  env, log)
+    base_url = f"http://127.0.0.1:{port}"
+    _wait_ready(base_url, proc, log, 180)
+    return Server("Synapse", version, base_url, proc, log)

@@ -64,3 +64,15 @@ async def setup_cross_signing(client: Any, password: str = "correct horse batter
     })
     assert status == 200, body
     return {"master": master, "self_signing": ssk, "user_signing": usk}
+
+
+async def login_again(client: Any, make_client: Any, password: str = "correct horse battery") -> Any:
+    """A new device (and client) of the same user, by password login."""
+    other = make_client()
+    status, body = await other.post("login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": client.user_id},
+        "password": password}, token=False)
+    assert status == 200, body
+    other.access_token, other.user_id, other.device_id = (
+        body["access_token"], body["user_id"], body["device_id"])
+    return other

@@ -15,6 +15,7 @@ from tests.e2e_helpers import (
     device_keys,
     device_signing_key,
     fallback_key,
+    login_again,
     one_time_keys,
     public_of,
     setup_cross_signing,
@@ -23,17 +24,6 @@ from tests.e2e_helpers import (
 from tests.sync_helpers import room_with, sync
 
 PASSWORD = "correct horse battery"
-
-
-async def login_again(client: Any, make_client: Any) -> Any:
-    other = make_client()
-    status, body = await other.post("login", {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": client.user_id},
-        "password": PASSWORD}, token=False)
-    assert status == 200, body
-    other.access_token, other.user_id, other.device_id = (
-        body["access_token"], body["user_id"], body["device_id"])
-    return other
 
 
 async def test_upload_query_claim_round_trip(make_client: Any) -> None:

@@ -7,6 +7,7 @@ import itertools
 from typing import Any
 from urllib.parse import quote
 
+from tests.e2e_helpers import login_again
 from tests.sync_helpers import sync
 
 _txn = itertools.count()
@@ -22,17 +23,6 @@ async def send(client: Any, messages: dict[str, Any], event_type: str = "m.test"
 
 def events(body: dict[str, Any]) -> list[dict[str, Any]]:
     return body["to_device"]["events"]  # type: ignore[no-any-return]
-
-
-async def second_device(client: Any, make_client: Any) -> Any:
-    other = make_client()
-    status, body = await other.post("login", {
-        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": client.user_id},
-        "password": PASSWORD}, token=False)
-    assert status == 200, body
-    other.access_token, other.user_id, other.device_id = (
-        body["access_token"], body["user_id"], body["device_id"])
-    return other
 
 
 async def test_delivery_and_acknowledgement(make_client: Any) -> None:
@@ -76,7 +66,7 @@ async def test_idempotent_per_transaction_id(make_client: Any) -> None:
         assert (await send(alice, {bob.user_id: {bob.device_id: {"n": 1}}}, txn_id="same"))[0] == 200
     assert len(events(await sync(bob, mark))) == 1
     # The same transaction ID from another device of the sender is another request.
-    alice2 = await second_device(alice, make_client)
+    alice2 = await login_again(alice, make_client)
     await send(alice2, {bob.user_id: {bob.device_id: {"n": 2}}}, txn_id="same")
     assert [e["content"]["n"] for e in events(await sync(bob, mark))] == [1, 2]
 
@@ -84,7 +74,7 @@ async def test_idempotent_per_transaction_id(make_client: Any) -> None:
 async def test_star_means_every_device(make_client: Any) -> None:
     alice = await make_client().register()
     bob = await make_client().register()
-    bob2 = await second_device(bob, make_client)
+    bob2 = await login_again(bob, make_client)
     marks = [(await sync(c))["next_batch"] for c in (bob, bob2)]
     await send(alice, {bob.user_id: {"*": {"to": "all"}}, "@unknown:nowhere.example": {"*": {}}})
     await send(alice, {bob.user_id: {bob2.device_id: {"to": "bob2"}, "NOSUCHDEVICE": {"x": 1}}})
@@ -143,7 +133,7 @@ async def test_cap_keeps_room_events(make_client: Any) -> None:
 async def test_deleted_device_inbox_is_dropped(make_client: Any) -> None:
     alice = await make_client().register()
     bob = await make_client().register()
-    bob2 = await second_device(bob, make_client)
+    bob2 = await login_again(bob, make_client)
     await send(alice, {bob.user_id: {bob2.device_id: {"n": 1}}})
     assert (await bob2.post("logout", {}))[0] == 200
     # Logging in again with the same device ID starts from an empty inbox.

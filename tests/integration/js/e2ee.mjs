@@ -10,7 +10,7 @@
 // VECHE_JS_HTTP_LOG=/file appends "METHOD /path STATUS" of every request.
 
 import { appendFileSync, readFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { ScenarioError, check, describeError, fail, rand, sleep, within as withinMs } from "./common.mjs";
 
 for (const m of ["log", "info", "debug", "trace", "warn"]) console[m] = (...a) => console.error(...a);
 
@@ -29,11 +29,6 @@ const OVERALL_MS = Number(process.env.VECHE_JS_OVERALL_MS || 200000);
 const PASSWORD = "correct horse battery e2ee";
 const ENCRYPTION = { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } };
 
-class ScenarioError extends Error {}
-const fail = (msg) => {
-    throw new ScenarioError(msg);
-};
-const check = (cond, msg) => cond || fail(msg);
 const started = Date.now();
 const note = (msg) => process.stderr.write(`[e2ee +${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}\n`);
 setTimeout(() => {
@@ -56,18 +51,6 @@ async function loggingFetch(input, init) {
     return res;
 }
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const rand = () => randomBytes(4).toString("hex");
-
-function describeError(e) {
-    if (!e) return String(e);
-    const parts = [];
-    if (e.httpStatus) parts.push(`HTTP ${e.httpStatus}`);
-    if (e.errcode) parts.push(e.errcode);
-    parts.push(e.message || String(e));
-    if (e.data && typeof e.data === "object") parts.push(JSON.stringify(e.data).slice(0, 500));
-    return parts.join(" ");
-}
 
 async function waitFor(what, pred, ms = WAIT_MS) {
     const deadline = Date.now() + ms;
@@ -86,20 +69,7 @@ async function waitFor(what, pred, ms = WAIT_MS) {
     }
 }
 
-async function within(what, promise, ms = WAIT_MS) {
-    let t;
-    const timeout = new Promise((_, rej) => {
-        t = setTimeout(() => rej(new ScenarioError(`timed out after ${ms} ms: ${what}`)), ms);
-    });
-    try {
-        return await Promise.race([promise, timeout]);
-    } catch (e) {
-        if (e instanceof ScenarioError) throw e;
-        throw new ScenarioError(`${what} failed: ${describeError(e)}`);
-    } finally {
-        clearTimeout(t);
-    }
-}
+const within = (what, promise, ms = WAIT_MS) => withinMs(what, promise, ms);
 
 // ---------------------------------------------------------------- accounts and devices
 const bare = (baseUrl) => createClient({ baseUrl, fetchFn: loggingFetch });

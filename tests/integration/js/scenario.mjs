@@ -9,7 +9,7 @@
 // stdout carries only the final JSON line: everything the SDK logs is sent to stderr.
 
 import { appendFileSync, readFileSync } from "node:fs";
-import { randomBytes } from "node:crypto";
+import { ScenarioError, check, describeError, fail, rand, sleep, within as withinMs } from "./common.mjs";
 
 // The SDK logs through console.*; in Node console.log/info/debug write to stdout.
 for (const m of ["log", "info", "debug", "trace"]) console[m] = (...a) => console.error(...a);
@@ -34,14 +34,6 @@ const WAIT_MS = Number(process.env.VECHE_JS_WAIT_MS || 30000);
 const OVERALL_MS = Number(process.env.VECHE_JS_OVERALL_MS || 240000);
 const N_MESSAGES = Number(process.env.VECHE_JS_MESSAGES || 100); // 100 unless debugging
 
-class ScenarioError extends Error {}
-
-function fail(msg) {
-    throw new ScenarioError(msg);
-}
-function check(cond, msg) {
-    if (!cond) fail(msg);
-}
 
 const started = Date.now();
 function note(msg) {
@@ -72,7 +64,6 @@ async function loggingFetch(input, init) {
 }
 
 // ---------------------------------------------------------------- helpers
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Poll `pred` until it returns a truthy value; fail after `ms` with `what`. */
 async function waitFor(what, pred, ms = WAIT_MS, detail = null) {
@@ -97,20 +88,7 @@ async function waitFor(what, pred, ms = WAIT_MS, detail = null) {
 }
 
 /** Race a promise against a timeout. */
-async function within(what, promise, ms = WAIT_MS) {
-    let t;
-    const timeout = new Promise((_, rej) => {
-        t = setTimeout(() => rej(new ScenarioError(`timed out after ${ms} ms: ${what}`)), ms);
-    });
-    try {
-        return await Promise.race([promise, timeout]);
-    } catch (e) {
-        if (e instanceof ScenarioError) throw e;
-        throw new ScenarioError(`${what} failed: ${describeError(e)}`);
-    } finally {
-        clearTimeout(t);
-    }
-}
+const within = (what, promise, ms = WAIT_MS) => withinMs(what, promise, ms);
 
 /** Like within(), but an error from the promise itself is passed through untouched. */
 async function timeoutOnly(what, promise, ms = WAIT_MS) {
@@ -125,17 +103,6 @@ async function timeoutOnly(what, promise, ms = WAIT_MS) {
     }
 }
 
-function describeError(e) {
-    if (!e) return String(e);
-    const parts = [];
-    if (e.httpStatus) parts.push(`HTTP ${e.httpStatus}`);
-    if (e.errcode) parts.push(e.errcode);
-    parts.push(e.message || String(e));
-    if (e.data && typeof e.data === "object") parts.push(JSON.stringify(e.data).slice(0, 500));
-    return parts.join(" ");
-}
-
-const rand = () => randomBytes(4).toString("hex");
 
 function newClient(baseUrl, creds = {}) {
     return createClient({

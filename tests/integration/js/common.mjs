@@ -1,0 +1,43 @@
+// Helpers shared by the client stories: failures the test reports, timeouts, SDK errors.
+
+import { randomBytes } from "node:crypto";
+
+export class ScenarioError extends Error {}
+
+export function fail(msg) {
+    throw new ScenarioError(msg);
+}
+
+export function check(cond, msg) {
+    if (!cond) fail(msg);
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+export const rand = () => randomBytes(4).toString("hex");
+
+/** An SDK error as one line: HTTP status, errcode, message and response body. */
+export function describeError(e) {
+    if (!e) return String(e);
+    const parts = [];
+    if (e.httpStatus) parts.push(`HTTP ${e.httpStatus}`);
+    if (e.errcode) parts.push(e.errcode);
+    parts.push(e.message || String(e));
+    if (e.data && typeof e.data === "object") parts.push(JSON.stringify(e.data).slice(0, 500));
+    return parts.join(" ");
+}
+
+/** Race a promise against a timeout of `ms`; any failure becomes a ScenarioError naming `what`. */
+export async function within(what, promise, ms) {
+    let t;
+    const timeout = new Promise((_, rej) => {
+        t = setTimeout(() => rej(new ScenarioError(`timed out after ${ms} ms: ${what}`)), ms);
+    });
+    try {
+        return await Promise.race([promise, timeout]);
+    } catch (e) {
+        if (e instanceof ScenarioError) throw e;
+        throw new ScenarioError(`${what} failed: ${describeError(e)}`);
+    } finally {
+        clearTimeout(t);
+    }
+}

@@ -180,11 +180,13 @@ def start_synapse(workdir: Path) -> Server:
                                          secret1=secrets.token_hex(16),
                                          secret2=secrets.token_hex(16)))
     (d / "log.yaml").write_text(SYNAPSE_LOG.format(dir=d))
-    env = dict(os.environ)
+    # Synapse appends the git branch of the checkout it sits in to its version: the venv is
+    # inside ours, so stop git's search at the venv's parent.
+    env = {**os.environ, "GIT_CEILING_DIRECTORIES": str(python.parents[2])}
     subprocess.run([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg),
                     "--generate-keys"], check=True, capture_output=True, env=env)
     version = subprocess.run([str(python), "-c", "import synapse; print(synapse.__version__)"],
-                             capture_output=True, text=True).stdout.strip()
+                             capture_output=True, text=True, env=env).stdout.strip()
     log = workdir / "synapse.log"
     proc = _spawn([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)],
                   env, log)

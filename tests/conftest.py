@@ -122,6 +122,14 @@ class ServerProcess:
             return ""
 
 
+# The shared server has a TURN relay configured (no relay runs: clients only get credentials).
+TURN_SECRET = "test-turn-shared-secret"
+SESSION_SERVER_ENV = {
+    "VECHE_TURN__URIS": '["turn:127.0.0.1:3478?transport=udp", "turns:127.0.0.1:5349"]',
+    "VECHE_TURN__SHARED_SECRET": TURN_SECRET,
+}
+
+
 @pytest.fixture(scope="session", params=BACKENDS)
 def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
     backend = request.param
@@ -134,7 +142,7 @@ def server(request: pytest.FixtureRequest) -> Iterator[ServerProcess]:
         db_url = pg.url
     else:
         raise ValueError(f"unknown backend {backend}")
-    srv = ServerProcess(backend, tmp, db_url)
+    srv = ServerProcess(backend, tmp, db_url, extra_env=SESSION_SERVER_ENV)
     srv.start()
     yield srv
     srv.stop()

@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Section(BaseModel):
@@ -94,6 +94,25 @@ class MediaConfig(_Section):
     url_preview: UrlPreviewConfig = UrlPreviewConfig()
 
 
+class TurnConfig(_Section):
+    # TURN servers for VoIP calls, e.g. ["turn:turn.example.org:3478?transport=udp"].
+    uris: list[str] = []
+    # coturn's static-auth-secret (use-auth-secret): time-limited credentials per user.
+    shared_secret: str = ""
+    # Fixed credentials instead, for a TURN server without the shared-secret scheme.
+    username: str = ""
+    password: str = ""
+    user_lifetime_s: int = Field(86400, ge=60)
+
+    @field_validator("uris")
+    @classmethod
+    def _turn_uris(cls, uris: list[str]) -> list[str]:
+        bad = [u for u in uris if not u.startswith(("turn:", "turns:"))]
+        if bad:
+            raise ValueError(f"TURN URIs must start with turn: or turns: ({', '.join(bad)})")
+        return uris
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -109,6 +128,7 @@ class Config(_Section):
     limits: LimitsConfig = LimitsConfig()
     presence: PresenceConfig = PresenceConfig()
     media: MediaConfig = MediaConfig()
+    turn: TurnConfig = TurnConfig()
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
 
     @property
@@ -250,4 +270,14 @@ ip_range_allowlist = []
 ip_range_blacklist = []
 max_response_bytes = 10485760
 timeout_s = 10.0
+
+[turn]
+# TURN relays for voice and video calls; none by default (calls then need a direct path).
+# uris = ["turn:turn.example.org:3478?transport=udp", "turns:turn.example.org:5349"]
+uris = []
+# coturn's static-auth-secret, for time-limited per-user credentials; or username/password.
+shared_secret = ""
+username = ""
+password = ""
+user_lifetime_s = 86400
 """

@@ -53,3 +53,10 @@ async def deactivate(request: web.Request) -> web.Response:
     )
     await hs.accounts.deactivate(req.user_id)
     return json_response({"id_server_unbind_result": "no-support"})
+
+
+@routes.get(CLIENT_V3 + "/account/3pid")
+async def threepids(request: web.Request) -> web.Response:
+    # Veche binds no email addresses or phone numbers to accounts (m.3pid_changes is off).
+    await requester(request)
+    return json_response({"threepids": []})

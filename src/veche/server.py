@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from veche.services.receipts import ReceiptService
     from veche.services.room_keys import RoomKeysService
     from veche.services.rooms import RoomService
+    from veche.services.spaces import SpaceService
     from veche.services.sync import SyncService
     from veche.services.to_device import ToDeviceService
     from veche.services.typing import TypingService
@@ -186,6 +187,12 @@ class HomeServer:
         from veche.services.room_keys import RoomKeysService
 
         return RoomKeysService(self)
+
+    @cached_property
+    def spaces(self) -> SpaceService:
+        from veche.services.spaces import SpaceService
+
+        return SpaceService(self)
 
     @cached_property
     def media(self) -> MediaService:

@@ -238,20 +238,34 @@ def set_public(txn: Txn, room_id: str, public: bool) -> None:
 def public_room_entries(txn: Txn) -> list[dict[str, Any]]:
     """Every published room as a publicRooms chunk entry, most joined members first."""
     rooms = [r[0] for r in txn.fetchall("SELECT room_id FROM rooms WHERE is_public = 1")]
+    out = list(room_summaries(txn, rooms).values())
+    for entry in out:
+        for extra in ("allowed_room_ids", "encryption", "room_version"):
+            entry.pop(extra, None)
+    out.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
+    return out
+
+
+_SUMMARY_STATE = ("m.room.name", "m.room.topic", "m.room.avatar", "m.room.canonical_alias",
+                  "m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
+                  "m.room.create", "m.room.encryption")
+
+
+def room_summaries(txn: Txn, rooms: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The spec's room summary (public rooms chunk, room type, allowed rooms, encryption and
+    version) of each known room among `rooms`, from its current state."""
     if not rooms:
-        return []
+        return {}
+    clause, args = txn.in_list("room_id", list(rooms))
+    versions = dict(txn.fetchall(f"SELECT room_id, room_version FROM rooms WHERE {clause}", args))
     counts: dict[str, int] = {}
-    clause, args = txn.in_list("room_id", rooms)
     for room_id, n in txn.fetchall(
         f"SELECT room_id, COUNT(*) FROM room_memberships WHERE membership = 'join' AND {clause}"
         " GROUP BY room_id",
         args,
     ):
         counts[room_id] = int(n)
-    wanted = ("m.room.name", "m.room.topic", "m.room.avatar", "m.room.canonical_alias",
-              "m.room.join_rules", "m.room.history_visibility", "m.room.guest_access",
-              "m.room.create")
-    tclause, targs = txn.in_list("c.type", list(wanted))
+    tclause, targs = txn.in_list("c.type", list(_SUMMARY_STATE))
     state: dict[str, dict[str, dict[str, Any]]] = {}
     for room_id, typ, js in txn.fetchall(
         "SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e"
@@ -261,31 +275,49 @@ def public_room_entries(txn: Txn) -> list[dict[str, Any]]:
     ):
         content = orjson.loads(js).get("content") or {}
         state.setdefault(room_id, {})[typ] = content if isinstance(content, dict) else {}
-    out = []
+    out = {}
     for room_id in rooms:
+        if room_id not in versions:
+            continue
         s = state.get(room_id, {})
+        join_rules = s.get("m.room.join_rules", {})
         entry: dict[str, Any] = {
             "room_id": room_id,
             "num_joined_members": counts.get(room_id, 0),
             "world_readable": s.get("m.room.history_visibility", {}).get("history_visibility")
             == "world_readable",
             "guest_can_join": s.get("m.room.guest_access", {}).get("guest_access") == "can_join",
-            "join_rule": s.get("m.room.join_rules", {}).get("join_rule", "public"),
+            "join_rule": join_rules.get("join_rule", "public"),
+            "room_version": versions[room_id],
         }
         for typ, key, out_key in (
             ("m.room.name", "name", "name"), ("m.room.topic", "topic", "topic"),
             ("m.room.avatar", "url", "avatar_url"),
             ("m.room.canonical_alias", "alias", "canonical_alias"),
             ("m.room.create", "type", "room_type"),
+            ("m.room.encryption", "algorithm", "encryption"),
         ):
             value = s.get(typ, {}).get(key)
             if isinstance(value, str) and value:
                 entry[out_key] = value
+        if entry.get("encryption") not in (None, "m.megolm.v1.aes-sha2"):
+            del entry["encryption"]
         if not isinstance(entry["join_rule"], str):
             entry["join_rule"] = "public"
-        out.append(entry)
-    out.sort(key=lambda e: (-e["num_joined_members"], e["room_id"]))
+        allow = join_rules.get("allow")
+        if entry["join_rule"] in ("restricted", "knock_restricted") and isinstance(allow, list):
+            entry["allowed_room_ids"] = [
+                a["room_id"] for a in allow if isinstance(a, dict)
+                and a.get("type") == "m.room_membership" and isinstance(a.get("room_id"), str)]
+        out[room_id] = entry
     return out
+
+
+def space_children(txn: Txn, room_id: str) -> list[dict[str, Any]]:
+    """The room's current m.space.child events (full events)."""
+    return [orjson.loads(js) for (js,) in txn.fetchall(
+        "SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
+        " WHERE c.room_id = ? AND c.type = 'm.space.child'", (room_id,))]
 
 
 # --- relations --------------------------------------------------------------------------

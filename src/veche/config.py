@@ -55,6 +55,7 @@ class RateLimitsConfig(_Section):
     profile: RateLimit = RateLimit(per_second=1, burst=10)
     report: RateLimit = RateLimit(per_second=0.1, burst=5)
     media_upload: RateLimit = RateLimit(per_second=1, burst=20)
+    search: RateLimit = RateLimit(per_second=1, burst=10)
 
 
 class LimitsConfig(_Section):
@@ -242,6 +243,7 @@ join = { per_second = 1, burst = 20 }
 profile = { per_second = 1, burst = 10 }
 report = { per_second = 0.1, burst = 5 }
 media_upload = { per_second = 1, burst = 20 }
+search = { per_second = 1, burst = 10 }
 
 [limits]
 max_json_body_bytes = 1048576

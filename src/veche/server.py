@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from veche.services.receipts import ReceiptService
     from veche.services.room_keys import RoomKeysService
     from veche.services.rooms import RoomService
+    from veche.services.search import SearchService
     from veche.services.spaces import SpaceService
     from veche.services.sync import SyncService
     from veche.services.to_device import ToDeviceService
@@ -187,6 +188,12 @@ class HomeServer:
         from veche.services.room_keys import RoomKeysService
 
         return RoomKeysService(self)
+
+    @cached_property
+    def search(self) -> SearchService:
+        from veche.services.search import SearchService
+
+        return SearchService(self)
 
     @cached_property
     def spaces(self) -> SpaceService:

@@ -612,7 +612,7 @@ class RoomService:
         return await self.hs.db.run(store.joined_rooms, user_id)
 
     # --- timeline reads ------------------------------------------------------------------
-    async def _walk(
+    async def walk_timeline(
         self, room_id: str, vis: Visibility, flt: RoomEventFilter, from_pos: int,
         to_pos: int | None, direction: str, limit: int,
     ) -> tuple[list[tuple[int, dict[str, Any]]], int | None]:
@@ -648,7 +648,7 @@ class RoomService:
             limit = min(limit, flt.limit)
         if start is None:
             start = StreamToken(self.hs.stream.current if direction == "b" else 0)
-        found, next_pos = await self._walk(
+        found, next_pos = await self.walk_timeline(
             room_id, vis, flt, start.stream, to.stream if to else None, direction, limit
         )
         chunk = [client_event(ev) for _, ev in found]
@@ -701,9 +701,9 @@ class RoomService:
             limit = min(limit, flt.limit)
         n_before = limit // 2
         n_after = limit - n_before
-        before, _ = (await self._walk(room_id, vis, flt, pos - 1, None, "b", n_before)
+        before, _ = (await self.walk_timeline(room_id, vis, flt, pos - 1, None, "b", n_before)
                      if n_before else ([], None))
-        after, _ = (await self._walk(room_id, vis, flt, pos, None, "f", n_after)
+        after, _ = (await self.walk_timeline(room_id, vis, flt, pos, None, "f", n_after)
                     if n_after else ([], None))
         start_pos = (before[-1][0] - 1) if before else pos - 1
         end_pos = after[-1][0] if after else pos

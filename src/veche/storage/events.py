@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from veche.storage import search
 from veche.storage.database import Txn
 
 StateKey = tuple[str, str]
@@ -175,6 +176,7 @@ def persist_event(
         " ON CONFLICT (room_id) DO UPDATE SET event_id = excluded.event_id, depth = excluded.depth",
         (room_id, event_id, event["depth"]),
     )
+    search.index_event(txn, event, stream_ordering)
     if txn_key is not None:
         txn.execute(
             "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)",
@@ -205,3 +207,4 @@ def apply_redaction(txn: Txn, target_id: str, redacted_json: dict[str, Any], red
         "UPDATE events SET json = ?, redacted_by = ? WHERE event_id = ?",
         (orjson.dumps(redacted_json).decode(), redaction_id, target_id),
     )
+    search.unindex_event(txn, target_id)

@@ -95,6 +95,21 @@ class MediaConfig(_Section):
     url_preview: UrlPreviewConfig = UrlPreviewConfig()
 
 
+class PushConfig(_Section):
+    # Off by default: delivering a push sends who wrote to whom (and, for unencrypted rooms,
+    # what) to the push gateway an app registers, often a server abroad. Pushers are kept
+    # either way, so turning this on later needs nothing from users.
+    enabled: bool = False
+    # Gateways on private/loopback ranges are refused unless listed here, e.g. a Sygnal or
+    # ntfy on your own network: ["10.1.0.0/16"].
+    ip_range_allowlist: list[str] = []
+    ip_range_blacklist: list[str] = []
+    # Full pushes carry unencrypted events' content unless this is false (apps asking for
+    # format "event_id_only" never get it).
+    include_content: bool = True
+    timeout_s: float = Field(10.0, gt=0, le=120)
+
+
 class TurnConfig(_Section):
     # TURN servers for VoIP calls, e.g. ["turn:turn.example.org:3478?transport=udp"].
     uris: list[str] = []
@@ -130,6 +145,7 @@ class Config(_Section):
     presence: PresenceConfig = PresenceConfig()
     media: MediaConfig = MediaConfig()
     turn: TurnConfig = TurnConfig()
+    push: PushConfig = PushConfig()
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
 
     @property
@@ -271,6 +287,17 @@ ip_range_allowlist = []
 # Extra ranges never fetched.
 ip_range_blacklist = []
 max_response_bytes = 10485760
+timeout_s = 10.0
+
+[push]
+# Send notifications to the push gateways that users' apps register (mobile push). Off:
+# pushes tell the gateway's operator who messaged whom, and it is often abroad.
+enabled = false
+# Private/loopback ranges a gateway may be on anyway, e.g. your own Sygnal: ["10.1.0.0/16"].
+ip_range_allowlist = []
+ip_range_blacklist = []
+# Include unencrypted messages' content in pushes (apps with format "event_id_only" never get it).
+include_content = true
 timeout_s = 10.0
 
 [turn]

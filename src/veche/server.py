@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from veche.services.media import MediaService
     from veche.services.presence import PresenceService
     from veche.services.push import PushService
+    from veche.services.pushers import PusherService
     from veche.services.receipts import ReceiptService
     from veche.services.room_keys import RoomKeysService
     from veche.services.rooms import RoomService
@@ -68,6 +69,8 @@ class HomeServer:
         reserved = last + RESERVE_AHEAD
         self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
         self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
+        if config.push.enabled:
+            _ = self.pushers  # loads who has pushers now, not inside a send's transaction
 
     def _extend_reservation(self, upto: int) -> None:
         async def store() -> None:
@@ -166,6 +169,12 @@ class HomeServer:
         return PushService(self)
 
     @cached_property
+    def pushers(self) -> PusherService:
+        from veche.services.pushers import PusherService
+
+        return PusherService(self)
+
+    @cached_property
     def presence(self) -> PresenceService:
         from veche.services.presence import PresenceService
 
@@ -216,4 +225,6 @@ class HomeServer:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
+        if "pushers" in self.__dict__:
+            await self.pushers.close()
         self.db.close()

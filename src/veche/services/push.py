@@ -19,6 +19,7 @@ from veche.core import push_rules as rules_core
 from veche.core.auth import get_user_power_level
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, not_found
+from veche.services.pushers import notify_pushers
 from veche.storage import events as event_store
 from veche.storage import push as store
 from veche.storage import sync as sync_store
@@ -294,11 +295,14 @@ class PushService:
         evaluators = self._evaluators_for(txn, recipients)
         event_text = orjson.dumps(event).decode()
 
-        def outcome(uid: str) -> tuple[int, int]:
-            actions = evaluators[uid][0].evaluate(
+        def actions_for(uid: str) -> list[Any]:
+            return evaluators[uid][0].evaluate(
                 event, user_id=uid, display_name=members.get(uid), room_member_count=len(members),
                 power_levels=pl, sender_power_level=sender_level,
             )
+
+        def outcome(uid: str) -> tuple[int, int]:
+            actions = actions_for(uid)
             return (int(rules_core.actions_notify(actions)),
                     int(rules_core.actions_highlight(actions)))
 
@@ -316,6 +320,8 @@ class PushService:
                 rows.append((uid, room_id, pos, event_id, thread_id, *mine))
         if rows:
             store.add_push_actions(txn, rows)
+        if self.hs.config.push.enabled:
+            notify_pushers(self.hs, txn, recipients, event, actions_for, members.get(sender))
 
 
 def _is_default(user_id: str, kind: str, rule_id: str) -> bool:

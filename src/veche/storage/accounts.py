@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from veche.storage import e2e_keys
+from veche.storage import e2e_keys, pushers
 from veche.storage.database import Txn
 
 
@@ -262,6 +262,7 @@ def delete_devices(
         txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                     (user_id, device_id))
     e2e_keys.delete_device_data(txn, user_id, targets)
+    pushers.delete_device_pushers(txn, user_id, targets)
     if stream_pos is not None:
         e2e_keys.mark_changed(txn, [user_id], stream_pos)
     return hashes

@@ -305,3 +305,15 @@ def revoke_refresh_predecessors(txn: Txn, refresh_hash: str) -> list[str]:
         delete_refresh_token(txn, pred)
         revoked += delete_access_tokens_for_refresh(txn, pred)
     return revoked
+
+
+def add_openid_token(txn: Txn, token_hash: str, user_id: str, expires_ts: int, now_ms: int) -> None:
+    txn.execute("DELETE FROM openid_tokens WHERE expires_ts < ?", (now_ms,))
+    txn.execute("INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES (?, ?, ?)",
+                (token_hash, user_id, expires_ts))
+
+
+def get_openid_user(txn: Txn, token_hash: str, now_ms: int) -> str | None:
+    return txn.fetchval(  # type: ignore[no-any-return]
+        "SELECT user_id FROM openid_tokens WHERE token_hash = ? AND expires_ts > ?",
+        (token_hash, now_ms))

@@ -1,0 +1,38 @@
+"""Rooms shared with another user (spec: client-server API "Mutual Rooms")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from veche.errors import invalid_param, missing_param
+from veche.http.base import CLIENT_V1, hs_of, json_response, requester
+from veche.services.rooms import check_user_id
+from veche.storage import rooms as store
+
+routes = web.RouteTableDef()
+BATCH = 100
+
+
+@routes.get(CLIENT_V1 + "/mutual_rooms")
+async def mutual_rooms(request: web.Request) -> web.Response:
+    req = await requester(request)
+    other = request.query.get("user_id")
+    if other is None:
+        raise missing_param("user_id is required")
+    check_user_id(other)
+    if other == req.user_id:
+        raise invalid_param("user_id is your own user ID")
+    offset = 0
+    if (token := request.query.get("from")) is not None:
+        if not token.isdigit():
+            raise invalid_param("Invalid from token")
+        offset = int(token)
+    db = hs_of(request).db
+    mine = set(await db.run(store.joined_rooms, req.user_id))
+    shared = sorted(mine.intersection(await db.run(store.joined_rooms, other)))
+    out: dict[str, Any] = {"joined": shared[offset:offset + BATCH], "count": len(shared)}
+    if offset + BATCH < len(shared):
+        out["next_batch"] = str(offset + BATCH)
+    return json_response(out)

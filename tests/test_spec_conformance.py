@@ -161,7 +161,8 @@ async def test_walk_every_endpoint(homeserver: ServerProcess, make_client: Any) 
 
     implemented = {
         (r.method, r.path) for table in all_routes() for r in table  # type: ignore[attr-defined]
-        if r.path.startswith("/_matrix/client")
+        # Unstable MSC endpoints are not in the spec; their own tests check their shape.
+        if r.path.startswith("/_matrix/client") and "/unstable/" not in r.path
     }
     templates = {(m, p): spec_template(m, p) for m, p in implemented}
     undocumented = sorted(f"{m} {p}" for (m, p), t in templates.items() if t is None)

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
     from veche.services.auth import AuthService
+    from veche.services.dehydrated_devices import DehydratedDeviceService
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
     from veche.services.media import MediaService
@@ -185,6 +186,12 @@ class HomeServer:
         from veche.services.e2e_keys import E2eKeysService
 
         return E2eKeysService(self)
+
+    @cached_property
+    def dehydrated_devices(self) -> DehydratedDeviceService:
+        from veche.services.dehydrated_devices import DehydratedDeviceService
+
+        return DehydratedDeviceService(self)
 
     @cached_property
     def to_device(self) -> ToDeviceService:

@@ -80,6 +80,12 @@ async def test_js_key_backup_restored_by_new_device(homeserver: Any, js_scenario
     assert_plaintext_not_stored(homeserver, result["secrets"], result["plain"])
 
 
+async def test_js_dehydrated_device_keeps_keys_for_the_next_device(homeserver: Any,
+                                                                   js_scenario: Path) -> None:
+    result = await _js_story(homeserver, js_scenario, "dehydrate")
+    assert_plaintext_not_stored(homeserver, result["secrets"], result["plain"])
+
+
 async def test_nio_and_js_sdk_in_one_encrypted_room(homeserver: Any, js_scenario: Path) -> None:
     script = _e2ee_script(js_scenario)
 

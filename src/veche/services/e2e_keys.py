@@ -112,12 +112,12 @@ class E2eKeysService:
     async def upload(self, user_id: str, device_id: str, body: dict[str, Any]) -> dict[str, int]:
         device_keys = body.get("device_keys")
         if device_keys is not None:
-            _check_device_keys(device_keys, user_id, device_id)
-        otks = _parse_keys(body.get("one_time_keys"), "one_time_keys")
+            check_device_keys(device_keys, user_id, device_id)
+        otks = parse_keys(body.get("one_time_keys"), "one_time_keys")
         if len(otks) > MAX_ONE_TIME_KEYS_PER_UPLOAD:
             raise MatrixError(413, "M_TOO_LARGE",
                               f"At most {MAX_ONE_TIME_KEYS_PER_UPLOAD} one-time keys per upload")
-        fallbacks = _parse_keys(body.get("fallback_keys"), "fallback_keys")
+        fallbacks = parse_keys(body.get("fallback_keys"), "fallback_keys")
         by_alg: dict[str, tuple[str, str]] = {}
         for alg, kid, raw in fallbacks:
             by_alg[alg] = (kid, raw)
@@ -400,7 +400,7 @@ class E2eKeysService:
         return rows
 
 
-def _check_device_keys(keys: Any, user_id: str, device_id: str) -> None:
+def check_device_keys(keys: Any, user_id: str, device_id: str) -> None:
     if not isinstance(keys, dict):
         raise bad_json("device_keys must be an object")
     if keys.get("user_id") != user_id or keys.get("device_id") != device_id:
@@ -417,7 +417,7 @@ def _check_device_keys(keys: Any, user_id: str, device_id: str) -> None:
         raise bad_json("device_keys.signatures must be an object")
 
 
-def _parse_keys(raw: Any, name: str) -> list[tuple[str, str, str]]:
+def parse_keys(raw: Any, name: str) -> list[tuple[str, str, str]]:
     """[(algorithm, key_id, canonical JSON of the key)] of a one_time_keys/fallback_keys map."""
     if raw is None:
         return []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from veche.storage import e2e_keys, pushers
+from veche.storage import dehydrated_devices, e2e_keys, pushers
 from veche.storage.database import Txn
 
 
@@ -263,6 +263,7 @@ def delete_devices(
                     (user_id, device_id))
     e2e_keys.delete_device_data(txn, user_id, targets)
     pushers.delete_device_pushers(txn, user_id, targets)
+    dehydrated_devices.forget(txn, user_id, targets)
     if stream_pos is not None:
         e2e_keys.mark_changed(txn, [user_id], stream_pos)
     return hashes

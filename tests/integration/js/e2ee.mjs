@@ -27,6 +27,7 @@ try {
 const WAIT_MS = Number(process.env.VECHE_JS_WAIT_MS || 45000);
 const OVERALL_MS = Number(process.env.VECHE_JS_OVERALL_MS || 200000);
 const PASSWORD = "correct horse battery e2ee";
+const DEHYDRATION_PREFIX = "/_matrix/client/unstable/org.matrix.msc3814.v1";
 const ENCRYPTION = { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } };
 
 const started = Date.now();
@@ -367,6 +368,62 @@ async function backup(baseUrl) {
     return { secrets, plain };
 }
 
+/** Dehydrated devices (MSC3814): a room key sent while alice has no device online is kept
+ *  for her dehydrated device, and her next new device rehydrates it and decrypts. */
+async function dehydrate(baseUrl) {
+    const tag = rand();
+    const alice = await register(baseUrl, `dalice${tag}`);
+    const bob = await register(baseUrl, `dbob${tag}`);
+    const holder = {};
+    const a1 = await device(baseUrl, alice, "alice-1", holder);
+    const c1 = a1.getCrypto();
+    check(await c1.isDehydrationSupported(), "the server does not support dehydrated devices");
+    await within("bootstrapCrossSigning", c1.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia(alice) }));
+    const recovery = await c1.createRecoveryKeyFromPassphrase();
+    holder.recoveryKey = { privateKey: recovery.privateKey };
+    await within("bootstrapSecretStorage", c1.bootstrapSecretStorage({
+        createSecretStorageKey: async () => recovery, setupNewSecretStorage: true,
+    }));
+    await within("startDehydration", c1.startDehydration({ createNewKey: true }));
+    const parked = await within("GET dehydrated_device", a1.http.authedRequest(
+        "GET", "/dehydrated_device", undefined, undefined, { prefix: DEHYDRATION_PREFIX }));
+    note(`dehydrated device ${parked.device_id} parked`);
+
+    const b1 = await device(baseUrl, bob, "bob-1");
+    const roomId = await createRoom(a1, [bob]);
+    await join(b1, roomId);
+    await waitEncryptionKnown(b1, roomId);
+    // Alice's only real device goes away: the dehydrated device is all bob can encrypt to.
+    await within("alice-1 logs out", a1.logout(true));
+    await waitFor("bob sees only alice's dehydrated device", async () => {
+        const devices = (await b1.getCrypto().getUserDeviceInfo([alice], true)).get(alice);
+        return devices && devices.size === 1 && devices.has(parked.device_id);
+    });
+    const secret = `dehydrated-${tag}`;
+    await send(b1, roomId, secret);
+
+    const a2 = await device(baseUrl, alice, "alice-2", { recoveryKey: { privateKey: recovery.privateKey } });
+    const c2 = a2.getCrypto();
+    let roomKeys = 0;
+    a2.on(CryptoEvent.RehydrationProgress, (keys) => { roomKeys = keys; });
+    // Importing the private keys needs the public ones first (the first /keys/query may
+    // still be in flight).
+    await within("alice-2 fetches alice's cross-signing keys", c2.userHasCrossSigningKeys(alice, true));
+    await within("alice-2 takes cross-signing from secret storage",
+        c2.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia(alice) }));
+    await within("alice-2 rehydrates", c2.startDehydration({ rehydrate: true }));
+    check(roomKeys >= 1, `rehydration brought ${roomKeys} room keys`);
+    await waitFor("alice-2 has the room", () => a2.getRoom(roomId));
+    await waitDecrypted(a2, roomId, secret);
+    note("alice-2 decrypts what only the dehydrated device was sent");
+    const fresh = await within("GET the new dehydrated_device", a2.http.authedRequest(
+        "GET", "/dehydrated_device", undefined, undefined, { prefix: DEHYDRATION_PREFIX }));
+    check(fresh.device_id !== parked.device_id, "alice-2 parked a fresh dehydrated device");
+    const plain = await plainControl(a2, b1, bob, tag);
+    await stop(a2, b1);
+    return { secrets: [secret], plain };
+}
+
 /** Done-when 4: a matrix-nio user invited us into its encrypted room. */
 async function interop(baseUrl, state) {
     const js = await device(baseUrl, state.js_user, "js-interop");
@@ -391,6 +448,7 @@ try {
     if (phase === "megolm") result = await megolm(baseUrl);
     else if (phase === "verify") result = await verify(baseUrl);
     else if (phase === "backup") result = await backup(baseUrl);
+    else if (phase === "dehydrate") result = await dehydrate(baseUrl);
     else if (phase === "interop") result = await interop(baseUrl, JSON.parse(readFileSync(0, "utf8")));
     else fail(`unknown phase ${phase}`);
     check(serverErrors.length === 0, `the server answered with errors: ${serverErrors.join("; ")}`);

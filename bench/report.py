@@ -75,10 +75,15 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
             else:
                 row.append("")
         lines.append("| " + " | ".join(row) + " |")
+    polls = results.get("veche", {}).get("idle_polls")
+    if polls is not None and "error" not in polls:
+        held = int(polls["polls_held"])
+        verdicts.append(f"- Veche holds {sizes.polls:,} long-polls and wakes them all: "
+                        f"{'met' if held == sizes.polls else 'NOT met'} ({held:,} woken)")
     errors = [f"- {n} / {s}: {v['error']}" for n in names for s, v in results[n].items()
               if isinstance(v, dict) and "error" in v]
     if verdicts:
-        lines += ["", "Targets (Veche / Synapse, same run):", *verdicts]
+        lines += ["", "Targets (ratios are Veche / Synapse, same run):", *verdicts]
     if errors:
         lines += ["", "Errors:", *errors]
     lines += ["", "How measured: each server runs alone on 127.0.0.1 with SQLite, open "

@@ -24,3 +24,4 @@ def test_bench_runner_quick(tmp_path: Path) -> None:
         assert label in table, label
     held = next(line for line in table.splitlines() if "long-polls held" in line)
     assert held.split("|")[2].strip() == "40"  # every quick long-poll was woken
+    assert "Veche holds 40 long-polls and wakes them all: met" in table

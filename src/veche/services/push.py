@@ -321,7 +321,7 @@ class PushService:
         if rows:
             store.add_push_actions(txn, rows)
         if self.hs.config.push.enabled:
-            notify_pushers(self.hs, txn, recipients, event, actions_for, members.get(sender))
+            notify_pushers(self.hs, txn, recipients, event, pos, actions_for, members.get(sender))
 
 
 def _is_default(user_id: str, kind: str, rule_id: str) -> bool:

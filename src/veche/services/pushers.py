@@ -44,6 +44,7 @@ _STRINGS = {"app_id": 64, "pushkey": 512, "app_display_name": 256, "device_displ
 class Push:
     user_id: str
     event: dict[str, Any]
+    position: int
     actions: list[Any]
     sender_display_name: str | None
 
@@ -168,7 +169,9 @@ class PusherService:
                 return [], {}, 0
             summary = room_store.room_summaries(txn, [room_id]).get(room_id, {})
             rooms = ev_store.get_rooms_for_user(txn, user_id)
-            counts = self.hs.push.unread_counts_txn(txn, user_id, rooms, self.hs.stream.current)
+            # The stream may not have moved past the event yet: count up to it regardless.
+            upto = max(push.position, self.hs.stream.current)
+            counts = self.hs.push.unread_counts_txn(txn, user_id, rooms, upto)
             unread = sum(1 for c in counts.values() if any(n for n, _ in c.values()))
             return pushers, summary, unread
 
@@ -224,11 +227,11 @@ class PusherService:
 
 
 def notify_pushers(hs: HomeServer, txn: Txn, recipients: list[str], event: dict[str, Any],
-                   actions_for: Any, display_name: str | None) -> None:
+                   pos: int, actions_for: Any, display_name: str | None) -> None:
     """Queue pushes for the recipients with pushers whose rules say notify."""
     pushers = hs.pushers
     for uid in recipients:
         if pushers.wants_push(uid):
             actions = actions_for(uid)
             if rules_core.actions_notify(actions):
-                pushers.queue_after_commit(txn, Push(uid, event, actions, display_name))
+                pushers.queue_after_commit(txn, Push(uid, event, pos, actions, display_name))

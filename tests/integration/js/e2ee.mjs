@@ -318,20 +318,26 @@ async function verify(baseUrl) {
     return { secrets: [], plain: [] };
 }
 
-/** Done-when 3: a backup made by one device, restored by a brand-new one. */
-async function backup(baseUrl) {
-    const tag = rand();
-    const alice = await register(baseUrl, `balice${tag}`);
-    const bob = await register(baseUrl, `bbob${tag}`);
+/** Alice's first device, with cross-signing and secret storage under a new recovery key. */
+async function firstDeviceWithRecovery(baseUrl, alice, secretStorageOpts = {}) {
     const holder = {};
     const a1 = await device(baseUrl, alice, "alice-1", holder);
     const c1 = a1.getCrypto();
     await within("bootstrapCrossSigning", c1.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia(alice) }));
     const recovery = await c1.createRecoveryKeyFromPassphrase();
     holder.recoveryKey = { privateKey: recovery.privateKey };
-    await within("bootstrapSecretStorage with a new key backup", c1.bootstrapSecretStorage({
-        createSecretStorageKey: async () => recovery, setupNewSecretStorage: true, setupNewKeyBackup: true,
+    await within(`bootstrapSecretStorage ${JSON.stringify(secretStorageOpts)}`, c1.bootstrapSecretStorage({
+        createSecretStorageKey: async () => recovery, setupNewSecretStorage: true, ...secretStorageOpts,
     }));
+    return { a1, c1, recovery };
+}
+
+/** Done-when 3: a backup made by one device, restored by a brand-new one. */
+async function backup(baseUrl) {
+    const tag = rand();
+    const alice = await register(baseUrl, `balice${tag}`);
+    const bob = await register(baseUrl, `bbob${tag}`);
+    const { a1, c1, recovery } = await firstDeviceWithRecovery(baseUrl, alice, { setupNewKeyBackup: true });
     const version = await waitFor("an active key backup on alice-1", () => c1.getActiveSessionBackupVersion());
     note(`key backup version ${version} active`);
 
@@ -374,16 +380,8 @@ async function dehydrate(baseUrl) {
     const tag = rand();
     const alice = await register(baseUrl, `dalice${tag}`);
     const bob = await register(baseUrl, `dbob${tag}`);
-    const holder = {};
-    const a1 = await device(baseUrl, alice, "alice-1", holder);
-    const c1 = a1.getCrypto();
+    const { a1, c1, recovery } = await firstDeviceWithRecovery(baseUrl, alice);
     check(await c1.isDehydrationSupported(), "the server does not support dehydrated devices");
-    await within("bootstrapCrossSigning", c1.bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia(alice) }));
-    const recovery = await c1.createRecoveryKeyFromPassphrase();
-    holder.recoveryKey = { privateKey: recovery.privateKey };
-    await within("bootstrapSecretStorage", c1.bootstrapSecretStorage({
-        createSecretStorageKey: async () => recovery, setupNewSecretStorage: true,
-    }));
     await within("startDehydration", c1.startDehydration({ createNewKey: true }));
     const parked = await within("GET dehydrated_device", a1.http.authedRequest(
         "GET", "/dehydrated_device", undefined, undefined, { prefix: DEHYDRATION_PREFIX }));

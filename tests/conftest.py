@@ -8,6 +8,7 @@ asked for and unreachable the tests fail, they never skip.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 import shutil
@@ -124,9 +125,20 @@ class ServerProcess:
 
 # The shared server has a TURN relay configured (no relay runs: clients only get credentials).
 TURN_SECRET = "test-turn-shared-secret"
+# ... and an application service, which the conformance walk runs on WALK_AS_PORT.
+WALK_AS_PORT = free_port()
+WALK_AS = {
+    "id": "walk-bridge", "url": f"http://127.0.0.1:{WALK_AS_PORT}",
+    "as_token": secrets.token_hex(16), "hs_token": secrets.token_hex(16),
+    "sender_localpart": "_walk_bot",
+    "namespaces": {"users": [{"exclusive": True, "regex": "@_walk_.*"}], "aliases": [], "rooms": []},
+}
+_WALK_AS_FILE = Path(tempfile.mkdtemp(prefix="veche-as-")) / "walk-bridge.yaml"
+_WALK_AS_FILE.write_text(json.dumps(WALK_AS))  # JSON is YAML
 SESSION_SERVER_ENV = {
     "VECHE_TURN__URIS": '["turn:127.0.0.1:3478?transport=udp", "turns:127.0.0.1:5349"]',
     "VECHE_TURN__SHARED_SECRET": TURN_SECRET,
+    "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(_WALK_AS_FILE)]),
 }
 
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.conftest import ServerProcess
+from veche.config import ConfigError, load_config
 
 
 async def test_versions_and_well_known(homeserver: ServerProcess, make_client: Any) -> None:
@@ -52,3 +54,23 @@ async def test_oversized_body_is_m_too_large(make_client: Any) -> None:
     status, body = await client.post("login", data=b"{" + b" " * (2 * 1024 * 1024) + b"}",
                                      token=False, headers={"Content-Type": "application/json"})
     assert status == 413 and body["errcode"] == "M_TOO_LARGE"
+
+
+async def test_support_contacts_are_published_when_configured(make_server: Any, http: Any,
+                                                              homeserver: Any) -> None:
+    async with http.get(f"{homeserver.base_url}/.well-known/matrix/support") as resp:
+        assert resp.status == 404 and (await resp.json())["errcode"] == "M_NOT_FOUND"
+    srv = make_server({"VECHE_SUPPORT__CONTACTS": '[{"role": "m.role.admin", "matrix_id": "@admin:x.org"},'
+                       ' {"role": "m.role.security", "email_address": "sec@x.org"}]',
+                       "VECHE_SUPPORT__SUPPORT_PAGE": "https://x.org/help"})
+    async with http.get(f"{srv.base_url}/.well-known/matrix/support") as resp:
+        assert resp.status == 200
+        assert await resp.json() == {
+            "contacts": [{"role": "m.role.admin", "matrix_id": "@admin:x.org"},
+                         {"role": "m.role.security", "email_address": "sec@x.org"}],
+            "support_page": "https://x.org/help"}
+
+
+def test_a_support_contact_needs_a_way_to_reach_it() -> None:
+    with pytest.raises(ConfigError, match="support.contacts"):
+        load_config(environ={"VECHE_SUPPORT__CONTACTS": '[{"role": "m.role.admin"}]'})

@@ -48,6 +48,13 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
     if dev:
         overrides["dev"] = True
     config = _load(config_path, overrides)
+    if config.app_service_config_files:
+        from veche.services.appservices import load_registrations
+
+        try:
+            load_registrations(config.app_service_config_files, config.server_name)
+        except ValueError as e:
+            raise click.ClickException(f"application service registration: {e}") from None
     try:
         import uvloop
 

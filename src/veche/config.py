@@ -13,7 +13,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 
 class _Section(BaseModel):
@@ -56,6 +56,7 @@ class RateLimitsConfig(_Section):
     report: RateLimit = RateLimit(per_second=0.1, burst=5)
     media_upload: RateLimit = RateLimit(per_second=1, burst=20)
     search: RateLimit = RateLimit(per_second=1, burst=10)
+    openid: RateLimit = RateLimit(per_second=0.5, burst=20)
 
 
 class LimitsConfig(_Section):
@@ -110,6 +111,25 @@ class PushConfig(_Section):
     timeout_s: float = Field(10.0, gt=0, le=120)
 
 
+class SupportContact(_Section):
+    # "m.role.admin", "m.role.security", or a namespaced role of your own.
+    role: str
+    matrix_id: str = ""
+    email_address: str = ""
+
+    @model_validator(mode="after")
+    def _reachable(self) -> SupportContact:
+        if not self.email_address and not self.matrix_id:
+            raise ValueError("a contact needs a matrix_id or an email_address")
+        return self
+
+
+class SupportConfig(_Section):
+    # Published at /.well-known/matrix/support, where clients show them to users who need help.
+    contacts: list[SupportContact] = []
+    support_page: str = ""
+
+
 class TurnConfig(_Section):
     # TURN servers for VoIP calls, e.g. ["turn:turn.example.org:3478?transport=udp"].
     uris: list[str] = []
@@ -146,6 +166,9 @@ class Config(_Section):
     media: MediaConfig = MediaConfig()
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()
+    support: SupportConfig = SupportConfig()
+    # Registration files (YAML) of application services: bridges and bots.
+    app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
 
     @property
@@ -233,6 +256,8 @@ data_dir = "veche-data"
 # Development mode: open registration with m.login.dummy, rate limits off. Never in production.
 dev = false
 default_room_version = "12"
+# Registration files (YAML) of application services (bridges, bots), e.g. ["/etc/veche/irc.yaml"].
+app_service_config_files = []
 
 [listen]
 host = "127.0.0.1"
@@ -260,6 +285,7 @@ profile = { per_second = 1, burst = 10 }
 report = { per_second = 0.1, burst = 5 }
 media_upload = { per_second = 1, burst = 20 }
 search = { per_second = 1, burst = 10 }
+openid = { per_second = 0.5, burst = 20 }
 
 [limits]
 max_json_body_bytes = 1048576
@@ -299,6 +325,12 @@ ip_range_blacklist = []
 # Include unencrypted messages' content in pushes (apps with format "event_id_only" never get it).
 include_content = true
 timeout_s = 10.0
+
+[support]
+# Who users can turn to, published at /.well-known/matrix/support. For example:
+# contacts = [{ role = "m.role.admin", matrix_id = "@admin:example.org", email_address = "admin@example.org" }]
+contacts = []
+support_page = ""
 
 [turn]
 # TURN relays for voice and video calls; none by default (calls then need a direct path).

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
+    from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
     from veche.services.dehydrated_devices import DehydratedDeviceService
     from veche.services.e2e_keys import E2eKeysService
@@ -66,12 +67,19 @@ class HomeServer:
         self.notifier = Notifier()
         self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
         self._background: set[asyncio.Task[Any]] = set()
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # a CLI command, not the server
+            self._loop = None
         last = self._max_stream_position()
         reserved = last + RESERVE_AHEAD
         self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
         self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
+        # Loaded now, not first inside a send's transaction.
         if config.push.enabled:
-            _ = self.pushers  # loads who has pushers now, not inside a send's transaction
+            _ = self.pushers
+        if config.app_service_config_files:
+            _ = self.appservices
 
     def _extend_reservation(self, upto: int) -> None:
         async def store() -> None:
@@ -105,6 +113,12 @@ class HomeServer:
         from veche.keys import load_or_create_signing_key
 
         return load_or_create_signing_key(self.data_dir)
+
+    def call_on_loop(self, fn: Any, *args: Any) -> None:
+        """Run fn on the server's event loop; safe from a database thread (PostgreSQL runs
+        transactions, and so their commit callbacks, on a thread pool)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(fn, *args)
 
     def run_in_background(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -170,6 +184,12 @@ class HomeServer:
         return PushService(self)
 
     @cached_property
+    def appservices(self) -> AppServiceService:
+        from veche.services.appservices import AppServiceService
+
+        return AppServiceService(self)
+
+    @cached_property
     def pushers(self) -> PusherService:
         from veche.services.pushers import PusherService
 
@@ -232,6 +252,7 @@ class HomeServer:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
-        if "pushers" in self.__dict__:
-            await self.pushers.close()
+        for name in ("pushers", "appservices"):
+            if name in self.__dict__:
+                await self.__dict__[name].close()
         self.db.close()

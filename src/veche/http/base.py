@@ -54,7 +54,14 @@ async def requester(request: web.Request, *, allow_expired: bool = False) -> Req
     token = access_token_of(request)
     if token is None:
         raise MatrixError(401, "M_MISSING_TOKEN", "Missing access token.")
-    req = await hs_of(request).auth.get_requester(token)
+    hs = hs_of(request)
+    service = hs.appservices.for_token(token) if hs.config.app_service_config_files else None
+    if service is not None:
+        request["appservice"] = service
+        req = await hs.appservices.requester(
+            service, request.query.get("user_id"), request.query.get("device_id"))
+    else:
+        req = await hs.auth.get_requester(token)
     request["requester"] = req
     return req
 

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from veche import __version__
+from veche.errors import not_found
 from veche.http.base import hs_of, json_response
 
 routes = web.RouteTableDef()
@@ -26,6 +29,7 @@ async def versions(request: web.Request) -> web.Response:
             "org.matrix.msc3440.stable": True,
             "org.matrix.msc3771": True,
             "org.matrix.msc3773": True,
+            "org.matrix.msc3814": True,
         },
         "server": {"name": "veche", "version": __version__},
     })
@@ -40,6 +44,20 @@ async def well_known_client(request: web.Request) -> web.Response:
 @routes.get("/.well-known/matrix/server")
 async def well_known_server(request: web.Request) -> web.Response:
     return json_response({"m.server": hs_of(request).config.server_name})
+
+
+@routes.get("/.well-known/matrix/support")
+async def well_known_support(request: web.Request) -> web.Response:
+    support = hs_of(request).config.support
+    if not support.contacts and not support.support_page:
+        raise not_found("No support contacts are published for this server")
+    out: dict[str, Any] = {}
+    if support.contacts:
+        out["contacts"] = [{k: v for k, v in c.model_dump().items() if v}
+                           for c in support.contacts]
+    if support.support_page:
+        out["support_page"] = support.support_page
+    return json_response(out)
 
 
 @routes.get("/")

@@ -8,7 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
-from veche.errors import bad_json, missing_param
+from veche.errors import MatrixError, bad_json, missing_param
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.streams import StreamToken
 
@@ -34,6 +34,8 @@ def _check_timeout(body: dict[str, Any]) -> None:
 @routes.post(CLIENT_V3 + "/keys/upload")
 async def upload_keys(request: web.Request) -> web.Response:
     req = await requester(request)
+    if not req.device_id:  # an application service acting without a device_id
+        raise MatrixError(400, "M_UNKNOWN_DEVICE", "Keys belong to a device: name one with device_id")
     body = await json_body(request)
     counts = await hs_of(request).e2e_keys.upload(req.user_id, req.device_id, body)
     return json_response({"one_time_key_counts": counts})

@@ -28,6 +28,7 @@ async def request_token(request: web.Request) -> web.Response:
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("You can only request OpenID tokens for yourself")
     hs = hs_of(request)
+    hs.ratelimiter.check("openid", req.user_id)
     token = secrets.token_urlsafe(32)
     now = int(time.time() * 1000)
     await hs.db.run(store.add_openid_token, hash_token(token), req.user_id,

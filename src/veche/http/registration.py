@@ -7,9 +7,10 @@ from typing import Any
 from aiohttp import web
 
 from veche.errors import MatrixError, bad_json, invalid_param, missing_param
-from veche.http.base import CLIENT_V1, CLIENT_V3, hs_of, json_body, json_response
+from veche.http.base import CLIENT_V1, CLIENT_V3, access_token_of, hs_of, json_body, json_response
 
 routes = web.RouteTableDef()
+APPSERVICE_LOGIN = "m.login.application_service"
 
 
 def _optional(body: dict[str, Any], key: str, kind: type, what: str) -> Any:
@@ -28,6 +29,10 @@ async def register(request: web.Request) -> web.Response:
     if kind != "user":
         raise invalid_param("kind must be user or guest")
     body = await json_body(request)
+    auth = body.get("auth")
+    if body.get("type") == APPSERVICE_LOGIN or (
+            isinstance(auth, dict) and auth.get("type") == APPSERVICE_LOGIN):
+        return await _register_for_appservice(request, body)
     if not hs.config.registration_open:
         raise MatrixError(403, "M_FORBIDDEN", "Registration is disabled")
     username = _optional(body, "username", str, "a string")
@@ -36,13 +41,11 @@ async def register(request: web.Request) -> web.Response:
     display = _optional(body, "initial_device_display_name", str, "a string")
     inhibit = _optional(body, "inhibit_login", bool, "a boolean") or False
     want_refresh = _optional(body, "refresh_token", bool, "a boolean") or False
-    auth = body.get("auth")
-    if isinstance(auth, dict) and auth.get("type") == "m.login.application_service":
-        raise MatrixError(401, "M_UNKNOWN_TOKEN", "No application services are registered")
     hs.ratelimiter.check("registration", request.remote or "")
     # Settle everything that can fail before the client goes through the flow.
     if username is not None:
         username = username.lower()
+        _check_not_exclusive(request, username)
         if not await hs.accounts.is_available(username):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
     if not password:
@@ -57,6 +60,12 @@ async def register(request: web.Request) -> web.Response:
     token = result["params"].get("m.login.registration_token")
     localpart = username or await hs.accounts.generate_localpart()
     user_id = await hs.accounts.create_user(localpart, password, registration_token=token)
+    return await _registered(request, user_id, device_id, display, inhibit, want_refresh)
+
+
+async def _registered(request: web.Request, user_id: str, device_id: str | None,
+                      display: str | None, inhibit: bool, want_refresh: bool) -> web.Response:
+    hs = hs_of(request)
     if inhibit:
         return json_response({"user_id": user_id, "home_server": hs.server_name})
     session = await hs.accounts.login_session(
@@ -66,12 +75,44 @@ async def register(request: web.Request) -> web.Response:
     return json_response(session)
 
 
+def _check_not_exclusive(request: web.Request, localpart: str) -> None:
+    hs = hs_of(request)
+    if hs.config.app_service_config_files and hs.appservices.exclusive_owner(
+            f"@{localpart}:{hs.server_name}") is not None:
+        raise MatrixError(400, "M_EXCLUSIVE", "This user ID is reserved by an application service")
+
+
+async def _register_for_appservice(request: web.Request, body: dict[str, Any]) -> web.Response:
+    """An application service creates a (passwordless) user in its namespace."""
+    hs = hs_of(request)
+    token = access_token_of(request)
+    if token is None:
+        raise MatrixError(401, "M_MISSING_TOKEN", "Application services register with their as_token")
+    service = hs.appservices.for_token(token) if hs.config.app_service_config_files else None
+    if service is None:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown application service token")
+    username = _optional(body, "username", str, "a string")
+    if not username:
+        raise missing_param("username is required")
+    localpart = username.lower()
+    user_id = f"@{localpart}:{hs.server_name}"
+    if not service.matches_user(user_id, hs.server_name):
+        raise MatrixError(400, "M_EXCLUSIVE", "The user ID is outside the application service's namespace")
+    await hs.accounts.create_user(localpart, None)
+    return await _registered(
+        request, user_id, _optional(body, "device_id", str, "a string"),
+        _optional(body, "initial_device_display_name", str, "a string"),
+        _optional(body, "inhibit_login", bool, "a boolean") or False,
+        _optional(body, "refresh_token", bool, "a boolean") or False)
+
+
 @routes.get(CLIENT_V3 + "/register/available")
 async def available(request: web.Request) -> web.Response:
     hs = hs_of(request)
     username = request.query.get("username")
     if not username:
         raise missing_param("username is required")
+    _check_not_exclusive(request, username.lower())
     if not await hs.accounts.is_available(username.lower()):
         raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
     return json_response({"available": True})

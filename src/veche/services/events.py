@@ -244,7 +244,9 @@ class EventService:
         state_after = dict(auth_state)
         if state_key is not None:
             state_after[(event_type, state_key)] = event
-        self.hs.push.on_event_persisted(txn, event, pos, rv, state_after)
+        members = self.hs.push.on_event_persisted(txn, event, pos, rv, state_after)
+        if self.hs.config.app_service_config_files:
+            self.hs.appservices.on_event_persisted(txn, event, members)
         if event_type == "m.room.redaction" and redacts is not None:
             self._apply_redaction(txn, rv, event, redacts)
         return event

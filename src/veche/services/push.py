@@ -259,8 +259,9 @@ class PushService:
     def on_event_persisted(
         self, txn: Txn, event: dict[str, Any], pos: int, rv: RoomVersion | None = None,
         state: dict[tuple[str, str], dict[str, Any]] | None = None,
-    ) -> None:
-        """Record what the event does to members' unread counts (in the persisting txn).
+    ) -> dict[str, str | None]:
+        """Record what the event does to members' unread counts (in the persisting txn);
+        returns the room's joined members (user ID -> display name) after it.
 
         Members with the server-default rules who are not named in the event all get the
         same actions (the default rules depend on the user only through their user ID
@@ -285,7 +286,7 @@ class PushService:
             self.mark_read(txn, sender, room_id, pos, thread_id or "main")
         recipients = [u for u in members if u != sender]
         if not recipients:
-            return
+            return members
         if state is None:  # the room's state after the event; the pipeline passes its auth state
             state = event_store.get_current_state(
                 txn, room_id, [("m.room.power_levels", ""), ("m.room.create", "")]
@@ -322,6 +323,7 @@ class PushService:
             store.add_push_actions(txn, rows)
         if self.hs.config.push.enabled:
             notify_pushers(self.hs, txn, recipients, event, pos, actions_for, members.get(sender))
+        return members
 
 
 def _is_default(user_id: str, kind: str, rule_id: str) -> bool:

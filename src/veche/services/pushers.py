@@ -106,11 +106,6 @@ class PusherService:
         # Gateways answer at their own pace: a slow one must not hold up the others.
         self._slots = asyncio.Semaphore(CONCURRENCY)
         self._pending = 0
-        # Commit callbacks run on a database thread under PostgreSQL: hand pushes to the loop.
-        try:
-            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:  # a CLI command, not the server
-            self._loop = None
         self._session: aiohttp.ClientSession | None = None
         self.policy = AddressPolicy(self.config.ip_range_allowlist, self.config.ip_range_blacklist)
 
@@ -135,8 +130,7 @@ class PusherService:
         txn.call_after(lambda: self._enqueue(push))
 
     def _enqueue(self, push: Push) -> None:
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._start, push)
+        self.hs.call_on_loop(self._start, push)
 
     def _start(self, push: Push) -> None:
         if self._pending >= MAX_PENDING:

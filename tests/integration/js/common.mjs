@@ -41,3 +41,15 @@ export async function within(what, promise, ms) {
         clearTimeout(t);
     }
 }
+
+/** Register `username` (m.login.dummy) and return a matrix-js-sdk client for it. */
+export async function registerClient(sdk, baseUrl, username, password) {
+    const url = `${baseUrl}/_matrix/client/v3/register`;
+    const body = { username, password };
+    const post = (b) => fetch(url, { method: "POST", body: JSON.stringify(b), headers: { "Content-Type": "application/json" } });
+    const challenge = await (await post(body)).json();
+    const r = await post({ ...body, auth: { type: "m.login.dummy", session: challenge.session } });
+    const res = await r.json();
+    check(r.status === 200, `register ${username}: ${JSON.stringify(res)}`);
+    return sdk.createClient({ baseUrl, accessToken: res.access_token, userId: res.user_id, deviceId: res.device_id });
+}

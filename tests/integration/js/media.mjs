@@ -5,6 +5,7 @@
 //   node media.mjs <baseUrl> media   -> prints {"ok": true, ...} on stdout, exit 0
 import { createHash, randomBytes } from "node:crypto";
 import { deflateSync } from "node:zlib";
+import { registerClient } from "./common.mjs";
 
 for (const m of ["log", "info", "debug", "trace"]) console[m] = (...a) => console.error(...a);
 const sdk = await import("matrix-js-sdk");
@@ -20,20 +21,7 @@ function check(cond, msg) {
     if (!cond) throw new Error(msg);
 }
 
-async function register(username) {
-    const url = `${baseUrl}/_matrix/client/v3/register`;
-    const body = { username, password: "media-password-js" };
-    let r = await fetch(url, { method: "POST", body: JSON.stringify(body), headers: { "Content-Type": "application/json" } });
-    const challenge = await r.json();
-    r = await fetch(url, {
-        method: "POST",
-        body: JSON.stringify({ ...body, auth: { type: "m.login.dummy", session: challenge.session } }),
-        headers: { "Content-Type": "application/json" },
-    });
-    const res = await r.json();
-    check(r.status === 200, `register ${username}: ${JSON.stringify(res)}`);
-    return sdk.createClient({ baseUrl, accessToken: res.access_token, userId: res.user_id, deviceId: res.device_id });
-}
+const register = (username) => registerClient(sdk, baseUrl, username, "media-password-js");
 
 // A PNG made by hand (no image library in this package): width x height, a diagonal pattern.
 function crc32(buf) {

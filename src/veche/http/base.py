@@ -46,8 +46,22 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[
     return body
 
 
-async def requester(request: web.Request, *, allow_expired: bool = False) -> Requester:
-    """The authenticated user of this request (M_MISSING_TOKEN / M_UNKNOWN_TOKEN otherwise)."""
+async def requester(request: web.Request, *, allow_expired: bool = False,
+                    allow_locked: bool = False) -> Requester:
+    """The authenticated user of this request (M_MISSING_TOKEN / M_UNKNOWN_TOKEN otherwise;
+    M_USER_LOCKED for a locked account, except where `allow_locked`: logging out)."""
+    req = await _requester(request)
+    if req.locked and not allow_locked:
+        raise MatrixError(401, "M_USER_LOCKED", "This account has been locked", soft_logout=True)
+    return req
+
+
+def require_not_suspended(req: Requester) -> None:
+    if req.suspended:
+        raise MatrixError(403, "M_USER_SUSPENDED", "You cannot perform this action while suspended.")
+
+
+async def _requester(request: web.Request) -> Requester:
     cached = request.get("requester")
     if cached is not None:
         return cached  # type: ignore[no-any-return]

@@ -8,7 +8,15 @@ from typing import Any
 from aiohttp import web
 
 from veche.errors import bad_json, invalid_param
-from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, query_int, requester
+from veche.http.base import (
+    CLIENT_V3,
+    hs_of,
+    json_body,
+    json_response,
+    query_int,
+    requester,
+    require_not_suspended,
+)
 from veche.storage import rooms as room_store
 
 routes = web.RouteTableDef()
@@ -22,6 +30,7 @@ async def get_alias(request: web.Request) -> web.Response:
 @routes.put(CLIENT_V3 + "/directory/room/{roomAlias}")
 async def put_alias(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     body = await json_body(request)
     await hs_of(request).rooms.create_alias(req.user_id, request.match_info["roomAlias"],
                                             body.get("room_id"))

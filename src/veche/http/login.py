@@ -59,14 +59,14 @@ async def login(request: web.Request) -> web.Response:
 
 @routes.post(CLIENT_V3 + "/logout")
 async def logout(request: web.Request) -> web.Response:
-    req = await requester(request, allow_expired=True)
+    req = await requester(request, allow_expired=True, allow_locked=True)
     await hs_of(request).accounts.logout(req.user_id, req.device_id)
     return json_response({})
 
 
 @routes.post(CLIENT_V3 + "/logout/all")
 async def logout_all(request: web.Request) -> web.Response:
-    req = await requester(request, allow_expired=True)
+    req = await requester(request, allow_expired=True, allow_locked=True)
     await hs_of(request).accounts.logout(req.user_id, None)
     return json_response({})
 

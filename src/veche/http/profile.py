@@ -5,7 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
-from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.http.base import (
+    CLIENT_V3,
+    hs_of,
+    json_body,
+    json_response,
+    requester,
+    require_not_suspended,
+)
 from veche.services.accounts import MAX_AVATAR_URL_LEN, MAX_DISPLAYNAME_LEN, PROFILE_FIELDS
 
 routes = web.RouteTableDef()
@@ -29,6 +36,7 @@ async def get_field(request: web.Request) -> web.Response:
 async def set_field(request: web.Request) -> web.Response:
     hs = hs_of(request)
     req = await requester(request)
+    require_not_suspended(req)
     user_id, field = request.match_info["user_id"], request.match_info["field"]
     if user_id != req.user_id:
         raise forbidden("You may only change your own profile")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from veche.core.filters import (
@@ -20,9 +22,12 @@ from veche.http.base import (
     json_response,
     query_int,
     requester,
+    require_not_suspended,
     require_str,
 )
+from veche.services.auth import Requester
 from veche.services.rooms import check_user_id
+from veche.storage import events as ev_store
 
 routes = web.RouteTableDef()
 
@@ -36,6 +41,7 @@ def _room_id(request: web.Request) -> str:
 @routes.post(f"{CLIENT_V3}/createRoom")
 async def create_room(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
     return json_response(await hs_of(request).rooms.create_room(req.user_id, body))
 
@@ -45,6 +51,7 @@ async def create_room(request: web.Request) -> web.Response:
 @routes.post(CLIENT_V3 + "/join/{roomIdOrAlias}")
 async def join_by_id_or_alias(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
     room_id = await hs_of(request).rooms.join(req.user_id, request.match_info["roomIdOrAlias"], body)
     return json_response({"room_id": room_id})
@@ -53,6 +60,7 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
 @routes.post(CLIENT_V3 + "/rooms/{roomId}/join")
 async def join_room(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
     room_id = _room_id(request)
     if not room_id.startswith("!"):
@@ -64,6 +72,7 @@ async def join_room(request: web.Request) -> web.Response:
 @routes.post(CLIENT_V3 + "/knock/{roomIdOrAlias}")
 async def knock(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
     room_id = await hs_of(request).rooms.knock(req.user_id, request.match_info["roomIdOrAlias"], body)
     return json_response({"room_id": room_id})
@@ -87,6 +96,7 @@ async def forget(request: web.Request) -> web.Response:
 
 async def _targeted(request: web.Request, membership: str, *, unban: bool = False) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     body = await json_body(request)
     target = check_user_id(require_str(body, "user_id"))
     await hs_of(request).rooms.set_membership(
@@ -121,6 +131,10 @@ async def unban(request: web.Request) -> web.Response:
 async def send_message(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await json_body(request)
+    if request.match_info["eventType"] == "m.room.redaction":
+        await _require_own_if_suspended(request, req, body.get("redacts"))
+    else:
+        require_not_suspended(req)
     event_id = await hs_of(request).rooms.send_message(
         req.user_id, req.device_id, _room_id(request), request.match_info["eventType"],
         request.match_info["txnId"], body,
@@ -132,6 +146,9 @@ async def send_message(request: web.Request) -> web.Response:
 @routes.put(CLIENT_V3 + "/rooms/{roomId}/state/{eventType}/{stateKey:.*}")
 async def put_state(request: web.Request) -> web.Response:
     req = await requester(request)
+    if req.suspended and not (request.match_info["eventType"] == "m.room.member"
+                              and request.match_info.get("stateKey") == req.user_id):
+        require_not_suspended(req)
     body = await json_body(request)
     event_id = await hs_of(request).rooms.send_state(
         req.user_id, _room_id(request), request.match_info["eventType"],
@@ -160,9 +177,19 @@ async def get_state(request: web.Request) -> web.Response:
     return json_response(await hs_of(request).rooms.get_state(_room_id(request), req.user_id))
 
 
+async def _require_own_if_suspended(request: web.Request, req: Requester, event_id: Any) -> None:
+    """A suspended user may still redact their own events, and nobody else's."""
+    if not req.suspended:
+        return
+    event = await hs_of(request).db.run(ev_store.get_event, event_id) if isinstance(event_id, str) else None
+    if event is None or event.get("sender") != req.user_id:
+        require_not_suspended(req)
+
+
 @routes.put(CLIENT_V3 + "/rooms/{roomId}/redact/{eventId}/{txnId}")
 async def redact(request: web.Request) -> web.Response:
     req = await requester(request)
+    await _require_own_if_suspended(request, req, request.match_info["eventId"])
     body = await json_body(request, allow_empty=True)
     event_id = await hs_of(request).rooms.redact(
         req.user_id, req.device_id, _room_id(request), request.match_info["eventId"],

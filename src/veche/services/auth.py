@@ -20,6 +20,8 @@ class Requester:
     user_id: str
     device_id: str
     access_token_hash: str
+    locked: bool = False
+    suspended: bool = False
 
 
 def hash_token(token: str) -> str:
@@ -40,7 +42,7 @@ class AuthService:
 
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self._cache: dict[str, tuple[str, str, int | None]] = {}
+        self._cache: dict[str, tuple[str, str, int | None, bool, bool]] = {}
 
     async def get_requester(self, token: str) -> Requester:
         token_hash = hash_token(token)
@@ -49,7 +51,7 @@ class AuthService:
             row = await self.hs.db.run(accounts.get_access_token, token_hash)
             if row is None:
                 raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unknown access token.", soft_logout=False)
-            entry = row[:3]
+            entry = (*row[:3], row[4], row[5])
             if row[3] is not None:
                 # The first use of an access token from /refresh ends the refresh token
                 # it replaced (after a restart this runs again, finding nothing to revoke).
@@ -57,10 +59,10 @@ class AuthService:
             if len(self._cache) >= self._CACHE_MAX:
                 self._cache.clear()
             self._cache[token_hash] = entry
-        user_id, device_id, valid_until = entry
+        user_id, device_id, valid_until, locked, suspended = entry
         if valid_until is not None and valid_until < now_ms():
             raise MatrixError(401, "M_UNKNOWN_TOKEN", "Access token has expired.", soft_logout=True)
-        return Requester(user_id, device_id, token_hash)
+        return Requester(user_id, device_id, token_hash, locked, suspended)
 
     def invalidate(self, token_hashes: list[str] | None = None) -> None:
         """Forget cached tokens (all of them when None) after logout or deactivation."""

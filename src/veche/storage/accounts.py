@@ -65,16 +65,27 @@ def add_access_token(
 
 def get_access_token(
     txn: Txn, token_hash: str
-) -> tuple[str, str, int | None, str | None] | None:
-    """(user_id, device_id, valid_until_ms, refresh_token_hash) of a live token of an active
-    user."""
+) -> tuple[str, str, int | None, str | None, bool, bool] | None:
+    """(user_id, device_id, valid_until_ms, refresh_token_hash, locked, suspended) of a live
+    token of an active user."""
     row = txn.fetchone(
-        "SELECT t.user_id, t.device_id, t.valid_until_ms, t.refresh_token_hash FROM access_tokens t"
-        " JOIN users u ON u.user_id = t.user_id"
+        "SELECT t.user_id, t.device_id, t.valid_until_ms, t.refresh_token_hash, u.locked,"
+        " u.suspended FROM access_tokens t JOIN users u ON u.user_id = t.user_id"
         " WHERE t.token_hash = ? AND u.deactivated = 0",
         (token_hash,),
     )
-    return (row[0], row[1], row[2], row[3]) if row else None
+    return (row[0], row[1], row[2], row[3], bool(row[4]), bool(row[5])) if row else None
+
+
+def get_moderation(txn: Txn, user_id: str) -> tuple[bool, bool] | None:
+    """(locked, suspended) of an existing user."""
+    row = txn.fetchone("SELECT locked, suspended FROM users WHERE user_id = ?", (user_id,))
+    return (bool(row[0]), bool(row[1])) if row else None
+
+
+def set_moderation(txn: Txn, user_id: str, flag: str, value: bool) -> None:
+    assert flag in ("locked", "suspended")
+    txn.execute(f"UPDATE users SET {flag} = ? WHERE user_id = ?", (int(value), user_id))
 
 
 def delete_access_tokens(

@@ -34,6 +34,7 @@ logger = logging.getLogger(__name__)
 
 MAX_EVENTS_PER_TXN = 100
 BACKOFF_MAX_S = 60.0
+USER_MATCH_CACHE = 100_000
 
 
 @dataclass
@@ -54,12 +55,22 @@ class ApplicationService:
     rooms: list[Namespace]
     receive_ephemeral: bool = False
     queue: list[dict[str, Any]] = field(default_factory=list)
+    _user_matches: dict[str, bool] = field(default_factory=dict)
 
     def matches_user(self, user_id: str, server_name: str, exclusive_only: bool = False) -> bool:
         if not user_id.endswith(":" + server_name):
             return False  # only local users count for the users namespace
-        return user_id == self.sender or any(
-            ns.regex.fullmatch(user_id) for ns in self.users if ns.exclusive or not exclusive_only)
+        if exclusive_only:
+            return user_id == self.sender or any(
+                ns.regex.fullmatch(user_id) for ns in self.users if ns.exclusive)
+        # Asked for every member of a room on each event: remember the answer per user.
+        known = self._user_matches.get(user_id)
+        if known is None:
+            known = user_id == self.sender or any(ns.regex.fullmatch(user_id) for ns in self.users)
+            if len(self._user_matches) >= USER_MATCH_CACHE:
+                self._user_matches.clear()
+            self._user_matches[user_id] = known
+        return known
 
     def matches_alias(self, alias: str, exclusive_only: bool = False) -> bool:
         return any(ns.regex.fullmatch(alias) for ns in self.aliases

@@ -635,6 +635,20 @@ class RoomService:
                 return found, None
         return found, pos
 
+    async def events_around(
+        self, room_id: str, vis: Visibility, flt: RoomEventFilter, pos: int, n_before: int,
+        n_after: int,
+    ) -> tuple[list[tuple[int, dict[str, Any]]], list[tuple[int, dict[str, Any]]], str, str]:
+        """Visible events before (newest first) and after the one at `pos`, with the
+        pagination tokens around them (for /context and /search's event_context)."""
+        before, _ = (await self.walk_timeline(room_id, vis, flt, pos - 1, None, "b", n_before)
+                     if n_before else ([], None))
+        after, _ = (await self.walk_timeline(room_id, vis, flt, pos, None, "f", n_after)
+                    if n_after else ([], None))
+        start = StreamToken(max((before[-1][0] - 1) if before else pos - 1, 0))
+        end = StreamToken(after[-1][0] if after else pos)
+        return before, after, str(start), str(end)
+
     async def messages(
         self, room_id: str, user_id: str, from_tok: str | None, to_tok: str | None,
         direction: str, limit: int, flt: RoomEventFilter,
@@ -700,13 +714,8 @@ class RoomService:
         if flt.limit:
             limit = min(limit, flt.limit)
         n_before = limit // 2
-        n_after = limit - n_before
-        before, _ = (await self.walk_timeline(room_id, vis, flt, pos - 1, None, "b", n_before)
-                     if n_before else ([], None))
-        after, _ = (await self.walk_timeline(room_id, vis, flt, pos, None, "f", n_after)
-                    if n_after else ([], None))
-        start_pos = (before[-1][0] - 1) if before else pos - 1
-        end_pos = after[-1][0] if after else pos
+        before, after, start, end = await self.events_around(
+            room_id, vis, flt, pos, n_before, limit - n_before)
         main = client_event(event)
         before_c = [client_event(ev) for _, ev in before]
         after_c = [client_event(ev) for _, ev in after]
@@ -724,8 +733,8 @@ class RoomService:
 
         state = [client_event(ev) for ev in await self.hs.db.run(load_state)]
         return {
-            "start": str(StreamToken(max(start_pos, 0))),
-            "end": str(StreamToken(end_pos)),
+            "start": start,
+            "end": end,
             "event": main,
             "events_before": before_c,
             "events_after": after_c,

@@ -15,7 +15,6 @@ from veche.storage import events as ev_store
 from veche.storage import rooms as room_store
 from veche.storage import search as store
 from veche.storage.database import Txn
-from veche.streams import StreamToken
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
@@ -119,15 +118,12 @@ class SearchService:
         include_profile = context.get("include_profile", False)
         if not isinstance(include_profile, bool):
             raise bad_json("event_context.include_profile must be a boolean")
-        room_id, every = ev["room_id"], RoomEventFilter.from_json(None)
         rooms = self.hs.rooms
-        before, _ = (await rooms.walk_timeline(room_id, vis, every, pos - 1, None, "b", before_n)
-                     if before_n else ([], None))
-        after, _ = (await rooms.walk_timeline(room_id, vis, every, pos, None, "f", after_n)
-                    if after_n else ([], None))
+        before, after, start, end = await rooms.events_around(
+            ev["room_id"], vis, RoomEventFilter.from_json(None), pos, before_n, after_n)
         out: dict[str, Any] = {
-            "start": str(StreamToken(max((before[-1][0] - 1) if before else pos - 1, 0))),
-            "end": str(StreamToken(after[-1][0] if after else pos)),
+            "start": start,
+            "end": end,
             "events_before": [client_event(e) for _, e in before],
             "events_after": [client_event(e) for _, e in after],
         }

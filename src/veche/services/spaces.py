@@ -103,20 +103,23 @@ class SpaceService:
                 raise forbidden("You may not see this room")
             rooms: list[dict[str, Any]] = []
             seen: set[str] = set()
+            # A space's children are summarised in one query when it is expanded.
+            summaries: dict[str, dict[str, Any]] = {room_id: root}
             stack: list[tuple[str, int]] = [(room_id, 0)]
             while stack and len(rooms) < MAX_ROOMS_WALKED:
                 current, depth = stack.pop()
                 if current in seen:
                     continue
                 seen.add(current)
-                summary = root if current == room_id else (
-                    store.room_summaries(txn, [current]).get(current))
+                summary = summaries.get(current)
                 if summary is None or not access.allows(summary):
                     continue
                 children = (_children(store.space_children(txn, current), suggested_only)
                             if summary.get("room_type") == "m.space" else [])
                 rooms.append({**summary, "children_state": [_stripped(c) for c in children]})
                 if depth < depth_limit:
+                    fresh = [c["state_key"] for c in children if c["state_key"] not in summaries]
+                    summaries.update(store.room_summaries(txn, fresh))
                     stack.extend((c["state_key"], depth + 1) for c in reversed(children))
             return rooms
 

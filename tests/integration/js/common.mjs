@@ -53,3 +53,17 @@ export async function registerClient(sdk, baseUrl, username, password) {
     check(r.status === 200, `register ${username}: ${JSON.stringify(res)}`);
     return sdk.createClient({ baseUrl, accessToken: res.access_token, userId: res.user_id, deviceId: res.device_id });
 }
+
+/** matrix-js-sdk with its logging quieted, and console output (which it uses) moved to
+ *  stderr, so stdout carries only a story's final JSON line. */
+export async function quietSdk(consoleMethods = ["log", "info", "debug", "trace"]) {
+    for (const m of consoleMethods) console[m] = (...a) => console.error(...a);
+    const sdk = await import("matrix-js-sdk");
+    try {
+        const { logger } = await import("matrix-js-sdk/lib/logger.js");
+        logger.setLevel("error");
+    } catch {
+        /* not fatal */
+    }
+    return sdk;
+}

@@ -3,16 +3,9 @@
 // OpenID token a widget would check.
 //
 //   node community.mjs <baseUrl> community   -> prints {"ok": true, ...} on stdout, exit 0
-import { check, rand, registerClient } from "./common.mjs";
+import { check, quietSdk, rand, registerClient } from "./common.mjs";
 
-for (const m of ["log", "info", "debug", "trace", "warn"]) console[m] = (...a) => console.error(...a);
-const sdk = await import("matrix-js-sdk");
-try {
-    const { logger } = await import("matrix-js-sdk/lib/logger.js");
-    logger.setLevel("error");
-} catch {
-    /* not fatal */
-}
+const sdk = await quietSdk(["log", "info", "debug", "trace", "warn"]);
 
 const baseUrl = process.argv[2];
 const tag = rand();

@@ -5,16 +5,9 @@
 //   node media.mjs <baseUrl> media   -> prints {"ok": true, ...} on stdout, exit 0
 import { createHash, randomBytes } from "node:crypto";
 import { deflateSync } from "node:zlib";
-import { registerClient } from "./common.mjs";
+import { quietSdk, registerClient } from "./common.mjs";
 
-for (const m of ["log", "info", "debug", "trace"]) console[m] = (...a) => console.error(...a);
-const sdk = await import("matrix-js-sdk");
-try {
-    const { logger } = await import("matrix-js-sdk/lib/logger.js");
-    logger.setLevel("error");
-} catch {
-    /* not fatal */
-}
+const sdk = await quietSdk(["log", "info", "debug", "trace"]);
 
 const baseUrl = process.argv[2];
 function check(cond, msg) {

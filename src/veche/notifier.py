@@ -7,8 +7,14 @@ NATS or Redis implementation that forwards `notify` calls between processes.
 from __future__ import annotations
 
 import asyncio
+import heapq
+import itertools
 from collections import defaultdict
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from veche.streams import StreamIdGenerator
 
 
 class Notifier:
@@ -17,15 +23,40 @@ class Notifier:
     Keys are user IDs and room IDs. `counter` increases on every notify; a waiter passes
     the counter it read before computing its (empty) response, so a notify that happened
     in between wakes it at once instead of being lost.
+
+    A write is only readable once the stream's `current` has passed its position, which an
+    earlier write still in flight (another room's commit) can hold back. A waiter woken
+    before then would find nothing and sleep again with nothing left to wake it, so a
+    notify is held until `current` reaches the writer's position.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stream: StreamIdGenerator | None = None) -> None:
         self.counter = 0
         self._closed = False
         self._last: dict[str, int] = {}
         self._waiters: dict[str, set[asyncio.Future[None]]] = defaultdict(set)
+        self._stream = stream
+        self._held: list[tuple[int, int, list[str]]] = []  # heap of (position, seq, keys)
+        self._seq = itertools.count()
+        if stream is not None:
+            stream.on_advance(self._release)
 
-    def notify(self, keys: Iterable[str]) -> None:
+    def notify(self, keys: Iterable[str], position: int | None = None) -> None:
+        """Wake the waiters on `keys` once everything up to `position` is readable (by
+        default, every position handed out so far: the caller's write is among them)."""
+        if self._stream is not None:
+            if position is None:
+                position = self._stream.last
+            if position > self._stream.current:
+                heapq.heappush(self._held, (position, next(self._seq), list(keys)))
+                return
+        self._deliver(keys)
+
+    def _release(self, current: int) -> None:
+        while self._held and self._held[0][0] <= current:
+            self._deliver(heapq.heappop(self._held)[2])
+
+    def _deliver(self, keys: Iterable[str]) -> None:
         self.counter += 1
         for key in keys:
             self._last[key] = self.counter
@@ -36,8 +67,8 @@ class Notifier:
                         fut.set_result(None)
 
     def notify_all(self) -> None:
-        """Wake every waiter (something all of them may have been waiting for moved)."""
-        self.notify(list(self._waiters))
+        """Wake every waiter now (something all of them may have been waiting for moved)."""
+        self._deliver(list(self._waiters))
 
     def close(self) -> None:
         """Shutting down: end every wait now, and don't start new ones."""

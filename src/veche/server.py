@@ -64,7 +64,6 @@ class HomeServer:
             sqlite_synchronous=config.database.sqlite_synchronous,
             pool_size=config.database.pool_size,
         )
-        self.notifier = Notifier()
         self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
         self._background: set[asyncio.Task[Any]] = set()
         try:
@@ -75,6 +74,7 @@ class HomeServer:
         reserved = last + RESERVE_AHEAD
         self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
         self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
+        self.notifier = Notifier(self.stream)
         # Loaded now, not first inside a send's transaction.
         if config.push.enabled:
             _ = self.pushers

@@ -42,6 +42,11 @@ class StreamIdGenerator:
         self._reserved = reserved if reserved is not None else 2**62
         self._extend = extend
         self._extending = False
+        self._listeners: list[Callable[[int], None]] = []
+
+    def on_advance(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(current)` whenever `current` moves forward."""
+        self._listeners.append(listener)
 
     @contextlib.contextmanager
     def get_next(self) -> Iterator[int]:
@@ -61,11 +66,19 @@ class StreamIdGenerator:
         finally:
             with self._lock:
                 self._unfinished.discard(pos)
-                self._advance()
+                moved = self._advance()
+            if moved:
+                self._advanced()
 
-    def _advance(self) -> None:
+    def _advance(self) -> bool:
+        before = self._current
         done = (min(self._unfinished) - 1) if self._unfinished else self._last
         self._current = min(done, self._reserved)
+        return self._current != before
+
+    def _advanced(self) -> None:
+        for listener in self._listeners:
+            listener(self._current)
 
     def reserved(self, upto: int | None) -> bool:
         """The reservation up to `upto` is stored (None: storing it failed, try again later).
@@ -74,14 +87,20 @@ class StreamIdGenerator:
             self._extending = False
             if upto is None:
                 return False
-            before = self._current
             self._reserved = max(self._reserved, upto)
-            self._advance()
-            return self._current != before
+            moved = self._advance()
+        if moved:
+            self._advanced()
+        return moved
 
     @property
     def current(self) -> int:
         return self._current
+
+    @property
+    def last(self) -> int:
+        """The highest position handed out (finished or not)."""
+        return self._last
 
 
 @dataclass(frozen=True, slots=True)

@@ -132,13 +132,13 @@ class EventService:
                 logger.exception("persisting %d event(s) in %s failed", len(batch), room_id)
                 self.hs.push.forget_room(room_id)  # it may have cached uncommitted members
                 outcomes = [(None, False, e)] * len(batch)
-        for req, (event, is_new, error) in zip(batch, outcomes, strict=True):
+        for req, pos, (event, is_new, error) in zip(batch, positions, outcomes, strict=True):
             if error is not None:
                 req.result.set_exception(error)
             else:
                 req.result.set_result(event)  # type: ignore[arg-type]
                 if is_new:
-                    self._announce(event)  # type: ignore[arg-type]
+                    self._announce(event, pos)  # type: ignore[arg-type]
 
     def _batch_txn(
         self, txn: Txn, room_id: str, batch: list[_SendRequest], positions: list[int]
@@ -296,11 +296,11 @@ class EventService:
         self._state_events.pop(redacts, None)
         txn.call_after(lambda: self._state_events.pop(redacts, None))
 
-    def _announce(self, event: dict[str, Any]) -> None:
+    def _announce(self, event: dict[str, Any], pos: int | None = None) -> None:
         keys = [event["room_id"]]
         if event["type"] == "m.room.member":
             keys.append(event["state_key"])
-        self.hs.notifier.notify(keys)
+        self.hs.notifier.notify(keys, pos)
 
     async def create_room(
         self, creator: str, rv: RoomVersion, create_content: dict[str, Any]

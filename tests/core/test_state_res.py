@@ -438,11 +438,17 @@ def test_resolution_keeps_unconflicted_state_and_invents_nothing(
 
 @PROPERTY
 @given(random_rooms())
-def test_auth_chain_callback_gives_the_same_result(
+def test_auth_chain_and_difference_callbacks_give_the_same_result(
         room_states: tuple[Room, list[StateIds]]) -> None:
     room, states = room_states
-    assert resolve_state(room.rv, states, room,
-                         auth_chain=lambda e: walk(room, [e])) == room.resolve(states)
+    expected = room.resolve(states)
+    assert resolve_state(room.rv, states, room, auth_chain=lambda e: walk(room, [e])) == expected
+
+    def difference(sets: Any) -> set[str]:
+        chains = [walk(room, s.values()) for s in sets]
+        return set().union(*chains) - set.intersection(*chains)
+
+    assert resolve_state(room.rv, states, room, auth_difference=difference) == expected
 
 
 def walk(room: Room, starts: Any) -> set[str]:

@@ -12,6 +12,7 @@ Where the spec and Synapse differ, this follows the spec:
   power event that are in the full conflicted set (not only those reachable through it);
 - an event previously rejected against the state at it is re-authorised like any other
   ("Rejected events"); only rejected *auth* events are never used.
+- power events are exactly the spec's (Synapse also counts m.room.create).
 """
 
 from __future__ import annotations
@@ -37,6 +38,9 @@ Event = Mapping[str, Any]
 StateIds = Mapping[StateKey, str]
 # event_id -> the IDs of its auth chain (the event itself excluded).
 AuthChainLookup = Callable[[str], Collection[str]]
+# The state sets -> their auth difference (union minus intersection of their full auth chains,
+# a state's own events not counted as reached unless another of its events cites them).
+AuthDifferenceLookup = Callable[[Sequence[StateIds]], Collection[str]]
 
 
 class EventGraph(Protocol):
@@ -54,14 +58,16 @@ def resolve_state(
     state_sets: Sequence[StateIds],
     graph: EventGraph,
     auth_chain: AuthChainLookup | None = None,
+    auth_difference: AuthDifferenceLookup | None = None,
 ) -> dict[StateKey, str]:
     """The resolution of `state_sets`, each a map (type, state_key) -> event ID.
 
-    `auth_chain` may answer auth chains faster than walking `auth_events` through `graph`.
+    `auth_chain` and `auth_difference` may answer faster than walking `auth_events` through
+    `graph` (a storage index, say).
     Events the graph does not know take no part in the conflict (they cannot be authorised)
     but pass through when unconflicted.
     """
-    return _Resolver(room_version, graph, auth_chain).resolve(state_sets)
+    return _Resolver(room_version, graph, auth_chain, auth_difference).resolve(state_sets)
 
 
 def is_power_event(event: Event) -> bool:
@@ -106,10 +112,12 @@ def _ts(event: Event) -> int:
 
 class _Resolver:
     def __init__(self, rv: RoomVersion, graph: EventGraph,
-                 auth_chain: AuthChainLookup | None) -> None:
+                 auth_chain: AuthChainLookup | None,
+                 auth_difference: AuthDifferenceLookup | None) -> None:
         self.rv = rv
         self.graph = graph
         self.auth_chain_lookup = auth_chain
+        self.auth_difference_lookup = auth_difference
         self.events: dict[str, Event | None] = {}
         self.chains: dict[str, frozenset[str]] = {}
         self.pl_parents: dict[str, str | None] = {}
@@ -192,6 +200,8 @@ class _Resolver:
         return set[str]().union(*(self._chain(e) for e in state.values()))
 
     def _auth_difference(self, state_sets: Sequence[StateIds]) -> set[str]:
+        if self.auth_difference_lookup is not None:
+            return set(self.auth_difference_lookup(state_sets))
         chains = [self._full_auth_chain(state) for state in state_sets]
         return set[str]().union(*chains) - chains[0].intersection(*chains[1:])
 

@@ -36,6 +36,9 @@ class RoomVersion:
     knock_join_rule: bool
     restricted_join_rule: bool
     knock_restricted_join_rule: bool
+    # v12 state resolution: the full conflicted set also holds the conflicted state subgraph,
+    # and the first iterative auth checks start from an empty state, not the unconflicted map.
+    state_res_conflicted_subgraph: bool
 
 
 ROOM_VERSION_10 = RoomVersion(
@@ -52,6 +55,7 @@ ROOM_VERSION_10 = RoomVersion(
     knock_join_rule=True,
     restricted_join_rule=True,
     knock_restricted_join_rule=True,
+    state_res_conflicted_subgraph=False,
 )
 ROOM_VERSION_11 = replace(
     ROOM_VERSION_10,
@@ -66,6 +70,7 @@ ROOM_VERSION_12 = replace(
     room_id_is_create_event_hash=True,
     creators_have_infinite_power=True,
     create_event_in_auth_events=False,
+    state_res_conflicted_subgraph=True,
 )
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {

@@ -1,0 +1,342 @@
+"""State resolution v2 ("Room version 2" onwards) and its room version 12 revision.
+
+`resolve_state` is pure: it reads events through an EventGraph the caller supplies (the
+storage layer preloads or fetches them) and returns the resolved state map. The steps and
+orderings are those of content/rooms/fragments/v2-state-res.md; room versions with the
+`state_res_conflicted_subgraph` flag (v12) add the conflicted state subgraph to the full
+conflicted set and start the first iterative auth checks from an empty state.
+
+Where the spec and Synapse differ, this follows the spec:
+- the auth difference compares the auth chains of the states' events, not the events
+  themselves, and the events picked in step 1 are those in the *whole* auth chain of a
+  power event that are in the full conflicted set (not only those reachable through it);
+- an event previously rejected against the state at it is re-authorised like any other
+  ("Rejected events"); only rejected *auth* events are never used.
+- power events are exactly the spec's (Synapse also counts m.room.create).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from veche.core.auth import (
+    CREATE_KEY,
+    POWER_LEVELS_KEY,
+    AuthError,
+    StateKey,
+    auth_types_for_event,
+    check_auth_rules,
+    get_user_power_level,
+)
+from veche.core.events import EventFormatError, create_event_id_from_room_id
+from veche.core.room_versions import RoomVersion
+
+Event = Mapping[str, Any]
+StateIds = Mapping[StateKey, str]
+# event_id -> the IDs of its auth chain (the event itself excluded).
+AuthChainLookup = Callable[[str], Collection[str]]
+# The state sets -> their auth difference (union minus intersection of their full auth chains,
+# a state's own events not counted as reached unless another of its events cites them).
+AuthDifferenceLookup = Callable[[Sequence[StateIds]], Collection[str]]
+
+
+class EventGraph(Protocol):
+    def event(self, event_id: str) -> Event | None:
+        """The PDU, with its `event_id`, or None if this server does not have it."""
+        ...
+
+    def is_rejected(self, event_id: str) -> bool:
+        """Whether the event was rejected when it was received."""
+        ...
+
+
+def resolve_state(
+    room_version: RoomVersion,
+    state_sets: Sequence[StateIds],
+    graph: EventGraph,
+    auth_chain: AuthChainLookup | None = None,
+    auth_difference: AuthDifferenceLookup | None = None,
+) -> dict[StateKey, str]:
+    """The resolution of `state_sets`, each a map (type, state_key) -> event ID.
+
+    `auth_chain` and `auth_difference` may answer faster than walking `auth_events` through
+    `graph` (a storage index, say).
+    Events the graph does not know take no part in the conflict (they cannot be authorised)
+    but pass through when unconflicted.
+    """
+    return _Resolver(room_version, graph, auth_chain, auth_difference).resolve(state_sets)
+
+
+def is_power_event(event: Event) -> bool:
+    """"Power events" might remove someone's ability to do something in the room."""
+    if not isinstance(event.get("state_key"), str):
+        return False
+    event_type = event.get("type")
+    if event_type in ("m.room.power_levels", "m.room.join_rules"):
+        return True
+    content = event.get("content")
+    membership = content.get("membership") if isinstance(content, Mapping) else None
+    return (event_type == "m.room.member" and membership in ("leave", "ban")
+            and event.get("sender") != event.get("state_key"))
+
+
+def separate(state_sets: Sequence[StateIds]) -> tuple[dict[StateKey, str], set[str]]:
+    """The unconflicted state map and the conflicted state set.
+
+    A key missing from some state set is conflicted even if the others agree.
+    """
+    unconflicted: dict[StateKey, str] = {}
+    conflicted: set[str] = set()
+    for key in {k for state in state_sets for k in state}:
+        values = {state.get(key) for state in state_sets}
+        present = {v for v in values if v is not None}
+        if len(values) == 1 and present:
+            unconflicted[key] = present.pop()
+        else:
+            conflicted |= present
+    return unconflicted, conflicted
+
+
+def _state_key_of(event: Event) -> StateKey | None:
+    state_key = event.get("state_key")
+    return (str(event.get("type")), state_key) if isinstance(state_key, str) else None
+
+
+def _ts(event: Event) -> int:
+    ts = event.get("origin_server_ts")
+    return ts if isinstance(ts, int) and not isinstance(ts, bool) else 0
+
+
+class _Resolver:
+    def __init__(self, rv: RoomVersion, graph: EventGraph,
+                 auth_chain: AuthChainLookup | None,
+                 auth_difference: AuthDifferenceLookup | None) -> None:
+        self.rv = rv
+        self.graph = graph
+        self.auth_chain_lookup = auth_chain
+        self.auth_difference_lookup = auth_difference
+        self.events: dict[str, Event | None] = {}
+        self.chains: dict[str, frozenset[str]] = {}
+        self.pl_parents: dict[str, str | None] = {}
+
+    def resolve(self, state_sets: Sequence[StateIds]) -> dict[StateKey, str]:
+        unconflicted, conflicted = separate(state_sets)
+        if not conflicted:
+            return unconflicted
+        full = conflicted | self._auth_difference(state_sets)
+        if self.rv.state_res_conflicted_subgraph:
+            full |= self._conflicted_subgraph(conflicted)
+        full = {e for e in full if self._state_event(e) is not None}
+
+        power = {e for e in full if is_power_event(self._known(e))}
+        picked = power.union(*(self._chain(p) & full for p in power))
+        power_order = self._reverse_topological_power_order(picked)
+        base = {} if self.rv.state_res_conflicted_subgraph else unconflicted
+        partial = self._iterative_auth_checks(power_order, base)
+
+        leftover = self._mainline_order(full - picked, partial.get(POWER_LEVELS_KEY))
+        resolved = self._iterative_auth_checks(leftover, partial)
+        resolved.update(unconflicted)
+        return resolved
+
+    # --- graph access ------------------------------------------------------------------
+
+    def _get(self, event_id: str) -> Event | None:
+        if event_id not in self.events:
+            self.events[event_id] = self.graph.event(event_id)
+        return self.events[event_id]
+
+    def _known(self, event_id: str) -> Event:
+        event = self._get(event_id)
+        assert event is not None
+        return event
+
+    def _state_event(self, event_id: str) -> Event | None:
+        event = self._get(event_id)
+        return event if event is not None and _state_key_of(event) is not None else None
+
+    def _auth_ids(self, event_id: str) -> list[str]:
+        event = self._get(event_id)
+        auth_events = event.get("auth_events") if event is not None else None
+        if not isinstance(auth_events, list):
+            return []
+        return [a for a in auth_events if isinstance(a, str)]
+
+    def _walk(self, starts: Iterable[str]) -> set[str]:
+        """Every event reachable from `starts` through one or more auth_events links."""
+        seen: set[str] = set()
+        stack = [a for s in starts for a in self._auth_ids(s)]
+        while stack:
+            event_id = stack.pop()
+            if event_id not in seen:
+                seen.add(event_id)
+                stack.extend(self._auth_ids(event_id))
+        return seen
+
+    def _chain(self, event_id: str) -> frozenset[str]:
+        if event_id not in self.chains:
+            lookup = self.auth_chain_lookup
+            chain = lookup(event_id) if lookup is not None else self._walk([event_id])
+            self.chains[event_id] = frozenset(chain)
+        return self.chains[event_id]
+
+    def _pl_parent(self, event_id: str) -> str | None:
+        """The m.room.power_levels event among the event's auth_events, if any."""
+        if event_id not in self.pl_parents:
+            self.pl_parents[event_id] = next(
+                (a for a in self._auth_ids(event_id)
+                 if (e := self._get(a)) is not None and _state_key_of(e) == POWER_LEVELS_KEY),
+                None)
+        return self.pl_parents[event_id]
+
+    # --- the full conflicted set --------------------------------------------------------
+
+    def _full_auth_chain(self, state: StateIds) -> set[str]:
+        if self.auth_chain_lookup is None:
+            return self._walk(state.values())
+        return set[str]().union(*(self._chain(e) for e in state.values()))
+
+    def _auth_difference(self, state_sets: Sequence[StateIds]) -> set[str]:
+        if self.auth_difference_lookup is not None:
+            return set(self.auth_difference_lookup(state_sets))
+        chains = [self._full_auth_chain(state) for state in state_sets]
+        return set[str]().union(*chains) - chains[0].intersection(*chains[1:])
+
+    def _conflicted_subgraph(self, conflicted: set[str]) -> set[str]:
+        """Events on an auth_events path from one conflicted event to another, ends included."""
+        below = self._walk(conflicted)
+        return conflicted | (below & self._reaching(below, conflicted))
+
+    def _reaching(self, events: Iterable[str], targets: set[str]) -> set[str]:
+        """Those of `events` from which a target is reachable (a target reaches itself)."""
+        reaches: dict[str, bool] = {}
+        visiting: set[str] = set()
+        for root in events:
+            stack = [(root, False)]
+            while stack:
+                event_id, expanded = stack.pop()
+                if event_id in reaches:
+                    continue
+                parents = self._auth_ids(event_id)
+                if expanded:
+                    visiting.discard(event_id)
+                    reaches[event_id] = event_id in targets or any(
+                        reaches.get(p, False) for p in parents)
+                elif event_id not in visiting:  # a cycle is malformed; do not loop on it
+                    visiting.add(event_id)
+                    stack.append((event_id, True))
+                    stack.extend((p, False) for p in parents if p not in reaches)
+        return {e for e, r in reaches.items() if r}
+
+    # --- orderings ----------------------------------------------------------------------
+
+    def _sender_power(self, event_id: str) -> int | float:
+        """The sender's power level "when looking at" the event's auth_events."""
+        event = self._known(event_id)
+        auth_state: dict[StateKey, Event] = {}
+        for auth_id in self._auth_ids(event_id):
+            auth_event = self._get(auth_id)
+            key = _state_key_of(auth_event) if auth_event is not None else None
+            if auth_event is not None and key is not None:
+                auth_state[key] = auth_event
+        self._add_v12_create(event, auth_state)
+        return get_user_power_level(str(event.get("sender", "")), auth_state, self.rv)
+
+    def _reverse_topological_power_order(self, events: set[str]) -> list[str]:
+        """Kahn's algorithm taking, among the ready events, the smallest by
+        (greater sender power, smaller origin_server_ts, smaller event_id)."""
+        ancestors = {e: self._chain(e) & events for e in events}
+        children: dict[str, list[str]] = defaultdict(list)
+        for event_id, parents in ancestors.items():
+            for parent in parents:
+                children[parent].append(event_id)
+        waiting = {e: len(parents) for e, parents in ancestors.items()}
+
+        def entry(event_id: str) -> tuple[int | float, int, str]:
+            return (-self._sender_power(event_id), _ts(self._known(event_id)), event_id)
+
+        ready = [entry(e) for e, n in waiting.items() if n == 0]
+        heapq.heapify(ready)
+        order: list[str] = []
+        while ready:
+            event_id = heapq.heappop(ready)[2]
+            order.append(event_id)
+            for child in children[event_id]:
+                waiting[child] -= 1
+                if waiting[child] == 0:
+                    heapq.heappush(ready, entry(child))
+        return order
+
+    def _mainline_order(self, events: Iterable[str], power_levels_id: str | None) -> list[str]:
+        """Greater mainline position first, then origin_server_ts, then event_id."""
+        mainline: dict[str, float] = {}
+        position = 0
+        while power_levels_id is not None and power_levels_id not in mainline:
+            mainline[power_levels_id] = position
+            position += 1
+            power_levels_id = self._pl_parent(power_levels_id)
+
+        # The position found from a power levels event, itself included, for events
+        # sharing power levels ancestry.
+        found_from: dict[str, float] = {}
+
+        def mainline_position(event_id: str) -> float:
+            # e_0 itself is not compared, only e_1, e_2, ... from its auth_events.
+            path: list[str] = []
+            pl = self._pl_parent(event_id)
+            found = float("inf")
+            while pl is not None and pl not in path:
+                if pl in mainline or pl in found_from:
+                    found = mainline[pl] if pl in mainline else found_from[pl]
+                    break
+                path.append(pl)
+                pl = self._pl_parent(pl)
+            found_from.update(dict.fromkeys(path, found))
+            return found
+
+        return sorted(events, key=lambda e: (-mainline_position(e), _ts(self._known(e)), e))
+
+    # --- iterative auth checks ----------------------------------------------------------
+
+    def _add_v12_create(self, event: Event, auth_state: dict[StateKey, Event]) -> None:
+        """v12 selects no create event into auth_events: the room ID names it."""
+        if not self.rv.room_id_is_create_event_hash or event.get("type") == "m.room.create":
+            return
+        try:
+            create_id = create_event_id_from_room_id(str(event.get("room_id")))
+        except EventFormatError:
+            return
+        create = self._get(create_id)
+        if create is not None and not self.graph.is_rejected(create_id):
+            auth_state[CREATE_KEY] = create
+
+    def _iterative_auth_checks(
+        self, event_ids: Iterable[str], base: Mapping[StateKey, str]
+    ) -> dict[StateKey, str]:
+        state = dict(base)
+        for event_id in event_ids:
+            event = self._known(event_id)
+            key = _state_key_of(event)
+            assert key is not None
+            auth_state: dict[StateKey, Event] = {}
+            # The event's own auth events fill what the state lacks; rejected ones never
+            # count since auth events are not re-authorised here.
+            for auth_id in self._auth_ids(event_id):
+                auth_event = self._state_event(auth_id)
+                if auth_event is not None and not self.graph.is_rejected(auth_id):
+                    auth_state[(str(auth_event["type"]), str(auth_event["state_key"]))] = \
+                        auth_event
+            for needed in auth_types_for_event(self.rv, event):
+                state_event = self._get(state[needed]) if needed in state else None
+                if state_event is not None:
+                    auth_state[needed] = state_event
+            self._add_v12_create(event, auth_state)
+            try:
+                check_auth_rules(self.rv, event, auth_state)
+            except (AuthError, EventFormatError):
+                continue
+            state[key] = event_id
+        return state

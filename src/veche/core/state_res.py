@@ -195,9 +195,11 @@ class _Resolver:
     # --- the full conflicted set --------------------------------------------------------
 
     def _full_auth_chain(self, state: StateIds) -> set[str]:
+        # The state's own events count as reached, as Synapse counts them: two servers must
+        # agree on every fork's outcome, and the spec's wording leaves them out.
         if self.auth_chain_lookup is None:
-            return self._walk(state.values())
-        return set[str]().union(*(self._chain(e) for e in state.values()))
+            return self._walk(state.values()) | set(state.values())
+        return set(state.values()).union(*(self._chain(e) for e in state.values()))
 
     def _auth_difference(self, state_sets: Sequence[StateIds]) -> set[str]:
         if self.auth_difference_lookup is not None:

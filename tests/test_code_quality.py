@@ -18,3 +18,10 @@ def test_ruff_clean() -> None:
 def test_core_is_strictly_typed() -> None:
     proc = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_client_address_has_one_reader() -> None:
+    # Behind a reverse proxy the socket's peer is the proxy; only client_ip() knows better.
+    readers = [str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*.py")
+               if "request.remote" in p.read_text() and p.name != "base.py"]
+    assert not readers, readers

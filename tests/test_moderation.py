@@ -65,6 +65,12 @@ async def test_suspension(homeserver: Any, make_client: Any) -> None:
     for method, path, body in refused:
         status, out = await bob.request(method, path, body)
         assert (status, out.get("errcode")) == (403, "M_USER_SUSPENDED"), path
+    status, out = await bob.put(f"rooms/{r}/typing/{me}", {"typing": True, "timeout": 30000})
+    assert (status, out.get("errcode")) == (403, "M_USER_SUSPENDED")
+    for method, path in (("POST", "/_matrix/media/v3/upload"), ("POST", "/_matrix/media/v1/create")):
+        status, out = await bob.request(method, path, data=b"no",
+                                        headers={"Content-Type": "text/plain"})
+        assert (status, out.get("errcode")) == (403, "M_USER_SUSPENDED"), path
     # Reading, redacting one's own events and leaving still work.
     assert (await bob.get("sync"))[0] == 200
     assert (await bob.get(f"rooms/{r}/messages", params={"dir": "b"}))[0] == 200

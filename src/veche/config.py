@@ -7,6 +7,7 @@ when they parse, else taken as strings.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import tomllib
@@ -23,6 +24,20 @@ class _Section(BaseModel):
 class ListenConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8008, ge=0, le=65535)
+    # Reverse proxies (CIDRs) whose X-Forwarded-For is believed: the client is the right-most
+    # address in it that is not one of these. Empty: the socket's peer is the client.
+    trusted_proxies: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _networks(cls, value: Any) -> Any:
+        if not isinstance(value, list):
+            return value
+        try:
+            return [ipaddress.ip_network(v, strict=False) if isinstance(v, str) else v
+                    for v in value]
+        except ValueError as e:
+            raise ValueError(f"not an address or CIDR range: {e}") from None
 
 
 class DatabaseConfig(_Section):
@@ -47,7 +62,14 @@ class RateLimit(_Section):
 class RateLimitsConfig(_Section):
     enabled: bool = True
     message: RateLimit = RateLimit(per_second=10, burst=50)
+    # Every login attempt, per client address.
     login: RateLimit = RateLimit(per_second=0.2, burst=5)
+    # Failed logins to one account from one address: a stranger's guesses use up only this.
+    login_failures: RateLimit = RateLimit(per_second=0.02, burst=5)
+    # Failed logins to one account from all addresses together, against guessing from many.
+    # Refilling faster than login_failures, no single address can use it up and lock the
+    # owner out; only many addresses guessing together can.
+    login_failures_account: RateLimit = RateLimit(per_second=0.1, burst=50)
     registration: RateLimit = RateLimit(per_second=0.2, burst=5)
     room_create: RateLimit = RateLimit(per_second=0.5, burst=10)
     invite: RateLimit = RateLimit(per_second=0.5, burst=20)
@@ -262,6 +284,9 @@ app_service_config_files = []
 [listen]
 host = "127.0.0.1"
 port = 8008
+# Your reverse proxy's address(es), e.g. ["127.0.0.1/32"]: its X-Forwarded-For then names the
+# client (for rate limits, last_seen_ip, whois). Empty: X-Forwarded-For is ignored.
+trusted_proxies = []
 
 [database]
 # Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".
@@ -276,7 +301,11 @@ require_token = false
 [rate_limits]
 enabled = true
 message = { per_second = 10, burst = 50 }
+# Every login attempt per client address; failed ones also per (account, address), and per
+# account over all addresses: a stranger's guesses never lock the owner out from elsewhere.
 login = { per_second = 0.2, burst = 5 }
+login_failures = { per_second = 0.02, burst = 5 }
+login_failures_account = { per_second = 0.1, burst = 50 }
 registration = { per_second = 0.2, burst = 5 }
 room_create = { per_second = 0.5, burst = 10 }
 invite = { per_second = 0.5, burst = 20 }

@@ -15,18 +15,43 @@ class RateLimiter:
         self.enabled = enabled
         self._buckets: dict[tuple[str, str], tuple[float, float]] = {}
 
-    def check(self, action: str, key: str) -> None:
-        """Take one token for (action, key) or raise M_LIMIT_EXCEEDED."""
+    def check(self, action: str, key: str, cost: int = 1) -> None:
+        """Take `cost` tokens for (action, key) or raise M_LIMIT_EXCEEDED.
+
+        A cost above the burst is allowed from a full bucket and leaves it in debt, so that
+        e.g. a room created with many invitees is possible but still paid for in full.
+        """
         if not self.enabled:
             return
+        tokens, now = self._level(action, key)
+        self._require(action, key, tokens, now, min(cost, getattr(self._config, action).burst))
+        self._store(action, key, tokens - cost, now)
+
+    def ensure(self, action: str, key: str) -> None:
+        """Raise M_LIMIT_EXCEEDED if (action, key) has no token left, without taking one."""
+        if self.enabled:
+            tokens, now = self._level(action, key)
+            self._require(action, key, tokens, now, 1)
+
+    def take(self, action: str, key: str) -> None:
+        """Take a token for something that already happened (e.g. a failed login)."""
+        if self.enabled:
+            tokens, now = self._level(action, key)
+            self._store(action, key, tokens - 1, now)
+
+    def _level(self, action: str, key: str) -> tuple[float, float]:
         limit = getattr(self._config, action)
         now = time.monotonic()
         tokens, last = self._buckets.get((action, key), (float(limit.burst), now))
-        tokens = min(float(limit.burst), tokens + (now - last) * limit.per_second)
-        if tokens < 1:
-            retry_ms = math.ceil((1 - tokens) / limit.per_second * 1000)
-            self._buckets[(action, key)] = (tokens, now)
-            raise limit_exceeded(retry_ms)
-        self._buckets[(action, key)] = (tokens - 1, now)
+        return min(float(limit.burst), tokens + (now - last) * limit.per_second), now
+
+    def _require(self, action: str, key: str, tokens: float, now: float, need: int) -> None:
+        if tokens < need:
+            per_second = getattr(self._config, action).per_second
+            self._store(action, key, tokens, now)
+            raise limit_exceeded(math.ceil((need - tokens) / per_second * 1000))
+
+    def _store(self, action: str, key: str, tokens: float, now: float) -> None:
+        self._buckets[(action, key)] = (tokens, now)
         if len(self._buckets) > 100_000:
             self._buckets.clear()

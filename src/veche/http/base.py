@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,6 +29,38 @@ def json_response(body: Any, status: int = 200) -> web.Response:
     return web.Response(
         body=orjson.dumps(body), status=status, content_type="application/json"
     )
+
+
+def client_ip(request: web.Request) -> str:
+    """The client's address: the socket's peer, or behind a trusted reverse proxy
+    (`listen.trusted_proxies`) the right-most X-Forwarded-For entry that is no trusted proxy.
+
+    Entries left of that one are whatever the client claimed, so they are never believed.
+    """
+    cached = request.get("client_ip")
+    if cached is None:
+        cached = request["client_ip"] = _client_ip(request)
+    return cached  # type: ignore[no-any-return]
+
+
+def _client_ip(request: web.Request) -> str:
+    peer = request.remote or ""
+    trusted = hs_of(request).config.listen.trusted_proxies
+    if not trusted:
+        return peer
+    hops = [h.strip() for v in request.headers.getall("X-Forwarded-For", []) for h in v.split(",")]
+    client = peer
+    for hop in [peer, *reversed(hops)]:
+        try:
+            address = ipaddress.ip_address(hop)
+        except ValueError:
+            return client  # a malformed entry: the last trusted hop is all we know
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+            address = address.ipv4_mapped
+        client = str(address)
+        if not any(address in net for net in trusted):
+            return client
+    return client
 
 
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from veche.errors import MatrixError, bad_json, missing_param
-from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.http.base import CLIENT_V3, client_ip, hs_of, json_body, json_response, requester
 
 routes = web.RouteTableDef()
 
@@ -53,7 +53,7 @@ async def login(request: web.Request) -> web.Response:
         raise bad_json("refresh_token must be a boolean")
     return json_response(await hs.accounts.login(
         who, password, device_id or None, display, want_refresh=want_refresh,
-        ip=request.remote or "",
+        ip=client_ip(request),
     ))
 
 

@@ -9,7 +9,15 @@ from urllib.parse import quote
 from aiohttp import web
 
 from veche.errors import MatrixError, invalid_param, not_found
-from veche.http.base import CLIENT_V1, hs_of, json_response, query_bool, query_int, requester
+from veche.http.base import (
+    CLIENT_V1,
+    hs_of,
+    json_response,
+    query_bool,
+    query_int,
+    requester,
+    require_not_suspended,
+)
 from veche.services.media import DEFAULT_WAIT_MS, MediaService
 from veche.storage.media import MediaRow, ThumbnailRow
 
@@ -63,6 +71,7 @@ def _upload_params(request: web.Request) -> tuple[str | None, str | None]:
 
 async def _upload(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     media = _media(request)
     media.check_upload_size(_content_length(request))
     content_type, filename = _upload_params(request)
@@ -79,6 +88,7 @@ async def upload(request: web.Request) -> web.Response:
 @routes.post(UPLOAD_V1 + "/create")
 async def create(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     uri, expires = await _media(request).create(req.user_id)
     return json_response({"content_uri": uri, "unused_expires_at": expires})
 
@@ -86,6 +96,7 @@ async def create(request: web.Request) -> web.Response:
 @routes.put(LEGACY + "/upload/{serverName}/{mediaId}")
 async def upload_to(request: web.Request) -> web.Response:
     req = await requester(request)
+    require_not_suspended(req)
     media = _media(request)
     media.check_upload_size(_content_length(request))
     content_type, filename = _upload_params(request)

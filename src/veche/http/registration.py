@@ -7,7 +7,15 @@ from typing import Any
 from aiohttp import web
 
 from veche.errors import MatrixError, bad_json, invalid_param, missing_param
-from veche.http.base import CLIENT_V1, CLIENT_V3, access_token_of, hs_of, json_body, json_response
+from veche.http.base import (
+    CLIENT_V1,
+    CLIENT_V3,
+    access_token_of,
+    client_ip,
+    hs_of,
+    json_body,
+    json_response,
+)
 
 routes = web.RouteTableDef()
 APPSERVICE_LOGIN = "m.login.application_service"
@@ -41,7 +49,7 @@ async def register(request: web.Request) -> web.Response:
     display = _optional(body, "initial_device_display_name", str, "a string")
     inhibit = _optional(body, "inhibit_login", bool, "a boolean") or False
     want_refresh = _optional(body, "refresh_token", bool, "a boolean") or False
-    hs.ratelimiter.check("registration", request.remote or "")
+    hs.ratelimiter.check("registration", client_ip(request))
     # Settle everything that can fail before the client goes through the flow.
     if username is not None:
         username = username.lower()
@@ -69,7 +77,7 @@ async def _registered(request: web.Request, user_id: str, device_id: str | None,
     if inhibit:
         return json_response({"user_id": user_id, "home_server": hs.server_name})
     session = await hs.accounts.login_session(
-        user_id, device_id, display, want_refresh=want_refresh, ip=request.remote
+        user_id, device_id, display, want_refresh=want_refresh, ip=client_ip(request)
     )
     session.pop("well_known", None)
     return json_response(session)
@@ -126,5 +134,5 @@ async def token_validity(request: web.Request) -> web.Response:
         raise missing_param("token is required")
     if not hs.config.registration_open:
         raise MatrixError(403, "M_FORBIDDEN", "Registration is disabled")
-    hs.ratelimiter.check("registration", request.remote or "")
+    hs.ratelimiter.check("registration", client_ip(request))
     return json_response({"valid": await hs.accounts.registration_token_valid(token)})

@@ -5,7 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from veche.errors import bad_json, forbidden
-from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
+from veche.http.base import (
+    CLIENT_V3,
+    hs_of,
+    json_body,
+    json_response,
+    requester,
+    require_not_suspended,
+)
 from veche.storage import events as event_store
 
 routes = web.RouteTableDef()
@@ -15,6 +22,7 @@ routes = web.RouteTableDef()
 async def set_typing(request: web.Request) -> web.Response:
     hs = hs_of(request)
     req = await requester(request)
+    require_not_suspended(req)
     room_id = request.match_info["room_id"]
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("Cannot set typing for other users")

@@ -124,17 +124,25 @@ class AccountService:
         self, who: str, password: str, device_id: str | None, display_name: str | None, *,
         want_refresh: bool, ip: str,
     ) -> dict[str, Any]:
-        """m.login.password: 403 M_FORBIDDEN for an unknown user or a wrong password."""
-        self.hs.ratelimiter.check("login", ip)
+        """m.login.password: 403 M_FORBIDDEN for an unknown user or a wrong password.
+
+        Failures are limited per (account, address) and, more generously, per account: a
+        stranger's guesses use up the stranger's budget, not the owner's elsewhere.
+        """
+        limiter = self.hs.ratelimiter
+        limiter.check("login", ip)
         user_id = self.resolve_user(who)
         if user_id is None:
             raise forbidden("Invalid username or password")
-        # Per account too, so one account cannot be guessed at from many addresses.
-        self.hs.ratelimiter.check("login", user_id)
+        from_here = f"{user_id} {ip}"
+        limiter.ensure("login_failures", from_here)
+        limiter.ensure("login_failures_account", user_id)
         user = await self.hs.db.run(store.get_user, user_id)
         if user is not None and user["deactivated"]:
             raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
         if not await self.check_password(user_id, password):
+            limiter.take("login_failures", from_here)
+            limiter.take("login_failures_account", user_id)
             raise forbidden("Invalid username or password")
         return await self.login_session(user_id, device_id, display_name,
                                         want_refresh=want_refresh, ip=ip)

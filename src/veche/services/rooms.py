@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 USER_ID_RE = re.compile(r"^@[^:\s]+:[^\s:/]+(:\d+)?$")
 ALIAS_RE = re.compile(r"^#[^:\s]+:[^\s:/]+(:\d+)?$")
 MAX_ID_LEN = 255
+# Invitees of one createRoom: enough for a team's room; more is a mass mailing.
+MAX_CREATE_INVITES = 100
 
 PRESETS: dict[str, dict[str, str]] = {
     "private_chat": {"join_rule": "invite", "history_visibility": "shared", "guest_access": "can_join"},
@@ -269,6 +271,8 @@ class RoomService:
         if not isinstance(invites, list):
             raise bad_json("invite must be a list of user IDs")
         invites = list(dict.fromkeys(check_user_id(u, "invite") for u in invites))
+        if len(invites) > MAX_CREATE_INVITES:
+            raise invalid_param(f"At most {MAX_CREATE_INVITES} users can be invited at creation")
         invite_3pid = body.get("invite_3pid") or []
         if not isinstance(invite_3pid, list):
             raise bad_json("invite_3pid must be a list")
@@ -301,6 +305,9 @@ class RoomService:
             if await self.hs.db.run(store.get_alias, alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 
+        if invites:
+            self.hs.ratelimiter.check("invite", user_id, len(invites))
+            await self._require_accounts(invites)
         self.hs.ratelimiter.check("room_create", user_id)
 
         # 1. m.room.create
@@ -383,6 +390,17 @@ class RoomService:
             out["room_alias"] = alias
         return out
 
+    async def _require_accounts(self, user_ids: list[str]) -> None:
+        """404 for a local user ID nobody has registered: an invite must not wait for a name."""
+        local = [u for u in user_ids if u.split(":", 1)[1] == self.hs.server_name]
+
+        def unknown(txn: Txn) -> list[str]:
+            return [u for u in local if store.get_profile(txn, u) is None]
+
+        missing = await self.hs.db.run(unknown) if local else []
+        if missing:
+            raise not_found(f"Unknown user {missing[0]}")
+
     # --- membership ------------------------------------------------------------------
     async def _restricted_join_content(
         self, room_id: str, user_id: str, join_rules: dict[str, Any]
@@ -455,6 +473,7 @@ class RoomService:
         content: dict[str, Any] = {"membership": membership}
         if membership == "invite":
             self.hs.ratelimiter.check("invite", sender)
+            await self._require_accounts([target])
             if current_m in ("join", "ban"):
                 raise forbidden(f"{target} is {'already in' if current_m == 'join' else 'banned from'} the room")
             content.update(await self.profile(target))

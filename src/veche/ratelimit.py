@@ -8,6 +8,8 @@ import time
 from veche.config import RateLimitsConfig
 from veche.errors import limit_exceeded
 
+MAX_BUCKETS = 100_000
+
 
 class RateLimiter:
     def __init__(self, config: RateLimitsConfig, enabled: bool) -> None:
@@ -53,5 +55,18 @@ class RateLimiter:
 
     def _store(self, action: str, key: str, tokens: float, now: float) -> None:
         self._buckets[(action, key)] = (tokens, now)
-        if len(self._buckets) > 100_000:
-            self._buckets.clear()
+        if len(self._buckets) > MAX_BUCKETS:
+            self._prune(now)
+
+    def _prune(self, now: float) -> None:
+        # A bucket that has refilled is the same as none, and one nearly full matters least:
+        # clearing every bucket would let someone who spreads requests over many keys reset
+        # every limit, so the emptiest (those being limited) are kept.
+        levels: dict[tuple[str, str], float] = {}
+        for (action, key), (tokens, last) in self._buckets.items():
+            limit = getattr(self._config, action)
+            level = (tokens + (now - last) * limit.per_second) / limit.burst
+            if level < 1:
+                levels[(action, key)] = level
+        keep = sorted(levels, key=levels.__getitem__)[:MAX_BUCKETS // 2]
+        self._buckets = {k: self._buckets[k] for k in keep}

@@ -359,7 +359,7 @@ class Relation(NamedTuple):
 
 
 def _visibility_view(etype: str, js: str | None) -> dict[str, Any]:
-    return {"type": etype} if js is None else orjson.loads(js)  # type: ignore[no-any-return]
+    return {"type": etype} if js is None else orjson.loads(js)
 
 
 def relations_in_room(

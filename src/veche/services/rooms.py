@@ -685,7 +685,7 @@ class RoomService:
             room_id, vis, flt, start.stream, to.stream if to else None, direction, limit
         )
         chunk = [client_event(ev) for _, ev in found]
-        await bundle_aggregations(self.hs, chunk, user_id)
+        await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
         out: dict[str, Any] = {"chunk": chunk, "start": str(start)}
         if next_pos is not None:
             out["end"] = str(StreamToken(max(next_pos, 0), start.typing))
@@ -716,7 +716,7 @@ class RoomService:
         if not vis.can_see(row[1], row[2]):
             raise not_found("Event not found")
         ev = client_event(row[2])
-        await bundle_aggregations(self.hs, [ev], user_id)
+        await bundle_aggregations(self.hs, [ev], user_id, {room_id: vis})
         return ev
 
     async def context(
@@ -738,7 +738,7 @@ class RoomService:
         main = client_event(event)
         before_c = [client_event(ev) for _, ev in before]
         after_c = [client_event(ev) for _, ev in after]
-        await bundle_aggregations(self.hs, [main, *before_c, *after_c], user_id)
+        await bundle_aggregations(self.hs, [main, *before_c, *after_c], user_id, {room_id: vis})
         state_pos = after[-1][0] if after else pos
 
         def load_state(txn: Txn) -> list[dict[str, Any]]:
@@ -831,7 +831,7 @@ class RoomService:
                 rows = [r for r in rows if r[0] <= to.stream]
         page = rows[:limit]
         chunk = [client_event(ev) for _, ev in page]
-        await bundle_aggregations(self.hs, chunk, user_id)
+        await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
         out: dict[str, Any] = {"chunk": chunk}
         if len(rows) > limit:
             last = page[-1][0]
@@ -853,7 +853,7 @@ class RoomService:
                 raise invalid_param("Invalid from token")
             before = int(from_tok[1:])
         vis = await self.check_can_peek(room_id, user_id)
-        roots = await self.hs.db.run(store.thread_roots, room_id)
+        roots = await self.hs.db.run(store.thread_roots, room_id, vis.can_see)
         rows = await self.hs.db.run(store.get_event_rows, [r for r, _, _ in roots])
         chunk: list[dict[str, Any]] = []
         next_batch = None
@@ -871,7 +871,7 @@ class RoomService:
                 break
             chunk.append(client_event(row[1]))
             prev_latest = latest
-        await bundle_aggregations(self.hs, chunk, user_id)
+        await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
         out: dict[str, Any] = {"chunk": chunk}
         if next_batch is not None:
             out["next_batch"] = next_batch

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from veche.core.filters import RoomEventFilter, parse_room_event_filter
 from veche.errors import bad_json, invalid_param, missing_param
 from veche.services.events import client_event
+from veche.services.relations import bundle_aggregations
 from veche.services.rooms import Visibility
 from veche.storage import events as ev_store
 from veche.storage import rooms as room_store
@@ -103,6 +104,7 @@ class SearchService:
                 entry["context"] = await self._context(user_id, ev, pos, context,
                                                        visibility[ev["room_id"]])
             results.append(entry)
+        await bundle_aggregations(self.hs, [r["result"] for r in results], user_id, visibility)
         out: dict[str, Any] = {"count": len(hits), "highlights": words, "results": results}
         if offset + limit < len(hits):
             out["next_batch"] = str(offset + limit)

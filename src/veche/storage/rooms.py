@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -344,33 +344,97 @@ def relation_rows(
     return out
 
 
-def thread_summaries(
-    txn: Txn, root_ids: Sequence[str], user_id: str
-) -> dict[str, tuple[int, int, bool]]:
-    """root -> (count, latest position, user participated) over unredacted thread events."""
-    out: dict[str, tuple[int, int, bool]] = {}
-    ids = list(dict.fromkeys(root_ids))
+class Relation(NamedTuple):
+    parent: str
+    rel_type: str
+    event_id: str
+    sender: str
+    ts: int
+    pos: int
+    type: str
+    room_id: str
+    # What history visibility needs to judge the event: its type, and all of it for the
+    # (rare) state events, whose membership or visibility content matters at their position.
+    view: dict[str, Any]
+
+
+def _visibility_view(etype: str, js: str | None) -> dict[str, Any]:
+    return {"type": etype} if js is None else orjson.loads(js)
+
+
+def relations_in_room(
+    txn: Txn, parent_ids: Sequence[str], rel_types: Sequence[str]
+) -> list[Relation]:
+    """Unredacted relations of events sent in the event's own room (one sent elsewhere
+    pointing at it is no relation of it)."""
+    out: list[Relation] = []
+    ids = list(dict.fromkeys(parent_ids))
     for i in range(0, len(ids), 500):
-        clause, args = txn.in_list("relates_to_id", ids[i : i + 500])
-        for root, n, latest, mine in txn.fetchall(
-            "SELECT relates_to_id, COUNT(*), MAX(stream_ordering),"
-            " SUM(CASE WHEN sender = ? THEN 1 ELSE 0 END) FROM events"
-            f" WHERE {clause} AND rel_type = 'm.thread' AND redacted_by IS NULL"
-            " GROUP BY relates_to_id",
-            [user_id, *args],
+        clause, args = txn.in_list("c.relates_to_id", ids[i : i + 500])
+        rclause, rargs = txn.in_list("c.rel_type", list(rel_types))
+        for r in txn.fetchall(
+            "SELECT c.relates_to_id, c.rel_type, c.event_id, c.sender, c.origin_server_ts,"
+            " c.stream_ordering, c.type, c.room_id,"
+            " CASE WHEN c.state_key IS NULL THEN NULL ELSE c.json END"
+            " FROM events c JOIN events p ON p.event_id = c.relates_to_id"
+            f" AND p.room_id = c.room_id WHERE {clause} AND {rclause}"
+            " AND c.redacted_by IS NULL",
+            args + rargs,
         ):
-            out[root] = (int(n), int(latest), bool(mine))
+            out.append(Relation(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7],
+                                _visibility_view(r[6], r[8])))
     return out
 
 
-def thread_roots(txn: Txn, room_id: str) -> list[tuple[str, int, list[str]]]:
-    """(root, latest reply position, reply senders) of the room's threads, newest first."""
+def visibility_histories(
+    txn: Txn, room_ids: Sequence[str], user_id: str
+) -> dict[str, tuple[list[tuple[int, str]], list[tuple[int, str]], str | None]]:
+    """visibility_history and current membership of several rooms in two queries:
+    room -> (history_visibility changes, the user's membership changes, membership now)."""
+    out: dict[str, tuple[list[tuple[int, str]], list[tuple[int, str]], str | None]] = {}
+    rooms = list(dict.fromkeys(room_ids))
+    for i in range(0, len(rooms), 500):
+        chunk = rooms[i : i + 500]
+        current: dict[str, str] = {}
+        clause, args = txn.in_list("room_id", chunk)
+        for room_id, membership in txn.fetchall(
+            f"SELECT room_id, membership FROM room_memberships WHERE user_id = ? AND {clause}",
+            [user_id, *args],
+        ):
+            current[room_id] = membership
+        for room_id in chunk:
+            out[room_id] = ([], [], current.get(room_id))
+        for room_id, so, etype, js in txn.fetchall(
+            f"SELECT room_id, stream_ordering, type, json FROM events WHERE {clause} AND ("
+            "(type = 'm.room.history_visibility' AND state_key = '')"
+            " OR (type = 'm.room.member' AND state_key = ?)) ORDER BY stream_ordering",
+            [*args, user_id],
+        ):
+            hv, members, _ = out[room_id]
+            content = orjson.loads(js).get("content", {})
+            if etype == "m.room.member":
+                value = content.get("membership")
+                members.append((int(so), value if isinstance(value, str) else "leave"))
+            else:
+                value = content.get("history_visibility")
+                hv.append((int(so), value if isinstance(value, str) else "shared"))
+    return out
+
+
+def thread_roots(
+    txn: Txn, room_id: str, visible: Callable[[int, dict[str, Any]], bool] | None = None,
+) -> list[tuple[str, int, list[str]]]:
+    """(root, latest reply position, reply senders) of the room's threads, newest first;
+    judged only on the replies `visible` (position, event) lets through."""
     groups: dict[str, tuple[int, set[str]]] = {}
-    for root, so, sender in txn.fetchall(
-        "SELECT relates_to_id, stream_ordering, sender FROM events WHERE room_id = ?"
+    for root, so, sender, etype, js in txn.fetchall(
+        "SELECT relates_to_id, stream_ordering, sender, type,"
+        " CASE WHEN state_key IS NULL THEN NULL ELSE json END FROM events WHERE room_id = ?"
         " AND rel_type = 'm.thread' AND redacted_by IS NULL",
         (room_id,),
     ):
+        if visible is not None and not visible(int(so), _visibility_view(etype, js)):
+            continue
         latest, senders = groups.get(root, (0, set()))
         senders.add(sender)
         groups[root] = (max(latest, int(so)), senders)

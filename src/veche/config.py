@@ -23,6 +23,10 @@ class _Section(BaseModel):
 class ListenConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8008, ge=0, le=65535)
+    # A request head (request line and headers) must arrive within this, or the connection closes.
+    header_timeout_s: float = Field(30.0, gt=0)
+    # An idle keep-alive connection closes after this; longer than a reverse proxy's (nginx: 60 s).
+    keepalive_timeout_s: float = Field(75.0, gt=0)
 
 
 class DatabaseConfig(_Section):
@@ -262,6 +266,10 @@ app_service_config_files = []
 [listen]
 host = "127.0.0.1"
 port = 8008
+# Seconds a client has to send a request's head; idle keep-alive connections close after
+# keepalive_timeout_s (keep it above your reverse proxy's upstream keep-alive).
+header_timeout_s = 30.0
+keepalive_timeout_s = 75.0
 
 [database]
 # Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".

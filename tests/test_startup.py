@@ -3,7 +3,6 @@ traceback, and a non-zero exit. Data files are readable by the server's user onl
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import stat
@@ -17,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import PostgresTestDatabase, free_port
+from tests.disk_helpers import tmpfs
 
 
 def run_serve(env: dict[str, str], port: int) -> tuple[int, str]:
@@ -36,19 +36,6 @@ def assert_one_clear_line(rc: int, output: str, *names: str) -> str:
     for name in names:
         assert name in lines[0], output
     return lines[0]
-
-
-@contextlib.contextmanager
-def tmpfs(size: str = "4m", *, read_only: bool = False) -> Iterator[Path]:
-    """A small real filesystem of its own (the tests run as root)."""
-    where = Path(tempfile.mkdtemp(prefix="veche-tmpfs-"))
-    options = f"size={size},mode=0700" + (",ro" if read_only else "")
-    subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)], check=True)
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
-        where.rmdir()
 
 
 @pytest.fixture

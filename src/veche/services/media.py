@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,18 +85,16 @@ class MediaService:
         size = 0
         done = False
         try:
-            with tmp.open("wb") as f:
-                try:
-                    async for chunk in body.iter_chunked(CHUNK):
+            try:
+                with tmp.open("wb") as f:
+                    async for chunk in _client_chunks(body):
                         size += len(chunk)
                         if size > self.config.max_upload_size:
                             raise too_large(f"Upload is larger than {self.config.max_upload_size} bytes")
                         digest.update(chunk)
                         f.write(chunk)
-                except MatrixError:
-                    raise
-                except Exception as e:  # the client went away or sent a malformed body
-                    raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
+            except OSError as e:  # ours, not the client's: name the file (a full disk is logged)
+                raise OSError(e.errno, e.strerror, str(tmp)) from e
             if content_length is not None and size != content_length:
                 raise MatrixError(400, "M_UNKNOWN", "Body length does not match Content-Length")
             done = True
@@ -314,6 +313,14 @@ class MediaService:
         if server_name != self.hs.server_name:
             raise ValueError(f"{uri} is not media of this server ({self.hs.server_name})")
         return server_name, media_id
+
+
+async def _client_chunks(body: StreamReader) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in body.iter_chunked(CHUNK):
+            yield chunk
+    except Exception as e:  # the client went away or sent a malformed body
+        raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
 
 
 def _base_type(content_type: str | None) -> str:

@@ -92,6 +92,9 @@ class MediaConfig(_Section):
     max_image_pixels: int = Field(32 * 1024 * 1024, ge=1)
     # The deprecated unauthenticated /_matrix/media/v3 download/thumbnail/config/preview routes.
     enable_legacy_media: bool = True
+    # Spec 1.12's freeze: those legacy routes serve only media uploaded before this version
+    # first started; newer media only through the authenticated /_matrix/client/v1/media.
+    freeze_legacy_media: bool = True
     # Empty means <data_dir>/media.
     store_path: str = ""
     # An /create'd media ID that gets no content within this long is freed.
@@ -308,6 +311,9 @@ max_upload_size = 52428800
 max_image_pixels = 33554432
 # Serve the deprecated unauthenticated /_matrix/media/v3 download and thumbnail endpoints.
 enable_legacy_media = true
+# ... but only media uploaded before this version first started (the spec's "freeze"); newer
+# media needs the authenticated endpoints. false: they serve all media, as before.
+freeze_legacy_media = true
 # Empty: <data_dir>/media.
 store_path = ""
 unused_expiry_ms = 86400000

@@ -65,6 +65,7 @@ class MediaService:
         self._hash_locks: dict[str, asyncio.Lock] = {}
         self._thumb_locks: dict[str, asyncio.Lock] = {}
         self._touched: dict[str, int] = {}
+        self._legacy_frozen_ts: int | None = None
 
     @cached_property
     def previews(self) -> UrlPreviewer:
@@ -194,9 +195,21 @@ class MediaService:
             raise not_found("Invalid media ID")
         return await self.hs.db.run(store_sql.get_media, media_id)
 
-    async def get_media(self, server_name: str, media_id: str, timeout_ms: int | None) -> MediaRow:
-        """Uploaded, unquarantined local media; waits up to timeout_ms for a pending upload."""
+    async def _frozen_for_legacy(self, row: MediaRow) -> bool:
+        if not self.config.freeze_legacy_media:
+            return False
+        if self._legacy_frozen_ts is None:
+            self._legacy_frozen_ts = await self.hs.db.run(store_sql.legacy_freeze_ts)
+        return row.created_ts >= self._legacy_frozen_ts
+
+    async def get_media(self, server_name: str, media_id: str, timeout_ms: int | None,
+                        legacy: bool = False) -> MediaRow:
+        """Uploaded, unquarantined local media; waits up to timeout_ms for a pending upload.
+        `legacy`: for the unauthenticated routes, which do not serve media newer than the freeze."""
         row = await self._local_row(server_name, media_id)
+        if legacy and row is not None and await self._frozen_for_legacy(row):
+            raise not_found("Media uploaded since the server froze the unauthenticated media"
+                            " endpoints is only available from /_matrix/client/v1/media")
         if row is not None and row.sha256 is None and (row.unused_expires_ts or 0) > now_ms():
             wait = min(DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms, MAX_WAIT_MS)
             event = self._uploaded.setdefault(media_id, asyncio.Event())
@@ -223,8 +236,9 @@ class MediaService:
 
     # --- thumbnails -------------------------------------------------------------------
     async def thumbnail(self, server_name: str, media_id: str, width: int, height: int,
-                        method: str, animated: bool, timeout_ms: int | None) -> ThumbnailRow:
-        row = await self.get_media(server_name, media_id, timeout_ms)
+                        method: str, animated: bool, timeout_ms: int | None,
+                        legacy: bool = False) -> ThumbnailRow:
+        row = await self.get_media(server_name, media_id, timeout_ms, legacy)
         if _base_type(row.content_type) not in thumbnailer.THUMBNAILABLE:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this content")
         assert row.sha256 is not None

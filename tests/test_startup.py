@@ -120,3 +120,14 @@ async def test_data_files_are_private(make_server: Any, http: Any) -> None:
         assert _mode(f) == 0o600, (f, oct(_mode(f)))
     for d in dirs:
         assert _mode(d) == 0o700, (d, oct(_mode(d)))
+
+
+def test_open_data_dir_is_made_private(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o755)
+    data_dir.chmod(0o755)
+    # The database URL is bad, so the server stops right after preparing the data directory.
+    rc, out = run_serve({"VECHE_DATA_DIR": str(data_dir), "VECHE_DATABASE__URL": "mysql://db"},
+                        free_port())
+    assert rc != 0 and _mode(data_dir) == 0o700
+    assert f"the data directory {data_dir} was open to other users" in out

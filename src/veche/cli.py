@@ -121,8 +121,12 @@ def generate_config(output: str | None, server_name: str | None) -> None:
 
 def _open_hs(config_path: str | None) -> Any:
     from veche.server import HomeServer
+    from veche.storage.database import DatabaseOpenError
 
-    return HomeServer(_load(config_path, {}))
+    try:
+        return HomeServer(_load(config_path, {}))
+    except DatabaseOpenError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @cli.command("register-user")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -29,6 +30,9 @@ def _load(config_path: str | None, overrides: dict[str, Any]) -> Config:
 @click.version_option(__version__, prog_name="veche")
 def cli() -> None:
     """Veche: a self-hosted Matrix homeserver."""
+    from veche.startup import PRIVATE_UMASK
+
+    os.umask(PRIVATE_UMASK)  # the database, media and keys are readable by this user only
 
 
 @cli.command()
@@ -61,19 +65,26 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(_serve(config))
+    from veche.startup import StartupError
+
+    try:
+        asyncio.run(_serve(config))
+    except StartupError as e:
+        raise click.ClickException(str(e)) from None
 
 
 async def _serve(config: Config) -> None:
-    from aiohttp import web
+    from veche.listener import listen
+    from veche.startup import listen_error, open_homeserver
 
-    from veche.server import HomeServer
-
-    hs = HomeServer(config)
-    runner = web.AppRunner(hs.make_app(), access_log=None, handle_signals=False)
-    await runner.setup()
-    site = web.TCPSite(runner, config.listen.host, config.listen.port, backlog=4096)
-    await site.start()
+    hs = open_homeserver(config)
+    try:
+        runner = await listen(hs.make_app(), config.listen.host, config.listen.port,
+                              header_timeout_s=config.listen.header_timeout_s,
+                              keepalive_timeout_s=config.listen.keepalive_timeout_s)
+    except OSError as e:
+        await hs.close()
+        raise listen_error(config.listen.host, config.listen.port, e) from None
     logger.info(
         "Veche %s serving %s on http://%s:%s (database: %s%s)", __version__, config.server_name,
         config.listen.host, config.listen.port, config.database_url.split(":", 1)[0],
@@ -110,8 +121,12 @@ def generate_config(output: str | None, server_name: str | None) -> None:
 
 def _open_hs(config_path: str | None) -> Any:
     from veche.server import HomeServer
+    from veche.storage.database import DatabaseOpenError
 
-    return HomeServer(_load(config_path, {}))
+    try:
+        return HomeServer(_load(config_path, {}))
+    except DatabaseOpenError as e:
+        raise click.ClickException(str(e)) from None
 
 
 @cli.command("register-user")

@@ -38,6 +38,10 @@ class ListenConfig(_Section):
                     for v in value]
         except ValueError as e:
             raise ValueError(f"not an address or CIDR range: {e}") from None
+    # A request head (request line and headers) must arrive within this, or the connection closes.
+    header_timeout_s: float = Field(30.0, gt=0)
+    # An idle keep-alive connection closes after this; longer than a reverse proxy's (nginx: 60 s).
+    keepalive_timeout_s: float = Field(75.0, gt=0)
 
 
 class DatabaseConfig(_Section):
@@ -110,6 +114,9 @@ class MediaConfig(_Section):
     max_image_pixels: int = Field(32 * 1024 * 1024, ge=1)
     # The deprecated unauthenticated /_matrix/media/v3 download/thumbnail/config/preview routes.
     enable_legacy_media: bool = True
+    # Spec 1.12's freeze: those legacy routes serve only media uploaded before this version
+    # first started; newer media only through the authenticated /_matrix/client/v1/media.
+    freeze_legacy_media: bool = True
     # Empty means <data_dir>/media.
     store_path: str = ""
     # An /create'd media ID that gets no content within this long is freed.
@@ -287,6 +294,10 @@ port = 8008
 # Your reverse proxy's address(es), e.g. ["127.0.0.1/32"]: its X-Forwarded-For then names the
 # client (for rate limits, last_seen_ip, whois). Empty: X-Forwarded-For is ignored.
 trusted_proxies = []
+# Seconds a client has to send a request's head; idle keep-alive connections close after
+# keepalive_timeout_s (keep it above your reverse proxy's upstream keep-alive).
+header_timeout_s = 30.0
+keepalive_timeout_s = 75.0
 
 [database]
 # Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".
@@ -329,6 +340,9 @@ max_upload_size = 52428800
 max_image_pixels = 33554432
 # Serve the deprecated unauthenticated /_matrix/media/v3 download and thumbnail endpoints.
 enable_legacy_media = true
+# ... but only media uploaded before this version first started (the spec's "freeze"); newer
+# media needs the authenticated endpoints. false: they serve all media, as before.
+freeze_legacy_media = true
 # Empty: <data_dir>/media.
 store_path = ""
 unused_expiry_ms = 86400000

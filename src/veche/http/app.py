@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from veche.diskfull import disk_full_at
 from veche.errors import MatrixError
 from veche.http.base import Handler, json_response
 
@@ -49,9 +50,14 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
             resp = _error(404, "M_UNRECOGNIZED", "Unrecognized request")
         except web.HTTPException as e:
             resp = _error(e.status, "M_UNKNOWN", e.reason)
-        except Exception:
-            logger.exception("error handling %s %s", request.method, request.path)
-            resp = _error(500, "M_UNKNOWN", "Internal server error")
+        except Exception as e:
+            where = disk_full_at(e, request.app["hs"].config.database_url)
+            if where is None:
+                logger.exception("error handling %s %s", request.method, request.path)
+                resp = _error(500, "M_UNKNOWN", "Internal server error")
+            else:
+                logger.error("disk full: %s (%s %s failed)", where, request.method, request.path)
+                resp = _error(500, "M_UNKNOWN", "The server is out of disk space")
     if not resp.prepared:
         resp.headers.update(CORS_HEADERS)
     return resp

@@ -160,9 +160,9 @@ async def _serve(request: web.Request, sha256: str, content_type: str,
     return resp_stream
 
 
-async def _download(request: web.Request) -> web.StreamResponse:
+async def _download(request: web.Request, legacy: bool = False) -> web.StreamResponse:
     row: MediaRow = await _media(request).get_media(
-        request.match_info["serverName"], request.match_info["mediaId"], _timeout(request))
+        request.match_info["serverName"], request.match_info["mediaId"], _timeout(request), legacy)
     assert row.sha256 is not None
     filename = request.match_info.get("fileName") or row.upload_name
     return await _serve(request, row.sha256, row.content_type or "application/octet-stream", filename)
@@ -183,16 +183,16 @@ async def download_named(request: web.Request) -> web.StreamResponse:
 @routes.get(LEGACY + "/download/{serverName}/{mediaId}")
 async def legacy_download(request: web.Request) -> web.StreamResponse:
     _legacy_allowed(request)
-    return await _download(request)
+    return await _download(request, legacy=True)
 
 
 @routes.get(LEGACY + "/download/{serverName}/{mediaId}/{fileName}")
 async def legacy_download_named(request: web.Request) -> web.StreamResponse:
     _legacy_allowed(request)
-    return await _download(request)
+    return await _download(request, legacy=True)
 
 
-async def _thumbnail(request: web.Request) -> web.StreamResponse:
+async def _thumbnail(request: web.Request, legacy: bool = False) -> web.StreamResponse:
     width = query_int(request, "width", minimum=1)
     height = query_int(request, "height", minimum=1)
     if width is None or height is None:
@@ -202,7 +202,7 @@ async def _thumbnail(request: web.Request) -> web.StreamResponse:
         raise invalid_param("method must be scale or crop")
     thumb: ThumbnailRow = await _media(request).thumbnail(
         request.match_info["serverName"], request.match_info["mediaId"], min(width, 10_000),
-        min(height, 10_000), method, query_bool(request, "animated"), _timeout(request))
+        min(height, 10_000), method, query_bool(request, "animated"), _timeout(request), legacy)
     return await _serve(request, thumb.sha256, thumb.content_type, None)
 
 
@@ -215,7 +215,7 @@ async def thumbnail(request: web.Request) -> web.StreamResponse:
 @routes.get(LEGACY + "/thumbnail/{serverName}/{mediaId}")
 async def legacy_thumbnail(request: web.Request) -> web.StreamResponse:
     _legacy_allowed(request)
-    return await _thumbnail(request)
+    return await _thumbnail(request, legacy=True)
 
 
 async def _preview(request: web.Request) -> web.Response:

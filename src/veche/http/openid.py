@@ -31,7 +31,7 @@ async def request_token(request: web.Request) -> web.Response:
     hs.ratelimiter.check("openid", req.user_id)
     token = secrets.token_urlsafe(32)
     now = int(time.time() * 1000)
-    await hs.db.run(store.add_openid_token, hash_token(token), req.user_id,
+    await hs.db.run(store.add_openid_token, hash_token(token), req.user_id, req.device_id,
                     now + LIFETIME_S * 1000, now)
     return json_response({"access_token": token, "token_type": "Bearer",
                           "matrix_server_name": hs.server_name, "expires_in": LIFETIME_S})

@@ -18,6 +18,7 @@ from veche.core import auth as auth_rules
 from veche.core import events as event_format
 from veche.core.redaction import redact_event
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
+from veche.diskfull import disk_full_at
 from veche.errors import MatrixError, forbidden, not_found
 from veche.storage import events as store
 from veche.storage.database import Txn
@@ -129,7 +130,8 @@ class EventService:
             try:
                 outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
             except Exception as e:
-                logger.exception("persisting %d event(s) in %s failed", len(batch), room_id)
+                if disk_full_at(e, self.hs.config.database_url) is None:  # else each sender's answer logs it
+                    logger.exception("persisting %d event(s) in %s failed", len(batch), room_id)
                 self.hs.push.forget_room(room_id)  # it may have cached uncommitted members
                 outcomes = [(None, False, e)] * len(batch)
         for req, pos, (event, is_new, error) in zip(batch, positions, outcomes, strict=True):

@@ -12,6 +12,7 @@ import logging
 import re
 import secrets
 import time
+from collections.abc import AsyncIterator
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -64,6 +65,7 @@ class MediaService:
         self._hash_locks: dict[str, asyncio.Lock] = {}
         self._thumb_locks: dict[str, asyncio.Lock] = {}
         self._touched: dict[str, int] = {}
+        self._legacy_frozen_ts: int | None = None
 
     @cached_property
     def previews(self) -> UrlPreviewer:
@@ -84,18 +86,16 @@ class MediaService:
         size = 0
         done = False
         try:
-            with tmp.open("wb") as f:
-                try:
-                    async for chunk in body.iter_chunked(CHUNK):
+            try:
+                with tmp.open("wb") as f:
+                    async for chunk in _client_chunks(body):
                         size += len(chunk)
                         if size > self.config.max_upload_size:
                             raise too_large(f"Upload is larger than {self.config.max_upload_size} bytes")
                         digest.update(chunk)
                         f.write(chunk)
-                except MatrixError:
-                    raise
-                except Exception as e:  # the client went away or sent a malformed body
-                    raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
+            except OSError as e:  # ours, not the client's: name the file (a full disk is logged)
+                raise OSError(e.errno, e.strerror, str(tmp)) from e
             if content_length is not None and size != content_length:
                 raise MatrixError(400, "M_UNKNOWN", "Body length does not match Content-Length")
             done = True
@@ -195,9 +195,21 @@ class MediaService:
             raise not_found("Invalid media ID")
         return await self.hs.db.run(store_sql.get_media, media_id)
 
-    async def get_media(self, server_name: str, media_id: str, timeout_ms: int | None) -> MediaRow:
-        """Uploaded, unquarantined local media; waits up to timeout_ms for a pending upload."""
+    async def _frozen_for_legacy(self, row: MediaRow) -> bool:
+        if not self.config.freeze_legacy_media:
+            return False
+        if self._legacy_frozen_ts is None:
+            self._legacy_frozen_ts = await self.hs.db.run(store_sql.legacy_freeze_ts)
+        return row.created_ts >= self._legacy_frozen_ts
+
+    async def get_media(self, server_name: str, media_id: str, timeout_ms: int | None,
+                        legacy: bool = False) -> MediaRow:
+        """Uploaded, unquarantined local media; waits up to timeout_ms for a pending upload.
+        `legacy`: for the unauthenticated routes, which do not serve media newer than the freeze."""
         row = await self._local_row(server_name, media_id)
+        if legacy and row is not None and await self._frozen_for_legacy(row):
+            raise not_found("Media uploaded since the server froze the unauthenticated media"
+                            " endpoints is only available from /_matrix/client/v1/media")
         if row is not None and row.sha256 is None and (row.unused_expires_ts or 0) > now_ms():
             wait = min(DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms, MAX_WAIT_MS)
             event = self._uploaded.setdefault(media_id, asyncio.Event())
@@ -224,8 +236,9 @@ class MediaService:
 
     # --- thumbnails -------------------------------------------------------------------
     async def thumbnail(self, server_name: str, media_id: str, width: int, height: int,
-                        method: str, animated: bool, timeout_ms: int | None) -> ThumbnailRow:
-        row = await self.get_media(server_name, media_id, timeout_ms)
+                        method: str, animated: bool, timeout_ms: int | None,
+                        legacy: bool = False) -> ThumbnailRow:
+        row = await self.get_media(server_name, media_id, timeout_ms, legacy)
         if _base_type(row.content_type) not in thumbnailer.THUMBNAILABLE:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this content")
         assert row.sha256 is not None
@@ -314,6 +327,14 @@ class MediaService:
         if server_name != self.hs.server_name:
             raise ValueError(f"{uri} is not media of this server ({self.hs.server_name})")
         return server_name, media_id
+
+
+async def _client_chunks(body: StreamReader) -> AsyncIterator[bytes]:
+    try:
+        async for chunk in body.iter_chunked(CHUNK):
+            yield chunk
+    except Exception as e:  # the client went away or sent a malformed body
+        raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
 
 
 def _base_type(content_type: str | None) -> str:

@@ -272,6 +272,8 @@ def delete_devices(
         delete_refresh_tokens(txn, user_id, device_id)
         txn.execute("DELETE FROM devices WHERE user_id = ? AND device_id = ?",
                     (user_id, device_id))
+        txn.execute("DELETE FROM openid_tokens WHERE user_id = ? AND device_id = ?",
+                    (user_id, device_id))
     e2e_keys.delete_device_data(txn, user_id, targets)
     pushers.delete_device_pushers(txn, user_id, targets)
     dehydrated_devices.forget(txn, user_id, targets)
@@ -285,6 +287,7 @@ def set_password_hash(txn: Txn, user_id: str, password_hash: str | None) -> None
 
 
 def set_deactivated(txn: Txn, user_id: str) -> None:
+    txn.execute("DELETE FROM openid_tokens WHERE user_id = ?", (user_id,))
     txn.execute(
         "UPDATE users SET deactivated = 1, password_hash = NULL, displayname = NULL,"
         " avatar_url = NULL WHERE user_id = ?", (user_id,))
@@ -319,10 +322,11 @@ def revoke_refresh_predecessors(txn: Txn, refresh_hash: str) -> list[str]:
     return revoked
 
 
-def add_openid_token(txn: Txn, token_hash: str, user_id: str, expires_ts: int, now_ms: int) -> None:
+def add_openid_token(txn: Txn, token_hash: str, user_id: str, device_id: str, expires_ts: int,
+                     now_ms: int) -> None:
     txn.execute("DELETE FROM openid_tokens WHERE expires_ts < ?", (now_ms,))
-    txn.execute("INSERT INTO openid_tokens (token_hash, user_id, expires_ts) VALUES (?, ?, ?)",
-                (token_hash, user_id, expires_ts))
+    txn.execute("INSERT INTO openid_tokens (token_hash, user_id, device_id, expires_ts)"
+                " VALUES (?, ?, ?, ?)", (token_hash, user_id, device_id, expires_ts))
 
 
 def get_openid_user(txn: Txn, token_hash: str, now_ms: int) -> str | None:

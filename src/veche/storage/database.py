@@ -207,15 +207,59 @@ def ensure_schema(db: Database, url: str) -> None:
         env=env, capture_output=True, text=True,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"schema migration failed:\n{done.stderr.strip()}")
+        logger.debug("schema migration failed:\n%s", done.stderr.strip())
+        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
+        raise DatabaseOpenError(f"schema migration of the database failed: {last}")
+
+
+class DatabaseOpenError(Exception):
+    """The database cannot be opened; the message names it and says what to do."""
+
+
+def _postgres_reachable(url: str) -> None:
+    """Connect once directly: the pool would only report a timeout, not why."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        psycopg.connect(url, connect_timeout=5).close()
+    except psycopg.Error as e:
+        try:
+            info = conninfo_to_dict(url)
+            where = f"{info.get('host', 'localhost')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        except psycopg.Error:
+            where = "the configured address"
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        reason = first.rsplit(" failed: ", 1)[-1].removeprefix("FATAL:").strip()
+        raise DatabaseOpenError(
+            f"cannot connect to PostgreSQL at {where}: {reason}; check that it is running and that"
+            " [database] url (VECHE_DATABASE__URL) is right") from None
+
+
+def _sqlite_error(path: str, e: sqlite3.Error) -> DatabaseOpenError:
+    code = getattr(e, "sqlite_errorcode", None)
+    if code == sqlite3.SQLITE_NOTADB or code == sqlite3.SQLITE_CORRUPT:
+        advice = "it is not a SQLite database or it is damaged; restore it from a backup or move it aside"
+    elif code == sqlite3.SQLITE_FULL:
+        advice = "the disk is full; free some space"
+    else:
+        advice = f"{e}; check that the file and its directory are writable by this user"
+    return DatabaseOpenError(f"cannot open the SQLite database {path}: {advice}")
 
 
 def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8) -> Database:
     if url.startswith("sqlite:///"):
-        db: Database = SQLiteDatabase(url[len("sqlite:///") :], sqlite_synchronous)
+        path = url[len("sqlite:///") :]
+        try:
+            db: Database = SQLiteDatabase(path, sqlite_synchronous)
+        except sqlite3.Error as e:
+            raise _sqlite_error(path, e) from None
     elif url.startswith(("postgresql://", "postgres://")):
+        _postgres_reachable(url)
         db = PostgresDatabase(url, pool_size)
     else:
-        raise ValueError(f"unsupported database url: {url!r} (use sqlite:/// or postgresql://)")
+        scheme = url.split(":", 1)[0] if ":" in url else url
+        raise DatabaseOpenError(
+            f"unsupported database URL scheme {scheme!r}: use sqlite:///path or postgresql://")
     ensure_schema(db, url)
     return db

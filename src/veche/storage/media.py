@@ -147,3 +147,8 @@ def put_preview(txn: Txn, url: str, ts: int, og_json: str) -> None:
     txn.execute("DELETE FROM url_previews WHERE url = ?", (url,))
     txn.execute("INSERT INTO url_previews (url, fetched_ts, og_json) VALUES (?, ?, ?)",
                 (url, ts, og_json))
+
+
+def legacy_freeze_ts(txn: Txn) -> int:
+    """When the unauthenticated legacy download routes froze (recorded by a migration)."""
+    return int(txn.fetchval("SELECT MIN(frozen_ts) FROM legacy_media_freeze") or 0)

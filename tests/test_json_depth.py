@@ -185,3 +185,19 @@ async def test_stored_unencodable_items_are_skipped_and_logged(
 def deep_text(value: Any) -> str:
     # orjson will not write this deep, which is the point; the standard library will.
     return json.dumps(value, separators=(",", ":"))
+
+
+async def test_integers_that_would_come_back_changed_are_refused(make_client: Any) -> None:
+    """orjson reads integers past 64 bits as floats: 10**30 would come back as 1e+30."""
+    alice = await make_client().register()
+    path = f"user/{quote(alice.user_id)}/account_data/org.example.ints"
+    for big in (2**64, -(2**63) - 1, 10**30):
+        status, body = await alice.put(path, {"n": big, "f": 1.5})
+        assert_bad_json(status, body)
+        status, body = await alice.put(path, {"n": [big]})
+        assert_bad_json(status, body)
+    kept = {"n": [2**64 - 1, -(2**63)], "f": 1.5, "z": -0.0}
+    status, body = await alice.put(path, kept)
+    assert status == 200, body
+    status, body = await alice.get(path)
+    assert status == 200 and json.dumps(body) == json.dumps(kept), body

@@ -7,7 +7,8 @@ Responses wrap what clients stored: the deepest so far is a /search result's con
 stored body. Bodies deeper than that margin used to be accepted and then break every
 response that carried them (a recipient's /sync, for good). So request bodies may nest
 MAX_JSON_DEPTH deep, far below the encoder's limit, and a response meeting a stored item
-that is too deep anyway (stored before the limit) leaves that item out.
+that is too deep anyway (stored before the limit) leaves that item out. Likewise integers
+orjson would not read back exactly are refused.
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from typing import Any
 
 MAX_JSON_DEPTH = 100
 ORJSON_MAX_DEPTH = 254
+# The integers orjson reads and writes exactly.
+INT_MIN, INT_MAX = -(2**63), 2**64 - 1
 
 
 def json_depth(value: object) -> int:
     """Nested containers in `value`: 0 for a scalar, 1 for ``[]`` or ``{"a": 1}``."""
-    deepest = 0
+    return json_shape(value)[0]
+
+
+def json_shape(value: object) -> tuple[int, bool]:
+    """(json_depth, whether any number in it is a float)."""
+    deepest, floats = 0, False
     stack: list[tuple[object, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
@@ -30,10 +38,24 @@ def json_depth(value: object) -> int:
         elif isinstance(node, list):
             children = node
         else:
+            floats = floats or isinstance(node, float)
             continue
         deepest = max(deepest, depth)
-        stack.extend((c, depth + 1) for c in children if isinstance(c, dict | list))
-    return deepest
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+            elif isinstance(child, float):
+                floats = True
+    return deepest, floats
+
+
+def exact_int(literal: str) -> int:
+    """An integer literal, if orjson keeps it exact; it reads bigger ones as floats, which
+    would come back changed (10**30 as 1e+30)."""
+    value = int(literal)
+    if not INT_MIN <= value <= INT_MAX:
+        raise ValueError(f"integer {literal[:30]} out of range")
+    return value
 
 
 def _is_item(node: object) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -9,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
-from veche.core.json_limits import MAX_JSON_DEPTH, json_depth, prune_too_deep
+from veche.core.json_limits import MAX_JSON_DEPTH, exact_int, json_shape, prune_too_deep
 from veche.errors import MatrixError, bad_json, invalid_param
 
 if TYPE_CHECKING:
@@ -50,15 +51,21 @@ def _servable(body: Any) -> Any:
 
 def _parse(raw: bytes | str, what: str) -> Any:
     """JSON that any response could carry again: M_NOT_JSON if unparseable, M_BAD_JSON if
-    nested deeper than MAX_JSON_DEPTH."""
+    nested deeper than MAX_JSON_DEPTH or holding integers that would come back changed."""
     try:
         value = orjson.loads(raw)
     except orjson.JSONDecodeError as e:
         if "depth" in str(e):  # orjson's own limit, far past ours
             raise bad_json(f"{what} nested deeper than {MAX_JSON_DEPTH} levels") from None
         raise MatrixError(400, "M_NOT_JSON", f"{what} not JSON.") from None
-    if json_depth(value) > MAX_JSON_DEPTH:
+    depth, floats = json_shape(value)
+    if depth > MAX_JSON_DEPTH:
         raise bad_json(f"{what} nested deeper than {MAX_JSON_DEPTH} levels")
+    if floats:  # perhaps integers too big to keep: read the numbers as written
+        try:
+            json.loads(raw, parse_int=exact_int)
+        except ValueError as e:
+            raise bad_json(f"{what}: {e}") from None
     return value
 
 

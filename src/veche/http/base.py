@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from aiohttp import web
 
+from veche.core.json_limits import MAX_JSON_DEPTH, exact_int, json_shape, prune_too_deep
 from veche.errors import MatrixError, bad_json, invalid_param
 
 if TYPE_CHECKING:
@@ -16,6 +19,8 @@ if TYPE_CHECKING:
     from veche.services.auth import Requester
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+logger = logging.getLogger(__name__)
 
 CLIENT_V3 = "/_matrix/client/v3"
 CLIENT_V1 = "/_matrix/client/v1"
@@ -26,9 +31,43 @@ def hs_of(request: web.Request) -> HomeServer:
 
 
 def json_response(body: Any, status: int = 200) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(body), status=status, content_type="application/json"
-    )
+    try:
+        raw = orjson.dumps(body)
+    except orjson.JSONEncodeError:
+        raw = orjson.dumps(_servable(body))
+    return web.Response(body=raw, status=status, content_type="application/json")
+
+
+def _servable(body: Any) -> Any:
+    """`body` without the stored items nested too deep to encode (stored before bodies were
+    limited): one such item must not fail every /sync of its recipient."""
+    pruned = prune_too_deep(body)
+    for where in pruned.dropped:
+        logger.warning("left out of a response, nested too deep to encode: %s", where)
+    if pruned.unservable:
+        logger.warning("cannot serve, nested too deep to encode: %s", ", ".join(pruned.unservable))
+        raise MatrixError(404, "M_NOT_FOUND", "The requested item is stored in a form that cannot be served")
+    return pruned.body
+
+
+def _parse(raw: bytes | str, what: str) -> Any:
+    """JSON that any response could carry again: M_NOT_JSON if unparseable, M_BAD_JSON if
+    nested deeper than MAX_JSON_DEPTH or holding integers that would come back changed."""
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        if "depth" in str(e):  # orjson's own limit, far past ours
+            raise bad_json(f"{what} nested deeper than {MAX_JSON_DEPTH} levels") from None
+        raise MatrixError(400, "M_NOT_JSON", f"{what} not JSON.") from None
+    depth, floats = json_shape(value)
+    if depth > MAX_JSON_DEPTH:
+        raise bad_json(f"{what} nested deeper than {MAX_JSON_DEPTH} levels")
+    if floats:  # perhaps integers too big to keep: read the numbers as written
+        try:
+            json.loads(raw, parse_int=exact_int)
+        except ValueError as e:
+            raise bad_json(f"{what}: {e}") from None
+    return value
 
 
 def client_ip(request: web.Request) -> str:
@@ -70,10 +109,7 @@ async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[
         if allow_empty:
             return {}
         raise MatrixError(400, "M_NOT_JSON", "Content not JSON.")
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise MatrixError(400, "M_NOT_JSON", "Content not JSON.") from None
+    body = _parse(raw, "Content")
     if not isinstance(body, dict):
         raise bad_json("Body must be a JSON object")
     return body
@@ -166,7 +202,4 @@ def require_str(body: dict[str, Any], key: str, *, optional: bool = False) -> An
 
 def json_query_param(raw: str, name: str) -> Any:
     """A query parameter whose value is JSON (e.g. ``filter``): M_NOT_JSON if it isn't."""
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise MatrixError(400, "M_NOT_JSON", f"{name} is not valid JSON") from None
+    return _parse(raw, name)

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiohttp import web
 
+from veche.core.numbers import SAFE_INT_MAX, parse_int
 from veche.errors import MatrixError, bad_json, invalid_param
 
 if TYPE_CHECKING:
@@ -86,9 +87,23 @@ def access_token_of(request: web.Request) -> str | None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header.")
-        return value.strip()
+        return _storable_token(value.strip())
     # Deprecated in the spec but still sent by some clients and bots.
-    return request.query.get("access_token")
+    token = request.query.get("access_token")
+    return None if token is None else _storable_token(token)
+
+
+def _storable_token(token: str) -> str:
+    """Undecodable bytes (kept by aiohttp as surrogates) and NUL can be in no token we
+    issued, and neither database could even look them up."""
+    unknown = MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token.")
+    if "\x00" in token:
+        raise unknown
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        raise unknown from None
+    return token
 
 
 def query_int(
@@ -98,10 +113,9 @@ def query_int(
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_param(f"{name} must be an integer") from None
+    value = parse_int(raw)
+    if value is None:
+        raise invalid_param(f"{name} must be an integer within ±{SAFE_INT_MAX}")
     if value < minimum:
         raise invalid_param(f"{name} must be >= {minimum}")
     if maximum is not None:

@@ -161,9 +161,110 @@ async def test_undecodable_authorization_header_is_an_unknown_token(homeserver: 
             _raw_request, homeserver,
             b"GET /_matrix/client/v3/account/whoami HTTP/1.1\r\nAuthorization: " + header + b"\r\n")
         assert (status, body.get("errcode")) == (401, errcode), (header, status, body)
-    # ... and the same in the deprecated query parameter, where a NUL fits too.
-    for token in (b"%FF%FE", b"abc%00def", b"%ED%A0%80"):
+    # ... and the same in the deprecated query parameter (where a NUL, as anywhere in a URL,
+    # is refused as such).
+    status, body = await asyncio.to_thread(
+        _raw_request, homeserver, b"GET /_matrix/client/v3/account/whoami?access_token=a%00 HTTP/1.1\r\n")
+    assert (status, body.get("errcode")) == (400, "M_INVALID_PARAM"), (status, body)
+    for token in (b"%FF%FE", b"%ED%A0%80"):
         status, body = await asyncio.to_thread(
             _raw_request, homeserver,
             b"GET /_matrix/client/v3/account/whoami?access_token=" + token + b" HTTP/1.1\r\n")
         assert (status, body.get("errcode")) == (401, "M_UNKNOWN_TOKEN"), (token, status, body)
+
+
+NUL_TEXT = "be\x00fore"
+NUL = quote("a\x00b", safe="")
+
+
+async def test_nul_in_free_text_round_trips_and_in_names_is_refused(make_client: Any) -> None:
+    """Event content is JSON, which carries a NUL escaped: it comes back exactly as sent.
+    Identifiers, types, keys and transaction IDs never hold one (PostgreSQL's text cannot,
+    and the spec's grammars exclude it): a 400 on both backends. So are the few free-text
+    values kept as bare text columns (display name, device name, status message)."""
+    alice, ids = await _fixture(make_client)
+    room, me = ids["room"], ids["alice"]
+    server = alice.user_id.split(":", 1)[1]
+    sent: dict[str, str] = {}
+
+    async def event_content(event_id: str) -> Any:
+        status, event = await alice.get(f"rooms/{room}/event/{quote(event_id)}")
+        assert status == 200, event
+        return event["content"]
+
+    async def state(event_type: str, key: str = "") -> Any:
+        status, content = await alice.get(f"rooms/{room}/state/{event_type}/{quote(key)}")
+        assert status == 200, content
+        return content
+
+    # (what, method, path, body, expected status, read back or None)
+    cases: list[tuple[str, str, str, Any, int, Any]] = [
+        ("message body", "PUT", f"rooms/{room}/send/m.room.message/nul1",
+         {"msgtype": "m.text", "body": f"hello {NUL_TEXT} world"}, 200,
+         lambda r: event_content(r["event_id"])),
+        ("reply target", "PUT", f"rooms/{room}/send/m.room.message/nul2",
+         {"msgtype": "m.text", "body": "x", "m.relates_to": {"rel_type": "m.thread",
+                                                            "event_id": "$a\x00b"}}, 200,
+         lambda r: event_content(r["event_id"])),
+        ("room name", "PUT", f"rooms/{room}/state/m.room.name", {"name": NUL_TEXT}, 200,
+         lambda r: state("m.room.name")),
+        ("topic", "PUT", f"rooms/{room}/state/m.room.topic", {"topic": NUL_TEXT}, 200,
+         lambda r: state("m.room.topic")),
+        ("member displayname", "PUT", f"rooms/{room}/state/m.room.member/{me}",
+         {"membership": "join", "displayname": NUL_TEXT}, 200,
+         lambda r: state("m.room.member", alice.user_id)),
+        ("account data content", "PUT", f"user/{me}/account_data/x.nul", {"v": NUL_TEXT}, 200,
+         lambda r: alice.get(f"user/{me}/account_data/x.nul")),
+        ("profile displayname", "PUT", f"profile/{me}/displayname", {"displayname": NUL_TEXT}, 400, None),
+        ("device name", "PUT", f"devices/{quote(alice.device_id)}", {"display_name": NUL_TEXT}, 400, None),
+        ("status message", "PUT", f"presence/{me}/status",
+         {"presence": "online", "status_msg": NUL_TEXT}, 400, None),
+        ("event type", "PUT", f"rooms/{room}/send/{NUL}/t1", {"body": "x"}, 400, None),
+        ("state event type", "PUT", f"rooms/{room}/state/{NUL}/", {"x": 1}, 400, None),
+        ("state key", "PUT", f"rooms/{room}/state/x.nul/{NUL}", {"x": 1}, 400, None),
+        ("txnId", "PUT", f"rooms/{room}/send/m.room.message/{NUL}", {"body": "x"}, 400, None),
+        ("account-data type", "PUT", f"user/{me}/account_data/{NUL}", {"x": 1}, 400, None),
+        ("room account-data type", "PUT", f"user/{me}/rooms/{room}/account_data/{NUL}", {"x": 1}, 400,
+         None),
+        ("tag", "PUT", f"user/{me}/rooms/{room}/tags/{NUL}", {}, 400, None),
+        ("alias", "PUT", f"directory/room/{quote('#' + chr(0) + 'x:' + server, safe='')}",
+         {"room_id": alice.user_id and room.replace("%21", "!")}, 400, None),
+        ("alias lookup", "GET", f"directory/room/{quote('#a' + chr(0) + ':' + server, safe='')}", None,
+         400, None),
+        ("room ID", "GET", f"rooms/{quote('!a' + chr(0) + ':' + server, safe='')}/state", None, 400, None),
+        ("room ID to join", "POST", f"join/{quote('!a' + chr(0) + ':' + server, safe='')}", {}, 400, None),
+        ("user ID", "GET", f"profile/{quote('@a' + chr(0) + ':' + server, safe='')}", None, 400, None),
+        ("invitee", "POST", f"rooms/{room}/invite", {"user_id": f"@a\x00:{server}"}, 400, None),
+        ("query parameter", "GET", f"register/available?username={NUL}", None, 400, None),
+        ("report reason", "POST", f"rooms/{room}/report/{ids['event']}", {"reason": NUL_TEXT}, 400, None),
+        ("to-device type", "PUT", f"sendToDevice/{NUL}/t1", {"messages": {}}, 400, None),
+    ]
+    wrong = []
+    for what, method, path, body, expected, read_back in cases:
+        status, answer = await alice.request(method, path, body)
+        if status != expected:
+            wrong.append(f"{what}: {status} {str(answer)[:100]}")
+            continue
+        if expected == 400 and answer.get("errcode") not in ("M_INVALID_PARAM", "M_BAD_JSON",
+                                                               "M_INVALID_USERNAME"):
+            wrong.append(f"{what}: {answer}")
+        if read_back is not None:
+            got = await read_back(answer)
+            got = got[1] if isinstance(got, tuple) else got
+            if got != body:
+                wrong.append(f"{what}: read back {got!r}, sent {body!r}")
+        sent[what] = path
+    assert not wrong, "\n".join(wrong)
+
+    # Logging in as a name no account can have: the same answer on both backends.
+    for user in ("a\x00b", f"@a\x00b:{server}"):
+        status, answer = await make_client().post(
+            "login", {"type": "m.login.password", "password": "x",
+                      "identifier": {"type": "m.id.user", "user": user}}, token=False)
+        assert (status, answer.get("errcode")) == (400, "M_INVALID_PARAM"), (status, answer)
+    # The text around a NUL is still found by search.
+    status, found = await alice.post("search", {"search_categories": {"room_events": {
+        "search_term": "fore", "keys": ["content.body"]}}})
+    assert status == 200, found
+    results = found["search_categories"]["room_events"]["results"]
+    assert [r["result"]["content"]["body"] for r in results] == [f"hello {NUL_TEXT} world"]

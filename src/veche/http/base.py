@@ -94,15 +94,12 @@ def access_token_of(request: web.Request) -> str | None:
 
 
 def _storable_token(token: str) -> str:
-    """Undecodable bytes (kept by aiohttp as surrogates) and NUL can be in no token we
-    issued, and neither database could even look them up."""
-    unknown = MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token.")
-    if "\x00" in token:
-        raise unknown
+    """Undecodable bytes (which aiohttp keeps as lone surrogates) are in no token we issued,
+    and neither database could even look them up."""
     try:
         token.encode("utf-8")
     except UnicodeEncodeError:
-        raise unknown from None
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token.") from None
     return token
 
 

@@ -73,3 +73,32 @@ def test_version_flag() -> None:
     proc = subprocess.run([sys.executable, "-m", "veche", "--version"], capture_output=True,
                           text=True, timeout=60)
     assert proc.returncode == 0 and __version__ in proc.stdout
+
+
+@pytest.mark.parametrize("name", ["a b/c", "", "example.org:", "example.org:port",
+                                  "[::1", "[not:an:ip]", "300.1.1.1", "bob@example.org",
+                                  "example.org:123456"])
+def test_invalid_server_name_is_refused(name: str) -> None:
+    with pytest.raises(ConfigError, match="server_name"):
+        load_config(None, {"server_name": name}, environ={})
+
+
+@pytest.mark.parametrize("name", ["example.org", "localhost:8008", "1.2.3.4", "1.2.3.4:443",
+                                  "[::1]", "[1234:5678::abcd]:8448", "matrix-1.example.org"])
+def test_valid_server_names_are_accepted(name: str) -> None:
+    assert load_config(None, {"server_name": name}, environ={}).server_name == name
+
+
+@pytest.mark.parametrize("name", ["a b/c", ""])
+def test_serve_refuses_invalid_server_name_in_one_line(tmp_path: Path, name: str) -> None:
+    env = {k: v for k, v in __import__("os").environ.items() if not k.startswith("VECHE_")}
+    env.update({"VECHE_SERVER_NAME": name, "VECHE_DATA_DIR": str(tmp_path)})
+    proc = subprocess.run(
+        [sys.executable, "-m", "veche", "serve", "--dev", "--port", "0"],
+        capture_output=True, text=True, timeout=60, env=env,
+    )
+    assert proc.returncode != 0
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "server_name" in lines[0], proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "veche.db").exists()

@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from veche.core.identifiers import InvalidIdentifier, parse_server_name
+
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -199,6 +201,16 @@ class Config(_Section):
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
+
+    @field_validator("server_name")
+    @classmethod
+    def _server_name_grammar(cls, name: str) -> str:
+        # It becomes part of every user and room ID: a bad one cannot be fixed later.
+        try:
+            parse_server_name(name)
+        except InvalidIdentifier as e:
+            raise ValueError(f"not a valid server name (host[:port]): {e}") from None
+        return name
 
     @property
     def base_url(self) -> str:

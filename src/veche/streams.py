@@ -12,6 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+from veche.core.numbers import parse_count
 from veche.errors import MatrixError
 
 # How far ahead of the positions in use the durable reservation runs.
@@ -113,14 +114,9 @@ class StreamToken:
 
     @classmethod
     def parse(cls, token: str) -> StreamToken:
-        try:
-            if not token.startswith("s"):
-                raise ValueError
-            parts = token[1:].split("_")
-            stream = int(parts[0])
-            typing = int(parts[1]) if len(parts) > 1 else 0
-            if stream < 0 or typing < 0 or len(parts) > 2:
-                raise ValueError
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid token: {token[:64]!r}") from None
+        parts = token[1:].split("_") if token.startswith("s") else []
+        stream = parse_count(parts[0]) if parts else None
+        typing = parse_count(parts[1]) if len(parts) > 1 else 0
+        if stream is None or typing is None or len(parts) > 2:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid token: {token[:64]!r}")
         return cls(stream, typing)

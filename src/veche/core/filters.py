@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from veche.core.numbers import is_safe_int
 from veche.core.push_rules import parse_dotted_path
 
 __all__ = [
@@ -67,8 +68,8 @@ def _check_limit(obj: JsonDict, path: str) -> None:
     value = obj["limit"]
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise _fail(path + "limit", "must be a non-negative integer")
+    if not is_safe_int(value) or value < 0:
+        raise _fail(path + "limit", "must be a non-negative integer within 2**53 - 1")
     obj["limit"] = value
 
 

@@ -33,12 +33,20 @@ def _error(status: int, errcode: str, error: str, **extra: object) -> web.Respon
     return resp
 
 
+def _refuse_nul_in_url(request: web.Request) -> None:
+    """No identifier, type, key or transaction ID may hold U+0000 (see the spec's grammars),
+    and no other path or query value needs one."""
+    if "\x00" in request.path or any("\x00" in k or "\x00" in v for k, v in request.query.items()):
+        raise MatrixError(400, "M_INVALID_PARAM", "NUL (U+0000) is not allowed in the URL")
+
+
 @web.middleware
 async def matrix_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     if request.method == "OPTIONS":
         resp: web.StreamResponse = web.Response(status=204)
     else:
         try:
+            _refuse_nul_in_url(request)
             resp = await handler(request)
         except MatrixError as e:
             resp = _error(e.status, e.errcode, e.error, **e.extra)

@@ -12,6 +12,7 @@ import orjson
 from aiohttp import web
 
 from veche.core.json_limits import MAX_JSON_DEPTH, exact_int, json_shape, prune_too_deep
+from veche.core.numbers import SAFE_INT_MAX, parse_int
 from veche.errors import MatrixError, bad_json, invalid_param
 
 if TYPE_CHECKING:
@@ -155,9 +156,20 @@ def access_token_of(request: web.Request) -> str | None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise MatrixError(401, "M_MISSING_TOKEN", "Invalid Authorization header.")
-        return value.strip()
+        return _storable_token(value.strip())
     # Deprecated in the spec but still sent by some clients and bots.
-    return request.query.get("access_token")
+    token = request.query.get("access_token")
+    return None if token is None else _storable_token(token)
+
+
+def _storable_token(token: str) -> str:
+    """Undecodable bytes (which aiohttp keeps as lone surrogates) are in no token we issued,
+    and neither database could even look them up."""
+    try:
+        token.encode("utf-8")
+    except UnicodeEncodeError:
+        raise MatrixError(401, "M_UNKNOWN_TOKEN", "Unrecognised access token.") from None
+    return token
 
 
 def query_int(
@@ -167,10 +179,9 @@ def query_int(
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise invalid_param(f"{name} must be an integer") from None
+    value = parse_int(raw)
+    if value is None:
+        raise invalid_param(f"{name} must be an integer within ±{SAFE_INT_MAX}")
     if value < minimum:
         raise invalid_param(f"{name} must be >= {minimum}")
     if maximum is not None:

@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from veche.core.numbers import is_safe_int
 from veche.errors import bad_json, invalid_param
 from veche.http.base import (
     CLIENT_V3,
@@ -91,7 +92,7 @@ async def post_public_rooms(request: web.Request) -> web.Response:
     _check_server(request.query.get("server"), hs.server_name)
     body = await json_body(request, allow_empty=True)
     limit = body.get("limit")
-    if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool)):
+    if limit is not None and not is_safe_int(limit):
         raise bad_json("limit must be an integer")
     if limit is not None and limit < 0:
         raise invalid_param("limit must not be negative")

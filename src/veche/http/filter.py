@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from veche.core.filters import validate_filter
+from veche.core.numbers import parse_count
 from veche.errors import MatrixError, forbidden, not_found
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.storage import sync as store
@@ -31,10 +32,9 @@ async def get_filter(request: web.Request) -> web.Response:
     req = await requester(request)
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("Cannot read other users' filters")
-    try:
-        filter_id = int(request.match_info["filter_id"])
-    except ValueError:
-        raise not_found("Unknown filter") from None
+    filter_id = parse_count(request.match_info["filter_id"])
+    if filter_id is None:
+        raise not_found("Unknown filter")
     found = await hs_of(request).db.run(store.get_filter, req.user_id, filter_id)
     if found is None:
         raise not_found("Unknown filter")

@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from veche.core.numbers import is_safe_int
 from veche.errors import MatrixError, bad_json, missing_param
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.streams import StreamToken
@@ -27,7 +28,7 @@ def _user_map(body: dict[str, Any], name: str) -> dict[str, Any]:
 
 def _check_timeout(body: dict[str, Any]) -> None:
     timeout = body.get("timeout")
-    if timeout is not None and (not isinstance(timeout, int) or isinstance(timeout, bool)):
+    if timeout is not None and not is_safe_int(timeout):
         raise bad_json("timeout must be an integer")
 
 

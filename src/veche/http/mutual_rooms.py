@@ -6,6 +6,7 @@ from typing import Any
 
 from aiohttp import web
 
+from veche.core.numbers import parse_count
 from veche.errors import invalid_param, missing_param
 from veche.http.base import CLIENT_V1, hs_of, json_response, requester
 from veche.services.rooms import check_user_id
@@ -24,11 +25,10 @@ async def mutual_rooms(request: web.Request) -> web.Response:
     check_user_id(other)
     if other == req.user_id:
         raise invalid_param("user_id is your own user ID")
-    offset = 0
-    if (token := request.query.get("from")) is not None:
-        if not token.isdigit():
-            raise invalid_param("Invalid from token")
-        offset = int(token)
+    token = request.query.get("from")
+    offset = 0 if token is None else parse_count(token)
+    if offset is None:
+        raise invalid_param("Invalid from token")
     db = hs_of(request).db
     mine = set(await db.run(store.joined_rooms, req.user_id))
     shared = sorted(mine.intersection(await db.run(store.joined_rooms, other)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from veche.core.filters import Filter
+from veche.core.numbers import parse_count
 from veche.errors import MatrixError
 from veche.http.base import (
     CLIENT_V3,
@@ -28,10 +29,9 @@ async def load_filter(request: web.Request, user_id: str, raw: str | None) -> Fi
     if raw.lstrip().startswith("{"):
         body = json_query_param(raw, "filter")
     else:
-        try:
-            filter_id = int(raw)
-        except ValueError:
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON") from None
+        filter_id = parse_count(raw)
+        if filter_id is None:
+            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
         body = await hs_of(request).db.run(store.get_filter, user_id, filter_id)
         if body is None:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown filter")

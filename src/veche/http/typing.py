@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from veche.core.numbers import is_safe_int
 from veche.errors import bad_json, forbidden
 from veche.http.base import (
     CLIENT_V3,
@@ -30,7 +31,7 @@ async def set_typing(request: web.Request) -> web.Response:
     typing, timeout = body.get("typing"), body.get("timeout", 30_000)
     if not isinstance(typing, bool):
         raise bad_json("typing must be a boolean")
-    if not isinstance(timeout, int) or isinstance(timeout, bool) or timeout < 0:
+    if not is_safe_int(timeout) or timeout < 0:
         raise bad_json("timeout must be a non-negative integer")
     membership = await hs.db.run(event_store.get_membership, room_id, req.user_id)
     if membership is None or membership[0] != "join":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from veche.core.numbers import is_safe_int
 from veche.errors import bad_json, missing_param
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.storage import presence as store
@@ -21,7 +22,7 @@ async def search(request: web.Request) -> web.Response:
     if not isinstance(term, str):
         raise bad_json("search_term must be a string")
     limit = body.get("limit", 10)
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
+    if not is_safe_int(limit) or limit < 0:
         raise bad_json("limit must be a non-negative integer")
     limit = min(limit, 100)
     rows = await hs_of(request).db.run(store.search_users, req.user_id, term.strip(), limit + 1)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from veche.core.numbers import parse_count
 from veche.errors import bad_json, forbidden, invalid_param, missing_param, not_found
 from veche.services.e2e_keys import check_device_keys, parse_keys
 from veche.storage import accounts as account_store
@@ -99,11 +100,10 @@ class DehydratedDeviceService:
         keys_store.mark_changed(txn, [user_id], pos)
 
     async def events(self, user_id: str, device_id: str, next_batch: Any) -> dict[str, Any]:
-        after = 0
-        if next_batch is not None:
-            if not isinstance(next_batch, str) or not next_batch.isdigit():
-                raise invalid_param("Invalid next_batch")
-            after = int(next_batch)
+        after = 0 if next_batch is None else (
+            parse_count(next_batch) if isinstance(next_batch, str) else None)
+        if after is None:
+            raise invalid_param("Invalid next_batch")
         upto = self.hs.stream.current
 
         def take(txn: Txn) -> list[tuple[int, dict[str, Any]]]:

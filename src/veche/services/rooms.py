@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from veche.core.filters import RoomEventFilter
+from veche.core.numbers import parse_count
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from veche.services.events import client_event
 from veche.services.relations import bundle_aggregations
@@ -849,9 +850,9 @@ class RoomService:
             raise invalid_param("include must be all or participated")
         before: int | None = None
         if from_tok is not None:
-            if not from_tok.startswith("t") or not from_tok[1:].isdigit():
+            before = parse_count(from_tok[1:]) if from_tok.startswith("t") else None
+            if before is None:
                 raise invalid_param("Invalid from token")
-            before = int(from_tok[1:])
         vis = await self.check_can_peek(room_id, user_id)
         roots = await self.hs.db.run(store.thread_roots, room_id, vis.can_see)
         rows = await self.hs.db.run(store.get_event_rows, [r for r, _, _ in roots])
@@ -977,9 +978,10 @@ class RoomService:
             entries = [e for e in entries if e.get("room_type") in room_types]
         offset = 0
         if since is not None:
-            if not since.startswith("o") or not since[1:].isdigit():
+            parsed = parse_count(since[1:]) if since.startswith("o") else None
+            if parsed is None:
                 raise invalid_param("Invalid since token")
-            offset = int(since[1:])
+            offset = parsed
         end = len(entries) if limit is None else offset + limit
         out: dict[str, Any] = {"chunk": entries[offset:end], "total_room_count_estimate": total}
         if end < len(entries):

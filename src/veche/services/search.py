@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from veche.core.filters import RoomEventFilter, parse_room_event_filter
+from veche.core.numbers import parse_count
 from veche.errors import bad_json, invalid_param, missing_param
 from veche.services.events import client_event
 from veche.services.relations import bundle_aggregations
@@ -71,11 +72,9 @@ class SearchService:
             raise bad_json("event_context must be an object")
         if not isinstance(criteria.get("include_state", False), bool):
             raise bad_json("include_state must be a boolean")
-        offset = 0
-        if next_batch is not None:
-            if not next_batch.isdigit():
-                raise invalid_param("Invalid next_batch")
-            offset = int(next_batch)
+        offset = 0 if next_batch is None else parse_count(next_batch)
+        if offset is None:
+            raise invalid_param("Invalid next_batch")
         limit = flt.limit_or(DEFAULT_LIMIT, MAX_LIMIT)
         words = store.terms(term)
 

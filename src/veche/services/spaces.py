@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from veche.core.numbers import parse_count
 from veche.errors import forbidden, invalid_param, not_found
 from veche.storage import events as ev_store
 from veche.storage import rooms as store
@@ -92,9 +93,10 @@ class SpaceService:
         offset = 0
         if from_token is not None:
             head, _, rest = from_token.partition(".")
-            if rest != shape or not head.isdigit():
+            parsed = parse_count(head)
+            if rest != shape or parsed is None:
                 raise invalid_param("from does not belong to this max_depth and suggested_only")
-            offset = int(head)
+            offset = parsed
 
         def walk(txn: Txn) -> list[dict[str, Any]]:
             access = _Access(_memberships(txn, user_id))

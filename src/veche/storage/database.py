@@ -22,10 +22,20 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
+from veche.errors import invalid_param
+
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _refuse_nul(args: Sequence[Any]) -> None:
+    """PostgreSQL text cannot hold U+0000, so neither backend stores or looks one up: the
+    same 400 on both, where PostgreSQL alone would fail (JSON columns carry it escaped)."""
+    for arg in args:
+        if type(arg) is str and "\x00" in arg:
+            raise invalid_param("Text with a NUL character (U+0000) is not accepted here")
 
 
 @functools.lru_cache(maxsize=4096)
@@ -45,19 +55,24 @@ class Txn:
         return _to_pyformat(sql) if self.dialect == "postgres" else sql
 
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        _refuse_nul(args)
         self._cur.execute(self._sql(sql), tuple(args))
         return int(self._cur.rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         rows = [tuple(r) for r in rows]
+        for row in rows:
+            _refuse_nul(row)
         if rows:
             self._cur.executemany(self._sql(sql), rows)
 
     def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        _refuse_nul(args)
         self._cur.execute(self._sql(sql), tuple(args))
         return list(self._cur.fetchall())
 
     def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        _refuse_nul(args)
         self._cur.execute(self._sql(sql), tuple(args))
         row = self._cur.fetchone()
         return tuple(row) if row is not None else None

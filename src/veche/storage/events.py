@@ -140,9 +140,9 @@ def _relation(event: dict[str, Any]) -> tuple[str | None, str | None, str | None
     if not isinstance(rel, dict):
         return None, None, None
     target, rel_type = rel.get("event_id"), rel.get("rel_type")
-    if not isinstance(target, str):
-        return None, None, None
-    if not isinstance(rel_type, str):
+    if not isinstance(target, str) or "\x00" in target:
+        return None, None, None  # no event ID holds a NUL: this relates to nothing
+    if not isinstance(rel_type, str) or "\x00" in rel_type:
         rel_type = None  # a plain reply (m.in_reply_to) has no rel_type
     thread_id = target if rel_type == "m.thread" else None
     return target, rel_type, thread_id

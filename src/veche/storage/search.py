@@ -24,6 +24,9 @@ def index_event(txn: Txn, event: dict[str, Any], stream_ordering: int) -> None:
     value = (event.get("content") or {}).get(key) if key else None
     if not isinstance(value, str) or not value:
         return
+    # The event keeps its NUL (its JSON escapes it); the index gets a space, so the words on
+    # either side are still found and PostgreSQL's tsvector can take it.
+    value = value.replace("\x00", " ")
     args = (event["event_id"], event["room_id"], f"content.{key}", stream_ordering, value)
     if txn.dialect == "postgres":
         txn.execute("INSERT INTO event_search (event_id, room_id, key, stream_ordering, vector)"

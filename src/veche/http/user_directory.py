@@ -24,7 +24,8 @@ async def search(request: web.Request) -> web.Response:
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
         raise bad_json("limit must be a non-negative integer")
     limit = min(limit, 100)
-    rows = await hs_of(request).db.run(store.search_users, req.user_id, term.strip(), limit + 1)
+    rows = await hs_of(request).db.run_read(store.search_users, req.user_id, term.strip(),
+                                            limit + 1)
     results = []
     for user_id, displayname, avatar_url in rows[:limit]:
         entry = {"user_id": user_id}

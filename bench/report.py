@@ -29,6 +29,7 @@ ROWS: list[tuple[str, str, str, float | None, bool]] = [
     ("heavy_search", "fill_s", "heavy search: filling its room (s)", None, True),
     ("heavy_search", "search_s", "heavy search: one broad /search (s)", None, True),
     ("heavy_search", "searches", "heavy search: searches while waking", None, False),
+    ("heavy_search", "search_loop_s", "heavy search: each of them, p50 (s)", None, True),
     ("heavy_search", "wake_p50_ms", "/sync wake-up p50, no search (ms)", None, True),
     ("heavy_search", "wake_p99_ms", "/sync wake-up p99, no search (ms)", None, True),
     ("heavy_search", "wake_searching_p50_ms", "/sync wake-up p50, searching (ms)", None, True),

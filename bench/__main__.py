@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 
 from bench import report
-from bench.scenarios import SCENARIOS, Api, Sizes
+from bench.scenarios import SCENARIOS, VECHE_ONLY, Api, Sizes
 from bench.servers import Server, start_synapse, start_veche
 
 STARTERS = {"veche": start_veche, "synapse": start_synapse}
@@ -48,8 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--servers", default="veche,synapse",
                         help="comma-separated: veche, synapse (default both)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help=f"comma-separated subset of {', '.join(SCENARIOS)}")
+    parser.add_argument("--scenarios", default=None,
+                        help=f"comma-separated subset of {', '.join(SCENARIOS)} (default all;"
+                        f" {', '.join(VECHE_ONLY)} only against Veche unless named)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"),
                         help="where to write the table (default bench/RESULTS.md)")
@@ -63,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         if value is not None:
             setattr(sizes, name, value)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
-    only = [s.strip() for s in args.scenarios.split(",") if s.strip()]
+    named = args.scenarios is not None
+    only = [s.strip() for s in (args.scenarios or ",".join(SCENARIOS)).split(",") if s.strip()]
     unknown = [s for s in servers if s not in STARTERS] + [s for s in only if s not in SCENARIOS]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: starting", file=sys.stderr, flush=True)
             server = STARTERS[name](Path(tmp))
             try:
-                results[name] = asyncio.run(run_server(server, sizes, only))
+                mine = [s for s in only if named or name == "veche" or s not in VECHE_ONLY]
+                results[name] = asyncio.run(run_server(server, sizes, mine))
             finally:
                 server.stop()
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -26,6 +26,14 @@ ROWS: list[tuple[str, str, str, float | None, bool]] = [
     ("join_and_read", "joins_s", "joins (s)", None, True),
     ("join_and_read", "history_fill_s", "history fill (s)", None, True),
     ("join_and_read", "paginate_s", "/messages back through history (s)", None, True),
+    ("heavy_search", "fill_s", "heavy search: filling its room (s)", None, True),
+    ("heavy_search", "search_s", "heavy search: one broad /search (s)", None, True),
+    ("heavy_search", "searches", "heavy search: searches while waking", None, False),
+    ("heavy_search", "search_loop_s", "heavy search: each of them, p50 (s)", None, True),
+    ("heavy_search", "wake_p50_ms", "/sync wake-up p50, no search (ms)", None, True),
+    ("heavy_search", "wake_p99_ms", "/sync wake-up p99, no search (ms)", None, True),
+    ("heavy_search", "wake_searching_p50_ms", "/sync wake-up p50, searching (ms)", None, True),
+    ("heavy_search", "wake_searching_p99_ms", "/sync wake-up p99, searching (ms)", None, True),
 ]
 
 

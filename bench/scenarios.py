@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import random
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -33,11 +34,13 @@ class Sizes:
     poll_users: int = 50
     joiners: int = 100
     history: int = 5000
+    search_events: int = 100_000
+    wakes: int = 200
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(senders=4, messages=10, readers=2, rooms=5, room_events=10, polls=40,
-                   poll_users=4, joiners=5, history=150)
+                   poll_users=4, joiners=5, history=150, search_events=200, wakes=5)
 
 
 class Api:
@@ -276,5 +279,89 @@ async def join_and_read(server: Server, api: Api, sizes: Sizes) -> dict[str, flo
             "pages": float(pages)}
 
 
+# Common English words: a search for "the" matches nearly every message, as broad searches do.
+WORDS = ("a and of to in is you that it he was for on are as with his they at be this have from"
+         " or one had by word but not what all were we when your can said there use an each"
+         " which she do how their if will up other about out many then them these so some her"
+         " would make like him into time has look two more write go see number no way could"
+         " people my than first water been call who oil its now find long down day did get come"
+         " made may part").split()
+BROAD_SEARCH = {"search_categories": {"room_events": {"search_term": "the"}}}
+
+
+async def heavy_search(server: Server, api: Api, sizes: Sizes) -> dict[str, float]:
+    """Scenario 7: a room of many messages; /sync wake-ups while another client searches it."""
+    users = await api.users(21)
+    (_, searcher), (_, waker), (_, sleeper) = users[:3]
+    out, _ = await api.call("POST", "createRoom", searcher, {"preset": "public_chat"})
+    big = out["room_id"]
+    fillers = [t for _, t in users[1:]]
+    for t in fillers:
+        await api.call("POST", f"join/{quote(big)}", t, {})
+    rng = random.Random(7)
+    t0 = time.perf_counter()
+
+    async def fill(k: int) -> None:
+        for n in range(k, sizes.search_events, len(fillers)):
+            words = " ".join(rng.choice(WORDS) for _ in range(15))
+            await api.send(fillers[k], big, f"s{n}", f"the {words}")
+
+    await asyncio.gather(*[fill(k) for k in range(len(fillers))])
+    fill_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    found, _ = await api.call("POST", "search", searcher, BROAD_SEARCH)
+    search_s = time.perf_counter() - t0
+    if not found["search_categories"]["room_events"]["results"]:
+        raise BenchError("the broad search found nothing")
+    small = await api.room(waker, [sleeper])
+    since = (await api.sync(sleeper, presence="offline"))[0]["next_batch"]
+    flt = orjson.dumps({"room": {"rooms": [small]}}).decode()
+    wake_n = itertools.count()
+
+    async def wakes() -> list[float]:
+        nonlocal since
+        out = []
+        for _ in range(sizes.wakes):
+            text = f"w{next(wake_n)}"
+            poll = asyncio.create_task(api.sync(sleeper, since, 30_000, flt, "offline"))
+            await asyncio.sleep(rng.uniform(0.01, 0.05))  # the poll is parked by now
+            t = time.perf_counter()
+            await api.send(waker, small, text, text)
+            while True:
+                body, _ = await poll
+                since = body["next_batch"]
+                events = body.get("rooms", {}).get("join", {}).get(small, {}).get(
+                    "timeline", {}).get("events", [])
+                if any(e.get("content", {}).get("body") == text for e in events):
+                    break
+                poll = asyncio.create_task(api.sync(sleeper, since, 30_000, flt, "offline"))
+            out.append(time.perf_counter() - t)
+        return out
+
+    idle = await wakes()
+    searching = True
+    searches: list[float] = []
+
+    async def search_loop() -> None:
+        while searching:
+            t = time.perf_counter()
+            await api.call("POST", "search", searcher, BROAD_SEARCH)
+            searches.append(time.perf_counter() - t)
+
+    searcher_task = asyncio.create_task(search_loop())
+    await asyncio.sleep(0.2)
+    loaded = await wakes()
+    searching = False
+    await searcher_task
+    return {"fill_s": fill_s, "search_s": search_s,
+            "search_loop_s": _percentile(searches, 0.5), "searches": float(len(searches)),
+            "wake_p50_ms": _percentile(idle, 0.5) * 1000,
+            "wake_p99_ms": _percentile(idle, 0.99) * 1000,
+            "wake_searching_p50_ms": _percentile(loaded, 0.5) * 1000,
+            "wake_searching_p99_ms": _percentile(loaded, 0.99) * 1000}
+
+
 SCENARIOS = {"chat": chat, "many_rooms": many_rooms, "idle_polls": idle_polls,
-             "join_and_read": join_and_read}
+             "join_and_read": join_and_read, "heavy_search": heavy_search}
+# Filling a room with 100,000 messages takes Synapse hours: run only when asked for by name.
+VECHE_ONLY = {"heavy_search"}

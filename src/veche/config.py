@@ -90,6 +90,8 @@ class RateLimitsConfig(_Section):
 class LimitsConfig(_Section):
     max_json_body_bytes: int = Field(1024 * 1024, ge=1024)
     max_sync_timeout_ms: int = Field(120_000, ge=0)
+    # A /search still running after this long is stopped (its query runs off the event loop).
+    search_timeout_ms: int = Field(10_000, ge=1)
 
 
 class PresenceConfig(_Section):
@@ -342,6 +344,7 @@ openid = { per_second = 0.5, burst = 20 }
 [limits]
 max_json_body_bytes = 1048576
 max_sync_timeout_ms = 120000
+search_timeout_ms = 10000
 
 [presence]
 idle_after_ms = 300000

@@ -25,7 +25,8 @@ async def search(request: web.Request) -> web.Response:
     if not is_safe_int(limit) or limit < 0:
         raise bad_json("limit must be a non-negative integer")
     limit = min(limit, 100)
-    rows = await hs_of(request).db.run(store.search_users, req.user_id, term.strip(), limit + 1)
+    rows = await hs_of(request).db.run_read(store.search_users, req.user_id, term.strip(),
+                                            limit + 1)
     results = []
     for user_id, displayname, avatar_url in rows[:limit]:
         entry = {"user_id": user_id}

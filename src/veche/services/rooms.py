@@ -966,7 +966,7 @@ class RoomService:
         self, limit: int | None, since: str | None, search: str | None,
         room_types: list[Any] | None = None,
     ) -> dict[str, Any]:
-        entries = await self.hs.db.run(store.public_room_entries)
+        entries = await self.hs.db.run_read(store.public_room_entries)
         total = len(entries)
         if search:
             needle = search.casefold()

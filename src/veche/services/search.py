@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from veche.core.filters import RoomEventFilter, parse_room_event_filter
 from veche.core.numbers import parse_count
-from veche.errors import bad_json, invalid_param, missing_param
+from veche.errors import MatrixError, bad_json, invalid_param, missing_param
 from veche.services.events import client_event
 from veche.services.relations import bundle_aggregations
 from veche.services.rooms import Visibility
@@ -17,6 +17,7 @@ from veche.storage import events as ev_store
 from veche.storage import rooms as room_store
 from veche.storage import search as store
 from veche.storage.database import Txn
+from veche.storage.readers import QueryTimeout
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
@@ -83,7 +84,12 @@ class SearchService:
             matches = store.search(txn, rooms, words, keys, order_by)
             return matches, ev_store.get_events(txn, [m[0] for m in matches])
 
-        matches, events = await self.hs.db.run(find)
+        limit_s = self.hs.config.limits.search_timeout_ms / 1000
+        try:
+            matches, events = await self.hs.db.run_read(find, timeout=limit_s)
+        except QueryTimeout:
+            raise MatrixError(400, "M_UNKNOWN", f"The search took longer than {limit_s:g} s and"
+                              " was stopped: search for more words, or in fewer rooms") from None
         visibility: dict[str, Visibility] = {}
         hits: list[tuple[float, int, dict[str, Any]]] = []
         for event_id, pos, rank in matches:

@@ -125,7 +125,7 @@ class SpaceService:
                     stack.extend((c["state_key"], depth + 1) for c in reversed(children))
             return rooms
 
-        rooms = await self.hs.db.run(walk)
+        rooms = await self.hs.db.run_read(walk)
         out: dict[str, Any] = {"rooms": rooms[offset:offset + limit]}
         if offset + limit < len(rooms):
             out["next_batch"] = f"{offset + limit}.{shape}"

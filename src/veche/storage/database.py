@@ -4,7 +4,9 @@ Transactions are plain synchronous functions `fn(txn, *args)` (as in Synapse's
 runInteraction): a body cannot yield to the event loop half-way, so no other request sees
 or interleaves with its uncommitted writes. SQLite runs them inline on the loop (its calls
 take microseconds and it has a single writer anyway); PostgreSQL runs them on a thread
-pool over a psycopg connection pool. SQL is written once with `?` placeholders.
+pool over a psycopg connection pool. Known-slow reads go through `run_read` instead, which
+keeps them off the loop and bounds their number and time. SQL is written once with `?`
+placeholders.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from veche.errors import invalid_param
+from veche.storage.readers import QueryTimeout, SQLiteReaders
 
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -98,6 +101,12 @@ class Database:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
 
+    async def run_read(self, fn: Callable[..., T], *args: Any, timeout: float | None = None
+                       ) -> T:
+        """A read-only transaction that may be slow: it never holds up other requests, only
+        a few run at once, and past `timeout` seconds it is stopped with QueryTimeout."""
+        raise NotImplementedError
+
     async def fetchall(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
         return await self.run(lambda t: t.fetchall(sql, args))
 
@@ -127,6 +136,8 @@ class SQLiteDatabase(Database):
         # Another process (the `register-user` CLI) may hold the write lock briefly.
         self._conn.execute("PRAGMA busy_timeout=5000")
         self._lock = threading.Lock()
+        # An in-memory database is private to its connection: its reads stay inline.
+        self._readers = SQLiteReaders(path) if path != ":memory:" else None
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
         with self._lock:
@@ -146,7 +157,15 @@ class SQLiteDatabase(Database):
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         return self.run_sync(fn, *args)
 
+    async def run_read(self, fn: Callable[..., T], *args: Any, timeout: float | None = None
+                       ) -> T:
+        if self._readers is None:
+            return self.run_sync(fn, *args)
+        return await self._readers.run(fn, *args, timeout=timeout)
+
     def close(self) -> None:
+        if self._readers is not None:
+            self._readers.close()
         self._conn.close()
 
 
@@ -154,18 +173,31 @@ class PostgresDatabase(Database):
     dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
+        from psycopg.errors import QueryCanceled
         from psycopg_pool import ConnectionPool
 
+        self._canceled = QueryCanceled
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True)
         self._pool.wait(timeout=10)
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
+        # Slow reads get a quarter of the pool at most: the rest stays free for sends.
+        self._slow = ThreadPoolExecutor(max_workers=max(1, pool_size // 4),
+                                        thread_name_prefix="db-read")
 
-    def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+    def run_sync(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
         with self._pool.connection() as conn:
             with conn.transaction():
                 with conn.cursor() as cur:
+                    if timeout is not None:
+                        cur.execute("SELECT set_config('statement_timeout', %s, true)",
+                                    (f"{max(1, int(timeout * 1000))}ms",))
                     txn = Txn(cur, self.dialect)
-                    result = fn(txn, *args)
+                    try:
+                        result = fn(txn, *args)
+                    except self._canceled:
+                        if timeout is None:
+                            raise
+                        raise QueryTimeout(f"stopped after {timeout:g} s") from None
         for cb in txn._after:
             cb()
         return result
@@ -174,9 +206,16 @@ class PostgresDatabase(Database):
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, lambda: self.run_sync(fn, *args))
 
+    async def run_read(self, fn: Callable[..., T], *args: Any, timeout: float | None = None
+                       ) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._slow, lambda: self.run_sync(fn, *args, timeout=timeout))
+
     def close(self) -> None:
         self._pool.close()
         self._executor.shutdown(wait=False)
+        self._slow.shutdown(wait=False)
 
 
 def _yoyo_url(url: str) -> str:

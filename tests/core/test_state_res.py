@@ -404,35 +404,49 @@ ACTIONS = st.tuples(
     st.integers(0, len(USERS) - 1),  # sender
     st.integers(0, 8),  # target user, or levels
     st.lists(st.integers(0, 99), min_size=1, max_size=3),  # prev_events among earlier events
+    st.one_of(st.none(), st.integers(0, 2)),  # origin_server_ts, often tied, or the clock
+    st.sampled_from(("", "", "", "x")),  # state_key of power levels and join rules
 )
 
 
 @st.composite
 def random_rooms(draw: st.DrawFn) -> tuple[Room, list[StateIds]]:
     """A room grown from random events on random forks, each rejected unless authorised
-    against the state before it, and the states after 1-4 of its events."""
+    against the state before it, and the states after 1-4 of its events. Some events are
+    then marked rejected as another server might have, and states may have lost some keys
+    (state resets)."""
     rv = draw(st.sampled_from((V10, V11, V12)))
     room = Room(rv, draw(st.sampled_from(((), (BOB,)))))
     start(room, check=True)
     names = ["START"]
-    for i, (action, s, t, prevs) in enumerate(draw(st.lists(ACTIONS, max_size=12))):
+    for i, (action, s, t, prevs, ts, key) in enumerate(draw(st.lists(ACTIONS, max_size=12))):
         sender, target = USERS[s], USERS[t % len(USERS)]
         after = tuple(sorted({names[p % len(names)] for p in prevs}))
         name = f"E{i}"
         if action in ("join", "leave", "ban", "invite"):
             who = sender if action in ("join", "leave") and t % 2 else target
-            room.add(name, sender, MEMBER, who, {"membership": action}, after, check=True)
+            room.add(name, sender, MEMBER, who, {"membership": action}, after, ts, check=True)
         elif action == "power":
             users = {u: LEVELS[(t + j) % 3] for j, u in enumerate(USERS) if (t >> j) & 1}
-            room.add(name, sender, PL, "", {"users": {ALICE: 100, **users}}, after, check=True)
+            room.add(name, sender, PL, key, {"users": {ALICE: 100, **users}}, after, ts,
+                     check=True)
         elif action == "topic":
-            room.add(name, sender, TOPIC, "", {"topic": name}, after, check=True)
+            room.add(name, sender, TOPIC, "", {"topic": name}, after, ts, check=True)
         else:
             rule = ("public", "invite")[t % 2]
-            room.add(name, sender, JR, "", {"join_rule": rule}, after, check=True)
+            room.add(name, sender, JR, key, {"join_rule": rule}, after, ts, check=True)
         names.append(name)
     tips = draw(st.lists(st.sampled_from(names), min_size=1, max_size=4, unique=True))
-    return room, [room.state_after["$" + n] for n in tips]
+    later = [e for e in room.events if e != "$CREATE"]
+    room.rejected |= draw(st.sets(st.sampled_from(later), max_size=2)) if draw(
+        st.integers(0, 3)) == 0 else set()
+    states = []
+    for n in tips:
+        state = room.state_after["$" + n]
+        lost = draw(st.sets(st.sampled_from(sorted(state)), max_size=2)) if draw(
+            st.integers(0, 3)) == 0 else set()
+        states.append({k: v for k, v in state.items() if k not in lost})
+    return room, states
 
 
 PROPERTY = settings(max_examples=60, deadline=None,

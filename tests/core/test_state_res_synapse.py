@@ -112,6 +112,11 @@ def scenario_cases() -> list[Case]:
             ("rejected state event", rejected_case(rv, ("ME",))),
         ]:
             cases.append(case(f"v{rv.identifier}: {label}", room, [states]))
+        # A state reset that lost the create event: v12 chains still reach it.
+        room, states = conflicted_subgraph_case(rv)
+        reset = {k: v for k, v in states[1].items() if k != ("m.room.create", "")}
+        cases.append(case(f"v{rv.identifier}: state reset losing the create event", room,
+                          [[states[0], reset], [reset, room.state_after["$START"]]]))
     return cases
 
 

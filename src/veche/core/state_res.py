@@ -22,8 +22,8 @@ Synapse:
 - Rejected events. Spec: an event rejected against the state at it is authorised afresh
   like any other. Synapse (`_iterative_auth_checks`, synapse#13797) never admits an event
   it rejected, nor uses one from the partial state as an auth event; so do we.
-- v12. The create event, which is in no auth_events, is the auth event its room ID names
-  for every other event (Synapse's `auth_event_ids()`), also when walking auth chains.
+- v12 (the spec says only that the room ID implies the create event): it counts as an auth
+  event of every other event, as in Synapse's `auth_event_ids()`, also in auth chains.
 """
 
 from __future__ import annotations

@@ -6,13 +6,24 @@ orderings are those of content/rooms/fragments/v2-state-res.md; room versions wi
 `state_res_conflicted_subgraph` flag (v12) add the conflicted state subgraph to the full
 conflicted set and start the first iterative auth checks from an empty state.
 
-Where the spec and Synapse differ, this follows the spec:
-- the auth difference compares the auth chains of the states' events, not the events
-  themselves, and the events picked in step 1 are those in the *whole* auth chain of a
-  power event that are in the full conflicted set (not only those reachable through it);
-- an event previously rejected against the state at it is re-authorised like any other
-  ("Rejected events"); only rejected *auth* events are never used.
-- power events are exactly the spec's (Synapse also counts m.room.create).
+Servers must agree on the outcome of every fork, so where the spec's text and Synapse
+(synapse/state/v2.py, checked by tests/core/test_state_res_synapse.py) differ, this follows
+Synapse:
+- Auth difference. Spec: the union minus the intersection of the full auth chains, a
+  state's being its events' auth chains, which leave the events themselves out. Synapse
+  (EventFederationWorkerStore.get_auth_chain_difference) counts a state's own events among
+  those it reaches; so do we.
+- Step 1. Spec: add to each power event the events of its whole auth chain that are in the
+  full conflicted set, and sort by the auth chain. Synapse follows auth_events from a power
+  event only through events in the full conflicted set (`_add_event_and_auth_chain_to_graph`)
+  and sorts by those edges alone; so do we.
+- Power events. Spec: any m.room.power_levels or m.room.join_rules state event. Synapse
+  (`_is_power_event`): only those with an empty state_key, and also m.room.create; so do we.
+- Rejected events. Spec: an event rejected against the state at it is authorised afresh
+  like any other. Synapse (`_iterative_auth_checks`, synapse#13797) never admits an event
+  it rejected, nor uses one from the partial state as an auth event; so do we.
+- v12 (the spec says only that the room ID implies the create event): it counts as an auth
+  event of every other event, as in Synapse's `auth_event_ids()`, also in auth chains.
 """
 
 from __future__ import annotations
@@ -23,7 +34,6 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from veche.core.auth import (
-    CREATE_KEY,
     POWER_LEVELS_KEY,
     AuthError,
     StateKey,
@@ -38,8 +48,8 @@ Event = Mapping[str, Any]
 StateIds = Mapping[StateKey, str]
 # event_id -> the IDs of its auth chain (the event itself excluded).
 AuthChainLookup = Callable[[str], Collection[str]]
-# The state sets -> their auth difference (union minus intersection of their full auth chains,
-# a state's own events not counted as reached unless another of its events cites them).
+# The state sets -> their auth difference: union minus intersection of their full auth chains,
+# a state's own events counted in its chain (as Synapse's database counts them).
 AuthDifferenceLookup = Callable[[Sequence[StateIds]], Collection[str]]
 
 
@@ -72,11 +82,12 @@ def resolve_state(
 
 def is_power_event(event: Event) -> bool:
     """"Power events" might remove someone's ability to do something in the room."""
-    if not isinstance(event.get("state_key"), str):
+    state_key = event.get("state_key")
+    if not isinstance(state_key, str):
         return False
     event_type = event.get("type")
-    if event_type in ("m.room.power_levels", "m.room.join_rules"):
-        return True
+    if event_type in ("m.room.power_levels", "m.room.join_rules", "m.room.create"):
+        return state_key == ""
     content = event.get("content")
     membership = content.get("membership") if isinstance(content, Mapping) else None
     return (event_type == "m.room.member" and membership in ("leave", "ban")
@@ -131,9 +142,9 @@ class _Resolver:
             full |= self._conflicted_subgraph(conflicted)
         full = {e for e in full if self._state_event(e) is not None}
 
-        power = {e for e in full if is_power_event(self._known(e))}
-        picked = power.union(*(self._chain(p) & full for p in power))
-        power_order = self._reverse_topological_power_order(picked)
+        power_order = self._reverse_topological_power_order(
+            {e for e in full if is_power_event(self._known(e))}, full)
+        picked = set(power_order)
         base = {} if self.rv.state_res_conflicted_subgraph else unconflicted
         partial = self._iterative_auth_checks(power_order, base)
 
@@ -160,10 +171,21 @@ class _Resolver:
 
     def _auth_ids(self, event_id: str) -> list[str]:
         event = self._get(event_id)
-        auth_events = event.get("auth_events") if event is not None else None
-        if not isinstance(auth_events, list):
+        if event is None:
             return []
-        return [a for a in auth_events if isinstance(a, str)]
+        auth_events = event.get("auth_events")
+        ids = ([a for a in auth_events if isinstance(a, str)]
+               if isinstance(auth_events, list) else [])
+        return ids + self._implicit_create(event)
+
+    def _implicit_create(self, event: Event) -> list[str]:
+        """v12 selects no create event into auth_events: the room ID names it."""
+        if self.rv.room_id_is_create_event_hash and event.get("type") != "m.room.create":
+            try:
+                return [create_event_id_from_room_id(str(event.get("room_id")))]
+            except EventFormatError:
+                pass
+        return []
 
     def _walk(self, starts: Iterable[str]) -> set[str]:
         """Every event reachable from `starts` through one or more auth_events links."""
@@ -179,8 +201,12 @@ class _Resolver:
     def _chain(self, event_id: str) -> frozenset[str]:
         if event_id not in self.chains:
             lookup = self.auth_chain_lookup
-            chain = lookup(event_id) if lookup is not None else self._walk([event_id])
-            self.chains[event_id] = frozenset(chain)
+            if lookup is None:
+                self.chains[event_id] = frozenset(self._walk([event_id]))
+            else:
+                event = self._get(event_id)
+                implicit = self._implicit_create(event) if event is not None else []
+                self.chains[event_id] = frozenset(lookup(event_id)).union(implicit)
         return self.chains[event_id]
 
     def _pl_parent(self, event_id: str) -> str | None:
@@ -244,13 +270,19 @@ class _Resolver:
             key = _state_key_of(auth_event) if auth_event is not None else None
             if auth_event is not None and key is not None:
                 auth_state[key] = auth_event
-        self._add_v12_create(event, auth_state)
         return get_user_power_level(str(event.get("sender", "")), auth_state, self.rv)
 
-    def _reverse_topological_power_order(self, events: set[str]) -> list[str]:
-        """Kahn's algorithm taking, among the ready events, the smallest by
-        (greater sender power, smaller origin_server_ts, smaller event_id)."""
-        ancestors = {e: self._chain(e) & events for e in events}
+    def _reverse_topological_power_order(self, power: set[str], full: set[str]) -> list[str]:
+        """The power events and the events of `full` their auth_events reach through `full`,
+        by Kahn's algorithm on those auth_events links taking, among the ready events, the
+        smallest by (greater sender power, smaller origin_server_ts, smaller event_id)."""
+        ancestors: dict[str, set[str]] = {}
+        stack = list(power)
+        while stack:
+            event_id = stack.pop()
+            if event_id not in ancestors:
+                ancestors[event_id] = {a for a in self._auth_ids(event_id) if a in full}
+                stack.extend(ancestors[event_id])
         children: dict[str, list[str]] = defaultdict(list)
         for event_id, parents in ancestors.items():
             for parent in parents:
@@ -303,23 +335,13 @@ class _Resolver:
 
     # --- iterative auth checks ----------------------------------------------------------
 
-    def _add_v12_create(self, event: Event, auth_state: dict[StateKey, Event]) -> None:
-        """v12 selects no create event into auth_events: the room ID names it."""
-        if not self.rv.room_id_is_create_event_hash or event.get("type") == "m.room.create":
-            return
-        try:
-            create_id = create_event_id_from_room_id(str(event.get("room_id")))
-        except EventFormatError:
-            return
-        create = self._get(create_id)
-        if create is not None and not self.graph.is_rejected(create_id):
-            auth_state[CREATE_KEY] = create
-
     def _iterative_auth_checks(
         self, event_ids: Iterable[str], base: Mapping[StateKey, str]
     ) -> dict[StateKey, str]:
         state = dict(base)
         for event_id in event_ids:
+            if self.graph.is_rejected(event_id):
+                continue
             event = self._known(event_id)
             key = _state_key_of(event)
             assert key is not None
@@ -332,10 +354,10 @@ class _Resolver:
                     auth_state[(str(auth_event["type"]), str(auth_event["state_key"]))] = \
                         auth_event
             for needed in auth_types_for_event(self.rv, event):
-                state_event = self._get(state[needed]) if needed in state else None
-                if state_event is not None:
+                state_id = state.get(needed)
+                state_event = self._get(state_id) if state_id is not None else None
+                if state_event is not None and not self.graph.is_rejected(str(state_id)):
                     auth_state[needed] = state_event
-            self._add_v12_create(event, auth_state)
             try:
                 check_auth_rules(self.rv, event, auth_state)
             except (AuthError, EventFormatError):

@@ -166,6 +166,13 @@ async def test_oversize_truncated_and_malformed_uploads(make_server: Any, http: 
     assert await wait_clean(srv.data_dir) == kept
 
 
+def refused(bad_id: str, status: int, err: bytes) -> bool:
+    # NUL is refused in any URL before routing (400); other bad IDs name no media (404).
+    if "%00" in bad_id:
+        return status == 400 and b"M_INVALID_PARAM" in err
+    return status == 404 and b"M_NOT_FOUND" in err
+
+
 async def test_bad_media_ids_and_path_tricks(homeserver: ServerProcess, make_client: Any,
                                              http: aiohttp.ClientSession) -> None:
     alice = await make_client().register()
@@ -181,10 +188,10 @@ async def test_bad_media_ids_and_path_tricks(homeserver: ServerProcess, make_cli
             for kind in ("download", "thumbnail"):
                 url = f"{base}{prefix}/{kind}/{server}/{bad}?width=32&height=32"
                 status, _, err = await raw(http, "GET", url, tok, encoded=True)
-                assert status == 404 and b"M_NOT_FOUND" in err, (url, status, err[:200])
+                assert refused(bad, status, err), (url, status, err[:200])
         status, _, err = await raw(http, "PUT", f"{base}{LEGACY}/upload/{server}/{bad}", token,
                                    data=b"x", encoded=True)
-        assert status == 404 and b"M_NOT_FOUND" in err, (bad, status, err[:200])
+        assert refused(bad, status, err), (bad, status, err[:200])
 
     for bad_server in ("..", "%2e%2e", "%2Fetc", "localhost%2F..", "evil.example"):
         url = f"{base}{V1}/download/{bad_server}/{media_id}"

@@ -294,3 +294,30 @@ async def test_extremities_are_a_set_for_forks_late_arrivals_and_rejections(
     assert seen["outlier"] == {ids["F"]}
     assert seen["outlier_state"] is None and seen["outlier_prev"] == []
     assert seen["chain"] == {ids["C"], ids["A"]}
+
+
+async def test_a_local_event_cites_every_forward_extremity(
+    make_client: Any, homeserver: ServerProcess,
+) -> None:
+    """A room whose graph has forked (as federation will make it) is merged by the next
+    local event: it cites both tips, is one deeper than the deeper, and sees current state."""
+    alice = await make_client().register()
+    room_id = await create_room(alice, preset="private_chat")
+    old = await send_text(alice, room_id, "before the topic")
+    await set_state(alice, room_id, "m.room.topic", {"topic": "forked"})
+    tip = await send_text(alice, room_id, "after the topic")
+
+    def fork(txn: Txn) -> None:
+        txn.execute("INSERT INTO event_forward_extremities (room_id, event_id) VALUES (?, ?)",
+                    (room_id, old))
+
+    read(homeserver, fork)
+    merged = await send_text(alice, room_id, "merge")
+    rows = read(homeserver, graph_rows(room_id))
+    pdu = rows["events"][merged]
+    assert pdu["prev_events"] == [tip, old]
+    assert pdu["depth"] == rows["events"][tip]["depth"] + 1
+    assert rows["extremities"] == [merged]
+    assert rows["before"][merged] == rows["after"][tip]
+    status, current = await alice.get(f"rooms/{q(room_id)}/state")
+    assert rows["after"][merged] == {(e["type"], e["state_key"]): e["event_id"] for e in current}

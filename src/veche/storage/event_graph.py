@@ -84,7 +84,7 @@ def prev_events_for_local_event(txn: Txn, room_id: str) -> PrevEvents | None:
         # extremities by state resolution, that is the state before the event.
         from veche.storage.events import get_current_state_ids
 
-        base = next((g for g in groups if g is not None), None)
+        base = next((g for _, _, g in extremities if g is not None), None)  # the deepest
         group = store_state_group(txn, room_id, None, get_current_state_ids(txn, room_id), base)
     return PrevEvents([e for e, _, _ in extremities], extremities[0][1], EventContext(group))
 

@@ -4,6 +4,8 @@ and the state at every event as deduplicated state groups (see storage/event_gra
 Existing rooms are linear chains; they are filled in from the stored events, each event's
 edges from its own `prev_events` / `auth_events`, one state group per state event.
 A Python step because the state groups' generated key is spelled differently per dialect.
+The back-fill runs storage/event_graph.py's own writes, so live and back-filled rows agree;
+should those writes come to need a later migration's schema, freeze a copy of them here.
 """
 
 from typing import Any

@@ -1,7 +1,7 @@
 """The event pipeline: build, authorise, sign, persist and announce a room event.
 
 One task per room persists its queued sends in order, each on top of the room's current
-state: rooms on this server form a linear chain of events.
+state and citing the room's forward extremities as its prev_events (storage/event_graph.py).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from veche.core.redaction import redact_event
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.diskfull import disk_full_at
 from veche.errors import MatrixError, forbidden, not_found
+from veche.storage import event_graph as graph
 from veche.storage import events as store
 from veche.storage.database import Txn
 
@@ -182,18 +183,17 @@ class EventService:
         content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
         redacts: str | None, pos: int,
     ) -> dict[str, Any]:
-        extremity = store.get_extremity(txn, room_id)
-        if extremity is None:
+        parents = graph.prev_events_for_local_event(txn, room_id)
+        if parents is None:
             raise not_found("Unknown room")
-        prev_id, prev_depth = extremity
         event: dict[str, Any] = {
             "type": event_type,
             "room_id": room_id,
             "sender": sender,
             "content": content,
             "origin_server_ts": int(time.time() * 1000),
-            "prev_events": [prev_id],
-            "depth": prev_depth + 1,
+            "prev_events": parents.event_ids,
+            "depth": parents.depth + 1,
         }
         if state_key is not None:
             event["state_key"] = state_key
@@ -242,7 +242,7 @@ class EventService:
                     unsigned["prev_sender"] = prev["sender"]
                 event["unsigned"] = unsigned
         key = (sender, txn_key[0], txn_key[1]) if txn_key else None
-        store.persist_event(txn, event, pos, key)
+        store.persist_event(txn, event, pos, parents.context, key)
         state_after = dict(auth_state)
         if state_key is not None:
             state_after[(event_type, state_key)] = event
@@ -320,7 +320,7 @@ class EventService:
                 if store.get_room_version(txn, event["room_id"]) is not None:
                     return False  # taken (another worker, or a clock that went back)
                 store.insert_room(txn, event["room_id"], rv.identifier, creator, ts)
-                store.persist_event(txn, event, pos)
+                store.persist_event(txn, event, pos, graph.EventContext())
                 return True
 
             with self.hs.stream.get_next() as pos:

@@ -239,7 +239,7 @@ def apply_migrations(url: str) -> None:
 
 
 def _schema_is_current(db: Database) -> bool:
-    wanted = {p.stem for p in MIGRATIONS_DIR.glob("*.sql")}
+    wanted = {p.stem for p in MIGRATIONS_DIR.iterdir() if p.suffix in (".sql", ".py")}
     try:
         applied = db.run_sync(  # type: ignore[attr-defined]
             lambda txn: {r[0] for r in txn.fetchall("SELECT migration_id FROM _yoyo_migration")}

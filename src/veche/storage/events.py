@@ -9,6 +9,7 @@ import orjson
 
 from veche.storage import search
 from veche.storage.database import Txn
+from veche.storage.event_graph import EventContext, persist_event_graph
 
 StateKey = tuple[str, str]
 
@@ -149,10 +150,11 @@ def _relation(event: dict[str, Any]) -> tuple[str | None, str | None, str | None
 
 
 def persist_event(
-    txn: Txn, event: dict[str, Any], stream_ordering: int,
+    txn: Txn, event: dict[str, Any], stream_ordering: int, context: EventContext,
     txn_key: tuple[str, str, str] | None = None,
 ) -> None:
-    """Store an accepted event and apply it to current state and membership."""
+    """Store an event with its context: its place in the room's graph and state groups and,
+    when accepted into the timeline, its effect on current state and membership."""
     room_id, event_id = event["room_id"], event["event_id"]
     state_key = event.get("state_key")
     relates_to, rel_type, thread_id = _relation(event)
@@ -163,14 +165,19 @@ def persist_event(
     stored["event_id"] = event_id
     txn.execute(
         "INSERT INTO events (stream_ordering, event_id, room_id, depth, type, state_key, sender,"
-        " origin_server_ts, relates_to_id, rel_type, thread_id, json)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " origin_server_ts, relates_to_id, rel_type, thread_id, json, outlier)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             stream_ordering, event_id, room_id, event["depth"], event["type"], state_key,
             event["sender"], event["origin_server_ts"], relates_to, rel_type, thread_id,
-            orjson.dumps(stored).decode(),
+            orjson.dumps(stored).decode(), int(context.outlier),
         ),
     )
+    persist_event_graph(txn, event, context)
+    if context.outlier or context.rejected is not None:
+        return
+    # The room's newest event, for readers of the linear order (and the row a room's
+    # writers take in turn).
     txn.execute(
         "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?, ?, ?)"
         " ON CONFLICT (room_id) DO UPDATE SET event_id = excluded.event_id, depth = excluded.depth",

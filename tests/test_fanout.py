@@ -81,4 +81,7 @@ async def test_send_cost_does_not_grow_with_members_or_devices(counter: _Counter
         await hs.close()
     assert big_cost == small_cost, (small_cost, big_cost)
     statements, rows = big_cost
-    assert statements < 30 and rows < 10, big_cost
+    # The rows: the event, its prev edge, its two auth edges (v12: power levels, sender's
+    # member), its state group, the room's new extremity, the search row, the transaction ID,
+    # the sender's read position and the room's push summary. None per member or device.
+    assert statements < 30 and rows <= 10, big_cost

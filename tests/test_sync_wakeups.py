@@ -50,8 +50,8 @@ async def test_waiters_wake_once_an_earlier_commit_in_another_room_lands(
             # Hold room A's commit open so that its (earlier) position stays in flight
             # while room B's later write commits.
             with psycopg.connect(homeserver.db_url, autocommit=False) as blocker:
-                blocker.execute("SELECT 1 FROM room_extremities WHERE room_id = %s FOR UPDATE",
-                                (room_a,))
+                blocker.execute("SELECT 1 FROM event_forward_extremities WHERE room_id = %s"
+                                " FOR UPDATE", (room_a,))
                 a_send = asyncio.create_task(send(carol, room_a, f"a{rnd}"))
                 await asyncio.sleep(0.3)
                 assert not a_send.done()

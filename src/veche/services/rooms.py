@@ -14,6 +14,7 @@ from veche.core.numbers import parse_count
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from veche.services.events import client_event
 from veche.services.relations import bundle_aggregations
+from veche.storage import event_graph
 from veche.storage import events as ev_store
 from veche.storage import rooms as store
 from veche.storage.database import Txn
@@ -1013,7 +1014,7 @@ class RoomService:
 
         def load(txn: Txn) -> tuple[dict[tuple[str, str], dict[str, Any]], str | None, list[str]]:
             state = ev_store.get_current_state(txn, room_id)
-            ext = ev_store.get_extremity(txn, room_id)
+            ext = event_graph.get_forward_extremities(txn, room_id)  # deepest first
             bans = [sk for (t, sk), ev in state.items() if t == "m.room.member"
                     and ev.get("content", {}).get("membership") == "ban"]
             return state, ext[0] if ext else None, bans

@@ -94,11 +94,6 @@ def get_state_ids_at(txn: Txn, room_id: str, stream_ordering: int) -> dict[State
     return {(t, sk): eid for t, sk, eid in rows}
 
 
-def get_extremity(txn: Txn, room_id: str) -> tuple[str, int] | None:
-    row = txn.fetchone("SELECT event_id, depth FROM room_extremities WHERE room_id = ?", (room_id,))
-    return (row[0], row[1]) if row else None
-
-
 def get_event_for_txn_id(txn: Txn, user_id: str, device_id: str, txn_id: str) -> str | None:
     return txn.fetchval(  # type: ignore[no-any-return]
         "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
@@ -176,13 +171,6 @@ def persist_event(
     persist_event_graph(txn, event, context)
     if context.outlier or context.rejected is not None:
         return
-    # The room's newest event, for readers of the linear order (and the row a room's
-    # writers take in turn).
-    txn.execute(
-        "INSERT INTO room_extremities (room_id, event_id, depth) VALUES (?, ?, ?)"
-        " ON CONFLICT (room_id) DO UPDATE SET event_id = excluded.event_id, depth = excluded.depth",
-        (room_id, event_id, event["depth"]),
-    )
     search.index_event(txn, event, stream_ordering)
     if txn_key is not None:
         txn.execute(

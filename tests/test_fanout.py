@@ -53,10 +53,10 @@ async def _room(hs: HomeServer, members: int, devices: int, tag: str) -> tuple[s
         for _ in range(devices):
             await hs.accounts.login_session(user_id, None, None)
         users.append(user_id)
-    room_id = await hs.rooms.create_room(users[0], {"preset": "public_chat"})
+    room_id = await hs.room_creation.create_room(users[0], {"preset": "public_chat"})
     room_id = room_id if isinstance(room_id, str) else room_id["room_id"]
     for user_id in users[1:]:
-        await hs.rooms.join(user_id, room_id, {})
+        await hs.membership.join(user_id, room_id, {})
     return room_id, users
 
 

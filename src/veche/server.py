@@ -28,20 +28,27 @@ if TYPE_CHECKING:
     from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
     from veche.services.dehydrated_devices import DehydratedDeviceService
+    from veche.services.directory import DirectoryService
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
     from veche.services.media import MediaService
+    from veche.services.membership import MembershipService
     from veche.services.presence import PresenceService
     from veche.services.push import PushService
     from veche.services.pushers import PusherService
     from veche.services.receipts import ReceiptService
+    from veche.services.relations import RelationService
+    from veche.services.room_creation import RoomCreationService
     from veche.services.room_keys import RoomKeysService
+    from veche.services.room_state import RoomStateService
     from veche.services.rooms import RoomService
     from veche.services.search import SearchService
     from veche.services.spaces import SpaceService
     from veche.services.sync import SyncService
+    from veche.services.timeline import TimelineService
     from veche.services.to_device import ToDeviceService
     from veche.services.typing import TypingService
+    from veche.services.visibility import HistoryVisibilityService
 
 logger = logging.getLogger(__name__)
 
@@ -149,6 +156,48 @@ class HomeServer:
         from veche.services.rooms import RoomService
 
         return RoomService(self)
+
+    @cached_property
+    def visibility(self) -> HistoryVisibilityService:
+        from veche.services.visibility import HistoryVisibilityService
+
+        return HistoryVisibilityService(self)
+
+    @cached_property
+    def room_creation(self) -> RoomCreationService:
+        from veche.services.room_creation import RoomCreationService
+
+        return RoomCreationService(self)
+
+    @cached_property
+    def membership(self) -> MembershipService:
+        from veche.services.membership import MembershipService
+
+        return MembershipService(self)
+
+    @cached_property
+    def room_state(self) -> RoomStateService:
+        from veche.services.room_state import RoomStateService
+
+        return RoomStateService(self)
+
+    @cached_property
+    def timeline(self) -> TimelineService:
+        from veche.services.timeline import TimelineService
+
+        return TimelineService(self)
+
+    @cached_property
+    def relations(self) -> RelationService:
+        from veche.services.relations import RelationService
+
+        return RelationService(self)
+
+    @cached_property
+    def directory(self) -> DirectoryService:
+        from veche.services.directory import DirectoryService
+
+        return DirectoryService(self)
 
     @cached_property
     def sync(self) -> SyncService:

@@ -18,14 +18,13 @@ from veche.http.base import (
     requester,
     require_not_suspended,
 )
-from veche.storage import rooms as room_store
 
 routes = web.RouteTableDef()
 
 
 @routes.get(CLIENT_V3 + "/directory/room/{roomAlias}")
 async def get_alias(request: web.Request) -> web.Response:
-    return json_response(await hs_of(request).rooms.resolve_alias(request.match_info["roomAlias"]))
+    return json_response(await hs_of(request).directory.resolve_alias(request.match_info["roomAlias"]))
 
 
 @routes.put(CLIENT_V3 + "/directory/room/{roomAlias}")
@@ -33,7 +32,7 @@ async def put_alias(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request)
-    await hs_of(request).rooms.create_alias(req.user_id, request.match_info["roomAlias"],
+    await hs_of(request).directory.create_alias(req.user_id, request.match_info["roomAlias"],
                                             body.get("room_id"))
     return json_response({})
 
@@ -41,22 +40,20 @@ async def put_alias(request: web.Request) -> web.Response:
 @routes.delete(CLIENT_V3 + "/directory/room/{roomAlias}")
 async def delete_alias(request: web.Request) -> web.Response:
     req = await requester(request)
-    hs = hs_of(request)
-    admin = await hs.db.run(room_store.is_admin, req.user_id)
-    await hs.rooms.delete_alias(req.user_id, request.match_info["roomAlias"], admin)
+    await hs_of(request).directory.delete_alias(req.user_id, request.match_info["roomAlias"])
     return json_response({})
 
 
 @routes.get(CLIENT_V3 + "/rooms/{roomId}/aliases")
 async def room_aliases(request: web.Request) -> web.Response:
     req = await requester(request)
-    aliases = await hs_of(request).rooms.room_aliases(request.match_info["roomId"], req.user_id)
+    aliases = await hs_of(request).directory.room_aliases(request.match_info["roomId"], req.user_id)
     return json_response({"aliases": aliases})
 
 
 @routes.get(CLIENT_V3 + "/directory/list/room/{roomId}")
 async def get_visibility(request: web.Request) -> web.Response:
-    visibility = await hs_of(request).rooms.get_visibility(request.match_info["roomId"])
+    visibility = await hs_of(request).directory.get_visibility(request.match_info["roomId"])
     return json_response({"visibility": visibility})
 
 
@@ -64,7 +61,7 @@ async def get_visibility(request: web.Request) -> web.Response:
 async def put_visibility(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await json_body(request)
-    await hs_of(request).rooms.set_visibility(
+    await hs_of(request).directory.set_visibility(
         req.user_id, request.match_info["roomId"], body.get("visibility", "public")
     )
     return json_response({})
@@ -80,7 +77,7 @@ async def get_public_rooms(request: web.Request) -> web.Response:
     hs = hs_of(request)
     _check_server(request.query.get("server"), hs.server_name)
     limit = query_int(request, "limit", None, maximum=500)
-    return json_response(await hs.rooms.public_rooms(
+    return json_response(await hs.directory.public_rooms(
         limit or None, request.query.get("since"), None
     ))
 
@@ -108,6 +105,6 @@ async def post_public_rooms(request: web.Request) -> web.Response:
     room_types = flt.get("room_types")
     if room_types is not None and not isinstance(room_types, list):
         raise bad_json("filter.room_types must be a list")
-    return json_response(await hs.rooms.public_rooms(
+    return json_response(await hs.directory.public_rooms(
         min(limit, 500) if limit else None, since, term, room_types
     ))

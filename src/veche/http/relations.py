@@ -17,7 +17,7 @@ async def relations(request: web.Request) -> web.Response:
     q = request.query
     limit = query_int(request, "limit", 5, minimum=1, maximum=1000)
     assert limit is not None
-    body = await hs_of(request).rooms.relations(
+    body = await hs_of(request).relations.relations(
         request.match_info["roomId"], req.user_id, request.match_info["eventId"],
         request.match_info.get("relType"), request.match_info.get("eventType"),
         q.get("from"), q.get("to"), q.get("dir", "b"), limit, query_bool(request, "recurse"),
@@ -30,7 +30,7 @@ async def threads(request: web.Request) -> web.Response:
     req = await requester(request)
     limit = query_int(request, "limit", 10, minimum=1, maximum=1000)
     assert limit is not None
-    body = await hs_of(request).rooms.threads(
+    body = await hs_of(request).relations.threads(
         request.match_info["roomId"], req.user_id, request.query.get("include", "all"), limit,
         request.query.get("from"),
     )

@@ -21,5 +21,5 @@ async def upgrade(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request)
-    new_room = await hs_of(request).rooms.upgrade(req.user_id, request.match_info["roomId"], body)
+    new_room = await hs_of(request).room_creation.upgrade(req.user_id, request.match_info["roomId"], body)
     return json_response({"replacement_room": new_room})

@@ -27,7 +27,6 @@ from veche.http.base import (
 )
 from veche.services.auth import Requester
 from veche.services.rooms import check_user_id
-from veche.storage import events as ev_store
 
 routes = web.RouteTableDef()
 
@@ -43,7 +42,7 @@ async def create_room(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
-    return json_response(await hs_of(request).rooms.create_room(req.user_id, body))
+    return json_response(await hs_of(request).room_creation.create_room(req.user_id, body))
 
 
 # --- membership -----------------------------------------------------------------------------
@@ -53,7 +52,7 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
-    room_id = await hs_of(request).rooms.join(req.user_id, request.match_info["roomIdOrAlias"], body)
+    room_id = await hs_of(request).membership.join(req.user_id, request.match_info["roomIdOrAlias"], body)
     return json_response({"room_id": room_id})
 
 
@@ -65,7 +64,7 @@ async def join_room(request: web.Request) -> web.Response:
     room_id = _room_id(request)
     if not room_id.startswith("!"):
         raise invalid_param("Expected a room ID")
-    room_id = await hs_of(request).rooms.join(req.user_id, room_id, body)
+    room_id = await hs_of(request).membership.join(req.user_id, room_id, body)
     return json_response({"room_id": room_id})
 
 
@@ -74,7 +73,7 @@ async def knock(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
-    room_id = await hs_of(request).rooms.knock(req.user_id, request.match_info["roomIdOrAlias"], body)
+    room_id = await hs_of(request).membership.knock(req.user_id, request.match_info["roomIdOrAlias"], body)
     return json_response({"room_id": room_id})
 
 
@@ -82,7 +81,7 @@ async def knock(request: web.Request) -> web.Response:
 async def leave(request: web.Request) -> web.Response:
     req = await requester(request)
     body = await json_body(request, allow_empty=True)
-    await hs_of(request).rooms.set_membership(req.user_id, _room_id(request), req.user_id, "leave", body)
+    await hs_of(request).membership.set_membership(req.user_id, _room_id(request), req.user_id, "leave", body)
     return json_response({})
 
 
@@ -90,7 +89,7 @@ async def leave(request: web.Request) -> web.Response:
 async def forget(request: web.Request) -> web.Response:
     req = await requester(request)
     await json_body(request, allow_empty=True)
-    await hs_of(request).rooms.forget(req.user_id, _room_id(request))
+    await hs_of(request).membership.forget(req.user_id, _room_id(request))
     return json_response({})
 
 
@@ -99,7 +98,7 @@ async def _targeted(request: web.Request, membership: str, *, unban: bool = Fals
     require_not_suspended(req)
     body = await json_body(request)
     target = check_user_id(require_str(body, "user_id"))
-    await hs_of(request).rooms.set_membership(
+    await hs_of(request).membership.set_membership(
         req.user_id, _room_id(request), target, membership, body, unban=unban
     )
     return json_response({})
@@ -164,7 +163,7 @@ async def get_state_event(request: web.Request) -> web.Response:
     fmt = request.query.get("format", "content")
     if fmt not in ("content", "event"):
         raise invalid_param("format must be content or event")
-    event = await hs_of(request).rooms.get_state_event(
+    event = await hs_of(request).room_state.get_state_event(
         _room_id(request), req.user_id, request.match_info["eventType"],
         request.match_info.get("stateKey", ""),
     )
@@ -174,15 +173,15 @@ async def get_state_event(request: web.Request) -> web.Response:
 @routes.get(CLIENT_V3 + "/rooms/{roomId}/state")
 async def get_state(request: web.Request) -> web.Response:
     req = await requester(request)
-    return json_response(await hs_of(request).rooms.get_state(_room_id(request), req.user_id))
+    return json_response(await hs_of(request).room_state.get_state(_room_id(request), req.user_id))
 
 
 async def _require_own_if_suspended(request: web.Request, req: Requester, event_id: Any) -> None:
     """A suspended user may still redact their own events, and nobody else's."""
     if not req.suspended:
         return
-    event = await hs_of(request).db.run(ev_store.get_event, event_id) if isinstance(event_id, str) else None
-    if event is None or event.get("sender") != req.user_id:
+    sender = await hs_of(request).rooms.event_sender(event_id) if isinstance(event_id, str) else None
+    if sender != req.user_id:
         require_not_suspended(req)
 
 
@@ -206,7 +205,7 @@ async def messages(request: web.Request) -> web.Response:
     q = request.query
     limit = query_int(request, "limit", 10, maximum=MAX_LIMIT)
     assert limit is not None
-    body = await hs_of(request).rooms.messages(
+    body = await hs_of(request).timeline.messages(
         _room_id(request), req.user_id, q.get("from"), q.get("to"), q.get("dir", "b"),
         limit, _event_filter(request),
     )
@@ -218,7 +217,7 @@ async def context(request: web.Request) -> web.Response:
     req = await requester(request)
     limit = query_int(request, "limit", 10, maximum=MAX_LIMIT)
     assert limit is not None
-    body = await hs_of(request).rooms.context(
+    body = await hs_of(request).timeline.context(
         _room_id(request), req.user_id, request.match_info["eventId"], limit,
         _event_filter(request),
     )
@@ -238,7 +237,7 @@ def _event_filter(request: web.Request) -> RoomEventFilter:
 @routes.get(CLIENT_V3 + "/rooms/{roomId}/event/{eventId}")
 async def get_event(request: web.Request) -> web.Response:
     req = await requester(request)
-    return json_response(await hs_of(request).rooms.get_event(
+    return json_response(await hs_of(request).timeline.get_event(
         _room_id(request), req.user_id, request.match_info["eventId"]
     ))
 
@@ -246,13 +245,13 @@ async def get_event(request: web.Request) -> web.Response:
 @routes.get(CLIENT_V3 + "/joined_rooms")
 async def joined_rooms(request: web.Request) -> web.Response:
     req = await requester(request)
-    return json_response({"joined_rooms": await hs_of(request).rooms.joined_rooms(req.user_id)})
+    return json_response({"joined_rooms": await hs_of(request).room_state.joined_rooms(req.user_id)})
 
 
 @routes.get(CLIENT_V3 + "/rooms/{roomId}/joined_members")
 async def joined_members(request: web.Request) -> web.Response:
     req = await requester(request)
-    joined = await hs_of(request).rooms.joined_members(_room_id(request), req.user_id)
+    joined = await hs_of(request).room_state.joined_members(_room_id(request), req.user_id)
     return json_response({"joined": joined})
 
 
@@ -260,7 +259,7 @@ async def joined_members(request: web.Request) -> web.Response:
 async def members(request: web.Request) -> web.Response:
     req = await requester(request)
     q = request.query
-    chunk = await hs_of(request).rooms.members(
+    chunk = await hs_of(request).room_state.members(
         _room_id(request), req.user_id, q.get("at"), q.get("membership"), q.get("not_membership")
     )
     return json_response({"chunk": chunk})
@@ -275,6 +274,6 @@ async def timestamp_to_event(request: web.Request) -> web.Response:
     direction = request.query.get("dir")
     if direction is None:
         raise missing_param("dir is required")
-    return json_response(await hs_of(request).rooms.timestamp_to_event(
+    return json_response(await hs_of(request).timeline.timestamp_to_event(
         _room_id(request), req.user_id, ts, direction
     ))

@@ -1,4 +1,5 @@
-"""Bundled aggregations (client-server API "Aggregations of child events").
+"""Relations and threads (client-server API "Relationships", "Threading"): the
+/relations and /threads listings, and bundled aggregations ("Aggregations of child events").
 
 `bundle_aggregations` adds `unsigned["m.relations"]` to client-format events in place:
 m.thread (latest_event, count, current_user_participated), m.replace (the most recent
@@ -14,13 +15,18 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from veche.core.numbers import parse_count
+from veche.errors import invalid_param, not_found
+from veche.services.events import client_event
+from veche.services.rooms import parse_token
+from veche.services.visibility import Visibility
 from veche.storage import rooms as room_store
 from veche.storage.database import Txn
 from veche.storage.rooms import Relation
+from veche.streams import StreamToken
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
-    from veche.services.rooms import Visibility
 
 AGGREGATED = ("m.thread", "m.replace", "m.reference")
 
@@ -30,8 +36,6 @@ def _is_redacted(event: dict[str, Any]) -> bool:
 
 
 def _client(event: dict[str, Any], now_ms: int) -> dict[str, Any]:
-    from veche.services.events import client_event
-
     return client_event(event, now_ms=now_ms)
 
 
@@ -39,8 +43,6 @@ def _visible(
     txn: Txn, rows: list[Relation], user_id: str, visibility: dict[str, Visibility]
 ) -> list[Relation]:
     """The rows the user may see; loads (once) the visibility of rooms not yet known."""
-    from veche.services.rooms import Visibility
-
     unknown = {r.room_id for r in rows} - visibility.keys()
     for room_id, (hv, members, now) in room_store.visibility_histories(
         txn, sorted(unknown), user_id
@@ -158,3 +160,101 @@ async def bundle_aggregations(
         if agg:
             unsigned = event.setdefault("unsigned", {})
             unsigned["m.relations"] = {**unsigned.get("m.relations", {}), **agg}
+
+
+class RelationService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+
+    async def relations(
+        self, room_id: str, user_id: str, event_id: str, rel_type: str | None,
+        event_type: str | None, from_tok: str | None, to_tok: str | None, direction: str,
+        limit: int, recurse: bool,
+    ) -> dict[str, Any]:
+        if direction not in ("b", "f"):
+            raise invalid_param("dir must be b or f")
+        start, to = parse_token(from_tok), parse_token(to_tok)
+        await self.hs.rooms.room_version(room_id)
+        row = await self.hs.db.run(room_store.get_event_row, event_id)
+        vis = await self.hs.visibility.visibility(room_id, user_id)
+        if row is None or row[0] != room_id or not vis.can_see(row[1], row[2]):
+            raise not_found("Event not found")
+
+        def collect(txn: Txn) -> list[tuple[int, dict[str, Any]]]:
+            ids: list[str] = []
+            frontier = [event_id]
+            seen = {event_id}
+            for _depth in range(3 if recurse else 1):
+                rows = room_store.relation_rows(txn, frontier, [rel_type] if rel_type else None)
+                frontier = []
+                for _parent, _rel, eid, _s, _ts, _pos, _t in rows:
+                    if eid not in seen:
+                        seen.add(eid)
+                        frontier.append(eid)
+                        ids.append(eid)
+                if not frontier:
+                    break
+            return sorted(room_store.get_event_rows(txn, ids).values(), key=lambda r: r[0])
+
+        rows = await self.hs.db.run(collect)
+        rows = [(so, ev) for so, ev in rows if ev.get("room_id") == room_id
+                and (event_type is None or ev.get("type") == event_type) and vis.can_see(so, ev)]
+        if direction == "b":
+            rows.reverse()
+            if start is not None:
+                rows = [r for r in rows if r[0] <= start.stream]
+            if to is not None:
+                rows = [r for r in rows if r[0] > to.stream]
+        else:
+            if start is not None:
+                rows = [r for r in rows if r[0] > start.stream]
+            if to is not None:
+                rows = [r for r in rows if r[0] <= to.stream]
+        page = rows[:limit]
+        chunk = [client_event(ev) for _, ev in page]
+        await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
+        out: dict[str, Any] = {"chunk": chunk}
+        if len(rows) > limit:
+            last = page[-1][0]
+            out["next_batch"] = str(StreamToken(last - 1 if direction == "b" else last))
+        if start is not None:
+            out["prev_batch"] = str(start)
+        if recurse:
+            out["recursion_depth"] = 3
+        return out
+
+    async def threads(
+        self, room_id: str, user_id: str, include: str, limit: int, from_tok: str | None
+    ) -> dict[str, Any]:
+        if include not in ("all", "participated"):
+            raise invalid_param("include must be all or participated")
+        before: int | None = None
+        if from_tok is not None:
+            before = parse_count(from_tok[1:]) if from_tok.startswith("t") else None
+            if before is None:
+                raise invalid_param("Invalid from token")
+        vis = await self.hs.visibility.check_can_peek(room_id, user_id)
+        roots = await self.hs.db.run(room_store.thread_roots, room_id, vis.can_see)
+        rows = await self.hs.db.run(room_store.get_event_rows, [r for r, _, _ in roots])
+        chunk: list[dict[str, Any]] = []
+        next_batch = None
+        prev_latest = 0
+        for root, latest, senders in roots:
+            if before is not None and latest >= before:
+                continue
+            row = rows.get(root)
+            if row is None or row[1].get("room_id") != room_id or not vis.can_see(*row):
+                continue
+            if include == "participated" and user_id not in senders and row[1].get("sender") != user_id:
+                continue
+            if len(chunk) >= limit:
+                next_batch = f"t{prev_latest}"
+                break
+            chunk.append(client_event(row[1]))
+            prev_latest = latest
+        await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
+        out: dict[str, Any] = {"chunk": chunk}
+        if next_batch is not None:
+            out["next_batch"] = next_batch
+        return out
+

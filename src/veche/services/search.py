@@ -12,7 +12,7 @@ from veche.core.numbers import parse_count
 from veche.errors import MatrixError, bad_json, invalid_param, missing_param
 from veche.services.events import client_event
 from veche.services.relations import bundle_aggregations
-from veche.services.rooms import Visibility
+from veche.services.visibility import Visibility
 from veche.storage import events as ev_store
 from veche.storage import rooms as room_store
 from veche.storage import search as store
@@ -98,7 +98,7 @@ class SearchService:
                 continue
             room_id = ev["room_id"]
             if room_id not in visibility:
-                visibility[room_id] = await self.hs.rooms.visibility(room_id, user_id)
+                visibility[room_id] = await self.hs.visibility.visibility(room_id, user_id)
             if visibility[room_id].can_see(pos, ev):
                 hits.append((rank, pos, ev))
         page = hits[offset:offset + limit]
@@ -125,8 +125,7 @@ class SearchService:
         include_profile = context.get("include_profile", False)
         if not isinstance(include_profile, bool):
             raise bad_json("event_context.include_profile must be a boolean")
-        rooms = self.hs.rooms
-        before, after, start, end = await rooms.events_around(
+        before, after, start, end = await self.hs.timeline.events_around(
             ev["room_id"], vis, RoomEventFilter.from_json(None), pos, before_n, after_n)
         out: dict[str, Any] = {
             "start": start,
@@ -136,5 +135,5 @@ class SearchService:
         }
         if include_profile:
             senders = {e["sender"] for _, e in [*before, (pos, ev), *after]}
-            out["profile_info"] = {s: await rooms.profile(s) for s in sorted(senders)}
+            out["profile_info"] = {s: await self.hs.rooms.profile(s) for s in sorted(senders)}
         return out

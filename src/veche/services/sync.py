@@ -429,7 +429,7 @@ class SyncService:
         if hv in ("shared", "world_readable") and not hv_changes:
             return events
         try:
-            from veche.services.rooms import Visibility
+            from veche.services.visibility import Visibility
             from veche.storage.rooms import get_membership_row, visibility_history
         except ImportError:  # pragma: no cover
             return events

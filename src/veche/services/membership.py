@@ -1,0 +1,116 @@
+"""Room membership: join, knock, invite, leave, kick, ban, unban and forget, and the
+authorising user of a join to a restricted room (client-server API "Room membership")."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from veche.errors import MatrixError, forbidden, not_found
+from veche.services.rooms import reason_field
+from veche.storage import events as ev_store
+from veche.storage import rooms as store
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+
+
+class MembershipService:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+
+    async def _restricted_join_content(
+        self, room_id: str, user_id: str, join_rules: dict[str, Any]
+    ) -> dict[str, Any]:
+        """join_authorised_via_users_server for a restricted room, or 403."""
+        from veche.core import auth as auth_rules
+
+        allow = join_rules.get("allow")
+        allowed_rooms = [
+            a.get("room_id") for a in (allow if isinstance(allow, list) else [])
+            if isinstance(a, dict) and a.get("type") == "m.room_membership"
+            and isinstance(a.get("room_id"), str)
+        ]
+        mine = set(await self.hs.db.run(ev_store.get_rooms_for_user, user_id))
+        if not any(r in mine for r in allowed_rooms):
+            raise forbidden("You are not allowed to join this room")
+        rv = await self.hs.rooms.room_version(room_id)
+        state = await self.hs.rooms.power_state(room_id)
+        pl = state.get(("m.room.power_levels", ""), {}).get("content", {})
+        invite_level = auth_rules.get_named_level(pl, "invite", 0)
+        for member in await self.hs.db.run(ev_store.get_room_members, room_id):
+            if not member.endswith(":" + self.hs.server_name):
+                continue
+            if auth_rules.get_user_power_level(member, state, rv) >= invite_level:
+                return {"join_authorised_via_users_server": member}
+        raise forbidden("No user in the room can authorise your join")
+
+    async def join(self, user_id: str, room_id_or_alias: str, body: dict[str, Any]) -> str:
+        reason = reason_field(body)
+        room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
+        await self.hs.rooms.room_version(room_id)
+        self.hs.ratelimiter.check("join", user_id)
+        content: dict[str, Any] = {"membership": "join", **await self.hs.rooms.profile(user_id)}
+        if reason is not None:
+            content["reason"] = reason
+        current = await self.hs.rooms.membership(room_id, user_id)
+        if current is None or current[0] not in ("join", "invite"):
+            state = await self.hs.db.run(
+                ev_store.get_current_state, room_id, [("m.room.join_rules", "")]
+            )
+            jr = state.get(("m.room.join_rules", ""), {}).get("content", {})
+            if jr.get("join_rule") in ("restricted", "knock_restricted"):
+                content.update(await self._restricted_join_content(room_id, user_id, jr))
+        await self.hs.events.send(room_id, user_id, "m.room.member", content, user_id)
+        return room_id
+
+    async def knock(self, user_id: str, room_id_or_alias: str, body: dict[str, Any]) -> str:
+        reason = reason_field(body)
+        room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
+        await self.hs.rooms.room_version(room_id)
+        self.hs.ratelimiter.check("join", user_id)
+        current = await self.hs.rooms.membership(room_id, user_id)
+        if current is not None and current[0] in ("join", "invite", "ban"):
+            raise forbidden(f"You cannot knock while your membership is {current[0]}")
+        content: dict[str, Any] = {"membership": "knock", **await self.hs.rooms.profile(user_id)}
+        if reason is not None:
+            content["reason"] = reason
+        await self.hs.events.send(room_id, user_id, "m.room.member", content, user_id)
+        return room_id
+
+    async def set_membership(
+        self, sender: str, room_id: str, target: str, membership: str, body: dict[str, Any],
+        *, unban: bool = False,
+    ) -> None:
+        """invite, leave, kick (leave of another user), ban and unban."""
+        reason = reason_field(body)
+        await self.hs.rooms.room_version(room_id)
+        current = await self.hs.rooms.membership(room_id, target)
+        current_m = current[0] if current else None
+        content: dict[str, Any] = {"membership": membership}
+        if membership == "invite":
+            self.hs.ratelimiter.check("invite", sender)
+            await self.hs.rooms.require_accounts([target])
+            if current_m in ("join", "ban"):
+                raise forbidden(f"{target} is {'already in' if current_m == 'join' else 'banned from'} the room")
+            content.update(await self.hs.rooms.profile(target))
+        elif membership == "leave" and target != sender:
+            if unban:
+                if current_m != "ban":
+                    raise forbidden(f"{target} is not banned")
+            elif current_m not in ("join", "invite", "knock"):
+                raise forbidden(f"{target} is not in the room")
+        elif membership == "leave" and current_m is None:
+            raise forbidden("You are not in this room")
+        if reason is not None:
+            content["reason"] = reason
+        await self.hs.events.send(room_id, sender, "m.room.member", content, target)
+
+    async def forget(self, user_id: str, room_id: str) -> None:
+        await self.hs.rooms.room_version(room_id)
+        current = await self.hs.rooms.membership(room_id, user_id)
+        if current is None:
+            raise not_found("You have never been in this room")
+        if current[0] not in ("leave", "ban"):
+            raise MatrixError(400, "M_UNKNOWN", "You must leave the room before forgetting it")
+        await self.hs.db.run(store.forget_room, room_id, user_id)
+

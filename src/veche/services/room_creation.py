@@ -232,7 +232,7 @@ class RoomCreationService:
             ext = event_graph.get_forward_extremities(txn, room_id)  # deepest first
             bans = [sk for (t, sk), ev in state.items() if t == "m.room.member"
                     and ev.get("content", {}).get("membership") == "ban"]
-            return state, ext[0] if ext else None, bans
+            return state, ext[0][0] if ext else None, bans
 
         state, last_event, bans = await self.hs.db.run(load)
         old_create = state.get(("m.room.create", ""), {}).get("content", {})

@@ -128,8 +128,13 @@ async def test_deactivate_leaves_rooms_and_blocks_login(make_client: Any) -> Non
     assert status == 200 and body["id_server_unbind_result"] == "no-support"
     status, err = await bob.get("account/whoami")
     assert status == 401 and err["errcode"] == "M_UNKNOWN_TOKEN"
+    # Logging in answers as for an account that never existed: nothing tells a stranger
+    # that this one did.
     status, err = await login(make_client, bob.user_id)
-    assert status == 403 and err["errcode"] == "M_USER_DEACTIVATED"
+    server_name = bob.user_id.split(":", 1)[1]
+    status_unknown, err_unknown = await login(make_client, f"@nobody:{server_name}")
+    assert (status, err) == (status_unknown, err_unknown) == (403, {
+        "errcode": "M_FORBIDDEN", "error": "Invalid username or password"})
     status, member = await alice.get(
         f"rooms/{quote(room_id)}/state/m.room.member/{quote(bob.user_id)}")
     assert status == 200 and member["membership"] == "leave"

@@ -137,9 +137,8 @@ class AccountService:
         from_here = f"{user_id} {ip}"
         limiter.ensure("login_failures", from_here)
         limiter.ensure("login_failures_account", user_id)
-        user = await self.hs.db.run(store.get_user, user_id)
-        if user is not None and user["deactivated"]:
-            raise MatrixError(403, "M_USER_DEACTIVATED", "This account has been deactivated")
+        # A deactivated account answers as an unknown one (as Synapse's does: deactivation
+        # drops the password), so a stranger cannot learn which accounts existed.
         if not await self.check_password(user_id, password):
             limiter.take("login_failures", from_here)
             limiter.take("login_failures_account", user_id)

@@ -1,4 +1,5 @@
-"""Fixtures for federation tests: a test CA, a local DNS server, and the Synapse peer."""
+"""Fixtures for federation tests: a test CA, a local DNS server, and the Synapse peer
+(session-scoped: SYNAPSE_VENV or bench/.synapse-venv, installed from PyPI on first use)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.federation.local_dns import LocalDns
+from tests.federation.peers import SynapsePeer, start_synapse_peer
 from tests.federation.pki import TestCA
 
 
@@ -22,3 +24,12 @@ async def local_dns() -> AsyncIterator[LocalDns]:
     server = await LocalDns().start()
     yield server
     server.close()
+
+
+@pytest.fixture(scope="session")
+def synapse(test_ca: TestCA) -> Iterator[SynapsePeer]:
+    """One Synapse for the whole session (it takes seconds to start): federating over TLS
+    with the test CA, loopback peers allowed, no notaries, short retries."""
+    peer = start_synapse_peer(Path(tempfile.mkdtemp(prefix="veche-synapse-")), test_ca)
+    yield peer
+    peer.stop()

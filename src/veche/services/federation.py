@@ -7,8 +7,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from veche.core.federation_auth import XMatrixError, parse_x_matrix, verify_request
-from veche.core.identifiers import InvalidIdentifier, parse_server_name
-from veche.errors import MatrixError, forbidden, invalid_param
+from veche.core.identifiers import InvalidIdentifier, parse_server_name, parse_user_id
+from veche.errors import MatrixError, forbidden, invalid_param, not_found
+from veche.federation.client import FederationDenied, FederationError, HttpResponseError, path
 from veche.services.accounts import PROFILE_FIELDS
 
 if TYPE_CHECKING:
@@ -61,5 +62,36 @@ class FederationService:
         if field is not None:
             if field not in PROFILE_FIELDS:
                 return {}
+            return {field: profile[field]} if field in profile else {}
+        return profile
+
+    def is_local(self, user_id: str) -> bool:
+        try:
+            return parse_user_id(user_id)[1] == self.hs.server_name
+        except InvalidIdentifier:
+            return True  # not a user ID at all: the local lookup answers "not found"
+
+    async def remote_profile(self, user_id: str, field: str | None, client: str) -> dict[str, Any]:
+        """Another server's user's profile, asked from that server (/query/profile)."""
+        server = parse_user_id(user_id)[1]
+        # Anyone may ask for a profile: bound how many requests they can make us send.
+        self.hs.ratelimiter.check("profile", f"remote:{client}")
+        query = {"user_id": user_id, **({"field": field} if field else {})}
+        try:
+            answer = await self.hs.federation_client.get_json(
+                server, path("/_matrix/federation/v1/query/profile", query=query), timeout_s=30)
+        except FederationDenied:
+            raise not_found("Profile not found") from None
+        except HttpResponseError as e:
+            if e.status == 403:
+                raise forbidden(f"{server} does not disclose this profile") from None
+            raise not_found("Profile not found") from None
+        except FederationError as e:
+            # The spec's answers here are 403 and 404: an unreachable server has no profile
+            # we can give.
+            logger.info("profile of %s: %s", user_id, e)
+            raise not_found(f"Profile not found: could not reach {server}") from None
+        profile = {k: v for k, v in answer.items() if isinstance(v, str)}
+        if field is not None:
             return {field: profile[field]} if field in profile else {}
         return profile

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-
 from bench.servers import (
     _UNLIMITED,
     SYNAPSE_LOG,
@@ -30,6 +29,7 @@ from bench.servers import (
     free_port,
     synapse_venv,
 )
+
 from tests.conftest import ServerProcess
 from tests.federation.pki import TestCA
 

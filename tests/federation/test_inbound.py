@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import aiohttp
 import pytest
-from signedjson.key import generate_signing_key
+from signedjson.key import encode_verify_key_base64, generate_signing_key, get_verify_key
 from yarl import URL
 
 from tests.conftest import Client, ServerProcess
@@ -24,6 +24,7 @@ from veche.core.server_keys import own_keys_response
 
 KEY = generate_signing_key("t1")
 OTHER_KEY = generate_signing_key("t1")
+OLD_KEY = generate_signing_key("old1")
 
 
 class Origin:
@@ -32,7 +33,11 @@ class Origin:
     def __init__(self, server: RecordingServer) -> None:
         self.server = server
         self.name = f"localhost:{server.port}"
-        body = own_keys_response(self.name, KEY, {}, int(time.time() * 1000) + 3600_000)
+        now = int(time.time() * 1000)
+        # An old key that (oddly) claims to expire later: old keys never sign requests.
+        old = {"ed25519:old1": {"key": encode_verify_key_base64(get_verify_key(OLD_KEY)),
+                                "expired_ts": now + 3600_000}}
+        body = own_keys_response(self.name, KEY, old, now + 3600_000)
         server.responses["/_matrix/key/v2/server"] = (200, body, {})
 
     def key_fetches(self) -> int:
@@ -79,6 +84,8 @@ async def test_signed_requests_are_checked(veche: ServerProcess, origin: Origin,
         ("good", good, 200, None),
         # Older servers leave destination out of the header (the signed JSON names us).
         ("no destination parameter", good.replace(f'destination="{me}",', ""), 200, None),
+        ("signed with an old key", sign_request(OLD_KEY, origin.name, me, "GET", raw), 401,
+         "M_UNAUTHORIZED"),
         ("another key's signature", sign_request(OTHER_KEY, origin.name, me, "GET", raw), 401,
          "M_UNAUTHORIZED"),
         ("wrong destination", sign_request(KEY, origin.name, "localhost:1", "GET", raw), 401,

@@ -47,12 +47,14 @@ class FederationService:
             raise unauthorized("Request claims to come from this server")
         if not self.hs.federation_client.allowed(auth.origin):
             raise forbidden(f"This server does not federate with {auth.origin}")
-        self.hs.ratelimiter.check("federation", auth.origin)
+        # Key fetches are bounded per server by the key service; the rate limit comes after
+        # the signature, so nobody can use up another server's allowance by naming it.
         key = await self.hs.server_keys.get_verify_key(auth.origin, auth.key)
         if key is None:
             raise unauthorized(f"No current key {auth.key} of {auth.origin} could be found")
         if not verify_request(auth, key, method, uri, self.hs.server_name, content):
             raise unauthorized(f"Invalid signature by {auth.origin} with {auth.key}")
+        self.hs.ratelimiter.check("federation", auth.origin)
         return auth.origin
 
     async def query_profile(self, user_id: str, field: str | None) -> dict[str, Any]:

@@ -73,28 +73,31 @@ class ServerKeyService:
     # --- other servers' keys --------------------------------------------------------
     async def get_verify_key(self, server_name: str, key_id: str,
                              valid_at_ts: int | None = None) -> VerifyKey | None:
-        """`server_name`'s key `key_id` if it is valid at `valid_at_ts` (now by default: what
-        a request must be signed with), fetching the server's keys when not known."""
+        """`server_name`'s key `key_id` if it is valid at `valid_at_ts`, fetching the
+        server's keys when not known. Without `valid_at_ts`: a current key valid now, what a
+        request must be signed with (old keys only verify events signed before they expired)."""
         at = now_ms() if valid_at_ts is None else valid_at_ts
+        current_only = valid_at_ts is None
         if server_name == self.server_name:
-            return self._own_key(key_id, at)
-        key = await self._stored_key(server_name, key_id, at)
+            return self._own_key(key_id, at, current_only)
+        key = await self._stored_key(server_name, key_id, at, current_only)
         if key is None and await self.fetch_keys(server_name):
-            key = await self._stored_key(server_name, key_id, at)
+            key = await self._stored_key(server_name, key_id, at, current_only)
         return key
 
-    def _own_key(self, key_id: str, at: int) -> VerifyKey | None:
+    def _own_key(self, key_id: str, at: int, current_only: bool) -> VerifyKey | None:
         signing_key = self.hs.signing_key
         if key_id == key_id_of(signing_key):
             return get_verify_key(signing_key)
-        old = self.own_old_verify_keys().get(key_id)
+        old = None if current_only else self.own_old_verify_keys().get(key_id)
         if old is not None and old["expired_ts"] >= at:
             return decode_key(key_id, old["key"])
         return None
 
-    async def _stored_key(self, server_name: str, key_id: str, at: int) -> VerifyKey | None:
+    async def _stored_key(self, server_name: str, key_id: str, at: int,
+                          current_only: bool) -> VerifyKey | None:
         row = await self.hs.db.run(store.get_server_key, server_name, key_id)
-        if row is None or row[2] < at:
+        if row is None or row[2] < at or (current_only and row[3]):
             return None
         return decode_key(key_id, row[1])
 

@@ -124,6 +124,8 @@ class FederationClient:
         url = f"https://{host}{port}/.well-known/matrix/server"
         async with self._get_session().get(
                 url, timeout=aiohttp.ClientTimeout(total=10), max_redirects=10) as resp:
+            if resp.url.scheme != "https":  # redirected to plain HTTP: not believed
+                return 0, b"", None
             body = await _read_limited(resp, WELL_KNOWN_MAX_BYTES)
             return resp.status, body, resp.headers.get("Cache-Control")
 

@@ -17,8 +17,9 @@ async def test_versions_and_well_known(homeserver: ServerProcess, make_client: A
     assert status == 200 and "v1.11" in body["versions"]
     status, body = await client.get("/.well-known/matrix/client")
     assert status == 200 and body["m.homeserver"]["base_url"].startswith("http")
+    # No delegation unless [federation] well_known_server says where (tests/federation).
     status, body = await client.get("/.well-known/matrix/server")
-    assert status == 200 and body["m.server"] == homeserver.server_name
+    assert status == 404 and body["errcode"] == "M_NOT_FOUND"
 
 
 async def test_unknown_endpoint_and_wrong_method(make_client: Any) -> None:

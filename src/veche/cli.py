@@ -90,6 +90,15 @@ async def _serve(config: Config) -> None:
         config.listen.host, config.listen.port, config.database_url.split(":", 1)[0],
         ", dev mode" if config.dev else "",
     )
+    runners = [runner]
+    try:
+        tls_runner = await _listen_tls(hs, config)
+    except BaseException:
+        await runner.cleanup()
+        await hs.close()
+        raise
+    if tls_runner is not None:
+        runners.append(tls_runner)
     _release_startup_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -98,8 +107,30 @@ async def _serve(config: Config) -> None:
     await stop.wait()
     logger.info("shutting down")
     hs.notifier.close()  # long-polling /syncs answer now instead of at their timeout
-    await runner.cleanup()
+    for r in runners:
+        await r.cleanup()
     await hs.close()
+
+
+async def _listen_tls(hs: Any, config: Config) -> Any:
+    """The federation TLS listener ([tls] set, [federation] enabled with a tls_port)."""
+    from veche.http.app import make_federation_app
+    from veche.listener import listen
+    from veche.startup import listen_error, tls_context
+
+    fed = config.federation
+    if not (fed.enabled and fed.tls_port and config.tls.enabled):
+        return None
+    context = tls_context(config.tls)
+    try:
+        runner = await listen(make_federation_app(hs), config.listen.host, fed.tls_port,
+                              header_timeout_s=config.listen.header_timeout_s,
+                              keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              ssl_context=context)
+    except OSError as e:
+        raise listen_error(config.listen.host, fed.tls_port, e) from None
+    logger.info("federation over TLS on https://%s:%s", config.listen.host, fed.tls_port)
+    return runner
 
 
 @cli.command("generate-config")
@@ -244,6 +275,23 @@ def media_purge(older_than: str, remote_only: bool, config_path: str | None) -> 
     ms = _duration_ms(older_than)
     count = _media_op(config_path, lambda m: m.purge(ms, remote_only))
     click.echo(f"purged {count} media")
+
+
+@cli.command("rotate-signing-key")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+def rotate_signing_key(config_path: str | None) -> None:
+    """Replace the server's signing key; the old one stays published as an old key.
+
+    Takes effect when the server (re)starts.
+    """
+    from veche.keys import rotate_signing_key as rotate
+
+    config = _load(config_path, {})
+    try:
+        old_id, new_id = rotate(Path(config.data_dir))
+    except OSError as e:
+        raise click.ClickException(f"{config.data_dir}: {e.strerror or e}") from None
+    click.echo(f"signing key {new_id} replaces {old_id}; restart the server to use it")
 
 
 def main() -> None:

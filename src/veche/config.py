@@ -85,6 +85,10 @@ class RateLimitsConfig(_Section):
     media_upload: RateLimit = RateLimit(per_second=1, burst=20)
     search: RateLimit = RateLimit(per_second=1, burst=10)
     openid: RateLimit = RateLimit(per_second=0.5, burst=20)
+    # Signed requests from one other server.
+    federation: RateLimit = RateLimit(per_second=50, burst=500)
+    # Key requests (/_matrix/key/v2/*) per client address: they may make us fetch keys.
+    key_query: RateLimit = RateLimit(per_second=2, burst=50)
 
 
 class LimitsConfig(_Section):
@@ -182,6 +186,82 @@ class TurnConfig(_Section):
         return uris
 
 
+class TrustedKeyServer(_Section):
+    server_name: str
+    # Pinned keys of the notary ({"ed25519:abc": "<unpadded base64>"}); empty: fetched from it.
+    verify_keys: dict[str, str] = {}
+
+    @field_validator("server_name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        return _valid_server_name(name)
+
+
+class FederationConfig(_Section):
+    # false: a closed server, no federation or key routes and no outbound federation requests.
+    enabled: bool = True
+    # With [tls] set, the federation and key APIs are also served over TLS on this port
+    # (listen.host); 0: only on [listen], with TLS done by a reverse proxy.
+    tls_port: int = Field(8448, ge=0, le=65535)
+    # Extra CA certificates (PEM) trusted for outbound federation, e.g. an intranet's own PKI.
+    ca_file: str = ""
+    # Peers on private, loopback or other non-global addresses are refused unless listed here.
+    ip_range_allowlist: list[str] = []
+    # When not empty, federate only with these server names.
+    domain_allowlist: list[str] = []
+    # Served as {"m.server": ...} at /.well-known/matrix/server, delegating federation for
+    # server_name to this host[:port]. Empty: no delegation (404).
+    well_known_server: str = ""
+    # Notaries asked for a server's keys when the server itself cannot be asked. None by default.
+    trusted_key_servers: list[TrustedKeyServer] = []
+
+    @field_validator("ip_range_allowlist")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"not an address or CIDR range: {cidr!r}") from None
+        return value
+
+    @field_validator("domain_allowlist")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        return [_valid_server_name(name) for name in value]
+
+    @field_validator("well_known_server")
+    @classmethod
+    def _delegated(cls, value: str) -> str:
+        return _valid_server_name(value) if value else value
+
+
+class TlsConfig(_Section):
+    # PEM files; both or neither. Read at start.
+    certificate_path: str = ""
+    private_key_path: str = ""
+
+    @model_validator(mode="after")
+    def _both(self) -> TlsConfig:
+        if bool(self.certificate_path) != bool(self.private_key_path):
+            raise ValueError("set both certificate_path and private_key_path, or neither")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.certificate_path)
+
+
+def _valid_server_name(name: str) -> str:
+    try:
+        _, port = parse_server_name(name)
+    except InvalidIdentifier as e:
+        raise ValueError(f"not a valid server name (host[:port]): {e}") from None
+    if port is not None and not 0 < port <= 65535:
+        raise ValueError(f"not a valid server name (host[:port]): bad port in {name!r}")
+    return name
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -200,6 +280,8 @@ class Config(_Section):
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()
     support: SupportConfig = SupportConfig()
+    federation: FederationConfig = FederationConfig()
+    tls: TlsConfig = TlsConfig()
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
@@ -208,11 +290,7 @@ class Config(_Section):
     @classmethod
     def _server_name_grammar(cls, name: str) -> str:
         # It becomes part of every user and room ID: a bad one cannot be fixed later.
-        try:
-            parse_server_name(name)
-        except InvalidIdentifier as e:
-            raise ValueError(f"not a valid server name (host[:port]): {e}") from None
-        return name
+        return _valid_server_name(name)
 
     @property
     def base_url(self) -> str:
@@ -340,6 +418,9 @@ report = { per_second = 0.1, burst = 5 }
 media_upload = { per_second = 1, burst = 20 }
 search = { per_second = 1, burst = 10 }
 openid = { per_second = 0.5, burst = 20 }
+# Signed requests per other server; key requests per address (they may make us fetch keys).
+federation = { per_second = 50, burst = 500 }
+key_query = { per_second = 2, burst = 50 }
 
 [limits]
 max_json_body_bytes = 1048576
@@ -389,6 +470,32 @@ timeout_s = 10.0
 # contacts = [{ role = "m.role.admin", matrix_id = "@admin:example.org", email_address = "admin@example.org" }]
 contacts = []
 support_page = ""
+
+[federation]
+# Share rooms with other Matrix servers. false: a closed server (no federation routes, no
+# outbound federation requests).
+enabled = true
+# With [tls] set, serve the federation and key APIs over TLS on this port too (on listen.host).
+# 0: only on [listen], when a reverse proxy does TLS.
+tls_port = 8448
+# Extra CA certificates (PEM) trusted for outbound federation, e.g. an intranet's own PKI.
+ca_file = ""
+# Peers on private or loopback addresses are refused unless their range is listed here,
+# e.g. ["10.0.0.0/8"] on an intranet.
+ip_range_allowlist = []
+# When not empty, federate only with these server names.
+domain_allowlist = []
+# Served at /.well-known/matrix/server: where other servers reach this one, e.g.
+# "matrix.example.org:443". Empty: no delegation (they use DNS SRV records or port 8448).
+well_known_server = ""
+# Notaries asked for a server's keys when it cannot be asked itself; none by default, e.g.
+# trusted_key_servers = [{ server_name = "notary.example.org", verify_keys = { "ed25519:a_1" = "..." } }]
+trusted_key_servers = []
+
+[tls]
+# Certificate chain and private key (PEM) for the federation TLS port; both or neither.
+certificate_path = ""
+private_key_path = ""
 
 [turn]
 # TURN relays for voice and video calls; none by default (calls then need a direct path).

@@ -12,6 +12,7 @@ their own pace.
 from __future__ import annotations
 
 import asyncio
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -79,13 +80,15 @@ class _Runner(web.AppRunner):
 
 
 async def listen(app: web.Application, host: str, port: int, *, header_timeout_s: float,
-                 keepalive_timeout_s: float) -> web.AppRunner:
-    """Serve app on host:port; raises OSError when the address cannot be bound."""
+                 keepalive_timeout_s: float,
+                 ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
+    """Serve app on host:port (over TLS with `ssl_context`); raises OSError when the address
+    cannot be bound."""
     runner = _Runner(app, header_timeout=header_timeout_s, keepalive_timeout=keepalive_timeout_s,
                      access_log=None, handle_signals=False)
     await runner.setup()
     try:
-        await web.TCPSite(runner, host, port, backlog=4096).start()
+        await web.TCPSite(runner, host, port, backlog=4096, ssl_context=ssl_context).start()
     except BaseException:
         await runner.cleanup()
         raise

@@ -45,9 +45,9 @@ class BlockedAddress(OSError):
 class FilteringResolver(AbstractResolver):
     """Resolves with getaddrinfo and drops every address the policy refuses."""
 
-    def __init__(self, policy: AddressPolicy) -> None:
+    def __init__(self, policy: AddressPolicy, inner: AbstractResolver | None = None) -> None:
         self.policy = policy
-        self._inner = aiohttp.ThreadedResolver()
+        self._inner = inner or aiohttp.ThreadedResolver()
 
     async def resolve(self, host: str, port: int = 0,
                       family: socket.AddressFamily = socket.AF_INET) -> list[ResolveResult]:
@@ -65,8 +65,9 @@ class FilteringConnector(aiohttp.TCPConnector):
     """Connects only to allowed addresses — IP literals skip the resolver, so the address list
     is filtered again right before connecting — and checks the connected peer."""
 
-    def __init__(self, policy: AddressPolicy, **kwargs: Any) -> None:
-        super().__init__(resolver=FilteringResolver(policy), **kwargs)
+    def __init__(self, policy: AddressPolicy, inner_resolver: AbstractResolver | None = None,
+                 **kwargs: Any) -> None:
+        super().__init__(resolver=FilteringResolver(policy, inner_resolver), **kwargs)
         self.policy = policy
 
     async def _wrap_create_connection(self, *args: Any, addr_infos: list[Any],

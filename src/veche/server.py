@@ -23,6 +23,7 @@ from veche.streams import RESERVE_AHEAD, StreamIdGenerator
 if TYPE_CHECKING:
     from signedjson.key import SigningKey
 
+    from veche.federation.client import FederationClient
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
     from veche.services.appservices import AppServiceService
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from veche.services.directory import DirectoryService
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
+    from veche.services.federation import FederationService
     from veche.services.media import MediaService
     from veche.services.membership import MembershipService
     from veche.services.presence import PresenceService
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
     from veche.services.room_state import RoomStateService
     from veche.services.rooms import RoomService
     from veche.services.search import SearchService
+    from veche.services.server_keys import ServerKeyService
     from veche.services.spaces import SpaceService
     from veche.services.sync import SyncService
     from veche.services.timeline import TimelineService
@@ -292,6 +295,24 @@ class HomeServer:
 
         return MediaService(self)
 
+    @cached_property
+    def server_keys(self) -> ServerKeyService:
+        from veche.services.server_keys import ServerKeyService
+
+        return ServerKeyService(self)
+
+    @cached_property
+    def federation(self) -> FederationService:
+        from veche.services.federation import FederationService
+
+        return FederationService(self)
+
+    @cached_property
+    def federation_client(self) -> FederationClient:
+        from veche.federation.client import FederationClient
+
+        return FederationClient(self.server_name, self.signing_key, self.config.federation)
+
     # --- lifecycle --------------------------------------------------------------------
     def make_app(self) -> web.Application:
         from veche.http.app import make_app
@@ -301,7 +322,7 @@ class HomeServer:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
-        for name in ("pushers", "appservices"):
+        for name in ("pushers", "appservices", "federation_client"):
             if name in self.__dict__:
                 await self.__dict__[name].close()
         self.db.close()

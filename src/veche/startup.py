@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING
 from veche.storage.database import DatabaseOpenError
 
 if TYPE_CHECKING:
-    from veche.config import Config
+    import ssl
+
+    from veche.config import Config, TlsConfig
     from veche.server import HomeServer
 
 logger = logging.getLogger(__name__)
@@ -88,3 +90,19 @@ def listen_error(host: str, port: int, e: OSError) -> StartupError:
     return StartupError(
         f"cannot listen on {host}:{port}: {reason}; stop whatever uses it or choose another"
         " address with --host/--port or [listen] host/port")
+
+
+def tls_context(tls: TlsConfig) -> ssl.SSLContext:
+    """The server-side TLS context of [tls]; one line naming the file when it cannot load."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:
+        context.load_cert_chain(tls.certificate_path, tls.private_key_path)
+    except (OSError, ssl.SSLError) as e:
+        reason = getattr(e, "strerror", None) or getattr(e, "reason", None) or str(e)
+        raise StartupError(
+            f"cannot load the TLS certificate {tls.certificate_path} with key"
+            f" {tls.private_key_path}: {reason}; check [tls] certificate_path and"
+            " private_key_path") from None
+    return context

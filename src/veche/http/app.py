@@ -74,12 +74,30 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
 def make_app(hs: HomeServer) -> web.Application:
     from veche.http import modules
 
+    app = _application(hs)
+    for routes in modules.all_routes():
+        app.router.add_routes(routes)
+    if hs.config.federation.enabled:
+        for routes in modules.federation_routes():
+            app.router.add_routes(routes)
+    return app
+
+
+def make_federation_app(hs: HomeServer) -> web.Application:
+    """Only the federation and key APIs: what the TLS port ([federation] tls_port) serves."""
+    from veche.http import modules
+
+    app = _application(hs)
+    for routes in modules.federation_routes():
+        app.router.add_routes(routes)
+    return app
+
+
+def _application(hs: HomeServer) -> web.Application:
     app = web.Application(
         middlewares=[matrix_middleware],
         client_max_size=hs.config.limits.max_json_body_bytes,
         handler_args={"access_log": None},
     )
     app["hs"] = hs
-    for routes in modules.all_routes():
-        app.router.add_routes(routes)
     return app

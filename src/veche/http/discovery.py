@@ -43,7 +43,11 @@ async def well_known_client(request: web.Request) -> web.Response:
 
 @routes.get("/.well-known/matrix/server")
 async def well_known_server(request: web.Request) -> web.Response:
-    return json_response({"m.server": hs_of(request).config.server_name})
+    # Delegation only when configured: without it other servers go on to SRV and port 8448.
+    federation = hs_of(request).config.federation
+    if not federation.enabled or not federation.well_known_server:
+        raise not_found("This server does not delegate federation")
+    return json_response({"m.server": federation.well_known_server})
 
 
 @routes.get("/.well-known/matrix/support")

@@ -7,6 +7,7 @@ from aiohttp import web
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, missing_param, not_found
 from veche.http.base import (
     CLIENT_V3,
+    client_ip,
     hs_of,
     json_body,
     json_response,
@@ -18,15 +19,23 @@ from veche.services.accounts import MAX_AVATAR_URL_LEN, MAX_DISPLAYNAME_LEN, PRO
 routes = web.RouteTableDef()
 
 
+async def _profile(request: web.Request, field: str | None) -> dict[str, str]:
+    hs = hs_of(request)
+    user_id = request.match_info["user_id"]
+    if hs.federation.is_local(user_id):
+        return await hs.accounts.get_profile(user_id)
+    return await hs.federation.remote_profile(user_id, field, client_ip(request))
+
+
 @routes.get(CLIENT_V3 + "/profile/{user_id}")
 async def get_profile(request: web.Request) -> web.Response:
-    return json_response(await hs_of(request).accounts.get_profile(request.match_info["user_id"]))
+    return json_response(await _profile(request, None))
 
 
 @routes.get(CLIENT_V3 + "/profile/{user_id}/{field}")
 async def get_field(request: web.Request) -> web.Response:
     field = request.match_info["field"]
-    profile = await hs_of(request).accounts.get_profile(request.match_info["user_id"])
+    profile = await _profile(request, field)
     if field not in profile:
         raise not_found("Profile field not found")
     return json_response({field: profile[field]})

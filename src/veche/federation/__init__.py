@@ -1,0 +1,1 @@
+"""Outbound federation: finding other servers and sending them signed requests."""

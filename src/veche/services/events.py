@@ -197,7 +197,7 @@ class EventService:
     ) -> tuple[Persisted, bool]:
         if txn_key is not None:
             existing = _existing_txn_event(txn, sender, txn_key)
-            if existing is not None:
+            if existing is not None:  # a retry: nothing stored, nothing to announce
                 return Persisted(existing, pos), False
         persisted = self._build_and_persist_txn(
             txn, rv, room_id, sender, event_type, content, state_key, txn_key, redacts, pos

@@ -9,9 +9,10 @@ persist events through the entry itself, on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -242,6 +243,27 @@ async def test_conflicting_topics_resolve_and_a_merge_that_changes_nothing_write
     assert snap["current"][TOPIC] == later["event_id"]
     assert set(snap["extremities"]) == {later["event_id"], earlier["event_id"]}
 
+    # A message on one branch keeps the fork's states: nothing to resolve, nothing written.
+    with recording_writes(monkeypatch) as writes:
+        aside = await server.build(room_id, a, [later["event_id"]], "m.room.message",
+                                   {"msgtype": "m.text", "body": "aside"}, ts=25)
+        await server.receive(aside)
+    assert writes and not state_writes(writes)
+    snap = await check_current_state(server, room_id, bob)
+    assert set(snap["extremities"]) == {aside["event_id"], earlier["event_id"]}
+    # So does the event merging the branches.
+    with recording_writes(monkeypatch) as writes:
+        merge = await server.build(room_id, b, [earlier["event_id"], aside["event_id"]],
+                                   "m.room.message", {"msgtype": "m.text", "body": "merge"}, ts=30)
+        await server.receive(merge)
+    assert writes and not state_writes(writes)
+    after = await check_current_state(server, room_id, bob)
+    assert after["current"] == snap["current"] and after["extremities"] == [merge["event_id"]]
+
+
+@contextlib.contextmanager
+def recording_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
+    """The SQL of every write in the block (transactions run on other threads too)."""
     writes: list[str] = []
     originals = {name: getattr(database.Txn, name) for name in ("execute", "executemany")}
 
@@ -252,15 +274,14 @@ async def test_conflicting_topics_resolve_and_a_merge_that_changes_nothing_write
             return originals[name](self, sql, args)
         return wrapper
 
-    for name in originals:
-        monkeypatch.setattr(database.Txn, name, recording(name))
-    merge = await server.build(room_id, b, [earlier["event_id"], later["event_id"]],
-                               "m.room.message", {"msgtype": "m.text", "body": "merge"}, ts=30)
-    await server.receive(merge)
-    monkeypatch.undo()
-    assert writes and not [w for w in writes if "current_state" in w or "room_memberships" in w]
-    after = await check_current_state(server, room_id, bob)
-    assert after["current"] == snap["current"] and after["extremities"] == [merge["event_id"]]
+    with monkeypatch.context() as patch:
+        for name in originals:
+            patch.setattr(database.Txn, name, recording(name))
+        yield writes
+
+
+def state_writes(writes: list[str]) -> list[str]:
+    return [w for w in writes if "current_state" in w or "room_memberships" in w]
 
 
 async def test_power_levels_from_two_branches_resolve_by_power(server: Server) -> None:

@@ -7,7 +7,9 @@ not, outlier or not), for local sends (services/events.py) and events from elsew
   `current_state` and `room_memberships` are moved by the difference between the old and the
   new current state only. An event citing exactly the extremities its context saw builds on
   current state (its state before *is* the resolution over them), so it moves current state
-  by its own key alone: a message in an unforked room resolves and reads nothing.
+  by its own key alone: a message in an unforked room resolves and reads nothing. Nor does
+  an event that leaves the extremities' state groups as they were (a message on one branch
+  of a fork): the same states resolve the same.
 - The search, push and application-service hooks see accepted events in the timeline;
   rejected events and outliers are stored and nothing more.
 """
@@ -122,13 +124,23 @@ class EventPersister:
         `auth_state`: the state after the event as far as the caller knows it (the power
         levels and create events at least), which spares the push hook reading them.
         """
-        store.store_event(txn, event, pos, context, txn_key)
-        if context.outlier or context.rejected is not None:
-            return Persisted(event, pos, context.rejected, context.outlier)
         room_id = event["room_id"]
+        accepted = not context.outlier and context.rejected is None
+        prev_ids = {p for p in event.get("prev_events") or () if isinstance(p, str)}
+        on_top = context.extremities is not None and set(context.extremities) == prev_ids
+        groups_before = None if on_top or not accepted else _extremity_groups(txn, room_id)
+        store.store_event(txn, event, pos, context, txn_key)
+        if not accepted:
+            return Persisted(event, pos, context.rejected, context.outlier)
         if rv is None:
             rv = KNOWN_ROOM_VERSIONS[str(store.get_room_version(txn, room_id))]
-        changed, removed = self._state_delta(txn, rv, event, context)
+        if groups_before is None:
+            # On top of current state: the event's own key is all that moves.
+            state_key = event.get("state_key")
+            changed = {(event["type"], state_key): event} if isinstance(state_key, str) else {}
+            removed: list[StateKey] = []
+        else:
+            changed, removed = self._state_delta(txn, rv, event, groups_before)
         store.write_state_delta(txn, room_id, changed, removed, pos)
         members = [sk for t, sk in (*changed, *removed) if t == "m.room.member"]
         own = (event["type"], event.get("state_key"))
@@ -140,18 +152,15 @@ class EventPersister:
         return Persisted(event, pos, members_changed=members)
 
     def _state_delta(
-        self, txn: Txn, rv: RoomVersion, event: dict[str, Any], context: EventContext,
+        self, txn: Txn, rv: RoomVersion, event: dict[str, Any], groups_before: list[int],
     ) -> tuple[dict[StateKey, dict[str, Any]], list[StateKey]]:
-        """(keys -> their new events, keys removed) taking current state to the state of the
-        room's forward extremities, now the event is among them."""
-        state_key = event.get("state_key")
-        prev_ids = {p for p in event.get("prev_events") or () if isinstance(p, str)}
-        if context.extremities is not None and set(context.extremities) == prev_ids:
-            own = {(event["type"], state_key): event} if isinstance(state_key, str) else {}
-            return own, []
+        """(keys -> their new events, keys removed) taking current state, the state of the
+        extremities' groups before the event, to that of the extremities now."""
         room_id = event["room_id"]
-        groups = list(dict.fromkeys(
-            g for _, _, g in graph.get_forward_extremities(txn, room_id) if g is not None))
+        groups = _extremity_groups(txn, room_id)
+        if set(groups) == set(groups_before):
+            # The same states (a message on one branch of a fork): the same resolution.
+            return {}, []
         if len(groups) == 1:
             new = graph.get_state_group_ids(txn, groups[0])
         else:
@@ -170,6 +179,12 @@ class EventPersister:
         members = self.hs.push.on_event_persisted(txn, event, pos, rv, auth_state)
         if self.hs.config.app_service_config_files:
             self.hs.appservices.on_event_persisted(txn, event, members)
+
+
+def _extremity_groups(txn: Txn, room_id: str) -> list[int]:
+    """The state groups after the room's forward extremities, deepest first."""
+    return list(dict.fromkeys(
+        g for _, _, g in graph.get_forward_extremities(txn, room_id) if g is not None))
 
 
 def _distance(state: Mapping[StateKey, str], target: Mapping[StateKey, str]) -> tuple[bool, int]:

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from veche.core import auth as auth_rules
+from veche.core.events import EventFormatError
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.core.state_res import resolve_state, separate
 from veche.storage import event_graph as graph
@@ -95,7 +96,7 @@ class EventPersister:
         auth_state = {k: events[e] for k, e in ids.items() if e in events}
         try:
             auth_rules.check_auth_rules(rv, event, auth_state)
-        except auth_rules.AuthError as e:
+        except (auth_rules.AuthError, EventFormatError) as e:
             return str(e) or "not allowed by the state before the event"
         return None
 

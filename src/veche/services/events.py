@@ -2,6 +2,9 @@
 
 One task per room persists its queued sends in order, each on top of the room's current
 state and citing the room's forward extremities as its prev_events (storage/event_graph.py).
+Events made elsewhere (federation) join the same queue (`persist_received`), so one room's
+events are persisted one at a time whatever their origin; both go through the one persist
+step of services/persist.py.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from veche.core.redaction import redact_event
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.diskfull import disk_full_at
 from veche.errors import MatrixError, forbidden, not_found
+from veche.services.persist import EventPersister, Persisted
 from veche.storage import event_graph as graph
 from veche.storage import events as store
 from veche.storage.database import Txn
@@ -59,7 +63,9 @@ class _SendRequest:
     state_key: str | None
     txn_key: tuple[str, str] | None
     redacts: str | None
-    result: asyncio.Future[dict[str, Any]]
+    result: asyncio.Future[Any]  # the stored PDU; a received event's Persisted
+    received: dict[str, Any] | None = None  # an event made elsewhere, persisted as it is
+    outlier: bool = False
 
 
 class EventService:
@@ -71,6 +77,7 @@ class EventService:
         self._pending: dict[str, list[_SendRequest]] = {}
         self._draining: dict[str, asyncio.Future[None]] = {}
         self._last_create_ts = 0
+        self.persister = EventPersister(hs)
 
     async def room_version(self, room_id: str) -> RoomVersion:
         rv = self._versions.get(room_id)
@@ -104,6 +111,21 @@ class EventService:
             rv, sender, event_type, content, state_key, txn_key, redacts,
             asyncio.get_running_loop().create_future(),
         )
+        return (await self._enqueue(room_id, request)).event
+
+    async def persist_received(self, event: dict[str, Any], *, outlier: bool = False) -> Persisted:
+        """Persist an event made elsewhere (its ID checked, its signatures and auth_events
+        verified by the caller): its state before comes from its prev_events, which must be
+        in the room's graph (else MissingPrevEvents), and it is rejected if that state does
+        not allow it. An event already stored is returned as it was stored."""
+        rv = await self.room_version(event["room_id"])
+        request = _SendRequest(
+            rv, event["sender"], event["type"], event.get("content") or {}, event.get("state_key"),
+            None, None, asyncio.get_running_loop().create_future(), event, outlier,
+        )
+        return await self._enqueue(event["room_id"], request)
+
+    async def _enqueue(self, room_id: str, request: _SendRequest) -> Persisted:
         self._pending.setdefault(room_id, []).append(request)
         if room_id not in self._draining:
             self._draining[room_id] = asyncio.ensure_future(self._drain(room_id))
@@ -135,54 +157,68 @@ class EventService:
                     logger.exception("persisting %d event(s) in %s failed", len(batch), room_id)
                 self.hs.push.forget_room(room_id)  # it may have cached uncommitted members
                 outcomes = [(None, False, e)] * len(batch)
-        for req, pos, (event, is_new, error) in zip(batch, positions, outcomes, strict=True):
+        for req, (persisted, is_new, error) in zip(batch, outcomes, strict=True):
             if error is not None:
                 req.result.set_exception(error)
-            else:
-                req.result.set_result(event)  # type: ignore[arg-type]
-                if is_new:
-                    self._announce(event, pos)  # type: ignore[arg-type]
+                continue
+            assert persisted is not None
+            req.result.set_result(persisted)
+            if is_new:
+                self._announce(persisted.event, persisted.stream_ordering, persisted.members_changed)
 
     def _batch_txn(
         self, txn: Txn, room_id: str, batch: list[_SendRequest], positions: list[int]
-    ) -> list[tuple[dict[str, Any] | None, bool, BaseException | None]]:
-        out: list[tuple[dict[str, Any] | None, bool, BaseException | None]] = []
+    ) -> list[tuple[Persisted | None, bool, BaseException | None]]:
+        out: list[tuple[Persisted | None, bool, BaseException | None]] = []
         for req, pos in zip(batch, positions, strict=True):
             # A savepoint per event: one that fails leaves the others of the batch intact.
             txn.execute("SAVEPOINT send_event")
             try:
-                event, is_new = self._send_txn(
-                    txn, req.rv, room_id, req.sender, req.event_type, req.content,
-                    req.state_key, req.txn_key, req.redacts, pos,
-                )
+                if req.received is not None:
+                    persisted, is_new = self._receive_txn(txn, req.rv, req.received, req.outlier, pos)
+                else:
+                    persisted, is_new = self._send_txn(
+                        txn, req.rv, room_id, req.sender, req.event_type, req.content,
+                        req.state_key, req.txn_key, req.redacts, pos,
+                    )
             except Exception as e:
                 txn.execute("ROLLBACK TO SAVEPOINT send_event")
                 txn.execute("RELEASE SAVEPOINT send_event")
                 out.append((None, False, e))
                 continue
             txn.execute("RELEASE SAVEPOINT send_event")
-            out.append((event, is_new, None))
+            out.append((persisted, is_new, None))
         return out
 
     def _send_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
         content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
         redacts: str | None, pos: int,
-    ) -> tuple[dict[str, Any], bool]:
+    ) -> tuple[Persisted, bool]:
         if txn_key is not None:
             existing = _existing_txn_event(txn, sender, txn_key)
-            if existing is not None:
-                return existing, False
-        event = self._build_and_persist_txn(
+            if existing is not None:  # a retry: nothing stored, nothing to announce
+                return Persisted(existing, pos), False
+        persisted = self._build_and_persist_txn(
             txn, rv, room_id, sender, event_type, content, state_key, txn_key, redacts, pos
         )
-        return event, True
+        return persisted, True
+
+    def _receive_txn(
+        self, txn: Txn, rv: RoomVersion, event: dict[str, Any], outlier: bool, pos: int,
+    ) -> tuple[Persisted, bool]:
+        stored = store.get_event_position(txn, event["event_id"])
+        if stored is not None:
+            return Persisted(event, stored[1], graph.rejection_reason(txn, event["event_id"])), False
+        context = self.persister.compute_context(txn, rv, event, outlier=outlier)
+        persisted = self.persister.persist_event(txn, event, context, pos, rv=rv)
+        return persisted, context.rejected is None and not outlier
 
     def _build_and_persist_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
         content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
         redacts: str | None, pos: int,
-    ) -> dict[str, Any]:
+    ) -> Persisted:
         parents = graph.prev_events_for_local_event(txn, room_id)
         if parents is None:
             raise not_found("Unknown room")
@@ -242,16 +278,14 @@ class EventService:
                     unsigned["prev_sender"] = prev["sender"]
                 event["unsigned"] = unsigned
         key = (sender, txn_key[0], txn_key[1]) if txn_key else None
-        store.persist_event(txn, event, pos, parents.context, key)
         state_after = dict(auth_state)
         if state_key is not None:
             state_after[(event_type, state_key)] = event
-        members = self.hs.push.on_event_persisted(txn, event, pos, rv, state_after)
-        if self.hs.config.app_service_config_files:
-            self.hs.appservices.on_event_persisted(txn, event, members)
+        persisted = self.persister.persist_event(
+            txn, event, parents.context, pos, rv=rv, txn_key=key, auth_state=state_after)
         if event_type == "m.room.redaction" and redacts is not None:
             self._apply_redaction(txn, rv, event, redacts)
-        return event
+        return persisted
 
     def _get_state_events(self, txn: Txn, event_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Auth events by ID, parsed once: the same create, power levels and member events
@@ -298,10 +332,13 @@ class EventService:
         self._state_events.pop(redacts, None)
         txn.call_after(lambda: self._state_events.pop(redacts, None))
 
-    def _announce(self, event: dict[str, Any], pos: int | None = None) -> None:
+    def _announce(
+        self, event: dict[str, Any], pos: int | None = None, members: list[str] | None = None,
+    ) -> None:
         keys = [event["room_id"]]
         if event["type"] == "m.room.member":
             keys.append(event["state_key"])
+        keys += [m for m in members or () if m not in keys]
         self.hs.notifier.notify(keys, pos)
 
     async def create_room(
@@ -320,7 +357,7 @@ class EventService:
                 if store.get_room_version(txn, event["room_id"]) is not None:
                     return False  # taken (another worker, or a clock that went back)
                 store.insert_room(txn, event["room_id"], rv.identifier, creator, ts)
-                store.persist_event(txn, event, pos, graph.EventContext())
+                self.persister.persist_event(txn, event, graph.EventContext(extremities=()), pos, rv=rv)
                 return True
 
             with self.hs.stream.get_next() as pos:

@@ -17,8 +17,8 @@
   (the two differ only for accepted state events). Keeping both means neither read needs a
   state resolution: a federated event's state before is resolved once, when it arrives.
 
-Readers of current state, /sync and /messages still use stream order (`current_state`); the
-graph is written alongside so federation can build on it.
+Current state (`current_state`, `room_memberships`) is derived from the extremities' state by
+the persist step (services/persist.py); /sync and /messages still read stream order.
 """
 
 from __future__ import annotations
@@ -47,6 +47,10 @@ class EventContext:
     state_group_before: int | None = None  # None: the empty state (before m.room.create)
     rejected: str | None = None  # the reason
     outlier: bool = False
+    # The room's forward extremities when the context was made, in the persisting
+    # transaction, if the maker read them: an event citing exactly these becomes the only
+    # extremity on top of current state, which then moves by the event's own key alone.
+    extremities: tuple[str, ...] | None = None
 
 
 @dataclass(slots=True, frozen=True)
@@ -73,20 +77,25 @@ def get_forward_extremities(txn: Txn, room_id: str) -> list[tuple[str, int, int 
 
 def prev_events_for_local_event(txn: Txn, room_id: str) -> PrevEvents | None:
     """The prev_events, depth and state before a new local event; None for an unknown room."""
-    extremities = get_forward_extremities(txn, room_id)[:MAX_PREV_EVENTS]
-    if not extremities:
+    everything = get_forward_extremities(txn, room_id)
+    if not everything:
         return None
+    extremities = everything[:MAX_PREV_EVENTS]
     groups = {g for _, _, g in extremities}
     if len(groups) == 1:
         group = groups.pop()
     else:
-        # Local sends are authorised against `current_state`; until it is derived from the
-        # extremities by state resolution, that is the state before the event.
+        # Current state is the resolution of every extremity's state (services/persist.py),
+        # so, citing them all, the resolution over the prev_events; local sends are
+        # authorised against it. (Past MAX_PREV_EVENTS extremities the uncited ones still
+        # count: an approximation of the resolution over the cited ones alone.)
         from veche.storage.events import get_current_state_ids
 
         base = next((g for _, _, g in extremities if g is not None), None)  # the deepest
         group = store_state_group(txn, room_id, None, get_current_state_ids(txn, room_id), base)
-    return PrevEvents([e for e, _, _ in extremities], extremities[0][1], EventContext(group))
+    cited = [e for e, _, _ in extremities]
+    return PrevEvents(cited, extremities[0][1],
+                      EventContext(group, extremities=tuple(e for e, _, _ in everything)))
 
 
 def persist_event_graph(txn: Txn, event: Mapping[str, Any], context: EventContext) -> int | None:
@@ -135,13 +144,16 @@ def persist_event_graph(txn: Txn, event: Mapping[str, Any], context: EventContex
 
 
 def store_state_group(
-    txn: Txn, room_id: str, event_id: str | None, state: Mapping[StateKey, str], base: int | None
+    txn: Txn, room_id: str, event_id: str | None, state: Mapping[StateKey, str], base: int | None,
+    base_state: Mapping[StateKey, str] | None = None,
 ) -> int:
-    """A group holding exactly `state`: a delta against `base` when `state` only adds to or
-    replaces entries of it, else a snapshot. Reuses `base` when nothing differs."""
+    """A group holding exactly `state`: a delta against `base` (whose state the caller may
+    pass) when `state` only adds to or replaces entries of it, else a snapshot. Reuses `base`
+    when nothing differs."""
     if base is None:
         return _new_group(txn, room_id, event_id, None, state)
-    base_state = get_state_group_ids(txn, base)
+    if base_state is None:
+        base_state = get_state_group_ids(txn, base)
     if base_state.keys() - state.keys():
         return _new_group(txn, room_id, event_id, None, state)
     delta = {k: v for k, v in state.items() if base_state.get(k) != v}
@@ -169,18 +181,37 @@ def _new_group(
     return group
 
 
-def get_state_group_ids(txn: Txn, group: int) -> dict[StateKey, str]:
-    """The full state a group stands for, its deltas applied over its snapshot."""
+def get_state_group_ids(
+    txn: Txn, group: int, keys: Iterable[StateKey] | None = None
+) -> dict[StateKey, str]:
+    """The state a group stands for (only `keys` of it, if given), its deltas applied over
+    its snapshot."""
+    where, args = "", []
+    if keys is not None:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        where = " WHERE " + " OR ".join(["(s.type = ? AND s.state_key = ?)"] * len(wanted))
+        args = [part for key in wanted for part in key]
     rows = txn.fetchall(
         "WITH RECURSIVE chain (id, prev, hop) AS ("
         "  SELECT id, prev_group, 0 FROM state_groups WHERE id = ?"
         "  UNION ALL SELECT g.id, g.prev_group, c.hop + 1"
         "  FROM state_groups g JOIN chain c ON g.id = c.prev)"
         " SELECT s.type, s.state_key, s.event_id FROM state_groups_state s"
-        " JOIN chain c ON s.state_group = c.id ORDER BY c.hop DESC",
-        (group,),
+        f" JOIN chain c ON s.state_group = c.id{where} ORDER BY c.hop DESC",
+        [group, *args],
     )
     return {(t, sk): eid for t, sk, eid in rows}
+
+
+def get_state_groups_after(txn: Txn, event_ids: Sequence[str]) -> dict[str, int]:
+    """The group after each of the events that has a place in the graph."""
+    if not event_ids:
+        return {}
+    clause, args = txn.in_list("event_id", list(dict.fromkeys(event_ids)))
+    return {r[0]: int(r[1]) for r in txn.fetchall(
+        f"SELECT event_id, state_group FROM event_to_state_groups WHERE {clause}", args)}
 
 
 def get_state_groups(txn: Txn, event_id: str) -> tuple[int | None, int | None] | None:
@@ -225,8 +256,83 @@ def get_auth_chain_ids(txn: Txn, event_ids: Iterable[str]) -> set[str]:
     )}
 
 
+def get_auth_chain_difference(txn: Txn, state_sets: Sequence[Mapping[StateKey, str]]) -> set[str]:
+    """State resolution's auth difference: the union minus the intersection of the state
+    sets' full auth chains, a state's own events counted in its chain (as core/state_res.py
+    counts them).
+
+    The events every set holds share their chain C, so the difference is that of the other
+    events' chains D_i less C: (U D_i - n D_i) - C. Only the D_i (the conflicted events'
+    chains, small) are read whole; C is walked but only its meeting with the candidates
+    comes back.
+    """
+    values = [set(state.values()) for state in state_sets]
+    if len(values) < 2:
+        return set()
+    common = values[0].intersection(*values[1:])
+    chains = [(v - common) | get_auth_chain_ids(txn, v - common) for v in values]
+    candidates = chains[0].union(*chains[1:]) - chains[0].intersection(*chains[1:])
+    if not candidates:
+        return set()
+    return candidates - common - _reached_from(txn, sorted(common), sorted(candidates))
+
+
+def _reached_from(txn: Txn, starts: list[str], targets: list[str]) -> set[str]:
+    """Those of `targets` in the auth chains of `starts`."""
+    found: set[str] = set()
+    target_clause, target_args = txn.in_list("id", targets)
+    for i in range(0, len(starts), 500):
+        clause, args = txn.in_list("event_id", starts[i : i + 500])
+        found.update(r[0] for r in txn.fetchall(
+            "WITH RECURSIVE chain (id) AS ("
+            f"  SELECT auth_id FROM event_auth WHERE {clause}"
+            "  UNION SELECT a.auth_id FROM event_auth a JOIN chain c ON a.event_id = c.id)"
+            f" SELECT id FROM chain WHERE {target_clause}", [*args, *target_args],
+        ))
+    return found
+
+
+class StoredEventGraph:
+    """core.state_res's EventGraph over the database: events and their rejections are read
+    on first use (in batches when preloaded) and kept for the resolution's length."""
+
+    def __init__(self, txn: Txn) -> None:
+        self._txn = txn
+        self._events: dict[str, dict[str, Any] | None] = {}
+        self._rejected: set[str] = set()
+
+    def preload(self, event_ids: Iterable[str]) -> None:
+        ids = [e for e in dict.fromkeys(event_ids) if e not in self._events]
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            clause, args = self._txn.in_list("e.event_id", chunk)
+            rows = self._txn.fetchall(
+                "SELECT e.event_id, e.json, r.event_id FROM events e"
+                f" LEFT JOIN rejections r ON r.event_id = e.event_id WHERE {clause}", args,
+            )
+            self._events.update(dict.fromkeys(chunk))
+            for event_id, raw, rejected in rows:
+                self._events[event_id] = orjson.loads(raw)
+                if rejected is not None:
+                    self._rejected.add(event_id)
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        if event_id not in self._events:
+            self.preload([event_id])
+        return self._events[event_id]
+
+    def is_rejected(self, event_id: str) -> bool:
+        if event_id not in self._events:
+            self.preload([event_id])
+        return event_id in self._rejected
+
+
 def is_rejected(txn: Txn, event_id: str) -> bool:
-    return txn.fetchval("SELECT 1 FROM rejections WHERE event_id = ?", (event_id,)) is not None
+    return rejection_reason(txn, event_id) is not None
+
+
+def rejection_reason(txn: Txn, event_id: str) -> str | None:
+    return txn.fetchval("SELECT reason FROM rejections WHERE event_id = ?", (event_id,))  # type: ignore[no-any-return]
 
 
 def backfill_room(txn: Txn, room_id: str) -> None:

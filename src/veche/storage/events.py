@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -144,12 +144,12 @@ def _relation(event: dict[str, Any]) -> tuple[str | None, str | None, str | None
     return target, rel_type, thread_id
 
 
-def persist_event(
+def store_event(
     txn: Txn, event: dict[str, Any], stream_ordering: int, context: EventContext,
     txn_key: tuple[str, str, str] | None = None,
-) -> None:
-    """Store an event with its context: its place in the room's graph and state groups and,
-    when accepted into the timeline, its effect on current state and membership."""
+) -> int | None:
+    """Store an event and its place in the room's graph and state groups; returns the state
+    group after it. Current state is the persist step's (services/persist.py)."""
     room_id, event_id = event["room_id"], event["event_id"]
     state_key = event.get("state_key")
     relates_to, rel_type, thread_id = _relation(event)
@@ -168,33 +168,51 @@ def persist_event(
             orjson.dumps(stored).decode(), int(context.outlier),
         ),
     )
-    persist_event_graph(txn, event, context)
-    if context.outlier or context.rejected is not None:
-        return
-    search.index_event(txn, event, stream_ordering)
-    if txn_key is not None:
+    group = persist_event_graph(txn, event, context)
+    if txn_key is not None and not context.outlier and context.rejected is None:
         txn.execute(
             "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)",
             (*txn_key, event_id),
         )
-    if state_key is None:
-        return
-    txn.execute(
-        "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
-        " SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
-        (room_id, event["type"], state_key, event_id, stream_ordering),
-    )
-    if event["type"] == "m.room.member":
-        membership = event["content"]["membership"]
+    return group
+
+
+def write_state_delta(
+    txn: Txn, room_id: str, changed: Mapping[StateKey, dict[str, Any]], removed: Iterable[StateKey],
+    stream_ordering: int,
+) -> None:
+    """Move current state (and membership) by a difference: `changed` maps keys to their new
+    events, `removed` keys leave the state. Each row's stream_ordering is the position at
+    which it became current (that of the event whose persisting changed it), so readers of
+    "what changed since" see a key a state resolution moved to an older event."""
+    for (etype, state_key), event in changed.items():
+        event_id = event["event_id"]
         txn.execute(
-            "INSERT INTO room_memberships (user_id, room_id, membership, event_id,"
-            " stream_ordering, sender, forgotten) VALUES (?, ?, ?, ?, ?, ?, 0)"
-            " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,"
-            " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
-            " sender = excluded.sender, forgotten = 0",
-            (state_key, room_id, membership, event_id, stream_ordering, event["sender"]),
+            "INSERT INTO current_state (room_id, type, state_key, event_id, stream_ordering)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (room_id, type, state_key) DO UPDATE"
+            " SET event_id = excluded.event_id, stream_ordering = excluded.stream_ordering",
+            (room_id, etype, state_key, event_id, stream_ordering),
         )
+        if etype == "m.room.member":
+            membership = event["content"]["membership"]
+            txn.execute(
+                "INSERT INTO room_memberships (user_id, room_id, membership, event_id,"
+                " stream_ordering, sender, forgotten) VALUES (?, ?, ?, ?, ?, ?, 0)"
+                " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,"
+                " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
+                " sender = excluded.sender, forgotten = 0",
+                (state_key, room_id, membership, event_id, stream_ordering, event["sender"]),
+            )
+    for etype, state_key in removed:
+        txn.execute(
+            "DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
+            (room_id, etype, state_key),
+        )
+        if etype == "m.room.member":
+            txn.execute(
+                "DELETE FROM room_memberships WHERE room_id = ? AND user_id = ?",
+                (room_id, state_key),
+            )
 
 
 def apply_redaction(txn: Txn, target_id: str, redacted_json: dict[str, Any], redaction_id: str) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from veche.services.pushers import PusherService
     from veche.services.receipts import ReceiptService
     from veche.services.relations import RelationService
+    from veche.services.remote_membership import RemoteMembership
     from veche.services.room_creation import RoomCreationService
     from veche.services.room_keys import RoomKeysService
     from veche.services.room_state import RoomStateService
@@ -320,6 +321,12 @@ class HomeServer:
         from veche.services.federation_membership import FederationMembershipService
 
         return FederationMembershipService(self)
+
+    @cached_property
+    def remote_membership(self) -> RemoteMembership:
+        from veche.services.remote_membership import RemoteMembership
+
+        return RemoteMembership(self)
 
     @cached_property
     def federation_client(self) -> FederationClient:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from veche.core import auth as auth_rules
 from veche.core import events as event_format
 from veche.core.events import EventFormatError
-from veche.core.federation_pdus import event_from_federation, pdu_for_federation
+from veche.core.federation_pdus import event_from_federation, is_v12_create, pdu_for_federation
 from veche.core.redaction import redact_event
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, forbidden, not_found
@@ -205,7 +205,9 @@ class RemoteMembership:
             if isinstance(event.get("state_key"), str) and event["event_id"] not in rejected:
                 state[(event["type"], event["state_key"])] = event["event_id"]
         if auth_rules.CREATE_KEY not in state:
-            raise MatrixError(502, "M_UNKNOWN", f"{server} sent no usable state for the room")
+            why = next((r for e, r in rejected.items()
+                        if everything[e]["type"] == "m.room.create"), "no valid create event")
+            raise MatrixError(502, "M_UNKNOWN", f"{server} sent no usable state for the room: {why}")
         join_rejection = _auth_failure(rv, join, state, everything)
         ordered = sorted(everything.values(), key=lambda e: (e.get("depth", 0), e["event_id"]))
         persister = self.hs.events.persister
@@ -337,7 +339,9 @@ def _rejected_by_auth_events(rv: RoomVersion, events: Mapping[str, dict[str, Any
             rejected[event["event_id"]] = "an auth event was rejected"
             continue
         try:
-            auth_rules.check_auth_rules(rv, event, auth_state)
+            # A v12 create event is checked as sent (its room_id is ours, derived).
+            checked = pdu_for_federation(event, rv) if is_v12_create(event, rv) else event
+            auth_rules.check_auth_rules(rv, checked, auth_state)
         except (auth_rules.AuthError, EventFormatError) as e:
             rejected[event["event_id"]] = str(e) or "not allowed by its auth events"
     return rejected

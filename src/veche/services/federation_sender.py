@@ -53,6 +53,7 @@ class FederationSender:
         self._more: dict[str, asyncio.Event] = {}  # new rows queued
         self._woken: dict[str, asyncio.Event] = {}  # the destination was heard from
         self._backing_off: set[str] = set()
+        self._last_heard: dict[str, int] = {}  # destination -> when it last asked us something
         # room_id -> servers with joined members; dropped whenever membership may change.
         self._hosts: dict[str, frozenset[str]] = {}
         self._txn_counter = 0
@@ -128,11 +129,14 @@ class FederationSender:
 
     def heard_from(self, origin: str) -> None:
         """An authenticated request came from `origin`: it is up, so stop backing off."""
-        if origin in self._backing_off:
-            self._backing_off.discard(origin)
-            self._woken.setdefault(origin, asyncio.Event()).set()
-            if origin not in self._tasks or self._tasks[origin].done():
-                self.kick([origin])
+        if len(self._last_heard) > 100_000:
+            self._last_heard.clear()
+        self._last_heard[origin] = now_ms()
+        woken = self._woken.get(origin)
+        if woken is not None:
+            woken.set()
+        if origin in self._backing_off and (origin not in self._tasks or self._tasks[origin].done()):
+            self.kick([origin])
 
     async def close(self) -> None:
         for task in self._tasks.values():
@@ -146,13 +150,15 @@ class FederationSender:
                 backoff = await self.hs.db.run(queue.get_backoff, destination)
                 if backoff is not None:
                     self._backing_off.add(destination)
+                    woken.clear()
                     wait_s = (backoff[1] + backoff[2] - now_ms()) / 1000
-                    if wait_s > 0 and not woken.is_set():
+                    # Heard from since the last failure (even before this task began, as
+                    # right after a restart): try now.
+                    if wait_s > 0 and self._last_heard.get(destination, 0) < backoff[1]:
                         try:
                             await asyncio.wait_for(woken.wait(), wait_s)
                         except TimeoutError:
                             pass
-                    woken.clear()
                 more.clear()
                 sent = await self._send_batch(destination, recovering=backoff is not None)
                 if sent is None:  # failed: back off and try again

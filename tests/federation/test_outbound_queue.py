@@ -106,3 +106,26 @@ async def test_a_remote_member_joins_and_gets_messages_queued_across_a_restart(
     await wait_for(lambda: "while down" in bodies(peer), timeout=8, what="the queued message")
     assert bodies(peer) == ["m0", "m1", "m2", "while down"]
     assert len(peer.transactions) > before
+
+
+async def test_after_a_long_outage_only_the_newest_event_is_sent(
+        veche: ServerProcess, peer: FakePeer, http: aiohttp.ClientSession) -> None:
+    alice = await Client(http, veche.base_url).register("alice")
+    _, room = await alice.post("createRoom", {"preset": "public_chat"})
+    room_id = room["room_id"]
+    status, _, _ = await peer.join(http, veche, room_id, peer.user("bob"))
+    assert status == 200
+    peer.up = False
+    await alice.put(f"rooms/{room_id}/send/m.room.message/first", {"msgtype": "m.text", "body": "first"})
+    await wait_for(lambda: peer.refused >= 1, what="a refused transaction")
+    for i in range(60):
+        await alice.put(f"rooms/{room_id}/send/m.room.message/b{i}",
+                        {"msgtype": "m.text", "body": f"backlog {i}"})
+    peer.up = True
+    status, _ = await peer.request(
+        http, veche, "GET",
+        f"/_matrix/federation/v1/query/profile?user_id={quote(alice.user_id or '', safe='')}")
+    # More than a transaction's worth was owed: the peer gets the room's newest event (and
+    # fetches the gap itself), not 61 events.
+    await wait_for(lambda: "backlog 59" in bodies(peer), timeout=8, what="the newest event")
+    assert bodies(peer) == ["backlog 59"]

@@ -116,6 +116,16 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
 
     await eventually(bob_sees_messages, "Veche's messages on Synapse")
 
+    # She leaves: a local event of a room Veche is in, sent to Synapse by the queue.
+    status, body = await alice.post(f"rooms/{quote(room_id)}/leave", {})
+    assert status == 200, body
+
+    async def bob_sees_alice_left() -> bool:
+        _, m = await bob.get(f"rooms/{quote(room_id)}/joined_members")
+        return alice.user_id not in m.get("joined", {alice.user_id: {}})
+
+    await eventually(bob_sees_alice_left, "Synapse seeing the leave")
+
 
 @pytest.mark.parametrize("version", ["10", "12"])
 async def test_a_synapse_user_joins_a_veche_room_it_was_invited_to(

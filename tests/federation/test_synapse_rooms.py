@@ -163,3 +163,60 @@ async def test_a_synapse_user_joins_a_veche_room_it_was_invited_to(
         return got if got == [f"from veche {i}" for i in range(5)] else None
 
     await eventually(bob_sees_messages, "Veche's messages on Synapse")
+
+
+async def test_a_veche_user_joins_a_public_synapse_room_by_its_alias(
+        veche: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession) -> None:
+    bob = await SynapseClient(http, synapse.client_url).register()
+    alice = await Client(http, veche.base_url).register("alice")
+    localpart = f"square{time.monotonic_ns()}"
+    status, room = await bob.post("createRoom", {"preset": "public_chat", "room_version": "11",
+                                                 "room_alias_name": localpart})
+    assert status == 200, room
+    alias = f"#{localpart}:{synapse.server_name}"
+    # Veche asks Synapse for the alias (/query/directory), then joins through it.
+    status, body = await alice.post(f"join/{quote(alias)}", {})
+    assert (status, body) == (200, {"room_id": room["room_id"]}), (body, veche.log())
+    status, body = await alice.post(f"join/{quote('#nothing-here:' + synapse.server_name)}", {})
+    assert (status, body["errcode"]) == (404, "M_NOT_FOUND"), body
+    await send_texts(alice, room["room_id"], ["by alias"])
+
+    async def bob_sees_it() -> bool:
+        return texts(await messages(bob, room["room_id"])) == ["by alias"]
+
+    await eventually(bob_sees_it, "the message on Synapse")
+
+
+async def test_a_veche_user_knocks_on_a_synapse_room_and_is_let_in(
+        veche: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession) -> None:
+    bob = await SynapseClient(http, synapse.client_url).register()
+    alice = await Client(http, veche.base_url).register("alice")
+    status, room = await bob.post("createRoom", {"room_version": "10", "name": "Knock first",
+                                                 "initial_state": [{
+                                                     "type": "m.room.join_rules", "state_key": "",
+                                                     "content": {"join_rule": "knock"}}]})
+    assert status == 200, room
+    room_id = room["room_id"]
+    # make_knock / send_knock through the room ID's server.
+    status, body = await alice.post(f"knock/{quote(room_id)}", {"reason": "let me in"})
+    assert (status, body) == (200, {"room_id": room_id}), (body, veche.log())
+    _, sync = await alice.get("sync", params={"timeout": "0"})
+    shown = {e["type"]: e for e in sync["rooms"]["knock"][room_id]["knock_state"]["events"]}
+    assert shown["m.room.name"]["content"]["name"] == "Knock first"
+
+    async def bob_sees_knock() -> bool:
+        _, state = await bob.get(f"rooms/{quote(room_id)}/state/m.room.member/{quote(alice.user_id or '')}")
+        return state.get("membership") == "knock"
+
+    await eventually(bob_sees_knock, "the knock on Synapse")
+    # Bob lets her in (an invite), she joins.
+    status, body = await bob.post(f"rooms/{quote(room_id)}/invite", {"user_id": alice.user_id})
+    assert status == 200, body
+
+    async def invited() -> Any:
+        _, sync = await alice.get("sync", params={"timeout": "0"})
+        return sync["rooms"]["invite"].get(room_id)
+
+    await eventually(invited, "the invite after the knock")
+    status, body = await alice.post(f"join/{quote(room_id)}", {})
+    assert status == 200, (body, veche.log())

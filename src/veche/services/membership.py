@@ -53,13 +53,7 @@ class MembershipService:
                    servers: list[str] | None = None) -> str:
         """`servers`: where the client says the room may be joined through (server_name)."""
         reason = reason_field(body)
-        given = list(servers or [])
-        if room_id_or_alias.startswith("#") and self._remote(room_id_or_alias):
-            check_alias(room_id_or_alias)
-            room_id, alias_servers = await self.hs.remote_membership.query_alias(room_id_or_alias)
-            given += alias_servers
-        else:
-            room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
+        room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
         remote = self.hs.remote_membership
         if self.hs.config.federation.enabled and not await remote.is_resident(room_id):
             # This server is not in the room: join through a server that is.
@@ -89,9 +83,28 @@ class MembershipService:
             content["reason"] = reason
         return content
 
-    async def knock(self, user_id: str, room_id_or_alias: str, body: dict[str, Any]) -> str:
+    async def _resolve_for_federation(self, room_id_or_alias: str, servers: list[str] | None
+                                      ) -> tuple[str, list[str]]:
+        """The room ID, and the servers a remote alias names besides those given."""
+        given = list(servers or [])
+        if room_id_or_alias.startswith("#") and self._remote(room_id_or_alias):
+            check_alias(room_id_or_alias)
+            room_id, alias_servers = await self.hs.remote_membership.query_alias(room_id_or_alias)
+            return room_id, given + alias_servers
+        return await self.hs.rooms.resolve_room(room_id_or_alias), given
+
+    async def knock(self, user_id: str, room_id_or_alias: str, body: dict[str, Any],
+                    servers: list[str] | None = None) -> str:
         reason = reason_field(body)
-        room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
+        room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        remote = self.hs.remote_membership
+        if self.hs.config.federation.enabled and not await remote.is_resident(room_id):
+            candidates = await remote.candidate_servers(room_id, user_id, given)
+            if candidates:
+                self.hs.ratelimiter.check("join", user_id)
+                await remote.knock(user_id, room_id, candidates,
+                                   await self._content("knock", user_id, reason))
+                return room_id
         await self.hs.rooms.room_version(room_id)
         self.hs.ratelimiter.check("join", user_id)
         current = await self.hs.rooms.membership(room_id, user_id)

@@ -19,7 +19,12 @@ from typing import TYPE_CHECKING, Any
 from veche.core import auth as auth_rules
 from veche.core import events as event_format
 from veche.core.events import EventFormatError
-from veche.core.federation_pdus import event_from_federation, is_v12_create, pdu_for_federation
+from veche.core.federation_pdus import (
+    event_from_federation,
+    is_v12_create,
+    pdu_for_federation,
+    stripped_state,
+)
 from veche.core.redaction import redact_event
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, forbidden, not_found
@@ -237,6 +242,33 @@ class RemoteMembership:
             raise forbidden(f"The join is not allowed by the room's state: {reason}")
         self.hs.notifier.notify([room_id, user_id], positions[-1])
 
+    # --- knocks -----------------------------------------------------------------------------
+    async def knock(self, user_id: str, room_id: str, servers: list[str],
+                    content: dict[str, Any]) -> None:
+        failure: MatrixError = not_found("No known servers to knock through")
+        for server in servers:
+            try:
+                made = await self.hs.federation_client.get_json(server, path(
+                    "/_matrix/federation/v1/make_knock/{}/{}", room_id, user_id,
+                    query={"ver": list(KNOWN_ROOM_VERSIONS)}))
+                rv, event = self._fill_template(made, room_id, user_id, "knock", content)
+                answer = await self.hs.federation_client.put_json(server, path(
+                    "/_matrix/federation/v1/send_knock/{}/{}", room_id, event["event_id"]),
+                    pdu_for_federation(event, rv))
+            except FederationError as e:
+                failure = federation_failure(e, f"knock through {server}")
+                if isinstance(e, FederationDenied):
+                    break
+                continue
+            except MatrixError as e:
+                failure = e
+                continue
+            shown = answer.get("knock_room_state")
+            await self._store_outlier_membership(
+                rv, event, "knock", stripped_state(shown if isinstance(shown, list) else []))
+            return
+        raise failure
+
     # --- invites ----------------------------------------------------------------------------
     async def invite(self, sender: str, room_id: str, target: str, content: dict[str, Any]) -> None:
         rv = await self.hs.events.room_version(room_id)
@@ -307,11 +339,19 @@ class RemoteMembership:
         await self._store_outlier_membership(rv, signed, "leave")
 
     async def _store_outlier_membership(self, rv: RoomVersion, event: dict[str, Any],
-                                        membership: str) -> None:
+                                        membership: str,
+                                        room_state: list[dict[str, Any]] | None = None) -> None:
+        """A local user's membership of a room this server holds no state of: the event
+        as an outlier (carrying the room's stripped state for /sync, if given)."""
         room_id, user_id = event["room_id"], event["state_key"]
         persister = self.hs.events.persister
+        if room_state is not None:
+            # The key /sync reads for invites and knocks alike (services/sync.py).
+            event = {**event, "unsigned": {"invite_room_state": room_state}}
 
         def persist(txn: Txn, pos: int) -> None:
+            if ev_store.get_room_version(txn, room_id) is None:
+                ev_store.insert_room(txn, room_id, rv.identifier, user_id, int(time.time() * 1000))
             persister.persist_event(txn, event, EventContext(outlier=True), pos, rv=rv)
             queue.set_local_membership(txn, room_id, user_id, membership, event["event_id"],
                                        pos, user_id)

@@ -116,6 +116,26 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
 
     await eventually(bob_sees_messages, "Veche's messages on Synapse")
 
+    # A second Veche user invited into a room Veche is in: the invite joins the room's
+    # graph, and her join is a local event Synapse gets in a transaction.
+    carol = await Client(http, veche.base_url).register("carol")
+    status, body = await bob.post(f"rooms/{quote(room_id)}/invite", {"user_id": carol.user_id})
+    assert status == 200, (body, veche.log())
+
+    async def carol_invited() -> Any:
+        _, sync = await carol.get("sync", params={"timeout": "0"})
+        return sync["rooms"]["invite"].get(room_id)
+
+    await eventually(carol_invited, "the second invite")
+    status, body = await carol.post(f"join/{quote(room_id)}", {})
+    assert status == 200, (body, veche.log())
+
+    async def bob_sees_carol() -> bool:
+        _, m = await bob.get(f"rooms/{quote(room_id)}/joined_members")
+        return carol.user_id in m.get("joined", {})
+
+    await eventually(bob_sees_carol, "Synapse seeing the second join")
+
     # She leaves: a local event of a room Veche is in, sent to Synapse by the queue.
     status, body = await alice.post(f"rooms/{quote(room_id)}/leave", {})
     assert status == 200, body

@@ -303,6 +303,18 @@ class FederationMembershipService:
         if not await self.verify_signed_by(event, origin, rv):
             raise forbidden(f"The invite is not signed by {origin}")
         signed = self.sign(event, rv)
+        if known is not None and self.server_name in await self.hs.db.run(
+                queue.joined_servers, room_id):
+            # A room this server is in: the invite takes its place in the room's graph
+            # (the same event coming again in a transaction is then already there).
+            try:
+                persisted = await self.hs.events.persist_received(signed)
+            except MissingPrevEvents:
+                pass  # not placeable yet: kept as an invite alone, like any other
+            else:
+                if persisted.rejected is not None:
+                    raise forbidden(f"The invite is not allowed: {persisted.rejected}")
+                return {"event": pdu_for_federation(signed, rv)}
         room_state = body.get("invite_room_state")
         shown = stripped_state(room_state if isinstance(room_state, list) else [])
         await self._store_invite(signed, rv, shown)

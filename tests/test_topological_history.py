@@ -309,3 +309,26 @@ async def test_bad_tokens_are_refused(server: Server) -> None:
     for token in (body["start"], body["end"], "t0-0", "s0_0", "s5"):
         status, page = await alice.get(f"rooms/{room}/messages", params={"from": token})
         assert status == 200, (token, page)
+
+
+async def test_shared_history_stays_readable_after_leaving(server: Server) -> None:
+    """"shared": visible to a user who joined at any point after the event (the spec's rule
+    3), so one who left still reads what was sent before they joined, as they could before
+    leaving; but nothing sent after they left. One who only ever rejected an invite reads
+    none of it."""
+    alice, bob, carol = [await server.user() for _ in range(3)]
+    room_id = await create_room(alice, preset="public_chat")
+    early = await send_text(alice, room_id, "before bob")
+    assert (await alice.post(f"rooms/{q(room_id)}/invite", {"user_id": carol.user_id}))[0] == 200
+    assert (await carol.post(f"rooms/{q(room_id)}/leave", {}))[0] == 200
+    assert (await bob.post(f"join/{q(room_id)}", {}))[0] == 200
+    during = await send_text(alice, room_id, "with bob")
+    assert (await bob.post(f"rooms/{q(room_id)}/leave", {}))[0] == 200
+    late = await send_text(alice, room_id, "after bob")
+    seen = await pages(bob, room_id, "b", 3)
+    assert early in seen and during in seen and late not in seen
+    status, body = await bob.get(f"rooms/{q(room_id)}/event/{q(early)}")
+    assert status == 200, body
+    status, body = await bob.get(f"rooms/{q(room_id)}/event/{q(late)}")
+    assert_error(status, body, 404, "M_NOT_FOUND")
+    assert not {early, during, late} & set(await pages(carol, room_id, "b", 3))

@@ -119,7 +119,15 @@ def last_event_at(
 def state_group_keys(
     txn: Txn, groups: Iterable[int], keys: Sequence[StateKey]
 ) -> dict[int, dict[StateKey, str]]:
-    """Only `keys` of the state each group stands for, as event IDs.
+    """Only `keys` of the state each group stands for, as event IDs."""
+    return {g: {k: eid for k, (eid, _) in state.items()}
+            for g, state in _chain_keys(txn, groups, keys, False).items()}
+
+
+def _chain_keys(
+    txn: Txn, groups: Iterable[int], keys: Sequence[StateKey], with_json: bool
+) -> dict[int, dict[StateKey, tuple[str, str | None]]]:
+    """`keys` of the state of each group: (event ID, its JSON if `with_json`).
 
     Walks each group's delta chain down to its snapshot once (chains shared by several
     groups once in all) and reads just those keys of each delta: a few rows, where reading
@@ -131,26 +139,28 @@ def state_group_keys(
     gclause, gargs = txn.in_list("id", wanted)
     kclause = " OR ".join(["(s.type = ? AND s.state_key = ?)"] * len(keys))
     kargs = [v for key in keys for v in key]
+    events = " LEFT JOIN events e ON e.event_id = s.event_id" if with_json else ""
     prev: dict[int, int | None] = {}
-    found: dict[int, dict[StateKey, str]] = {}
-    for gid, prev_group, etype, state_key, event_id in txn.fetchall(
+    found: dict[int, dict[StateKey, tuple[str, str | None]]] = {}
+    for gid, prev_group, etype, state_key, event_id, js in txn.fetchall(
         "WITH RECURSIVE chain (id, prev) AS ("
         f"  SELECT id, prev_group FROM state_groups WHERE {gclause}"
         "  UNION SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev)"
-        " SELECT c.id, c.prev, s.type, s.state_key, s.event_id FROM chain c"
-        f" LEFT JOIN state_groups_state s ON s.state_group = c.id AND ({kclause})",
+        f" SELECT c.id, c.prev, s.type, s.state_key, s.event_id, {'e.json' if with_json else 'NULL'}"
+        f" FROM chain c LEFT JOIN state_groups_state s ON s.state_group = c.id AND ({kclause})"
+        f"{events}",
         [*gargs, *kargs],
     ):
         prev[int(gid)] = None if prev_group is None else int(prev_group)
         if etype is not None:
-            found.setdefault(int(gid), {})[(etype, state_key)] = event_id
-    out: dict[int, dict[StateKey, str]] = {}
+            found.setdefault(int(gid), {})[(etype, state_key)] = (event_id, js)
+    out: dict[int, dict[StateKey, tuple[str, str | None]]] = {}
     for group in wanted:
-        state: dict[StateKey, str] = {}
+        state: dict[StateKey, tuple[str, str | None]] = {}
         at: int | None = group
         while at is not None and len(state) < len(keys):
-            for key, event_id in found.get(at, {}).items():
-                state.setdefault(key, event_id)
+            for key, value in found.get(at, {}).items():
+                state.setdefault(key, value)  # the newest delta setting a key wins
             at = prev.get(at)
         out[group] = state
     return out
@@ -184,42 +194,22 @@ def places(txn: Txn, event_ids: Sequence[str]) -> dict[str, Place]:
 def visibility_at(
     txn: Txn, groups: Iterable[int], user_id: str
 ) -> dict[int, tuple[str, str | None]]:
-    """Per state group: the history_visibility and the user's membership in that state
-    (state_group_keys of those two keys, with what the events set)."""
-    wanted = list(dict.fromkeys(groups))
-    if not wanted:
-        return {}
+    """Per state group: the history_visibility and the user's membership in that state."""
     hv_key, member_key = (HISTORY_VISIBILITY, ""), ("m.room.member", user_id)
-    gclause, gargs = txn.in_list("id", wanted)
-    prev: dict[int, int | None] = {}
-    found: dict[int, dict[StateKey, str | None]] = {}
-    for gid, prev_group, etype, js in txn.fetchall(
-        "WITH RECURSIVE chain (id, prev) AS ("
-        f"  SELECT id, prev_group FROM state_groups WHERE {gclause}"
-        "  UNION SELECT g.id, g.prev_group FROM state_groups g JOIN chain c ON g.id = c.prev)"
-        " SELECT c.id, c.prev, s.type, e.json FROM chain c"
-        " LEFT JOIN state_groups_state s ON s.state_group = c.id"
-        "  AND ((s.type = ? AND s.state_key = ?) OR (s.type = ? AND s.state_key = ?))"
-        " LEFT JOIN events e ON e.event_id = s.event_id",
-        [*gargs, *hv_key, *member_key],
-    ):
-        prev[int(gid)] = None if prev_group is None else int(prev_group)
-        if etype is not None:
-            content = orjson.loads(js).get("content") if js is not None else None
-            content = content if isinstance(content, dict) else {}
-            key = hv_key if etype == HISTORY_VISIBILITY else member_key
-            value = content.get("history_visibility" if key is hv_key else "membership")
-            found.setdefault(int(gid), {})[key] = value if isinstance(value, str) else None
     out: dict[int, tuple[str, str | None]] = {}
-    for group in wanted:
-        state: dict[StateKey, str | None] = {}
-        at: int | None = group
-        while at is not None and len(state) < 2:
-            for key, value in found.get(at, {}).items():
-                state.setdefault(key, value)
-            at = prev.get(at)
-        out[group] = (effective(state.get(hv_key)), state.get(member_key))
+    for group, state in _chain_keys(txn, groups, [hv_key, member_key], True).items():
+        hv, membership = (_content_value(state.get(k), field) for k, field in (
+            (hv_key, "history_visibility"), (member_key, "membership")))
+        out[group] = (effective(hv), membership)
     return out
+
+
+def _content_value(entry: tuple[str, str | None] | None, field: str) -> str | None:
+    if entry is None or entry[1] is None:
+        return None
+    content = orjson.loads(entry[1]).get("content")
+    value = content.get(field) if isinstance(content, dict) else None
+    return value if isinstance(value, str) else None
 
 
 class ReaderMembership(NamedTuple):

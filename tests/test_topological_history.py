@@ -332,3 +332,22 @@ async def test_shared_history_stays_readable_after_leaving(server: Server) -> No
     status, body = await bob.get(f"rooms/{q(room_id)}/event/{q(late)}")
     assert_error(status, body, 404, "M_NOT_FOUND")
     assert not {early, during, late} & set(await pages(carol, room_id, "b", 3))
+
+
+async def test_a_world_readable_room_is_readable_from_its_history_visibility_event(
+    server: Server,
+) -> None:
+    """Before its first history_visibility event a room's history is "shared": a stranger
+    reads from that event on, not the create event nor the creator's join."""
+    alice, eve = await server.user(), await server.user()
+    room_id = await create_room(alice, preset="public_chat", initial_state=[{
+        "type": "m.room.history_visibility", "state_key": "",
+        "content": {"history_visibility": "world_readable"}}])
+    hello = await send_text(alice, room_id, "hello")
+    everything = await pages(alice, room_id, "f", 50)
+    seen = await pages(eve, room_id, "f", 50)
+    status, first = await eve.get(f"rooms/{q(room_id)}/event/{q(seen[0])}")
+    assert status == 200 and first["type"] == "m.room.history_visibility"
+    assert seen == everything[everything.index(seen[0]):] and seen[-1] == hello
+    status, create = await eve.get(f"rooms/{q(room_id)}/event/{q(everything[0])}")
+    assert_error(status, create, 404, "M_NOT_FOUND")

@@ -33,11 +33,11 @@ class Visibility:
         self.joined_now = reader.current == "join"
         self.last_join = reader.last_join
         self.ever_member = reader.ever
-        # No event of the room can be hidden from this user when every history_visibility
-        # the room ever had lets them see it whatever their membership was (the common
-        # case: a member of a "shared" room); then no state need be looked up.
-        lax = {"world_readable", "shared"} if self.joined_now else {"world_readable"}
-        self.sees_all = (reader.visibilities or {"shared"}) <= lax
+        # No event of the room can be hidden from a member when every history_visibility
+        # the room ever had is "shared" or "world_readable" (the common case); then no state
+        # need be looked up. (Not so for others: before its first history_visibility event
+        # a room's history is "shared", hidden from those who never joined.)
+        self.sees_all = self.joined_now and reader.visibilities <= {"world_readable", "shared"}
 
     @classmethod
     def load(cls, txn: Txn, room_id: str, user_id: str) -> Visibility:

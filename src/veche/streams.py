@@ -120,3 +120,46 @@ class StreamToken:
         if stream is None or typing is None or len(parts) > 2:
             raise MatrixError(400, "M_INVALID_PARAM", f"Invalid token: {token[:64]!r}")
         return cls(stream, typing)
+
+
+@dataclass(frozen=True, slots=True)
+class RoomToken:
+    """A point in one room's timeline, between two events: those at or before it are "before"
+    it. /messages, /context, /relations and /threads hand out `t<depth>-<stream>`, a
+    topological point: the room's events in (depth, stream_ordering) order, so an event
+    stored late but placed early in the graph (backfill) pages where the graph puts it.
+
+    A /sync token (`s<stream>_<typing>`, its prev_batch) has no depth: as a bound it compares
+    stream orderings only, as Synapse does with a stream token. Pagination from it goes on
+    with the topological tokens of the events it reaches.
+    """
+
+    stream: int
+    depth: int | None = None
+
+    def __str__(self) -> str:
+        if self.depth is None:
+            return str(StreamToken(self.stream))
+        return f"t{self.depth}-{self.stream}"
+
+    @classmethod
+    def parse(cls, token: str) -> RoomToken:
+        if not token.startswith("t"):
+            return cls(StreamToken.parse(token).stream)
+        parts = token[1:].split("-")
+        values = [parse_count(p) for p in parts]
+        if len(values) != 2 or values[0] is None or values[1] is None:
+            raise MatrixError(400, "M_INVALID_PARAM", f"Invalid token: {token[:64]!r}")
+        return cls(values[1], values[0])
+
+    @classmethod
+    def past(cls, depth: int, stream: int, direction: str) -> RoomToken:
+        """The point just past the event at (depth, stream) going in `direction` ("b": just
+        before it, "f": just after it): where pagination goes on from."""
+        return cls(stream - 1 if direction == "b" else stream, depth)
+
+    def includes(self, depth: int, stream: int) -> bool:
+        """Whether the event at (depth, stream) is at or before this point."""
+        if self.depth is None:
+            return stream <= self.stream
+        return (depth, stream) <= (self.depth, self.stream)

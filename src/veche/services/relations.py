@@ -18,12 +18,14 @@ from typing import TYPE_CHECKING, Any
 from veche.core.numbers import parse_count
 from veche.errors import invalid_param, not_found
 from veche.services.events import client_event
-from veche.services.rooms import parse_token
+from veche.services.rooms import parse_room_token
 from veche.services.visibility import Visibility
+from veche.storage import history
 from veche.storage import rooms as room_store
 from veche.storage.database import Txn
+from veche.storage.history import TimelineRow
 from veche.storage.rooms import Relation
-from veche.streams import StreamToken
+from veche.streams import RoomToken
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
@@ -43,12 +45,16 @@ def _visible(
     txn: Txn, rows: list[Relation], user_id: str, visibility: dict[str, Visibility]
 ) -> list[Relation]:
     """The rows the user may see; loads (once) the visibility of rooms not yet known."""
-    unknown = {r.room_id for r in rows} - visibility.keys()
-    for room_id, (hv, members, now) in room_store.visibility_histories(
-        txn, sorted(unknown), user_id
-    ).items():
-        visibility[room_id] = Visibility(user_id, hv, members, now)
-    return [r for r in rows if visibility[r.room_id].can_see(r.pos, r.view)]
+    unknown = sorted({r.room_id for r in rows} - visibility.keys())
+    visibility.update(Visibility.load_many(txn, unknown, user_id))
+    by_room: dict[str, list[Relation]] = {}
+    for r in rows:
+        by_room.setdefault(r.room_id, []).append(r)
+    seen: set[str] = set()
+    for room_id, in_room in by_room.items():
+        mask = visibility[room_id].visible(txn, [(r.event_id, r.view) for r in in_room])
+        seen.update(r.event_id for r, ok in zip(in_room, mask, strict=True) if ok)
+    return [r for r in rows if r.event_id in seen]
 
 
 def _latest_edits(
@@ -86,7 +92,7 @@ def _threads(
         by_root.setdefault(r.parent, []).append(r)
     if not by_root:
         return {}
-    latest_ids = {root: max(rs, key=lambda r: r.pos).event_id for root, rs in by_root.items()}
+    latest_ids = {root: max(rs, key=lambda r: (r.depth, r.pos)).event_id for root, rs in by_root.items()}
     loaded = room_store.get_event_rows(txn, list(latest_ids.values()))
     latest = {eid: loaded[eid][1] for eid in latest_ids.values() if eid in loaded}
     edit_rows = _visible(
@@ -132,12 +138,12 @@ def _aggregate_txn(
         result.setdefault(root, {})["m.thread"] = summary
     for parent, edit in _latest_edits(txn, targets, by_type["m.replace"], now_ms).items():
         result.setdefault(parent, {})["m.replace"] = edit
-    refs: dict[str, list[tuple[int, str]]] = {}
+    refs: dict[str, list[tuple[int, int, str]]] = {}
     for r in by_type["m.reference"]:
-        refs.setdefault(r.parent, []).append((r.pos, r.event_id))
+        refs.setdefault(r.parent, []).append((r.depth, r.pos, r.event_id))
     for parent, items in refs.items():
         result.setdefault(parent, {})["m.reference"] = {
-            "chunk": [{"event_id": eid} for _pos, eid in sorted(items)]
+            "chunk": [{"event_id": eid} for *_pos, eid in sorted(items)]
         }
     return result
 
@@ -162,6 +168,15 @@ async def bundle_aggregations(
             unsigned["m.relations"] = {**unsigned.get("m.relations", {}), **agg}
 
 
+def _thread_token(raw: str) -> RoomToken:
+    """A /threads `from`: our next_batch, or one from before tokens were topological
+    (`t<stream>`: threads whose latest reply came before that position)."""
+    legacy = parse_count(raw[1:]) if raw.startswith("t") and "-" not in raw else None
+    if legacy is not None:
+        return RoomToken(max(legacy - 1, 0))
+    return RoomToken.parse(raw)
+
+
 class RelationService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
@@ -173,14 +188,16 @@ class RelationService:
     ) -> dict[str, Any]:
         if direction not in ("b", "f"):
             raise invalid_param("dir must be b or f")
-        start, to = parse_token(from_tok), parse_token(to_tok)
+        start, to = parse_room_token(from_tok), parse_room_token(to_tok)
         await self.hs.rooms.room_version(room_id)
-        row = await self.hs.db.run(room_store.get_event_row, event_id)
-        vis = await self.hs.visibility.visibility(room_id, user_id)
-        if row is None or row[0] != room_id or not vis.can_see(row[1], row[2]):
-            raise not_found("Event not found")
 
-        def collect(txn: Txn) -> list[tuple[int, dict[str, Any]]]:
+        def collect(txn: Txn) -> tuple[Visibility, list[TimelineRow]] | None:
+            parent = history.get_timeline_event(txn, event_id)
+            if parent is None or parent[0] != room_id:
+                return None
+            vis = Visibility.load(txn, room_id, user_id)
+            if not vis.visible_rows(txn, [parent[1]])[0]:
+                return None
             ids: list[str] = []
             frontier = [event_id]
             seen = {event_id}
@@ -194,31 +211,36 @@ class RelationService:
                         ids.append(eid)
                 if not frontier:
                     break
-            return sorted(room_store.get_event_rows(txn, ids).values(), key=lambda r: r[0])
+            found = [r for r in history.get_timeline_events(txn, ids).values()
+                     if r.event.get("room_id") == room_id
+                     and (event_type is None or r.event.get("type") == event_type)]
+            mask = vis.visible_rows(txn, found)
+            visible = [r for r, ok in zip(found, mask, strict=True) if ok]
+            return vis, sorted(visible, key=lambda r: (r.depth, r.stream))
 
-        rows = await self.hs.db.run(collect)
-        rows = [(so, ev) for so, ev in rows if ev.get("room_id") == room_id
-                and (event_type is None or ev.get("type") == event_type) and vis.can_see(so, ev)]
+        collected = await self.hs.db.run(collect)
+        if collected is None:
+            raise not_found("Event not found")
+        vis, rows = collected
         if direction == "b":
             rows.reverse()
             if start is not None:
-                rows = [r for r in rows if r[0] <= start.stream]
+                rows = [r for r in rows if start.includes(r.depth, r.stream)]
             if to is not None:
-                rows = [r for r in rows if r[0] > to.stream]
+                rows = [r for r in rows if not to.includes(r.depth, r.stream)]
         else:
             if start is not None:
-                rows = [r for r in rows if r[0] > start.stream]
+                rows = [r for r in rows if not start.includes(r.depth, r.stream)]
             if to is not None:
-                rows = [r for r in rows if r[0] <= to.stream]
+                rows = [r for r in rows if to.includes(r.depth, r.stream)]
         page = rows[:limit]
-        chunk = [client_event(ev) for _, ev in page]
+        chunk = [client_event(r.event) for r in page]
         await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
         out: dict[str, Any] = {"chunk": chunk}
         if len(rows) > limit:
-            last = page[-1][0]
-            out["next_batch"] = str(StreamToken(last - 1 if direction == "b" else last))
-        if start is not None:
-            out["prev_batch"] = str(start)
+            out["next_batch"] = str(RoomToken.past(page[-1].depth, page[-1].stream, direction))
+        if from_tok is not None:
+            out["prev_batch"] = from_tok
         if recurse:
             out["recursion_depth"] = 3
         return out
@@ -228,33 +250,43 @@ class RelationService:
     ) -> dict[str, Any]:
         if include not in ("all", "participated"):
             raise invalid_param("include must be all or participated")
-        before: int | None = None
-        if from_tok is not None:
-            before = parse_count(from_tok[1:]) if from_tok.startswith("t") else None
-            if before is None:
-                raise invalid_param("Invalid from token")
+        before = _thread_token(from_tok) if from_tok is not None else None
         vis = await self.hs.visibility.check_can_peek(room_id, user_id)
-        roots = await self.hs.db.run(room_store.thread_roots, room_id, vis.can_see)
-        rows = await self.hs.db.run(room_store.get_event_rows, [r for r, _, _ in roots])
+
+        def load(txn: Txn) -> list[tuple[tuple[int, int], list[str], dict[str, Any]]]:
+            """(latest visible reply's position, reply senders, root) of the room's threads
+            the user may see, newest reply first; judged on the replies they may see."""
+            replies = room_store.thread_replies(txn, room_id)
+            mask = vis.visible(txn, [(r.event_id, r.view) for r in replies])
+            groups: dict[str, tuple[tuple[int, int], set[str]]] = {}
+            for r, ok in zip(replies, mask, strict=True):
+                if ok:
+                    latest, senders = groups.get(r.root, ((0, 0), set()))
+                    senders.add(r.sender)
+                    groups[r.root] = (max(latest, (r.depth, r.pos)), senders)
+            roots = [r for r in history.get_timeline_events(txn, list(groups)).values()
+                     if r.event.get("room_id") == room_id]
+            mask = vis.visible_rows(txn, roots)
+            out = [(groups[r.event["event_id"]][0], sorted(groups[r.event["event_id"]][1]), r.event)
+                   for r, ok in zip(roots, mask, strict=True) if ok]
+            out.sort(key=lambda t: t[0], reverse=True)
+            return out
+
         chunk: list[dict[str, Any]] = []
         next_batch = None
-        prev_latest = 0
-        for root, latest, senders in roots:
-            if before is not None and latest >= before:
+        prev_latest = (0, 0)
+        for latest, senders, root in await self.hs.db.run(load):
+            if before is not None and not before.includes(*latest):
                 continue
-            row = rows.get(root)
-            if row is None or row[1].get("room_id") != room_id or not vis.can_see(*row):
-                continue
-            if include == "participated" and user_id not in senders and row[1].get("sender") != user_id:
+            if include == "participated" and user_id not in senders and root.get("sender") != user_id:
                 continue
             if len(chunk) >= limit:
-                next_batch = f"t{prev_latest}"
+                next_batch = str(RoomToken.past(*prev_latest, "b"))
                 break
-            chunk.append(client_event(row[1]))
+            chunk.append(client_event(root))
             prev_latest = latest
         await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
         out: dict[str, Any] = {"chunk": chunk}
         if next_batch is not None:
             out["next_batch"] = next_batch
         return out
-

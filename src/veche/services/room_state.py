@@ -9,10 +9,12 @@ import orjson
 
 from veche.errors import invalid_param, not_found
 from veche.services.events import client_event
+from veche.storage import event_graph as graph
 from veche.storage import events as ev_store
+from veche.storage import history
 from veche.storage import rooms as store
 from veche.storage.database import Txn
-from veche.streams import StreamToken
+from veche.streams import RoomToken
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
@@ -73,13 +75,16 @@ class RoomStateService:
         for value in (membership, not_membership):
             if value is not None and value not in MEMBERSHIPS:
                 raise invalid_param("Unknown membership")
+        token = RoomToken.parse(at) if at is not None else None
         pos = await self.hs.visibility.read_position(room_id, user_id)
-        if at is not None:
-            tok = StreamToken.parse(at).stream
-            pos = tok if pos is None else min(pos, tok)
 
         def load(txn: Txn) -> list[dict[str, Any]]:
-            if pos is None:
+            if token is not None:
+                # The state after the last event at the token (and before the user left).
+                last = history.last_event_at(txn, room_id, token, pos)
+                state = (graph.get_state_ids_after(txn, last) if last else None) or {}
+                ids = [eid for (t, _), eid in state.items() if t == "m.room.member"]
+            elif pos is None:
                 ids = [eid for (t, _), eid in ev_store.get_current_state_ids(txn, room_id).items()
                        if t == "m.room.member"]
             else:

@@ -13,7 +13,7 @@ from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_fo
 from veche.storage import events as ev_store
 from veche.storage import rooms as store
 from veche.storage.database import Txn
-from veche.streams import StreamToken
+from veche.streams import RoomToken
 
 if TYPE_CHECKING:
     from veche.core.room_versions import RoomVersion
@@ -64,10 +64,9 @@ def reason_field(body: dict[str, Any]) -> str | None:
     return str_field(body, "reason")
 
 
-def parse_token(raw: str | None) -> StreamToken | None:
-    if raw is None:
-        return None
-    return StreamToken.parse(raw)
+def parse_room_token(raw: str | None) -> RoomToken | None:
+    """A /messages, /context, /relations or /sync token as a point in a room's timeline."""
+    return None if raw is None else RoomToken.parse(raw)
 
 
 class RoomService:

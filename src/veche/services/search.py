@@ -17,6 +17,7 @@ from veche.storage import events as ev_store
 from veche.storage import rooms as room_store
 from veche.storage import search as store
 from veche.storage.database import Txn
+from veche.storage.history import TimelineRow
 from veche.storage.readers import QueryTimeout
 
 if TYPE_CHECKING:
@@ -90,17 +91,20 @@ class SearchService:
         except QueryTimeout:
             raise MatrixError(400, "M_UNKNOWN", f"The search took longer than {limit_s:g} s and"
                               " was stopped: search for more words, or in fewer rooms") from None
+        found = [(rank, pos, events[eid]) for eid, pos, rank in matches
+                 if eid in events and flt.matches(events[eid])]
         visibility: dict[str, Visibility] = {}
-        hits: list[tuple[float, int, dict[str, Any]]] = []
-        for event_id, pos, rank in matches:
-            ev = events.get(event_id)
-            if ev is None or not flt.matches(ev):
-                continue
-            room_id = ev["room_id"]
-            if room_id not in visibility:
-                visibility[room_id] = await self.hs.visibility.visibility(room_id, user_id)
-            if visibility[room_id].can_see(pos, ev):
-                hits.append((rank, pos, ev))
+
+        def judge(txn: Txn) -> set[str]:
+            by_room: dict[str, list[dict[str, Any]]] = {}
+            for _rank, _pos, ev in found:
+                by_room.setdefault(ev["room_id"], []).append(ev)
+            visibility.update(Visibility.load_many(txn, sorted(by_room), user_id))
+            return {e["event_id"] for room_id, evs in by_room.items()
+                    for e in visibility[room_id].filter(txn, evs)}
+
+        visible = await self.hs.db.run(judge) if found else set()
+        hits = [(rank, pos, ev) for rank, pos, ev in found if ev["event_id"] in visible]
         page = hits[offset:offset + limit]
         results = []
         for rank, pos, ev in page:
@@ -126,14 +130,15 @@ class SearchService:
         if not isinstance(include_profile, bool):
             raise bad_json("event_context.include_profile must be a boolean")
         before, after, start, end = await self.hs.timeline.events_around(
-            ev["room_id"], vis, RoomEventFilter.from_json(None), pos, before_n, after_n)
+            ev["room_id"], vis, RoomEventFilter.from_json(None), TimelineRow(ev["depth"], pos, ev),
+            before_n, after_n)
         out: dict[str, Any] = {
             "start": start,
             "end": end,
-            "events_before": [client_event(e) for _, e in before],
-            "events_after": [client_event(e) for _, e in after],
+            "events_before": [client_event(r.event) for r in before],
+            "events_after": [client_event(r.event) for r in after],
         }
         if include_profile:
-            senders = {e["sender"] for _, e in [*before, (pos, ev), *after]}
+            senders = {r.event["sender"] for r in [*before, *after]} | {ev["sender"]}
             out["profile_info"] = {s: await self.hs.rooms.profile(s) for s in sorted(senders)}
         return out

@@ -422,21 +422,12 @@ class SyncService:
         self, txn: Txn, room_id: str, user_id: str, events: list[tuple[int, dict[str, Any]]],
         state_ids: dict[StateKey, str], state_events: dict[str, dict[str, Any]],
     ) -> list[tuple[int, dict[str, Any]]]:
-        hv_key = ("m.room.history_visibility", "")
-        hv_event = state_events.get(state_ids.get(hv_key, ""))
-        hv = ((hv_event or {}).get("content") or {}).get("history_visibility", "shared")
-        hv_changes = any(e["type"] == hv_key[0] and e.get("state_key") == "" for _, e in events)
-        if hv in ("shared", "world_readable") and not hv_changes:
-            return events
-        try:
-            from veche.services.visibility import Visibility
-            from veche.storage.rooms import get_membership_row, visibility_history
-        except ImportError:  # pragma: no cover
-            return events
-        hv_hist, members = visibility_history(txn, room_id, user_id)
-        row = get_membership_row(txn, room_id, user_id)
-        vis = Visibility(user_id, hv_hist, members, row[0] if row else None)
-        return [(so, e) for so, e in events if vis.can_see(so, e)]
+        """The events the user may see, each judged by the state at it (services/visibility)."""
+        from veche.services.visibility import Visibility
+
+        vis = Visibility.load(txn, room_id, user_id)
+        mask = vis.visible(txn, [(e["event_id"], e) for _, e in events])
+        return [row for row, ok in zip(events, mask, strict=True) if ok]
 
     def _lazy_members(
         self, txn: Txn, ctx: SyncContext, room_id: str, state_map: dict[StateKey, dict[str, Any]],

@@ -1,56 +1,94 @@
-"""History visibility (client-server API "History visibility"): which events of a room a
-user may see, and up to where they may read its state."""
+"""History visibility (client-server API "Room History Visibility"): which events of a room
+a user may see, judged by the room's state at each event (its state group), and up to where
+they may read its state."""
 
 from __future__ import annotations
 
-import bisect
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from veche.core.history_visibility import may_see
 from veche.errors import forbidden
 from veche.storage import events as ev_store
-from veche.storage import rooms as store
+from veche.storage import history
 from veche.storage.database import Txn
+from veche.storage.history import Place, ReaderMembership, TimelineRow
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
 
-VISIBILITY_ORDER = {"joined": 0, "invited": 1, "shared": 2, "world_readable": 3}
-
 
 class Visibility:
-    """Decides which events of one room a user may see (spec: "History visibility")."""
+    """Decides which events of one room a user may see.
 
-    def __init__(
-        self, user_id: str, hv: list[tuple[int, str]], members: list[tuple[int, str]],
-        current_membership: str | None,
-    ) -> None:
+    Per event, from the state just before it: its history_visibility and the user's
+    membership there (the spec's "state of the room at that event"). "shared" history is
+    visible to a user who joined at any point after the event: one joined now, or whose
+    latest join lies after the event in the room's topological order.
+    """
+
+    def __init__(self, room_id: str, user_id: str, reader: ReaderMembership) -> None:
+        self.room_id = room_id
         self.user_id = user_id
-        self.hv = hv
-        self.hv_pos = [p for p, _ in hv]
-        self.members = members
-        self.member_pos = [p for p, _ in members]
-        self.joined_now = current_membership == "join"
+        self.joined_now = reader.current == "join"
+        self.last_join = reader.last_join
+        self.ever_member = reader.ever
+        # No event of the room can be hidden from a member when every history_visibility
+        # the room ever had is "shared" or "world_readable" (the common case); then no state
+        # need be looked up. (Not so for others: before its first history_visibility event
+        # a room's history is "shared", hidden from those who never joined.)
+        self.sees_all = self.joined_now and reader.visibilities <= {"world_readable", "shared"}
 
-    @staticmethod
-    def _before(positions: list[int], values: list[tuple[int, str]], pos: int, default: str) -> str:
-        i = bisect.bisect_left(positions, pos)
-        return values[i - 1][1] if i else default
+    @classmethod
+    def load(cls, txn: Txn, room_id: str, user_id: str) -> Visibility:
+        return cls.load_many(txn, [room_id], user_id)[room_id]
 
-    def can_see(self, pos: int, event: dict[str, Any]) -> bool:
-        vis = self._before(self.hv_pos, self.hv, pos, "shared")
-        if event.get("type") == "m.room.history_visibility" and event.get("state_key") == "":
-            new = (event.get("content") or {}).get("history_visibility", "shared")
-            if VISIBILITY_ORDER.get(new, 2) > VISIBILITY_ORDER.get(vis, 2):
-                vis = new
-        membership = self._before(self.member_pos, self.members, pos, "leave")
-        if event.get("type") == "m.room.member" and event.get("state_key") == self.user_id:
-            membership = (event.get("content") or {}).get("membership", membership)
-        if vis == "world_readable" or membership == "join":
-            return True
-        if vis == "shared" and self.joined_now:
-            return True
-        return vis == "invited" and membership == "invite"
+    @classmethod
+    def load_many(cls, txn: Txn, room_ids: Sequence[str], user_id: str) -> dict[str, Visibility]:
+        return {room_id: cls(room_id, user_id, reader) for room_id, reader
+                in history.reader_memberships(txn, room_ids, user_id).items()}
 
+    def visible(
+        self, txn: Txn, events: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> list[bool]:
+        """For each (event_id, event) (the event's type, state_key and content suffice),
+        whether the user may see it. Unknown, outlier and rejected events are not visible."""
+        places = history.places(txn, [eid for eid, _ in events])
+        if self.sees_all:
+            return [eid in places and places[eid].placed for eid, _ in events]
+        return self._judge(txn, [(event, places.get(eid)) for eid, event in events])
+
+    def visible_rows(self, txn: Txn, rows: Sequence[TimelineRow]) -> list[bool]:
+        """visible() of events of the room's timeline (never outliers nor rejected)."""
+        if self.sees_all:
+            return [True] * len(rows)
+        return self.visible(txn, [(r.event["event_id"], r.event) for r in rows])
+
+    def filter(self, txn: Txn, events: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The full events among `events` the user may see."""
+        mask = self.visible(txn, [(e["event_id"], e) for e in events])
+        return [e for e, ok in zip(events, mask, strict=True) if ok]
+
+    def _judge(
+        self, txn: Txn, events: Sequence[tuple[Mapping[str, Any], Place | None]]
+    ) -> list[bool]:
+        groups = {p.state_group for _, p in events if p is not None and p.placed}
+        states = history.visibility_at(txn, [g for g in groups if g is not None], self.user_id)
+        user_id, joined_now, last_join = self.user_id, self.joined_now, self.last_join
+        out = []
+        for event, place in events:
+            if place is None or not place.placed:
+                out.append(False)
+                continue
+            visibility, membership = (states.get(place.state_group, ("shared", None))
+                                      if place.state_group is not None else ("shared", None))
+            if visibility == "world_readable" or membership == "join":
+                out.append(True)  # the common case, whatever the event
+                continue
+            joined_after = joined_now or (
+                last_join is not None and last_join > (place.depth, place.stream))
+            out.append(may_see(user_id, event, visibility, membership, joined_after))
+        return out
 
 
 class HistoryVisibilityService:
@@ -78,18 +116,16 @@ class HistoryVisibilityService:
         raise forbidden("You are not allowed to read this room")
 
     async def visibility(self, room_id: str, user_id: str) -> Visibility:
-        def load(txn: Txn) -> Visibility:
-            hv, members = store.visibility_history(txn, room_id, user_id)
-            current = store.get_membership_row(txn, room_id, user_id)
-            return Visibility(user_id, hv, members, current[0] if current else None)
+        return await self.hs.db.run(Visibility.load, room_id, user_id)
 
-        return await self.hs.db.run(load)
+    async def can_see(self, vis: Visibility, event_id: str, event: Mapping[str, Any]) -> bool:
+        (ok,) = await self.hs.db.run(vis.visible, [(event_id, event)])
+        return ok
 
     async def check_can_peek(self, room_id: str, user_id: str) -> Visibility:
         """403 unless the user has been in the room or it is world-readable."""
         await self.hs.rooms.room_version(room_id)
         vis = await self.visibility(room_id, user_id)
-        if not vis.members and not await self.world_readable(room_id):
+        if not vis.ever_member and not await self.world_readable(room_id):
             raise forbidden("You are not allowed to read this room")
         return vis
-

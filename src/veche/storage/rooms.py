@@ -1,8 +1,9 @@
-"""Room queries: timeline pagination, visibility history, aliases, directory, relations."""
+"""Room queries: state by stream position, aliases, directory, relations (the timeline in
+topological order is storage/history.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -12,46 +13,7 @@ from veche.storage.database import Txn
 Row = tuple[int, dict[str, Any]]
 
 
-def _rows(raw: list[tuple[Any, ...]]) -> list[Row]:
-    return [(int(so), orjson.loads(js)) for so, js in raw]
-
-
 # --- timeline ------------------------------------------------------------------------------
-
-def paginate(
-    txn: Txn, room_id: str, from_pos: int, to_pos: int | None, direction: str, limit: int
-) -> list[Row]:
-    """Events of a room after (dir f) or up to and including (dir b) a stream position.
-
-    A position sits between events: events with stream_ordering <= pos are "before" it.
-    """
-    if direction == "b":
-        sql = "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering <= ?"
-        args: list[Any] = [room_id, from_pos]
-        if to_pos is not None:
-            sql += " AND stream_ordering > ?"
-            args.append(to_pos)
-        sql += " ORDER BY stream_ordering DESC LIMIT ?"
-    else:
-        sql = "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
-        args = [room_id, from_pos]
-        if to_pos is not None:
-            sql += " AND stream_ordering <= ?"
-            args.append(to_pos)
-        sql += " ORDER BY stream_ordering ASC LIMIT ?"
-    args.append(limit)
-    return _rows(txn.fetchall(sql, args))
-
-
-def get_event_row(txn: Txn, event_id: str) -> tuple[str, int, dict[str, Any]] | None:
-    """(room_id, stream_ordering, event) of an event."""
-    row = txn.fetchone(
-        "SELECT room_id, stream_ordering, json FROM events WHERE event_id = ?", (event_id,)
-    )
-    if row is None:
-        return None
-    return row[0], int(row[1]), orjson.loads(row[2])
-
 
 def get_event_rows(txn: Txn, event_ids: Sequence[str]) -> dict[str, Row]:
     out: dict[str, Row] = {}
@@ -63,35 +25,6 @@ def get_event_rows(txn: Txn, event_ids: Sequence[str]) -> dict[str, Row]:
         ):
             out[event_id] = (int(so), orjson.loads(js))
     return out
-
-
-def max_room_position(txn: Txn, room_id: str) -> int:
-    return int(txn.fetchval(
-        "SELECT MAX(stream_ordering) FROM events WHERE room_id = ?", (room_id,)
-    ) or 0)
-
-
-def visibility_history(
-    txn: Txn, room_id: str, user_id: str
-) -> tuple[list[tuple[int, str]], list[tuple[int, str]]]:
-    """(history_visibility changes, the user's membership changes) as (position, value)."""
-    hv: list[tuple[int, str]] = []
-    for so, js in txn.fetchall(
-        "SELECT stream_ordering, json FROM events WHERE room_id = ?"
-        " AND type = 'm.room.history_visibility' AND state_key = '' ORDER BY stream_ordering",
-        (room_id,),
-    ):
-        value = orjson.loads(js).get("content", {}).get("history_visibility")
-        hv.append((int(so), value if isinstance(value, str) else "shared"))
-    members: list[tuple[int, str]] = []
-    for so, js in txn.fetchall(
-        "SELECT stream_ordering, json FROM events WHERE room_id = ?"
-        " AND type = 'm.room.member' AND state_key = ? ORDER BY stream_ordering",
-        (room_id, user_id),
-    ):
-        value = orjson.loads(js).get("content", {}).get("membership")
-        members.append((int(so), value if isinstance(value, str) else "leave"))
-    return hv, members
 
 
 def state_ids_at(txn: Txn, room_id: str, pos: int, types: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
@@ -113,25 +46,6 @@ def state_ids_at(txn: Txn, room_id: str, pos: int, types: Sequence[str] | None =
             f"SELECT type, state_key, event_id FROM events WHERE {clause}", pargs
         ):
             out[(t, sk)] = eid
-    return out
-
-
-def member_event_ids_at(txn: Txn, room_id: str, pos: int, user_ids: Sequence[str]) -> list[str]:
-    """Event IDs of the given users' membership at a position."""
-    out: list[str] = []
-    users = list(user_ids)
-    for i in range(0, len(users), 200):
-        clause, args = txn.in_list("state_key", users[i : i + 200])
-        positions = [int(r[0]) for r in txn.fetchall(
-            "SELECT MAX(stream_ordering) FROM events WHERE room_id = ? AND type = 'm.room.member'"
-            f" AND stream_ordering <= ? AND {clause} GROUP BY state_key",
-            [room_id, pos, *args],
-        )]
-        if positions:
-            pclause, pargs = txn.in_list("stream_ordering", positions)
-            out += [r[0] for r in txn.fetchall(
-                f"SELECT event_id FROM events WHERE {pclause}", pargs
-            )]
     return out
 
 
@@ -350,6 +264,7 @@ class Relation(NamedTuple):
     event_id: str
     sender: str
     ts: int
+    depth: int
     pos: int
     type: str
     room_id: str
@@ -374,73 +289,38 @@ def relations_in_room(
         rclause, rargs = txn.in_list("c.rel_type", list(rel_types))
         for r in txn.fetchall(
             "SELECT c.relates_to_id, c.rel_type, c.event_id, c.sender, c.origin_server_ts,"
-            " c.stream_ordering, c.type, c.room_id,"
+            " c.depth, c.stream_ordering, c.type, c.room_id,"
             " CASE WHEN c.state_key IS NULL THEN NULL ELSE c.json END"
-            " FROM events c JOIN events p ON p.event_id = c.relates_to_id"
-            f" AND p.room_id = c.room_id WHERE {clause} AND {rclause}"
-            " AND c.redacted_by IS NULL",
+            f" FROM events c WHERE {clause} AND {rclause} AND c.redacted_by IS NULL"
+            # A correlated lookup, not a join: SQLite would drive a join from the parents and
+            # scan their room's events for each.
+            " AND EXISTS (SELECT 1 FROM events p WHERE p.event_id = c.relates_to_id"
+            " AND p.room_id = c.room_id)",
             args + rargs,
         ):
-            out.append(Relation(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), r[6], r[7],
-                                _visibility_view(r[6], r[8])))
+            out.append(Relation(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7],
+                                r[8], _visibility_view(r[7], r[9])))
     return out
 
 
-def visibility_histories(
-    txn: Txn, room_ids: Sequence[str], user_id: str
-) -> dict[str, tuple[list[tuple[int, str]], list[tuple[int, str]], str | None]]:
-    """visibility_history and current membership of several rooms in two queries:
-    room -> (history_visibility changes, the user's membership changes, membership now)."""
-    out: dict[str, tuple[list[tuple[int, str]], list[tuple[int, str]], str | None]] = {}
-    rooms = list(dict.fromkeys(room_ids))
-    for i in range(0, len(rooms), 500):
-        chunk = rooms[i : i + 500]
-        current: dict[str, str] = {}
-        clause, args = txn.in_list("room_id", chunk)
-        for room_id, membership in txn.fetchall(
-            f"SELECT room_id, membership FROM room_memberships WHERE user_id = ? AND {clause}",
-            [user_id, *args],
-        ):
-            current[room_id] = membership
-        for room_id in chunk:
-            out[room_id] = ([], [], current.get(room_id))
-        for room_id, so, etype, js in txn.fetchall(
-            f"SELECT room_id, stream_ordering, type, json FROM events WHERE {clause} AND ("
-            "(type = 'm.room.history_visibility' AND state_key = '')"
-            " OR (type = 'm.room.member' AND state_key = ?)) ORDER BY stream_ordering",
-            [*args, user_id],
-        ):
-            hv, members, _ = out[room_id]
-            content = orjson.loads(js).get("content", {})
-            if etype == "m.room.member":
-                value = content.get("membership")
-                members.append((int(so), value if isinstance(value, str) else "leave"))
-            else:
-                value = content.get("history_visibility")
-                hv.append((int(so), value if isinstance(value, str) else "shared"))
-    return out
+class ThreadReply(NamedTuple):
+    root: str
+    event_id: str
+    depth: int
+    pos: int
+    sender: str
+    view: dict[str, Any]  # as Relation.view
 
 
-def thread_roots(
-    txn: Txn, room_id: str, visible: Callable[[int, dict[str, Any]], bool] | None = None,
-) -> list[tuple[str, int, list[str]]]:
-    """(root, latest reply position, reply senders) of the room's threads, newest first;
-    judged only on the replies `visible` (position, event) lets through."""
-    groups: dict[str, tuple[int, set[str]]] = {}
-    for root, so, sender, etype, js in txn.fetchall(
-        "SELECT relates_to_id, stream_ordering, sender, type,"
+def thread_replies(txn: Txn, room_id: str) -> list[ThreadReply]:
+    """The room's unredacted thread replies."""
+    return [ThreadReply(root, eid, int(depth), int(so), sender, _visibility_view(etype, js))
+            for root, eid, depth, so, sender, etype, js in txn.fetchall(
+        "SELECT relates_to_id, event_id, depth, stream_ordering, sender, type,"
         " CASE WHEN state_key IS NULL THEN NULL ELSE json END FROM events WHERE room_id = ?"
         " AND rel_type = 'm.thread' AND redacted_by IS NULL",
         (room_id,),
-    ):
-        if visible is not None and not visible(int(so), _visibility_view(etype, js)):
-            continue
-        latest, senders = groups.get(root, (0, set()))
-        senders.add(sender)
-        groups[root] = (max(latest, int(so)), senders)
-    out = [(root, latest, sorted(senders)) for root, (latest, senders) in groups.items()]
-    out.sort(key=lambda t: -t[1])
-    return out
+    )]
 
 
 def is_admin(txn: Txn, user_id: str) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
+import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
@@ -51,7 +52,8 @@ class Server:
         rv = await self.hs.events.room_version(room_id)
         event: dict[str, Any] = {
             "type": etype, "room_id": room_id, "sender": sender, "content": content,
-            "origin_server_ts": 1_700_000_000_000, "prev_events": [prev],
+            # Now: state resolution breaks ties by timestamp, and these events are the newest.
+            "origin_server_ts": int(time.time() * 1000), "prev_events": [prev],
         }
         if state_key is not None:
             event["state_key"] = state_key
@@ -70,9 +72,8 @@ class Server:
             lambda txn: {k: ev_store.get_event(txn, state[k]) for k in state})).items()}
         auth_rules.check_auth_rules(rv, event, auth_state)  # type: ignore[arg-type]
         event = self.hs.events._sign(event, rv)
-        with self.hs.stream.get_next() as pos:
-            await self.run(lambda txn: ev_store.persist_event(
-                txn, event, pos, graph.EventContext(group)))
+        persisted = await self.hs.events.persist_received(event)
+        assert persisted.rejected is None, persisted.rejected
         return str(event["event_id"])
 
     async def positions(self, room_id: str) -> dict[str, tuple[int, int]]:

@@ -140,7 +140,8 @@ def signature_key_ids(event: Mapping[str, Any], server: str) -> list[str]:
 
 def check_signatures(rv: RoomVersion, event: Mapping[str, Any], keys: KeyLookup) -> None:
     """Raise PduError unless every required server signed the event and each of its
-    signatures with a key in `keys` (the known keys valid at the event's time) verifies."""
+    signatures with a key in `keys` (the known keys valid at the event's time) verifies.
+    `event` is the PDU as received (`pdu_for_federation` of a stored one)."""
     for server in sorted(required_signers(rv, event)):
         known = [k for k in signature_key_ids(event, server) if (server, k) in keys]
         if not known:
@@ -150,13 +151,12 @@ def check_signatures(rv: RoomVersion, event: Mapping[str, Any], keys: KeyLookup)
                 raise PduError(f"bad signature by {server} with {key_id}")
 
 
-def checked_content(rv: RoomVersion, event: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-    """The event to go on with and whether its content hash held: a mismatch means only the
-    redacted form can be trusted, so that is what is kept."""
-    if check_content_hash(event):
-        return event, True
-    redacted = redact_event(event, rv)
-    return redacted, False
+def checked_content(rv: RoomVersion, pdu: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+    """The PDU (as received) to go on with and whether its content hash held: a mismatch
+    means only the redacted form can be trusted, so that is what is kept."""
+    if check_content_hash(pdu):
+        return pdu, True
+    return redact_event(pdu, rv), False
 
 
 def pdu_for_federation(rv: RoomVersion, stored: Mapping[str, Any]) -> dict[str, Any]:

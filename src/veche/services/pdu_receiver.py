@@ -29,6 +29,7 @@ from veche.core.pdu import (
     check_signatures,
     checked_content,
     is_v12_create,
+    pdu_for_federation,
     required_signers,
     signature_key_ids,
     with_event_id,
@@ -69,15 +70,19 @@ class PduReceiver:
         format and signatures hold; PduRefused otherwise."""
         try:
             check_pdu_format(rv, pdu, limits=limits)
-            event = with_event_id(rv, pdu)
+            # Hashes and signatures cover the PDU without event_id (a claimed one is
+            # ignored). Its unsigned data is the sender's word only, and clients are shown
+            # a stored event's unsigned section: none is kept.
+            received = pdu_for_federation(rv, pdu)
         except (PduError, EventFormatError) as e:
             raise PduRefused(f"bad event: {e}") from None
-        keys = await self._keys_for(rv, event)
+        keys = await self._keys_for(rv, received)
         try:
-            check_signatures(rv, event, keys)
+            check_signatures(rv, received, keys)
         except PduError as e:
             raise PduRefused(str(e)) from None
-        event, hash_ok = checked_content(rv, event)
+        received, hash_ok = checked_content(rv, received)
+        event = with_event_id(rv, received)
         if not hash_ok:
             logger.info("content hash of %s does not match: keeping it redacted", event["event_id"])
         return event

@@ -134,15 +134,15 @@ class PduReceiver:
                       fill_gaps: bool = True) -> Persisted:
         """Persist a checked event (`check`) as part of the room's graph."""
         room_id = event["room_id"]
-        rejected = await self._auth_events_failure(origin, rv, event)
+        # The gap first, as Synapse does: the event's auth events are often in it.
         missing_states: list[dict[StateKey, str]] = []
-        if rejected is None:
+        missing = await self._missing_prevs(event)
+        if missing and fill_gaps:
+            await self._get_missing_events(origin, rv, event)
             missing = await self._missing_prevs(event)
-            if missing and fill_gaps:
-                await self._get_missing_events(origin, rv, event)
-                missing = await self._missing_prevs(event)
-            for prev_id in missing:
-                missing_states.append(await self._state_after(origin, rv, room_id, prev_id))
+        for prev_id in missing:
+            missing_states.append(await self._state_after(origin, rv, room_id, prev_id))
+        rejected = await self._auth_events_failure(origin, rv, event)
         try:
             return await self.hs.events.persist_received(
                 event, rejected=rejected, missing_prev_states=missing_states)

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from veche.core.events import create_event_id_from_room_id
 from veche.core.pdu import pdu_for_federation
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.core.server_acl import SERVER_ACL, server_allowed
@@ -116,8 +117,7 @@ class FederationServing:
         if not self._visible(txn, origin, room_id, [event_id])[event_id]:
             raise forbidden("You may not see the state at this event")
         pdu_ids = sorted(state.values())
-        chain = sorted(graph.get_auth_chain_ids(txn, pdu_ids))
-        return rv, pdu_ids, chain
+        return rv, pdu_ids, _auth_chain(txn, rv, room_id, pdu_ids)
 
     async def state_ids(self, origin: str, room_id: str, event_id: str) -> dict[str, Any]:
         _, pdu_ids, chain = await self.hs.db.run_read(self._state_ids, origin, room_id, event_id)
@@ -136,7 +136,7 @@ class FederationServing:
         def run(txn: Txn) -> dict[str, Any]:
             rv = self._room_access(txn, origin, room_id)
             self._event_in_room(txn, room_id, event_id)
-            chain = sorted(graph.get_auth_chain_ids(txn, [event_id]))
+            chain = _auth_chain(txn, rv, room_id, [event_id])
             events = store.get_events(txn, chain)
             return {"auth_chain": [pdu_for_federation(rv, events[e]) for e in chain if e in events]}
 
@@ -183,6 +183,16 @@ class FederationServing:
             return {"event_id": found[0], "origin_server_ts": found[1]}
 
         return await self.hs.db.run_read(run)
+
+
+def _auth_chain(txn: Txn, rv: RoomVersion, room_id: str, event_ids: list[str]) -> list[str]:
+    """The auth chain of events; in v12 rooms with the create event, which every event's
+    auth depends on though no auth_events list names it (Synapse serves it so too)."""
+    chain = graph.get_auth_chain_ids(txn, event_ids)
+    create_id = create_event_id_from_room_id(room_id) if rv.room_id_is_create_event_hash else None
+    if create_id is not None and any(e != create_id for e in event_ids):
+        chain.add(create_id)
+    return sorted(chain)
 
 
 def _group_after(txn: Txn, event_id: str) -> int | None:

@@ -82,3 +82,53 @@ async def test_long_poll_outlives_the_keepalive_timeout(make_server: Any, http: 
     assert time.monotonic() - start > 4.5  # it waited the whole time, past both timeouts
     # A request head that arrives at a normal pace is unaffected.
     assert (await alice.get("account/whoami"))[0] == 200
+
+
+async def _response_head(reader: asyncio.StreamReader, limit: float) -> tuple[bytes, float]:
+    start = time.monotonic()
+    async with asyncio.timeout(limit):
+        head = await reader.readuntil(b"\r\n\r\n")
+    return head, time.monotonic() - start
+
+
+async def test_trickled_or_stalled_body_is_refused(make_server: Any, http: Any) -> None:
+    srv = make_server({**TIMEOUTS, "VECHE_LISTEN__BODY_TIMEOUT_S": "1"}, dev=True)
+    alice = await Client(http, srv.base_url).register()
+    # A JSON body sent a byte every 0.3 s: answered 408 once the body time is up.
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+
+    async def trickle() -> None:
+        while not reader.at_eof():
+            writer.write(b" ")
+            await writer.drain()
+            await asyncio.sleep(0.3)
+
+    writer.write(b"POST /_matrix/client/v3/login HTTP/1.1\r\nHost: x\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n")
+    trickler = asyncio.create_task(trickle())
+    try:
+        head, took = await _response_head(reader, 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert b'"M_UNKNOWN"' in await reader.read(4096)
+        assert 0.8 < took < 2.5
+    finally:
+        trickler.cancel()
+        writer.close()
+    # An upload that stops sending part-way.
+    reader, writer = await asyncio.open_connection("127.0.0.1", srv.port)
+    try:
+        writer.write(b"POST /_matrix/media/v3/upload HTTP/1.1\r\nHost: x\r\n"
+                     b"Authorization: Bearer " + alice.access_token.encode() + b"\r\n"
+                     b"Content-Type: application/octet-stream\r\nContent-Length: 100000\r\n\r\n"
+                     + b"x" * 5000)
+        await writer.drain()
+        head, took = await _response_head(reader, 10)
+        assert head.startswith(b"HTTP/1.1 408"), head
+        assert 0.8 < took < 2.5
+    finally:
+        writer.close()
+    # The server goes on answering prompt requests.
+    status, body = await alice.post("login", {"type": "m.login.password",
+                                              "identifier": {"type": "m.id.user", "user": "x"},
+                                              "password": "y"}, token=False)
+    assert status == 403, body

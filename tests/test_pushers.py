@@ -153,6 +153,24 @@ async def test_pushes_reach_the_gateway(make_server: Any, http: Any, gateway: Ga
     assert (await bob.get("pushers"))[1] == {"pushers": []}
 
 
+async def test_an_invite_reaches_the_invitees_phone(make_server: Any, http: Any,
+                                                    gateway: Gateway) -> None:
+    srv = make_server({"VECHE_PUSH__ENABLED": "true",
+                       "VECHE_PUSH__IP_RANGE_ALLOWLIST": '["127.0.0.1/32"]'}, dev=True)
+    alice = await Client(http, srv.base_url).register()
+    carol = await Client(http, srv.base_url).register()
+    status, room = await alice.post("createRoom", {"preset": "private_chat"})
+    assert status == 200
+    assert (await carol.post("pushers/set", pusher(gateway.url)))[0] == 200
+    status, _ = await alice.post(f"rooms/{quote(room['room_id'])}/invite", {"user_id": carol.user_id})
+    assert status == 200
+    note = await gateway.next()
+    jsonschema.validate({"notification": note}, NOTIFY_SCHEMA)
+    assert note["type"] == "m.room.member" and note["room_id"] == room["room_id"]
+    assert note["content"]["membership"] == "invite" and note["user_is_target"] is True
+    assert note["devices"][0]["tweaks"] == {"sound": "default"}
+
+
 async def test_nothing_is_pushed_when_off_or_refused(make_client: Any, make_server: Any, http: Any,
                                                      gateway: Gateway) -> None:
     # The shared server has push off (the default); this one refuses loopback gateways.

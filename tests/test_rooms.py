@@ -282,6 +282,26 @@ async def test_forget(make_client: Any) -> None:
     assert room_id not in body["joined_rooms"]
 
 
+async def test_failed_create_room_leaves_nothing_behind(make_client: Any) -> None:
+    alice = await make_client().register()
+    status, before = await alice.get("joined_rooms")
+    assert status == 200
+    # Refused before the room exists: content of the wrong type.
+    status, body = await alice.post("createRoom", {
+        "room_alias_name": "half", "initial_state": [{"type": "m.room.name", "content": {"name": 5}}]})
+    assert_error(status, body, 400, "M_INVALID_ROOM_STATE")
+    # Refused part-way: the override takes the creator's power, so the name cannot be set.
+    status, body = await alice.post("createRoom", {
+        "room_version": "10", "room_alias_name": "half", "name": "Half",
+        "power_level_content_override": {"users": {alice.user_id: 0}}})
+    assert_error(status, body, 400, "M_INVALID_ROOM_STATE")
+    status, after = await alice.get("joined_rooms")
+    assert status == 200 and after["joined_rooms"] == before["joined_rooms"]
+    # The alias is free again.
+    status, body = await alice.post("createRoom", {"room_alias_name": "half"})
+    assert status == 200 and body["room_alias"].startswith("#half:"), body
+
+
 async def test_restricted_join(make_client: Any) -> None:
     alice = await make_client().register()
     bob = await make_client().register()

@@ -99,6 +99,8 @@ async def _serve(config: Config) -> None:
         raise
     if tls_runner is not None:
         runners.append(tls_runner)
+    if config.federation.enabled:
+        hs.federation_sender.start()  # resumes the outbound queues kept in the database
     _release_startup_memory()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -44,6 +44,8 @@ class ListenConfig(_Section):
     header_timeout_s: float = Field(30.0, gt=0)
     # An idle keep-alive connection closes after this; longer than a reverse proxy's (nginx: 60 s).
     keepalive_timeout_s: float = Field(75.0, gt=0)
+    # A JSON request body must arrive within this; an upload may stall at most this long.
+    body_timeout_s: float = Field(60.0, gt=0)
 
 
 class DatabaseConfig(_Section):
@@ -387,9 +389,11 @@ port = 8008
 # client (for rate limits, last_seen_ip, whois). Empty: X-Forwarded-For is ignored.
 trusted_proxies = []
 # Seconds a client has to send a request's head; idle keep-alive connections close after
-# keepalive_timeout_s (keep it above your reverse proxy's upstream keep-alive).
+# keepalive_timeout_s (keep it above your reverse proxy's upstream keep-alive). A JSON body
+# must arrive within body_timeout_s; a media upload may stall no longer than that.
 header_timeout_s = 30.0
 keepalive_timeout_s = 75.0
+body_timeout_s = 60.0
 
 [database]
 # Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".

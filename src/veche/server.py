@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from veche.services.events import EventService
     from veche.services.federation import FederationService
     from veche.services.federation_inbound import FederationInbound
+    from veche.services.federation_membership import FederationMembershipService
+    from veche.services.federation_sender import FederationSender
     from veche.services.federation_serving import FederationServing
     from veche.services.media import MediaService
     from veche.services.membership import MembershipService
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
     from veche.services.pushers import PusherService
     from veche.services.receipts import ReceiptService
     from veche.services.relations import RelationService
+    from veche.services.remote_membership import RemoteMembership
     from veche.services.room_creation import RoomCreationService
     from veche.services.room_keys import RoomKeysService
     from veche.services.room_state import RoomStateService
@@ -322,6 +325,24 @@ class HomeServer:
         return FederationServing(self)
 
     @cached_property
+    def federation_sender(self) -> FederationSender:
+        from veche.services.federation_sender import FederationSender
+
+        return FederationSender(self)
+
+    @cached_property
+    def federation_membership(self) -> FederationMembershipService:
+        from veche.services.federation_membership import FederationMembershipService
+
+        return FederationMembershipService(self)
+
+    @cached_property
+    def remote_membership(self) -> RemoteMembership:
+        from veche.services.remote_membership import RemoteMembership
+
+        return RemoteMembership(self)
+
+    @cached_property
     def federation_client(self) -> FederationClient:
         from veche.federation.client import FederationClient
 
@@ -336,7 +357,7 @@ class HomeServer:
     async def close(self) -> None:
         for task in list(self._background):
             task.cancel()
-        for name in ("pushers", "appservices", "federation_client"):
+        for name in ("pushers", "appservices", "federation_sender", "federation_client"):
             if name in self.__dict__:
                 await self.__dict__[name].close()
         self.db.close()

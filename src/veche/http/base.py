@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import json
 import logging
@@ -105,7 +106,11 @@ def _client_ip(request: web.Request) -> str:
 
 async def json_body(request: web.Request, *, allow_empty: bool = False) -> dict[str, Any]:
     """The request body as a JSON object: M_NOT_JSON if unparseable, M_BAD_JSON if no object."""
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(hs_of(request).config.listen.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:  # a body sent a trickle at a time must not hold the handler forever
+        raise MatrixError(408, "M_UNKNOWN", "The request body did not arrive in time") from None
     if not raw.strip():
         if allow_empty:
             return {}

@@ -52,7 +52,10 @@ async def join_by_id_or_alias(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
-    room_id = await hs_of(request).membership.join(req.user_id, request.match_info["roomIdOrAlias"], body)
+    # server_name (and its newer spelling via): servers to join a remote room through.
+    servers = request.query.getall("server_name", []) + request.query.getall("via", [])
+    room_id = await hs_of(request).membership.join(
+        req.user_id, request.match_info["roomIdOrAlias"], body, servers)
     return json_response({"room_id": room_id})
 
 
@@ -73,7 +76,9 @@ async def knock(request: web.Request) -> web.Response:
     req = await requester(request)
     require_not_suspended(req)
     body = await json_body(request, allow_empty=True)
-    room_id = await hs_of(request).membership.knock(req.user_id, request.match_info["roomIdOrAlias"], body)
+    servers = request.query.getall("server_name", []) + request.query.getall("via", [])
+    room_id = await hs_of(request).membership.knock(
+        req.user_id, request.match_info["roomIdOrAlias"], body, servers)
     return json_response({"room_id": room_id})
 
 

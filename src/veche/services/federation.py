@@ -55,6 +55,8 @@ class FederationService:
         if not verify_request(auth, key, method, uri, self.hs.server_name, content):
             raise unauthorized(f"Invalid signature by {auth.origin} with {auth.key}")
         self.hs.ratelimiter.check("federation", auth.origin)
+        # It is up: a queue backing off from it resumes at once.
+        self.hs.federation_sender.heard_from(auth.origin)
         return auth.origin
 
     async def query_profile(self, user_id: str, field: str | None) -> dict[str, Any]:

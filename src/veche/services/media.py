@@ -88,7 +88,7 @@ class MediaService:
         try:
             try:
                 with tmp.open("wb") as f:
-                    async for chunk in _client_chunks(body):
+                    async for chunk in _client_chunks(body, self.hs.config.listen.body_timeout_s):
                         size += len(chunk)
                         if size > self.config.max_upload_size:
                             raise too_large(f"Upload is larger than {self.config.max_upload_size} bytes")
@@ -329,10 +329,19 @@ class MediaService:
         return server_name, media_id
 
 
-async def _client_chunks(body: StreamReader) -> AsyncIterator[bytes]:
+async def _client_chunks(body: StreamReader, stall_s: float) -> AsyncIterator[bytes]:
     try:
-        async for chunk in body.iter_chunked(CHUNK):
+        while True:
+            try:
+                async with asyncio.timeout(stall_s):
+                    chunk = await body.read(CHUNK)
+            except TimeoutError:
+                raise MatrixError(408, "M_UNKNOWN", "The upload stalled") from None
+            if not chunk:
+                return
             yield chunk
+    except MatrixError:
+        raise
     except Exception as e:  # the client went away or sent a malformed body
         raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
 

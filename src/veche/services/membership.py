@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, forbidden, not_found
-from veche.services.rooms import reason_field
+from veche.services.rooms import check_alias, reason_field
 from veche.storage import events as ev_store
 from veche.storage import rooms as store
 
@@ -44,14 +44,28 @@ class MembershipService:
                 return {"join_authorised_via_users_server": member}
         raise forbidden("No user in the room can authorise your join")
 
-    async def join(self, user_id: str, room_id_or_alias: str, body: dict[str, Any]) -> str:
+    def _remote(self, some_id: str) -> bool:
+        """Whether a user ID or alias is another server's (and federation is on)."""
+        return self.hs.config.federation.enabled and \
+            some_id.split(":", 1)[-1] != self.hs.server_name
+
+    async def join(self, user_id: str, room_id_or_alias: str, body: dict[str, Any],
+                   servers: list[str] | None = None) -> str:
+        """`servers`: where the client says the room may be joined through (server_name)."""
         reason = reason_field(body)
-        room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
+        room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        remote = self.hs.remote_membership
+        if self.hs.config.federation.enabled and not await remote.is_resident(room_id):
+            # This server is not in the room: join through a server that is.
+            candidates = await remote.candidate_servers(room_id, user_id, given)
+            if candidates:
+                self.hs.ratelimiter.check("join", user_id)
+                await remote.join(user_id, room_id, candidates, await self._content(
+                    "join", user_id, reason))
+                return room_id
         await self.hs.rooms.room_version(room_id)
         self.hs.ratelimiter.check("join", user_id)
-        content: dict[str, Any] = {"membership": "join", **await self.hs.rooms.profile(user_id)}
-        if reason is not None:
-            content["reason"] = reason
+        content = await self._content("join", user_id, reason)
         current = await self.hs.rooms.membership(room_id, user_id)
         if current is None or current[0] not in ("join", "invite"):
             state = await self.hs.db.run(
@@ -63,9 +77,34 @@ class MembershipService:
         await self.hs.events.send(room_id, user_id, "m.room.member", content, user_id)
         return room_id
 
-    async def knock(self, user_id: str, room_id_or_alias: str, body: dict[str, Any]) -> str:
+    async def _content(self, membership: str, user_id: str, reason: str | None) -> dict[str, Any]:
+        content: dict[str, Any] = {"membership": membership, **await self.hs.rooms.profile(user_id)}
+        if reason is not None:
+            content["reason"] = reason
+        return content
+
+    async def _resolve_for_federation(self, room_id_or_alias: str, servers: list[str] | None
+                                      ) -> tuple[str, list[str]]:
+        """The room ID, and the servers a remote alias names besides those given."""
+        given = list(servers or [])
+        if room_id_or_alias.startswith("#") and self._remote(room_id_or_alias):
+            check_alias(room_id_or_alias)
+            room_id, alias_servers = await self.hs.remote_membership.query_alias(room_id_or_alias)
+            return room_id, given + alias_servers
+        return await self.hs.rooms.resolve_room(room_id_or_alias), given
+
+    async def knock(self, user_id: str, room_id_or_alias: str, body: dict[str, Any],
+                    servers: list[str] | None = None) -> str:
         reason = reason_field(body)
-        room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
+        room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        remote = self.hs.remote_membership
+        if self.hs.config.federation.enabled and not await remote.is_resident(room_id):
+            candidates = await remote.candidate_servers(room_id, user_id, given)
+            if candidates:
+                self.hs.ratelimiter.check("join", user_id)
+                await remote.knock(user_id, room_id, candidates,
+                                   await self._content("knock", user_id, reason))
+                return room_id
         await self.hs.rooms.room_version(room_id)
         self.hs.ratelimiter.check("join", user_id)
         current = await self.hs.rooms.membership(room_id, user_id)
@@ -92,7 +131,24 @@ class MembershipService:
             await self.hs.rooms.require_accounts([target])
             if current_m in ("join", "ban"):
                 raise forbidden(f"{target} is {'already in' if current_m == 'join' else 'banned from'} the room")
+            if target.split(":", 1)[1] != self.hs.server_name:
+                # Another server's user: that server must countersign the invite first.
+                if not self.hs.config.federation.enabled:
+                    raise forbidden("This server does not federate: "
+                                    f"{target} is on another server")
+                if reason is not None:
+                    content["reason"] = reason
+                await self.hs.remote_membership.invite(sender, room_id, target, content)
+                return
             content.update(await self.hs.rooms.profile(target))
+        elif membership == "leave" and target == sender and current_m in ("invite", "knock") \
+                and self.hs.config.federation.enabled \
+                and not await self.hs.remote_membership.is_resident(room_id):
+            # Rejecting an invite to (or retracting a knock on) a room this server is not in.
+            if reason is not None:
+                content["reason"] = reason
+            await self.hs.remote_membership.leave(sender, room_id, content)
+            return
         elif membership == "leave" and target != sender:
             if unban:
                 if current_m != "ban":

@@ -176,6 +176,10 @@ class EventPersister:
             self.hs.push.forget_room(room_id)
             txn.call_after(lambda: self.hs.push.forget_room(room_id))
         self._run_hooks(txn, rv, event, pos, auth_state)
+        if self.hs.config.federation.enabled:
+            # Federation hook: a local event is queued (durably, in this transaction) for
+            # the room's other servers; services/federation_sender.py.
+            self.hs.federation_sender.queue_event_txn(txn, event, members)
         return Persisted(event, pos, members_changed=members)
 
     def _state_delta(

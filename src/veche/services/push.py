@@ -285,6 +285,12 @@ class PushService:
             # Sending in a room reads it: the sender has seen what came before.
             self.mark_read(txn, sender, room_id, pos, thread_id or "main")
         recipients = [u for u in members if u != sender]
+        invitee = event.get("state_key") if is_member else None
+        if (invitee is not None and invitee not in members
+                and event["content"].get("membership") == "invite"
+                and invitee.endswith(f":{self.hs.server_name}")):
+            # Not in the room yet, but the invite is for them (.m.rule.invite_for_me).
+            recipients.append(invitee)
         if not recipients:
             return members
         if state is None:  # the room's state after the event; the pipeline passes its auth state

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from veche.core.events import check_canonical_json, validate_content
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param
 from veche.services.rooms import check_alias, check_user_id, dict_field, str_field
 from veche.storage import event_graph
@@ -121,6 +122,13 @@ class RoomCreationService:
             if await self.hs.db.run(store.get_alias, alias) is not None:
                 raise MatrixError(400, "M_ROOM_IN_USE", "Room alias already taken")
 
+        for (etype, _), content in [*initial_state.items(),
+                                    (("m.room.power_levels", ""), pl_override or {})]:
+            try:  # refused before the room exists, rather than part-way through building it
+                validate_content(etype, content)
+                check_canonical_json(content, "content")
+            except ValueError as e:
+                raise MatrixError(400, "M_INVALID_ROOM_STATE", str(e)) from None
         if invites:
             self.hs.ratelimiter.check("invite", user_id, len(invites))
             await self.hs.rooms.require_accounts(invites)
@@ -190,6 +198,9 @@ class RoomCreationService:
                     "m.topic": {"m.text": [{"body": topic, "mimetype": "text/plain"}]},
                 }, "")
         except MatrixError as e:
+            # The room exists but is not what was asked for: nobody may be left in it, and its
+            # alias goes back to the pool.
+            await self._abandon(room_id, user_id, alias)
             if e.errcode in ("M_FORBIDDEN", "M_BAD_JSON"):
                 raise MatrixError(400, "M_INVALID_ROOM_STATE", e.error) from None
             raise
@@ -206,6 +217,17 @@ class RoomCreationService:
             out["room_alias"] = alias
         return out
 
+
+    async def _abandon(self, room_id: str, user_id: str, alias: str | None) -> None:
+        if alias is not None:
+            entry = await self.hs.db.run(store.get_alias, alias)
+            if entry is not None and entry[0] == room_id:
+                await self.hs.db.run(store.delete_alias, alias)
+        try:
+            await self.hs.events.send(room_id, user_id, "m.room.member", {"membership": "leave"},
+                                      user_id)
+        except MatrixError:
+            pass  # the creator never got to join
 
     async def upgrade(self, user_id: str, room_id: str, body: dict[str, Any]) -> str:
         from veche.core.room_versions import KNOWN_ROOM_VERSIONS

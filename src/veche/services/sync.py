@@ -524,6 +524,14 @@ def _fetch_timeline(
 def _stripped_state(txn: Txn, room_id: str, user_id: str, member_event_id: str) -> list[dict[str, Any]]:
     keys = list(STRIPPED_STATE)
     member = event_store.get_event(txn, member_event_id)
+    # An invite from another server carries the room's state as that server sent it
+    # (services/federation_membership.py): this server may hold none of the room's.
+    given = ((member or {}).get("unsigned") or {}).get("invite_room_state")
+    if isinstance(given, list) and member is not None:
+        own = {k: member[k] for k in ("type", "state_key", "content", "sender", "event_id",
+                                      "origin_server_ts")}
+        return [e for e in given if (e.get("type"), e.get("state_key")) !=
+                ("m.room.member", member["state_key"])] + [own]
     if member is not None and member["sender"] != user_id:
         keys.append(("m.room.member", member["sender"]))
     state = event_store.get_current_state(txn, room_id, keys)

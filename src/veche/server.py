@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
     from veche.services.federation import FederationService
+    from veche.services.federation_inbound import FederationInbound
     from veche.services.federation_membership import FederationMembershipService
     from veche.services.federation_sender import FederationSender
+    from veche.services.federation_serving import FederationServing
     from veche.services.media import MediaService
     from veche.services.membership import MembershipService
     from veche.services.presence import PresenceService
@@ -309,6 +311,18 @@ class HomeServer:
         from veche.services.federation import FederationService
 
         return FederationService(self)
+
+    @cached_property
+    def federation_inbound(self) -> FederationInbound:
+        from veche.services.federation_inbound import FederationInbound
+
+        return FederationInbound(self)
+
+    @cached_property
+    def federation_serving(self) -> FederationServing:
+        from veche.services.federation_serving import FederationServing
+
+        return FederationServing(self)
 
     @cached_property
     def federation_sender(self) -> FederationSender:

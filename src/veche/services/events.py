@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import OrderedDict
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +68,8 @@ class _SendRequest:
     result: asyncio.Future[Any]  # the stored PDU; a received event's Persisted
     received: dict[str, Any] | None = None  # an event made elsewhere, persisted as it is
     outlier: bool = False
+    rejected: str | None = None  # a received event already known to fail its auth events
+    missing_prev_states: Sequence[Mapping[tuple[str, str], str]] = ()
 
 
 class EventService:
@@ -113,15 +117,22 @@ class EventService:
         )
         return (await self._enqueue(room_id, request)).event
 
-    async def persist_received(self, event: dict[str, Any], *, outlier: bool = False) -> Persisted:
+    async def persist_received(
+        self, event: dict[str, Any], *, outlier: bool = False, rejected: str | None = None,
+        missing_prev_states: Sequence[Mapping[tuple[str, str], str]] = (),
+    ) -> Persisted:
         """Persist an event made elsewhere (its ID checked, its signatures and auth_events
         verified by the caller): its state before comes from its prev_events, which must be
-        in the room's graph (else MissingPrevEvents), and it is rejected if that state does
-        not allow it. An event already stored is returned as it was stored."""
+        in the room's graph (else MissingPrevEvents) unless `missing_prev_states` gives the
+        states after those that are not, and it is rejected if that state does not allow
+        it, or with `rejected` (the caller found it fails its own auth events). It is
+        soft-failed (stored, not announced) if current state does not allow it. An event
+        already stored is returned as it was stored."""
         rv = await self.room_version(event["room_id"])
         request = _SendRequest(
             rv, event["sender"], event["type"], event.get("content") or {}, event.get("state_key"),
-            None, None, asyncio.get_running_loop().create_future(), event, outlier,
+            None, None, asyncio.get_running_loop().create_future(), event, outlier, rejected,
+            missing_prev_states,
         )
         return await self._enqueue(event["room_id"], request)
 
@@ -175,7 +186,7 @@ class EventService:
             txn.execute("SAVEPOINT send_event")
             try:
                 if req.received is not None:
-                    persisted, is_new = self._receive_txn(txn, req.rv, req.received, req.outlier, pos)
+                    persisted, is_new = self._receive_txn(txn, req, req.received, pos)
                 else:
                     persisted, is_new = self._send_txn(
                         txn, req.rv, room_id, req.sender, req.event_type, req.content,
@@ -205,14 +216,17 @@ class EventService:
         return persisted, True
 
     def _receive_txn(
-        self, txn: Txn, rv: RoomVersion, event: dict[str, Any], outlier: bool, pos: int,
+        self, txn: Txn, req: _SendRequest, event: dict[str, Any], pos: int,
     ) -> tuple[Persisted, bool]:
         stored = store.get_event_position(txn, event["event_id"])
         if stored is not None:
             return Persisted(event, stored[1], graph.rejection_reason(txn, event["event_id"])), False
-        context = self.persister.compute_context(txn, rv, event, outlier=outlier)
-        persisted = self.persister.persist_event(txn, event, context, pos, rv=rv)
-        return persisted, context.rejected is None and not outlier
+        context = self.persister.compute_context(
+            txn, req.rv, event, outlier=req.outlier, missing_prev_states=req.missing_prev_states)
+        if req.rejected is not None and context.rejected is None:
+            context = dataclasses.replace(context, rejected=req.rejected, soft_failed=False)
+        persisted = self.persister.persist_event(txn, event, context, pos, rv=req.rv)
+        return persisted, context.rejected is None and not req.outlier and not context.soft_failed
 
     def _build_and_persist_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,

@@ -11,7 +11,8 @@ not, outlier or not), for local sends (services/events.py) and events from elsew
   an event that leaves the extremities' state groups as they were (a message on one branch
   of a fork): the same states resolve the same.
 - The search, push and application-service hooks see accepted events in the timeline;
-  rejected events and outliers are stored and nothing more.
+  rejected events, soft-failed events and outliers are stored and nothing more (a
+  soft-failed event keeps its place in the graph and the state at it).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class Persisted:
     stream_ordering: int
     rejected: str | None = None
     outlier: bool = False
+    soft_failed: bool = False
     # Users whose membership of the room changed with this event (its own key included).
     members_changed: list[str] = field(default_factory=list)
 
@@ -64,28 +66,51 @@ class EventPersister:
 
     def compute_context(
         self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any], *, outlier: bool = False,
+        missing_prev_states: Sequence[Mapping[StateKey, str]] = (),
     ) -> EventContext:
         """The context of an event not made here: its state before is its one prev event's
         state after, or the resolution of several prev events' states; it is rejected when
         it fails the authorization rules against that state (the spec's check "based on the
-        state before the event"). Raises MissingPrevEvents unless every prev event has a
-        place in the graph."""
+        state before the event"), and soft-failed when it passes those but not current
+        state. Raises MissingPrevEvents unless every prev event has a place in the graph.
+
+        `missing_prev_states` (federation, services/federation_gaps.py): the states after the
+        prev events that are not here, as another server told them; the prev events that
+        are here are resolved with them."""
         if outlier:
             return EventContext(outlier=True)
         prev_ids = [p for p in dict.fromkeys(event.get("prev_events") or ()) if isinstance(p, str)]
         after = graph.get_state_groups_after(txn, prev_ids)
-        if missing := [p for p in prev_ids if p not in after]:
+        missing = [p for p in prev_ids if p not in after]
+        if missing and not missing_prev_states:
             raise MissingPrevEvents(missing)
-        groups = list(dict.fromkeys(after[p] for p in prev_ids))
+        groups = list(dict.fromkeys(after[p] for p in prev_ids if p in after))
         group: int | None = groups[0] if groups else None
-        if len(groups) > 1:
+        if len(groups) > 1 or missing_prev_states:
             states = [graph.get_state_group_ids(txn, g) for g in groups]
+            states += [dict(s) for s in missing_prev_states]
             resolved = self.resolve(txn, rv, states)
-            # The delta base: the prev state the resolution moved least.
-            best = min(range(len(groups)), key=lambda i: _distance(states[i], resolved))
-            group = graph.store_state_group(
-                txn, event["room_id"], None, resolved, groups[best], states[best])
-        return EventContext(group, rejected=self._auth_failure(txn, rv, event, group))
+            if groups:
+                # The delta base: the prev state the resolution moved least.
+                best = min(range(len(groups)), key=lambda i: _distance(states[i], resolved))
+                group = graph.store_state_group(
+                    txn, event["room_id"], None, resolved, groups[best], states[best])
+            else:
+                group = graph.store_state_group(txn, event["room_id"], None, resolved, None)
+        rejected = self._auth_failure(txn, rv, event, group)
+        soft_failed = rejected is None and self._fails_current_state(txn, rv, event)
+        return EventContext(group, rejected=rejected, soft_failed=soft_failed)
+
+    def _fails_current_state(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> bool:
+        """Server-server API "Soft failure": would current state refuse the event?"""
+        keys = {*auth_rules.auth_types_for_event(rv, event), auth_rules.CREATE_KEY}
+        ids = store.get_current_state_ids(txn, event["room_id"], keys)
+        events = store.get_events(txn, list(ids.values()))
+        try:
+            auth_rules.check_auth_rules(rv, event, {k: events[e] for k, e in ids.items() if e in events})
+        except (auth_rules.AuthError, EventFormatError):
+            return True
+        return False
 
     def _auth_failure(
         self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any], group: int | None,
@@ -126,13 +151,14 @@ class EventPersister:
         levels and create events at least), which spares the push hook reading them.
         """
         room_id = event["room_id"]
-        accepted = not context.outlier and context.rejected is None
+        accepted = not context.outlier and context.rejected is None and not context.soft_failed
         prev_ids = {p for p in event.get("prev_events") or () if isinstance(p, str)}
         on_top = context.extremities is not None and set(context.extremities) == prev_ids
         groups_before = None if on_top or not accepted else _extremity_groups(txn, room_id)
         store.store_event(txn, event, pos, context, txn_key)
         if not accepted:
-            return Persisted(event, pos, context.rejected, context.outlier)
+            return Persisted(event, pos, context.rejected, context.outlier,
+                             soft_failed=context.soft_failed)
         if rv is None:
             rv = KNOWN_ROOM_VERSIONS[str(store.get_room_version(txn, room_id))]
         if groups_before is None:

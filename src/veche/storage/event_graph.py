@@ -51,6 +51,10 @@ class EventContext:
     # transaction, if the maker read them: an event citing exactly these becomes the only
     # extremity on top of current state, which then moves by the event's own key alone.
     extremities: tuple[str, ...] | None = None
+    # Server-server API "Soft failure": allowed by the state before it but not by current
+    # state. It gets its place in the graph and the state after it (later events may cite
+    # it), but it never becomes a forward extremity and moves no current state.
+    soft_failed: bool = False
 
 
 @dataclass(slots=True, frozen=True)
@@ -126,7 +130,9 @@ def persist_event_graph(txn: Txn, event: Mapping[str, Any], context: EventContex
         "INSERT INTO event_to_state_groups (event_id, state_group, state_group_before)"
         " VALUES (?, ?, ?)", (event_id, after, before),
     )
-    if context.rejected is None:
+    if context.soft_failed:
+        txn.execute("INSERT INTO soft_failed_events (event_id) VALUES (?)", (event_id,))
+    elif context.rejected is None:
         if prev_ids:
             clause, args = txn.in_list("event_id", prev_ids)
             txn.execute(

@@ -1,0 +1,192 @@
+"""Transactions from other servers (`PUT /_matrix/federation/v1/send/{txnId}`).
+
+- Idempotent per (origin, txnId): the answer is stored, and a retry gets it back without
+  anything being processed again. One origin's transactions are handled one at a time, in
+  order; PDUs of different rooms concurrently, those of one room in order.
+- At most 50 PDUs and 100 EDUs, else 400. Otherwise always 200, with a result per PDU
+  (`{}` or `{"error": ...}`): Synapse backs off a destination after any other answer.
+- A PDU is taken only for a room this server is in, from an origin the room's server ACL
+  allows and that is in the room (a joined user, or the PDU is the membership event of one
+  of its users); then services/pdu_receiver.py. PDUs for rooms unknown here (no room
+  version to compute their ID with) are left out of the answer, as Synapse does.
+- EDUs: m.typing and m.receipt for users of the origin joined to the room; the others are
+  accepted and ignored for now.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from veche.core.events import EventFormatError, compute_event_id
+from veche.core.identifiers import server_name_of
+from veche.core.server_acl import SERVER_ACL, server_allowed
+from veche.errors import MatrixError, bad_json
+from veche.services.pdu_receiver import PduReceiver, PduRefused
+from veche.storage import events as store
+from veche.storage import federation_events as fstore
+from veche.storage.database import Txn
+
+if TYPE_CHECKING:
+    from veche.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
+MAX_PDUS = 50
+MAX_EDUS = 100
+# 50 PDUs of 64 KiB each and room for the EDUs: the client API's 1 MiB is far too small.
+SEND_MAX_BODY_BYTES = 8 * 1024 * 1024
+TYPING_TIMEOUT_MS = 30_000  # a remote typing notice lasts as Synapse's federation one does
+
+
+class FederationInbound:
+    def __init__(self, hs: HomeServer) -> None:
+        self.hs = hs
+        self.receiver = PduReceiver(hs)
+        self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+
+    # --- transactions -----------------------------------------------------------------------
+
+    async def on_send(self, origin: str, txn_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        pdus = body.get("pdus", [])
+        edus = body.get("edus", [])
+        if not isinstance(pdus, list) or not isinstance(edus, list):
+            raise bad_json("pdus and edus must be lists")
+        if len(pdus) > MAX_PDUS or len(edus) > MAX_EDUS:
+            raise bad_json(f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs")
+        # One lock per server that ever authenticated a transaction: few, and kept.
+        async with self._origin_locks[origin]:
+            done = await self.hs.db.run(fstore.get_received_transaction, origin, txn_id)
+            if done is not None:
+                return done
+            response = {"pdus": await self._receive_pdus(origin, pdus)}
+            for edu in edus:
+                await self._receive_edu(origin, edu)
+            await self.hs.db.run(fstore.store_received_transaction, origin, txn_id,
+                                 response, int(time.time() * 1000))
+            return response
+
+    async def _receive_pdus(self, origin: str, pdus: list[Any]) -> dict[str, dict[str, Any]]:
+        by_room: dict[str, list[dict[str, Any]]] = {}
+        for pdu in pdus:
+            if isinstance(pdu, dict) and isinstance(pdu.get("room_id"), str):
+                by_room.setdefault(pdu["room_id"], []).append(pdu)
+        results: dict[str, dict[str, Any]] = {}
+
+        async def room(room_id: str, room_pdus: list[dict[str, Any]]) -> None:
+            for pdu in room_pdus:
+                outcome = await self._receive_pdu(origin, room_id, pdu)
+                if outcome is not None:
+                    event_id, error = outcome
+                    results[event_id] = {} if error is None else {"error": error}
+
+        await asyncio.gather(*(room(r, p) for r, p in by_room.items()))
+        return results
+
+    async def _receive_pdu(self, origin: str, room_id: str,
+                           pdu: dict[str, Any]) -> tuple[str, str | None] | None:
+        """(event ID, error or None); None when the PDU has no ID we can compute."""
+        try:
+            rv = await self.hs.events.room_version(room_id)
+        except MatrixError:
+            logger.info("ignoring a PDU from %s for unknown room %s", origin, room_id)
+            return None
+        try:
+            event_id = compute_event_id(pdu, rv)
+        except (EventFormatError, ValueError, TypeError):
+            return None
+        try:
+            refusal = await self.hs.db.run(self._gate, origin, room_id, event_id, pdu)
+            if refusal is not None:
+                return event_id, refusal or None
+            event = await self.receiver.check(rv, pdu)
+            persisted = await self.receiver.receive(origin, rv, event)
+        except PduRefused as e:
+            logger.info("PDU %s from %s refused: %s", event_id, origin, e)
+            return event_id, str(e)
+        except Exception:
+            # One bad PDU must not cost the others their answers, nor the origin a 500.
+            logger.exception("receiving PDU %s from %s failed", event_id, origin)
+            return event_id, "internal error while processing this event"
+        if persisted.rejected is not None:
+            return event_id, f"rejected: {persisted.rejected}"
+        return event_id, None
+
+    def _gate(self, txn: Txn, origin: str, room_id: str, event_id: str,
+              pdu: Mapping[str, Any]) -> str | None:
+        """Why this room takes no PDU from `origin` (None: it does), or "" for one already
+        stored, which needs nothing more."""
+        if fstore.get_stored_events(txn, [event_id]):
+            return ""
+        if not fstore.server_has_joined_member(txn, room_id, self.hs.server_name):
+            return "This server is not in the room"
+        acl = store.get_current_state(txn, room_id, [(SERVER_ACL, "")]).get((SERVER_ACL, ""))
+        if not server_allowed(origin, acl.get("content") if acl else None):
+            return "Server is banned from the room by its server ACL"
+        own_membership = (pdu.get("type") == "m.room.member"
+                          and isinstance(pdu.get("state_key"), str)
+                          and server_name_of(pdu["state_key"]) == origin)
+        if not own_membership and not fstore.server_has_joined_member(txn, room_id, origin):
+            return f"{origin} is not in the room"
+        return None
+
+    # --- EDUs -------------------------------------------------------------------------------
+
+    async def _receive_edu(self, origin: str, edu: Any) -> None:
+        if not isinstance(edu, dict) or not isinstance(edu.get("content"), dict):
+            return
+        try:
+            if edu.get("edu_type") == "m.typing":
+                await self._typing(origin, edu["content"])
+            elif edu.get("edu_type") == "m.receipt":
+                await self._receipts(origin, edu["content"])
+            # m.presence, m.direct_to_device, m.device_list_update, m.signing_key_update:
+            # accepted and ignored for now.
+        except MatrixError:
+            pass
+        except Exception:
+            logger.exception("EDU %s from %s failed", edu.get("edu_type"), origin)
+
+    def _member_of_origin(self, txn: Txn, origin: str, room_id: str, user_id: str) -> bool:
+        """Whether `user_id`, a user of `origin`, is joined to a room that takes EDUs from
+        `origin` (server ACL)."""
+        if server_name_of(user_id) != origin:
+            return False
+        acl = store.get_current_state(txn, room_id, [(SERVER_ACL, "")]).get((SERVER_ACL, ""))
+        if not server_allowed(origin, acl.get("content") if acl else None):
+            return False
+        membership = store.get_membership(txn, room_id, user_id)
+        return membership is not None and membership[0] == "join"
+
+    async def _typing(self, origin: str, content: Mapping[str, Any]) -> None:
+        room_id, user_id, typing = content.get("room_id"), content.get("user_id"), content.get("typing")
+        if not (isinstance(room_id, str) and isinstance(user_id, str) and isinstance(typing, bool)):
+            return
+        if await self.hs.db.run(self._member_of_origin, origin, room_id, user_id):
+            self.hs.typing.set_typing(room_id, user_id, typing, TYPING_TIMEOUT_MS)
+
+    async def _receipts(self, origin: str, content: Mapping[str, Any]) -> None:
+        for room_id, by_type in content.items():
+            if not isinstance(by_type, dict):
+                continue
+            users = by_type.get("m.read")
+            if not isinstance(users, dict):
+                continue
+            for user_id, receipt in users.items():
+                if not isinstance(receipt, dict):
+                    continue
+                ids = receipt.get("event_ids")
+                data = receipt.get("data")
+                thread_id = data.get("thread_id") if isinstance(data, dict) else None
+                if not isinstance(ids, list) or not ids or not isinstance(ids[0], str):
+                    continue
+                if not await self.hs.db.run(self._member_of_origin, origin, room_id, user_id):
+                    continue
+                await self.hs.receipts.set_receipt(
+                    room_id, user_id, "m.read", ids[0],
+                    thread_id if isinstance(thread_id, str) else None)
+

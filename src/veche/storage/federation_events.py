@@ -1,0 +1,159 @@
+"""Storage for the events side of federation: received transactions, soft-failed events, and
+the reads that serve other servers (walks of the graph, the state a server may see)."""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from veche.storage.database import Txn
+
+StateKey = tuple[str, str]
+TRANSACTION_KEEP_MS = 24 * 3600 * 1000
+
+# Events clients may be shown: not outliers, not rejected, not soft-failed. (The client
+# timeline and /sync read `events` by stream order and are not filtered here; see the report.)
+CLIENT_VISIBLE = (
+    "e.outlier = 0 AND NOT EXISTS (SELECT 1 FROM rejections r WHERE r.event_id = e.event_id)"
+    " AND NOT EXISTS (SELECT 1 FROM soft_failed_events s WHERE s.event_id = e.event_id)"
+)
+
+
+# --- transactions ---------------------------------------------------------------------------
+
+def get_received_transaction(txn: Txn, origin: str, txn_id: str) -> dict[str, Any] | None:
+    raw = txn.fetchval(
+        "SELECT response FROM received_transactions WHERE origin = ? AND txn_id = ?",
+        (origin, txn_id))
+    return orjson.loads(raw) if raw is not None else None
+
+
+def store_received_transaction(
+    txn: Txn, origin: str, txn_id: str, response: dict[str, Any], now_ms: int,
+) -> None:
+    txn.execute(
+        "INSERT INTO received_transactions (origin, txn_id, response, received_ts)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (origin, txn_id) DO NOTHING",
+        (origin, txn_id, orjson.dumps(response).decode(), now_ms))
+    txn.execute("DELETE FROM received_transactions WHERE received_ts < ?",
+                (now_ms - TRANSACTION_KEEP_MS,))
+
+
+# --- soft failure ---------------------------------------------------------------------------
+
+def mark_soft_failed(txn: Txn, event_id: str) -> None:
+    txn.execute("INSERT INTO soft_failed_events (event_id) VALUES (?) ON CONFLICT DO NOTHING",
+                (event_id,))
+
+
+def is_soft_failed(txn: Txn, event_id: str) -> bool:
+    return txn.fetchval("SELECT 1 FROM soft_failed_events WHERE event_id = ?", (event_id,)) is not None
+
+
+# --- events as stored -----------------------------------------------------------------------
+
+@dataclass(slots=True)
+class StoredEvent:
+    event: dict[str, Any]
+    room_id: str
+    depth: int
+    rejected: bool
+    outlier: bool
+    soft_failed: bool
+
+
+def get_stored_events(txn: Txn, event_ids: Sequence[str]) -> dict[str, StoredEvent]:
+    out: dict[str, StoredEvent] = {}
+    ids = list(dict.fromkeys(event_ids))
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("e.event_id", ids[i : i + 500])
+        for event_id, room_id, depth, raw, outlier, rejected, soft in txn.fetchall(
+            "SELECT e.event_id, e.room_id, e.depth, e.json, e.outlier, r.event_id, s.event_id"
+            " FROM events e LEFT JOIN rejections r ON r.event_id = e.event_id"
+            " LEFT JOIN soft_failed_events s ON s.event_id = e.event_id"
+            f" WHERE {clause}", args,
+        ):
+            out[event_id] = StoredEvent(orjson.loads(raw), room_id, int(depth),
+                                        rejected is not None, bool(outlier), soft is not None)
+    return out
+
+
+def get_prev_events(txn: Txn, event_ids: Sequence[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {e: [] for e in event_ids}
+    ids = list(out)
+    for i in range(0, len(ids), 500):
+        clause, args = txn.in_list("event_id", ids[i : i + 500])
+        for event_id, prev in txn.fetchall(
+                f"SELECT event_id, prev_event_id FROM event_edges WHERE {clause}", args):
+            out[event_id].append(prev)
+    return out
+
+
+def walk_prev_events(
+    txn: Txn, room_id: str, starts: Iterable[str], stop: Iterable[str], limit: int,
+    min_depth: int = 0, include_starts: bool = True,
+) -> list[StoredEvent]:
+    """The room's events reached from `starts` through prev_events, deepest first, not past
+    `stop` (nor including it), at most `limit`: the walk of /backfill (starts included)
+    and /get_missing_events (starts excluded). Rejected events are not served, nor walked
+    through."""
+    stop_ids = set(stop)
+    seen: set[str] = set(stop_ids)
+    queue: list[tuple[int, str]] = []
+    found: list[StoredEvent] = []
+
+    def push(ids: Iterable[str]) -> None:
+        fresh = [e for e in dict.fromkeys(ids) if e not in seen]
+        seen.update(fresh)
+        for event_id, stored in get_stored_events(txn, fresh).items():
+            if stored.room_id == room_id and not stored.rejected and stored.depth >= min_depth:
+                heapq.heappush(queue, (-stored.depth, event_id))
+                events[event_id] = stored
+
+    events: dict[str, StoredEvent] = {}
+    if include_starts:
+        push(starts)
+    else:
+        seen.update(starts)
+        push(p for prevs in get_prev_events(txn, list(starts)).values() for p in prevs)
+    while queue and len(found) < limit:
+        _, event_id = heapq.heappop(queue)
+        found.append(events.pop(event_id))
+        push(get_prev_events(txn, [event_id])[event_id])
+    return found
+
+
+def event_by_timestamp(txn: Txn, room_id: str, ts: int, direction: str) -> tuple[str, int] | None:
+    """The accepted, non-outlier event closest to `ts` in direction `f` (at or after) or
+    `b` (at or before)."""
+    op, order = (">=", "ASC") if direction == "f" else ("<=", "DESC")
+    row = txn.fetchone(
+        f"SELECT e.event_id, e.origin_server_ts FROM events e WHERE e.room_id = ?"
+        f" AND e.origin_server_ts {op} ? AND {CLIENT_VISIBLE}"
+        f" ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1",
+        (room_id, ts))
+    return (row[0], int(row[1])) if row else None
+
+
+# --- servers in rooms -----------------------------------------------------------------------
+
+def server_has_joined_member(txn: Txn, room_id: str, server_name: str) -> bool:
+    suffix = ":" + server_name
+    return txn.fetchval(
+        "SELECT 1 FROM room_memberships WHERE room_id = ? AND membership = 'join'"
+        " AND substr(user_id, length(user_id) - ? + 1) = ? LIMIT 1",
+        (room_id, len(suffix), suffix)) is not None
+
+
+def server_member_keys(txn: Txn, room_id: str, server_name: str) -> list[StateKey]:
+    """Membership keys of every user of `server_name` the room has ever had a member event
+    for: the keys of the state a server visibility check reads."""
+    suffix = ":" + server_name
+    return [("m.room.member", r[0]) for r in txn.fetchall(
+        "SELECT DISTINCT state_key FROM events WHERE room_id = ? AND type = 'm.room.member'"
+        " AND substr(state_key, length(state_key) - ? + 1) = ?",
+        (room_id, len(suffix), suffix))]

@@ -160,12 +160,13 @@ def store_event(
     stored["event_id"] = event_id
     txn.execute(
         "INSERT INTO events (stream_ordering, event_id, room_id, depth, type, state_key, sender,"
-        " origin_server_ts, relates_to_id, rel_type, thread_id, json, outlier)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " origin_server_ts, relates_to_id, rel_type, thread_id, json, outlier, hidden)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         (
             stream_ordering, event_id, room_id, event["depth"], event["type"], state_key,
             event["sender"], event["origin_server_ts"], relates_to, rel_type, thread_id,
             orjson.dumps(stored).decode(), int(context.outlier),
+            int(context.outlier or context.rejected is not None or context.soft_failed),
         ),
     )
     group = persist_event_graph(txn, event, context)

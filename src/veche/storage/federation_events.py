@@ -15,12 +15,8 @@ from veche.storage.database import Txn
 StateKey = tuple[str, str]
 TRANSACTION_KEEP_MS = 24 * 3600 * 1000
 
-# Events clients may be shown: not outliers, not rejected, not soft-failed. (The client
-# timeline and /sync read `events` by stream order and are not filtered here; see the report.)
-CLIENT_VISIBLE = (
-    "e.outlier = 0 AND NOT EXISTS (SELECT 1 FROM rejections r WHERE r.event_id = e.event_id)"
-    " AND NOT EXISTS (SELECT 1 FROM soft_failed_events s WHERE s.event_id = e.event_id)"
-)
+# Events clients may be shown: not outliers, not rejected, not soft-failed.
+CLIENT_VISIBLE = "e.hidden = 0"
 
 
 # --- transactions ---------------------------------------------------------------------------

@@ -28,9 +28,7 @@ class TimelineRow(NamedTuple):
     event: dict[str, Any]
 
 
-_IN_TIMELINE = (
-    "outlier = 0 AND NOT EXISTS (SELECT 1 FROM rejections r WHERE r.event_id = events.event_id)"
-)
+_IN_TIMELINE = "hidden = 0"  # no outliers, rejected or soft-failed events
 _COLUMNS = "depth, stream_ordering, json"
 
 
@@ -171,7 +169,7 @@ class Place(NamedTuple):
 
     depth: int
     stream: int
-    placed: bool  # False for an outlier (no state) or a rejected event: never served
+    placed: bool  # False for an outlier, a rejected or a soft-failed event: never served
     state_group: int | None  # before the event; None: the empty state
 
 
@@ -180,13 +178,12 @@ def places(txn: Txn, event_ids: Sequence[str]) -> dict[str, Place]:
     ids = list(dict.fromkeys(event_ids))
     for i in range(0, len(ids), 500):
         clause, args = txn.in_list("e.event_id", ids[i : i + 500])
-        for eid, depth, so, has_group, before, rejected in txn.fetchall(
+        for eid, depth, so, has_group, before, hidden in txn.fetchall(
             "SELECT e.event_id, e.depth, e.stream_ordering, g.event_id IS NOT NULL,"
-            " g.state_group_before, r.event_id IS NOT NULL FROM events e"
-            " LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id"
-            f" LEFT JOIN rejections r ON r.event_id = e.event_id WHERE {clause}", args,
+            " g.state_group_before, e.hidden FROM events e"
+            f" LEFT JOIN event_to_state_groups g ON g.event_id = e.event_id WHERE {clause}", args,
         ):
-            out[eid] = Place(int(depth), int(so), bool(has_group) and not rejected,
+            out[eid] = Place(int(depth), int(so), bool(has_group) and not hidden,
                              None if before is None else int(before))
     return out
 

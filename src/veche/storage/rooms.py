@@ -30,7 +30,7 @@ def get_event_rows(txn: Txn, event_ids: Sequence[str]) -> dict[str, Row]:
 def state_ids_at(txn: Txn, room_id: str, pos: int, types: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
     sql = (
         "SELECT type, state_key, MAX(stream_ordering) FROM events"
-        " WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ?"
+        " WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ? AND hidden = 0"
     )
     args: list[Any] = [room_id, pos]
     if types is not None:
@@ -53,13 +53,13 @@ def event_by_timestamp(txn: Txn, room_id: str, ts: int, direction: str) -> tuple
     if direction == "f":
         row = txn.fetchone(
             "SELECT event_id, origin_server_ts FROM events WHERE room_id = ? AND origin_server_ts >= ?"
-            " ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1",
+            " AND hidden = 0 ORDER BY origin_server_ts ASC, stream_ordering ASC LIMIT 1",
             (room_id, ts),
         )
     else:
         row = txn.fetchone(
             "SELECT event_id, origin_server_ts FROM events WHERE room_id = ? AND origin_server_ts <= ?"
-            " ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1",
+            " AND hidden = 0 ORDER BY origin_server_ts DESC, stream_ordering DESC LIMIT 1",
             (room_id, ts),
         )
     return (row[0], int(row[1])) if row else None

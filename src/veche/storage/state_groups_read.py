@@ -67,8 +67,11 @@ class StateGroupCache:
                 self._entries -= 1 + len(delta or ())
 
 
-def _load_chain(txn: Txn, cache: StateGroupCache, group: int) -> None:
-    """Cache the chain from `group` down to its snapshot, with the deltas on the way."""
+def _load_chain(
+    txn: Txn, cache: StateGroupCache, group: int
+) -> dict[int, tuple[int | None, dict[StateKey, str] | None]]:
+    """Read (and cache) the chain from `group` down to its snapshot, with the deltas on the
+    way; returned too, as a small cache may not keep it all."""
     rows = txn.fetchall(
         "WITH RECURSIVE chain (id, prev) AS ("
         "  SELECT id, prev_group FROM state_groups WHERE id = ?"
@@ -88,6 +91,7 @@ def _load_chain(txn: Txn, cache: StateGroupCache, group: int) -> None:
         raise KeyError(f"unknown state group {group}")
     for gid, (prev, delta) in found.items():
         cache.put_group(gid, prev, delta)
+    return found
 
 
 def prefetch_states(txn: Txn, cache: StateGroupCache, groups: Iterable[int | None]) -> None:
@@ -133,14 +137,13 @@ def _derivable(cache: StateGroupCache, group: int) -> bool:
 def _chain(txn: Txn, cache: StateGroupCache, group: int) -> list[tuple[int, dict[StateKey, str] | None]]:
     """[(group, delta)] from `group` down to its snapshot (whose delta is None)."""
     out: list[tuple[int, dict[StateKey, str] | None]] = []
+    loaded: dict[int, tuple[int | None, dict[StateKey, str] | None]] = {}
     current: int | None = group
     while current is not None:
-        entry = cache.group(current)
+        entry = loaded.get(current) or cache.group(current)
         if entry is None:  # never read, or evicted since
-            _load_chain(txn, cache, current)
-            entry = cache.group(current)
-            if entry is None:
-                raise RuntimeError("the state group cache cannot hold one group")
+            loaded = _load_chain(txn, cache, current)
+            entry = loaded[current]
         out.append((current, entry[1]))
         current = entry[0]
     return out

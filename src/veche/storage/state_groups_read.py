@@ -7,6 +7,11 @@ ancestor) rather than two full states, which in a room of 5,000 members is 10,00
 Deltas only add or replace entries (storage/event_graph.py snapshots a state that drops a
 key), which is what makes the walk sound.
 
+A snapshot cuts the chain every SNAPSHOT_EVERY deltas, but the walk goes on across it when
+the snapshot is the state after an event whose state before is another group: by the
+meaning of "state after", the snapshot is that group plus the event itself, a one-entry
+delta (a "link"). So a sync across a snapshot boundary still reads a few rows.
+
 Groups never change once written, so what is read is kept in a StateGroupCache, one per
 database (group IDs are per database), bounded by the number of entries it holds. /sync on
 PostgreSQL reads from worker threads: writes to the cache take its lock; reads are plain
@@ -33,6 +38,8 @@ class StateGroupCache:
         # group -> (prev_group, its delta rows; None for a snapshot, whose rows are its state)
         self._groups: dict[int, tuple[int | None, dict[StateKey, str] | None]] = {}
         self._full: dict[int, dict[StateKey, str]] = {}
+        # snapshot -> (the group it is the state after an event of, that event's entry)
+        self._links: dict[int, tuple[int, StateKey, str] | None] = {}
         self._entries = 0
         self._lock = threading.Lock()
 
@@ -41,6 +48,20 @@ class StateGroupCache:
 
     def full(self, group: int) -> dict[StateKey, str] | None:
         return self._full.get(group)
+
+    def has_link(self, group: int) -> bool:
+        """Whether a snapshot's link (or that it has none) is known."""
+        return group in self._links
+
+    def link(self, group: int) -> tuple[int, StateKey, str] | None:
+        return self._links.get(group)
+
+    def put_link(self, group: int, link: tuple[int, StateKey, str] | None) -> None:
+        with self._lock:
+            if group not in self._links:
+                self._links[group] = link
+                self._entries += 1
+                self._evict()
 
     def put_group(self, group: int, prev: int | None, delta: dict[StateKey, str] | None) -> None:
         with self._lock:
@@ -58,10 +79,13 @@ class StateGroupCache:
 
     def _evict(self) -> None:
         # Oldest first (insertion order): cheap, and good enough for immutable data.
-        while self._entries > self.max_entries and (self._full or self._groups):
+        while self._entries > self.max_entries and (self._full or self._groups or self._links):
             if self._full:
                 state = self._full.pop(next(iter(self._full)))
                 self._entries -= 1 + len(state)
+            elif self._links:
+                self._links.pop(next(iter(self._links)))
+                self._entries -= 1
             else:
                 _, delta = self._groups.pop(next(iter(self._groups)))
                 self._entries -= 1 + len(delta or ())
@@ -235,19 +259,16 @@ def state_difference(
         return {}
     if old is None:
         return dict(get_state(txn, cache, new))
-    chain_new = _chain(txn, cache, new)
-    chain_old = _chain(txn, cache, old)
-    on_old = {gid: i for i, (gid, _) in enumerate(chain_old)}
-    meet = next((i for i, (gid, _) in enumerate(chain_new) if gid in on_old), None)
-    if meet is None:
-        # Different snapshots (the chains were cut by the snapshot interval, or a state
-        # was rebuilt whole): compare the two states. Snapshots' states are cached, so
-        # this costs a dict comparison more often than a read.
+    met = _meet(txn, cache, new, old)
+    if met is None:
+        # No common ancestor near enough (a state rebuilt whole, e.g. to drop a key, or a
+        # `since` very far back): compare the two states. Their snapshots' states are
+        # cached, so this costs a dict comparison more often than a read.
         old_state = get_state(txn, cache, old)
         return {k: v for k, v in get_state(txn, cache, new).items() if old_state.get(k) != v}
-    ancestor = chain_new[meet][0]
-    new_side = _overlay(chain_new[:meet])
-    old_side = _overlay(chain_old[: on_old[ancestor]])
+    ancestor, path_new, path_old = met
+    new_side = _overlay(path_new)
+    old_side = _overlay(path_old)
     # Keys only one side changed compare against the ancestor's entry.
     base = get_state_keys(txn, cache, ancestor, (new_side.keys() ^ old_side.keys()))
     out: dict[StateKey, str] = {}
@@ -256,6 +277,66 @@ def state_difference(
         if now is not None and now != old_side.get(key, base.get(key)):
             out[key] = now
     return out
+
+
+# Groups walked from each side at most before giving up on a common ancestor.
+MAX_WALK = 1000
+
+
+def _meet(
+    txn: Txn, cache: StateGroupCache, new: int, old: int
+) -> tuple[int, list[tuple[int, dict[StateKey, str] | None]],
+           list[tuple[int, dict[StateKey, str] | None]]] | None:
+    """(nearest common ancestor, the groups from `new` down to it, those from `old`), each
+    path with the delta leading into each group. Both sides step down in turn, so the
+    first group one reaches that the other has passed is the nearest: groups form a tree
+    (one parent each, prev_group or link), and had both passed a lower common one, the
+    second to pass it would have stopped there."""
+    paths: tuple[list[tuple[int, dict[StateKey, str] | None]], ...] = ([], [])
+    seen: tuple[dict[int, int], dict[int, int]] = ({}, {})
+    at: list[int | None] = [new, old]
+    while at[0] is not None or at[1] is not None:
+        for side in (0, 1):
+            group = at[side]
+            if group is None:
+                continue
+            other = seen[1 - side]
+            if group in other:
+                mine = paths[side]
+                theirs = paths[1 - side][: other[group]]
+                return (group, mine, theirs) if side == 0 else (group, theirs, mine)
+            if len(paths[side]) >= MAX_WALK:
+                return None
+            seen[side][group] = len(paths[side])
+            parent, delta = _parent(txn, cache, group)
+            paths[side].append((group, delta))
+            at[side] = parent
+    return None
+
+
+def _parent(txn: Txn, cache: StateGroupCache, group: int) -> tuple[int | None, dict[StateKey, str] | None]:
+    """A group's parent and its delta from it: prev_group, or for a snapshot its link."""
+    entry = cache.group(group)
+    if entry is None:
+        entry = _load_chain(txn, cache, group)[group]
+    if entry[0] is not None:
+        return entry
+    if cache.has_link(group):
+        link = cache.link(group)
+    else:
+        row = txn.fetchone(
+            "SELECT t.state_group_before, e.type, e.state_key, e.event_id FROM state_groups g"
+            " JOIN event_to_state_groups t ON t.event_id = g.event_id AND t.state_group = g.id"
+            " JOIN events e ON e.event_id = g.event_id"
+            " WHERE g.id = ? AND e.state_key IS NOT NULL", (group,),
+        )
+        link = None
+        if row is not None and row[0] is not None and int(row[0]) != group:
+            link = (int(row[0]), (row[1], row[2]), row[3])
+        cache.put_link(group, link)
+    if link is None:
+        return None, None
+    return link[0], {link[1]: link[2]}
 
 
 def _overlay(chain: list[tuple[int, dict[StateKey, str] | None]]) -> dict[StateKey, str]:

@@ -116,6 +116,21 @@ async def test_state_changes_inside_the_timeline_are_left_to_it(make_client: Any
     assert client_view(room, before) == await room_state(alice, room_id)
 
 
+async def test_state_events_the_timeline_filter_leaves_out(make_client: Any) -> None:
+    alice, bob, room_id = await room_with(make_client)
+    messages_only = json.dumps({"room": {"timeline": {"types": ["m.room.message"]}}})
+    since = (await sync(bob, filter=messages_only))["next_batch"]
+    before = await room_state(alice, room_id)
+    topic = await set_state(alice, room_id, "m.room.topic", {"topic": "unseen"})
+    message = await send(alice, room_id, "seen")
+
+    room = joined(await sync(bob, since, filter=messages_only), room_id)
+    assert room["timeline"]["limited"] is False
+    assert [e["event_id"] for e in room["timeline"]["events"]] == [message]
+    assert ids(room["state"]["events"]) == {("m.room.topic", ""): topic}
+    assert client_view(room, before) == await room_state(alice, room_id)
+
+
 async def test_redacted_state_events(make_client: Any) -> None:
     alice, bob, room_id = await room_with(make_client)
     topic = await set_state(alice, room_id, "m.room.topic", {"topic": "secret"})

@@ -87,6 +87,8 @@ class _Window:
     first: int  # its position (upto + 1 without one)
     full: bool
     member_pos: int
+    start: int | None = None  # the group of the state at the start, once read
+    start_read: bool = False
 
 
 class SyncService:
@@ -395,33 +397,29 @@ class SyncService:
         (see _became_current)."""
         if not windows:
             return
+        # Most incremental syncs (not limited) need no state at the start of the timeline:
+        # it is read for the others, and for those only if it comes to be needed.
+        needed = [w for w in windows if w.full or w.room.limited]
         before = store.state_groups_before(
-            txn, [w.start_at[1]["event_id"] for w in windows if w.start_at is not None])
+            txn, [w.start_at[1]["event_id"] for w in needed if w.start_at is not None])
+        for w in needed:
+            self._start_group(txn, w, before)
+        groups.prefetch_states(txn, self.state_groups, [w.start for w in needed if w.full])
         changed = store.current_state_changed(txn, {
             w.room.room_id: (w.first - 1 if w.full else ctx.since_pos, w.room.upto)
             for w in windows})
-        starts: list[int | None] = []
-        for w in windows:
-            if w.start_at is None:
-                starts.append(store.state_group_at(txn, w.room.room_id, w.room.upto))
-            elif w.start_at[1]["event_id"] in before:
-                starts.append(before[w.start_at[1]["event_id"]])
-            else:  # the event has no place in the graph
-                starts.append(store.state_group_at(txn, w.room.room_id, w.first - 1))
-        full = [g for w, g in zip(windows, starts, strict=True) if w.full]
-        groups.prefetch_states(txn, self.state_groups, full)
         flt = ctx.filter.room
-        for w, start in zip(windows, starts, strict=True):
+        for w in windows:
             room_id = w.room.room_id
             state_ids: dict[StateKey, str]
             if w.full:
-                state_ids = dict(groups.get_state(txn, self.state_groups, start))
+                state_ids = dict(groups.get_state(txn, self.state_groups, w.start))
             elif w.room.limited:
                 at_since = store.state_group_at(txn, room_id, ctx.since_pos)
-                state_ids = groups.state_difference(txn, self.state_groups, start, at_since)
+                state_ids = groups.state_difference(txn, self.state_groups, w.start, at_since)
             else:
                 state_ids = {}
-            self._became_current(txn, w, start, changed.get(room_id), state_ids)
+            self._became_current(txn, ctx, w, changed.get(room_id), state_ids)
             state_events = event_store.get_events(txn, list(state_ids.values()))
 
             # History visibility: drop timeline events from before the user could see the room.
@@ -434,11 +432,28 @@ class SyncService:
                          if v in state_events and v not in in_timeline}
 
             if flt.state.lazy_load_members:
-                state_map = self._lazy_members(txn, ctx, room_id, state_map, matched, start, w.full)
+                state_map = self._lazy_members(txn, ctx, w, state_map, matched)
             w.room.state = [e for e in state_map.values() if flt.state.matches(e, room_id)]
 
+    def _start_group(self, txn: Txn, w: _Window, before: dict[str, int | None] | None = None) -> None:
+        """Read into `w.start` the group of the state at the start of the room's timeline
+        (`before`: the groups before events, if read already)."""
+        if w.start_read:
+            return
+        w.start_read = True
+        if w.start_at is None:
+            w.start = store.state_group_at(txn, w.room.room_id, w.room.upto)
+            return
+        event_id = w.start_at[1]["event_id"]
+        if before is None:
+            before = store.state_groups_before(txn, [event_id])
+        if event_id in before:
+            w.start = before[event_id]
+        else:  # the event has no place in the graph
+            w.start = store.state_group_at(txn, w.room.room_id, w.first - 1)
+
     def _became_current(
-        self, txn: Txn, w: _Window, start: int | None, changed: dict[StateKey, str] | None,
+        self, txn: Txn, ctx: SyncContext, w: _Window, changed: dict[StateKey, str] | None,
         state_ids: dict[StateKey, str],
     ) -> None:
         """Add to `state_ids` the entries that became current state within the window (since
@@ -455,10 +470,11 @@ class SyncService:
                       if k not in in_timeline and state_ids.get(k) != v}
         unknown = [k for k in candidates if k not in state_ids]
         if not w.full and unknown:
-            # Not in the delta: the client's entry is the one at the start of the timeline.
-            at_start = groups.get_state_keys(txn, self.state_groups, start, unknown)
+            # Not in the delta: the client still has the entry it had at `since`.
+            at_since = store.state_group_at(txn, w.room.room_id, ctx.since_pos)
+            known = groups.get_state_keys(txn, self.state_groups, at_since, unknown)
             candidates = {k: v for k, v in candidates.items()
-                          if k in state_ids or at_start.get(k) != v}
+                          if k in state_ids or known.get(k) != v}
         state_ids.update(candidates)
 
     def _visible(
@@ -482,10 +498,11 @@ class SyncService:
         return [(so, e) for so, e in events if vis.can_see(so, e)]
 
     def _lazy_members(
-        self, txn: Txn, ctx: SyncContext, room_id: str, state_map: dict[StateKey, dict[str, Any]],
-        timeline: list[tuple[int, dict[str, Any]]], start: int | None, full: bool,
+        self, txn: Txn, ctx: SyncContext, w: _Window, state_map: dict[StateKey, dict[str, Any]],
+        timeline: list[tuple[int, dict[str, Any]]],
     ) -> dict[StateKey, dict[str, Any]]:
         """Keep non-member state plus the member events of the timeline's senders."""
+        room_id, full = w.room.room_id, w.full
         flt = ctx.filter.room.state
         cache_key = (ctx.user_id, ctx.device_id)
         sent_rooms = self._ll_sent.setdefault(cache_key, {})
@@ -510,7 +527,8 @@ class SyncService:
             elif not full:
                 missing.append(uid)
         if missing:
-            ids = groups.get_state_keys(txn, self.state_groups, start,
+            self._start_group(txn, w)
+            ids = groups.get_state_keys(txn, self.state_groups, w.start,
                                         [("m.room.member", uid) for uid in missing])
             for ev in event_store.get_events(txn, list(ids.values())).values():
                 kept[("m.room.member", ev["state_key"])] = ev

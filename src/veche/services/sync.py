@@ -400,11 +400,12 @@ class SyncService:
         # Most incremental syncs (not limited) need no state at the start of the timeline:
         # it is read for the others, and for those only if it comes to be needed.
         needed = [w for w in windows if w.full or w.room.limited]
-        before = store.state_groups_before(
-            txn, [w.start_at[1]["event_id"] for w in needed if w.start_at is not None])
-        for w in needed:
-            self._start_group(txn, w, before)
-        groups.prefetch_states(txn, self.state_groups, [w.start for w in needed if w.full])
+        if needed:
+            before = store.state_groups_before(
+                txn, [w.start_at[1]["event_id"] for w in needed if w.start_at is not None])
+            for w in needed:
+                self._start_group(txn, w, before)
+            groups.prefetch_states(txn, self.state_groups, [w.start for w in needed if w.full])
         changed = store.current_state_changed(txn, {
             w.room.room_id: (w.first - 1 if w.full else ctx.since_pos, w.room.upto)
             for w in windows})

@@ -212,16 +212,26 @@ def current_state_changed(
     (after, upto] of stream positions (a row's stream_ordering says when)."""
     out: dict[str, dict[tuple[str, str], str]] = {}
     rooms = list(windows)
+    bounds = set(windows.values())
     for i in range(0, len(rooms), 300):
         chunk = rooms[i : i + 300]
-        # A join with the windows as a VALUES list: PostgreSQL plans a long OR slowly.
-        values = ", ".join(["(?, CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
-        args: list[Any] = [part for r in chunk for part in (r, *windows[r])]
-        for room_id, typ, sk, eid in txn.fetchall(
-            "SELECT c.room_id, c.type, c.state_key, c.event_id FROM current_state c"
-            f" JOIN (VALUES {values}) w ON c.room_id = w.column1"
-            " AND c.stream_ordering > w.column2 AND c.stream_ordering <= w.column3", args,
-        ):
+        if len(bounds) == 1:  # an incremental sync's rooms share one window
+            clause, args = txn.in_list("room_id", chunk)
+            rows = txn.fetchall(
+                "SELECT room_id, type, state_key, event_id FROM current_state"
+                f" WHERE {clause} AND stream_ordering > ? AND stream_ordering <= ?",
+                [*args, *next(iter(bounds))],
+            )
+        else:
+            # A join with the windows as a VALUES list: PostgreSQL plans a long OR slowly.
+            values = ", ".join(["(?, CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
+            rows = txn.fetchall(
+                "SELECT c.room_id, c.type, c.state_key, c.event_id FROM current_state c"
+                f" JOIN (VALUES {values}) w ON c.room_id = w.column1"
+                " AND c.stream_ordering > w.column2 AND c.stream_ordering <= w.column3",
+                [part for r in chunk for part in (r, *windows[r])],
+            )
+        for room_id, typ, sk, eid in rows:
             out.setdefault(room_id, {})[(typ, sk)] = eid
     return out
 

@@ -288,30 +288,27 @@ def _meet(
 ) -> tuple[int, list[tuple[int, dict[StateKey, str] | None]],
            list[tuple[int, dict[StateKey, str] | None]]] | None:
     """(nearest common ancestor, the groups from `new` down to it, those from `old`), each
-    path with the delta leading into each group. Both sides step down in turn, so the
-    first group one reaches that the other has passed is the nearest: groups form a tree
-    (one parent each, prev_group or link), and had both passed a lower common one, the
-    second to pass it would have stopped there."""
+    path with the delta leading into each group. A group's parent (prev_group or link) is
+    written before it, so has a smaller ID: stepping down whichever side is at the larger
+    ID, the two meet at their nearest common ancestor, or one runs out first and there is
+    none. A parent that is not smaller gives up (the caller then compares whole states)."""
     paths: tuple[list[tuple[int, dict[StateKey, str] | None]], ...] = ([], [])
-    seen: tuple[dict[int, int], dict[int, int]] = ({}, {})
     at: list[int | None] = [new, old]
-    while at[0] is not None or at[1] is not None:
-        for side in (0, 1):
-            group = at[side]
-            if group is None:
-                continue
-            other = seen[1 - side]
-            if group in other:
-                mine = paths[side]
-                theirs = paths[1 - side][: other[group]]
-                return (group, mine, theirs) if side == 0 else (group, theirs, mine)
-            if len(paths[side]) >= MAX_WALK:
-                return None
-            seen[side][group] = len(paths[side])
-            parent, delta = _parent(txn, cache, group)
-            paths[side].append((group, delta))
-            at[side] = parent
-    return None
+    while True:
+        a, b = at
+        if a is None or b is None:
+            return None
+        if a == b:
+            return a, paths[0], paths[1]
+        side = 0 if a > b else 1
+        group = a if side == 0 else b
+        if len(paths[side]) >= MAX_WALK:
+            return None
+        parent, delta = _parent(txn, cache, group)
+        if parent is not None and parent >= group:
+            return None
+        paths[side].append((group, delta))
+        at[side] = parent
 
 
 def _parent(txn: Txn, cache: StateGroupCache, group: int) -> tuple[int | None, dict[StateKey, str] | None]:

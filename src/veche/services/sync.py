@@ -5,6 +5,11 @@ sync reads only rows with positions in (since, upto]: a constant number of queri
 the rooms that changed, and only those rooms are then read one by one. When the stream
 has not moved past `since` no row query runs at all.
 
+A room's `state` section comes from state groups (storage/state_groups_read.py): the state
+before the timeline's first event, all of it or, for a limited incremental sync, what differs
+from the state after the room's last event up to `since`; plus the current-state entries
+that changed in the window without the client seeing them (see `_became_current`).
+
 Sections that other features fill (to-device messages, device list changes, one-time key
 counts) are produced by `SyncService.providers`: async callables given the SyncContext
 after the rooms have been computed; each returns True if it added anything.

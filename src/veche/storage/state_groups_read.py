@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from veche.storage.database import Txn
 
@@ -179,16 +178,20 @@ def _snapshot_rows(txn: Txn, group: int, keys: list[StateKey] | None) -> dict[St
             "SELECT type, state_key, event_id FROM state_groups_state WHERE state_group = ?",
             (group,),
         )}
+    # By type, the state keys as an IN list: each a probe of the primary key (a long OR of
+    # (type, state_key) pairs is evaluated against every row of the snapshot instead).
+    by_type: dict[str, list[str]] = {}
+    for etype, state_key in keys:
+        by_type.setdefault(etype, []).append(state_key)
     out: dict[StateKey, str] = {}
-    for i in range(0, len(keys), 100):
-        chunk = keys[i : i + 100]
-        clause = " OR ".join(["(type = ? AND state_key = ?)"] * len(chunk))
-        args: list[Any] = [group, *(part for key in chunk for part in key)]
-        for t, sk, eid in txn.fetchall(
-            "SELECT type, state_key, event_id FROM state_groups_state"
-            f" WHERE state_group = ? AND ({clause})", args,
-        ):
-            out[(t, sk)] = eid
+    for etype, state_keys in by_type.items():
+        for i in range(0, len(state_keys), 500):
+            clause, args = txn.in_list("state_key", state_keys[i : i + 500])
+            for sk, eid in txn.fetchall(
+                "SELECT state_key, event_id FROM state_groups_state"
+                f" WHERE state_group = ? AND type = ? AND {clause}", [group, etype, *args],
+            ):
+                out[(etype, sk)] = eid
     return out
 
 

@@ -158,6 +158,9 @@ class Counting:
         self._fetched.append(len(rows))
         return rows
 
+    def in_list(self, column: str, values: list[str]) -> tuple[str, list[str]]:
+        return self._txn.in_list(column, values)
+
     def fetchone(self, sql: str, args: object = ()) -> tuple[object, ...] | None:
         row = self._txn.fetchone(sql, args)  # type: ignore[arg-type]
         self._fetched.append(1 if row else 0)

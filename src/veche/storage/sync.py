@@ -179,52 +179,61 @@ def timeline_rows(
     )]
 
 
-def current_state_rows(txn: Txn, room_ids: list[str]) -> dict[str, list[tuple[str, str, str, int]]]:
-    """room_id -> [(type, state_key, event_id, stream_ordering)] of current state."""
-    out: dict[str, list[tuple[str, str, str, int]]] = {r: [] for r in room_ids}
-    if not room_ids:
-        return out
-    for chunk in _chunks(room_ids, 200):
-        clause, args = txn.in_list("room_id", chunk)
-        for room_id, typ, sk, eid, so in txn.fetchall(
-            "SELECT room_id, type, state_key, event_id, stream_ordering FROM current_state"
-            f" WHERE {clause}", args,
-        ):
-            out[room_id].append((typ, sk, eid, int(so)))
-    return out
-
-
-def state_changes_between(
-    txn: Txn, room_id: str, after: int, before: int
-) -> dict[tuple[str, str], str]:
-    """The newest state event per key with after < stream_ordering < before."""
-    out: dict[tuple[str, str], str] = {}
-    for typ, sk, eid in txn.fetchall(
-        "SELECT type, state_key, event_id FROM events WHERE room_id = ? AND state_key IS NOT NULL"
-        " AND stream_ordering > ? AND stream_ordering < ? ORDER BY stream_ordering",
-        (room_id, after, before),
-    ):
-        out[(typ, sk)] = eid
-    return out
-
-
-def member_event_ids_before(
-    txn: Txn, room_id: str, before: int, user_ids: list[str]
-) -> dict[str, str]:
-    """user -> event ID of their newest m.room.member event before `before`."""
-    if not user_ids:
-        return {}
-    clause, args = txn.in_list("state_key", user_ids)
-    rows = txn.fetchall(
-        "SELECT state_key, event_id, stream_ordering FROM events WHERE room_id = ?"
-        f" AND type = 'm.room.member' AND {clause} AND stream_ordering < ?",
-        [room_id, *args, before],
+def state_group_at(txn: Txn, room_id: str, position: int) -> int | None:
+    """The group of the state after the room's last event (with a place in its graph) at or
+    before a stream position; None when there is none (no state yet)."""
+    row = txn.fetchone(
+        "SELECT g.state_group FROM events e JOIN event_to_state_groups g ON g.event_id = e.event_id"
+        " WHERE e.room_id = ? AND e.stream_ordering <= ? ORDER BY e.stream_ordering DESC LIMIT 1",
+        (room_id, position),
     )
-    best: dict[str, tuple[int, str]] = {}
-    for sk, eid, so in rows:
-        if sk not in best or so > best[sk][0]:
-            best[sk] = (so, eid)
-    return {k: v[1] for k, v in best.items()}
+    return int(row[0]) if row else None
+
+
+def state_groups_before(txn: Txn, event_ids: list[str]) -> dict[str, int | None]:
+    """event -> the group of the state just before it (None: empty, before the create
+    event), for those of the events with a place in the graph."""
+    out: dict[str, int | None] = {}
+    for chunk in _chunks(event_ids):
+        if not chunk:
+            continue
+        clause, args = txn.in_list("event_id", chunk)
+        for event_id, group in txn.fetchall(
+            f"SELECT event_id, state_group_before FROM event_to_state_groups WHERE {clause}", args,
+        ):
+            out[event_id] = None if group is None else int(group)
+    return out
+
+
+def current_state_changed(
+    txn: Txn, windows: dict[str, tuple[int, int]]
+) -> dict[str, dict[tuple[str, str], str]]:
+    """room -> the entries of its current state that became current within its window
+    (after, upto] of stream positions (a row's stream_ordering says when)."""
+    out: dict[str, dict[tuple[str, str], str]] = {}
+    rooms = list(windows)
+    bounds = set(windows.values())
+    for i in range(0, len(rooms), 300):
+        chunk = rooms[i : i + 300]
+        if len(bounds) == 1:  # an incremental sync's rooms share one window
+            clause, args = txn.in_list("room_id", chunk)
+            rows = txn.fetchall(
+                "SELECT room_id, type, state_key, event_id FROM current_state"
+                f" WHERE {clause} AND stream_ordering > ? AND stream_ordering <= ?",
+                [*args, *next(iter(bounds))],
+            )
+        else:
+            # A join with the windows as a VALUES list: PostgreSQL plans a long OR slowly.
+            values = ", ".join(["(?, CAST(? AS BIGINT), CAST(? AS BIGINT))"] * len(chunk))
+            rows = txn.fetchall(
+                "SELECT c.room_id, c.type, c.state_key, c.event_id FROM current_state c"
+                f" JOIN (VALUES {values}) w ON c.room_id = w.column1"
+                " AND c.stream_ordering > w.column2 AND c.stream_ordering <= w.column3",
+                [part for r in chunk for part in (r, *windows[r])],
+            )
+        for room_id, typ, sk, eid in rows:
+            out.setdefault(room_id, {})[(typ, sk)] = eid
+    return out
 
 
 def txn_ids_for_events(txn: Txn, user_id: str, device_id: str, event_ids: list[str]) -> dict[str, str]:

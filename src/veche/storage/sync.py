@@ -31,7 +31,7 @@ def rooms_with_events(txn: Txn, room_ids: list[str], since: int, upto: int) -> s
     clause, args = txn.in_list("room_id", room_ids)
     return {r[0] for r in txn.fetchall(
         f"SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
-        f" AND {clause}", [since, upto, *args],
+        f" AND hidden = 0 AND {clause}", [since, upto, *args],
     )}
 
 
@@ -41,7 +41,7 @@ def room_timeline(
     """The newest `limit` events in (since, upto], oldest first, and whether more were left out."""
     rows = txn.fetchall(
         "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
-        " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
+        " AND stream_ordering <= ? AND hidden = 0 ORDER BY stream_ordering DESC LIMIT ?",
         (room_id, since, upto, limit + 1),
     )
     limited = len(rows) > limit
@@ -94,7 +94,7 @@ def unread_count(txn: Txn, room_id: str, user_id: str, upto: int) -> int:
     ) or 0
     return int(txn.fetchval(
         "SELECT COUNT(*) FROM events WHERE room_id = ? AND stream_ordering > ?"
-        " AND stream_ordering <= ? AND sender <> ?"
+        " AND stream_ordering <= ? AND sender <> ? AND hidden = 0"
         " AND type IN ('m.room.message', 'm.room.encrypted', 'm.sticker')",
         (room_id, max(read_pos, own_pos), upto, user_id),
     ) or 0)
@@ -163,7 +163,7 @@ def rooms_with_new_events(txn: Txn, room_ids: list[str], since: int, upto: int) 
         clause, args = txn.in_list("room_id", chunk)
         out.update(r[0] for r in txn.fetchall(
             "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
-            f" AND {clause}", [since, upto, *args],
+            f" AND hidden = 0 AND {clause}", [since, upto, *args],
         ))
     return out
 
@@ -174,7 +174,7 @@ def timeline_rows(
     """Up to `limit` events in (after, upto], newest first."""
     return [(int(r[0]), orjson.loads(r[1])) for r in txn.fetchall(
         "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
-        " AND stream_ordering <= ? ORDER BY stream_ordering DESC LIMIT ?",
+        " AND stream_ordering <= ? AND hidden = 0 ORDER BY stream_ordering DESC LIMIT ?",
         (room_id, after, upto, limit),
     )]
 
@@ -184,7 +184,8 @@ def state_group_at(txn: Txn, room_id: str, position: int) -> int | None:
     before a stream position; None when there is none (no state yet)."""
     row = txn.fetchone(
         "SELECT g.state_group FROM events e JOIN event_to_state_groups g ON g.event_id = e.event_id"
-        " WHERE e.room_id = ? AND e.stream_ordering <= ? ORDER BY e.stream_ordering DESC LIMIT 1",
+        " WHERE e.room_id = ? AND e.stream_ordering <= ? AND e.hidden = 0"
+        " ORDER BY e.stream_ordering DESC LIMIT 1",
         (room_id, position),
     )
     return int(row[0]) if row else None

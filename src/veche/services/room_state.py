@@ -30,7 +30,7 @@ class RoomStateService:
         pos = await self.hs.visibility.read_position(room_id, user_id)
         if pos is None:
             return await self.hs.db.run(ev_store.get_current_state_ids, room_id, None)
-        return await self.hs.db.run(store.state_ids_at, room_id, pos, None)
+        return await self.hs.db.run(_state_when_left, room_id, user_id)
 
     async def get_state(self, room_id: str, user_id: str) -> list[dict[str, Any]]:
         ids = await self.state_ids(room_id, user_id)
@@ -88,7 +88,8 @@ class RoomStateService:
                 ids = [eid for (t, _), eid in ev_store.get_current_state_ids(txn, room_id).items()
                        if t == "m.room.member"]
             else:
-                ids = list(store.state_ids_at(txn, room_id, pos, ["m.room.member"]).values())
+                ids = [eid for (t, _), eid in _state_when_left(txn, room_id, user_id).items()
+                       if t == "m.room.member"]
             return list(ev_store.get_events(txn, ids).values())
 
         out = []
@@ -104,3 +105,8 @@ class RoomStateService:
     async def joined_rooms(self, user_id: str) -> list[str]:
         return await self.hs.db.run(store.joined_rooms, user_id)
 
+
+def _state_when_left(txn: Txn, room_id: str, user_id: str) -> dict[tuple[str, str], str]:
+    """The room's state after the user's leave or ban: the last they may read of it."""
+    membership = ev_store.get_membership(txn, room_id, user_id)
+    return (graph.get_state_ids_after(txn, membership[1]) or {}) if membership else {}

@@ -18,7 +18,8 @@
   state resolution: a federated event's state before is resolved once, when it arrives.
 
 Current state (`current_state`, `room_memberships`) is derived from the extremities' state by
-the persist step (services/persist.py); /sync and /messages still read stream order.
+the persist step (services/persist.py); /sync reads state groups
+(storage/state_groups_read.py), /messages pages in (depth, stream) order (storage/history.py).
 """
 
 from __future__ import annotations

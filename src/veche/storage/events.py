@@ -81,19 +81,6 @@ def get_current_state(
     return {k: events[eid] for k, eid in ids.items() if eid in events}
 
 
-def get_state_ids_at(txn: Txn, room_id: str, stream_ordering: int) -> dict[StateKey, str]:
-    """The room's state after the event at `stream_ordering` (rooms here are linear)."""
-    rows = txn.fetchall(
-        "SELECT e.type, e.state_key, e.event_id FROM events e"
-        " JOIN (SELECT type, state_key, MAX(stream_ordering) AS so FROM events"
-        "       WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ?"
-        "       GROUP BY type, state_key) s"
-        " ON e.stream_ordering = s.so",
-        (room_id, stream_ordering),
-    )
-    return {(t, sk): eid for t, sk, eid in rows}
-
-
 def get_event_for_txn_id(txn: Txn, user_id: str, device_id: str, txn_id: str) -> str | None:
     return txn.fetchval(  # type: ignore[no-any-return]
         "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",

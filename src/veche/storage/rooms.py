@@ -27,28 +27,6 @@ def get_event_rows(txn: Txn, event_ids: Sequence[str]) -> dict[str, Row]:
     return out
 
 
-def state_ids_at(txn: Txn, room_id: str, pos: int, types: Sequence[str] | None = None) -> dict[tuple[str, str], str]:
-    sql = (
-        "SELECT type, state_key, MAX(stream_ordering) FROM events"
-        " WHERE room_id = ? AND state_key IS NOT NULL AND stream_ordering <= ? AND hidden = 0"
-    )
-    args: list[Any] = [room_id, pos]
-    if types is not None:
-        clause, targs = txn.in_list("type", list(types))
-        sql += f" AND {clause}"
-        args += targs
-    sql += " GROUP BY type, state_key"
-    positions = [int(r[2]) for r in txn.fetchall(sql, args)]
-    out: dict[tuple[str, str], str] = {}
-    for i in range(0, len(positions), 500):
-        clause, pargs = txn.in_list("stream_ordering", positions[i : i + 500])
-        for t, sk, eid in txn.fetchall(
-            f"SELECT type, state_key, event_id FROM events WHERE {clause}", pargs
-        ):
-            out[(t, sk)] = eid
-    return out
-
-
 def event_by_timestamp(txn: Txn, room_id: str, ts: int, direction: str) -> tuple[str, int] | None:
     if direction == "f":
         row = txn.fetchone(

@@ -57,19 +57,27 @@ def get_current_state_ids(
         )
         return {(t, sk): eid for t, sk, eid in rows}
     state: dict[StateKey, str] = {}
-    wanted = list(dict.fromkeys(keys))
-    # A few keys of a big room's state: look them up rather than read it all.
-    for i in range(0, len(wanted), 100):
-        chunk = wanted[i : i + 100]
-        clause = " OR ".join(["(type = ? AND state_key = ?)"] * len(chunk))
-        args: list[Any] = [room_id]
-        for t, sk in chunk:
-            args += [t, sk]
-        for t, sk, eid in txn.fetchall(
-            "SELECT type, state_key, event_id FROM current_state"
-            f" WHERE room_id = ? AND ({clause})", args,
-        ):
+    by_type: dict[str, list[str]] = {}
+    for t, sk in dict.fromkeys(keys):
+        by_type.setdefault(t, []).append(sk)
+    # A few keys of a big room's state: index probes, one SELECT per type in one statement.
+    # (An OR of (type, state_key) pairs makes SQLite without statistics scan the room.)
+    selects: list[str] = []
+    args: list[Any] = []
+    for t, state_keys in by_type.items():
+        for i in range(0, len(state_keys), 100):
+            chunk = state_keys[i : i + 100]
+            selects.append(
+                "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?"
+                f" AND type = ? AND state_key IN ({', '.join('?' * len(chunk))})")
+            args += [room_id, t, *chunk]
+    start = 0
+    for i in range(0, len(selects), 50):
+        part = selects[i : i + 50]
+        n = sum(sql.count("?") for sql in part)
+        for t, sk, eid in txn.fetchall(" UNION ALL ".join(part), args[start : start + n]):
             state[(t, sk)] = eid
+        start += n
     return state
 
 

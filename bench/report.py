@@ -34,6 +34,10 @@ ROWS: list[tuple[str, str, str, float | None, bool]] = [
     ("heavy_search", "wake_p99_ms", "/sync wake-up p99, no search (ms)", None, True),
     ("heavy_search", "wake_searching_p50_ms", "/sync wake-up p50, searching (ms)", None, True),
     ("heavy_search", "wake_searching_p99_ms", "/sync wake-up p99, searching (ms)", None, True),
+    ("big_room", "setup_s", "big room: registering and joining its members (s)", None, True),
+    ("big_room", "small_cpu_ms_per_msg", "server CPU-ms per message, room of 5", None, True),
+    ("big_room", "big_cpu_ms_per_msg", "server CPU-ms per message, big room", None, True),
+    ("big_room", "big_over_small", "big room / room of 5, CPU per message", None, True),
 ]
 
 
@@ -101,4 +105,9 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
               "reader). Latency is from the start of the send request to the reader's /sync "
               "response that carries it. Wall-clock figures are noisy on a shared 2-core "
               "machine; CPU per message is the steadier figure.", ""]
+    if any("big_room" in results[n] for n in names):
+        lines += [f"Big room: {sizes.big_room_messages:,} messages in all, half into a room of 5 "
+                  f"members and half into one of {sizes.big_room_members:,}, in alternating "
+                  "rounds (small, big, big, small), from 4 senders while a fifth member "
+                  "long-polls /sync; CPU per message counts the sends and that delivery.", ""]
     return "\n".join(lines)

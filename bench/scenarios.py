@@ -36,11 +36,14 @@ class Sizes:
     history: int = 5000
     search_events: int = 100_000
     wakes: int = 200
+    big_room_members: int = 5000
+    big_room_messages: int = 1000
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(senders=4, messages=10, readers=2, rooms=5, room_events=10, polls=40,
-                   poll_users=4, joiners=5, history=150, search_events=200, wakes=5)
+                   poll_users=4, joiners=5, history=150, search_events=200, wakes=5,
+                   big_room_members=30, big_room_messages=40)
 
 
 class Api:
@@ -72,8 +75,8 @@ class Api:
             **body, "auth": {"type": "m.login.dummy", "session": session}})
         return out["user_id"], out["access_token"]
 
-    async def users(self, n: int) -> list[tuple[str, str]]:
-        sem = asyncio.Semaphore(10)
+    async def users(self, n: int, concurrency: int = 10) -> list[tuple[str, str]]:
+        sem = asyncio.Semaphore(concurrency)
 
         async def one() -> tuple[str, str]:
             async with sem:
@@ -81,10 +84,10 @@ class Api:
 
         return list(await asyncio.gather(*[one() for _ in range(n)]))
 
-    async def room(self, token: str, members: list[str]) -> str:
+    async def room(self, token: str, members: list[str], concurrency: int = 10) -> str:
         out, _ = await self.call("POST", "createRoom", token, {"preset": "public_chat"})
         room_id: str = out["room_id"]
-        sem = asyncio.Semaphore(10)
+        sem = asyncio.Semaphore(concurrency)
 
         async def join(t: str) -> None:
             async with sem:
@@ -361,7 +364,111 @@ async def heavy_search(server: Server, api: Api, sizes: Sizes) -> dict[str, floa
             "wake_searching_p99_ms": _percentile(loaded, 0.99) * 1000}
 
 
+async def _settle(server: Server, limit_s: float = 120) -> float:
+    """Wait until the server is idle (under 2 % of a core over half a second): work left over
+    from setup (or from the previous round) must not be counted against the next one."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < limit_s:
+        cpu0 = server.cpu_seconds()
+        await asyncio.sleep(0.5)
+        if server.cpu_seconds() - cpu0 <= 0.01:
+            break
+    return time.monotonic() - t0
+
+
+BIG_ROOM_SENDERS = 4
+SMALL_ROOM = 5
+
+
+@dataclass
+class MemberRoom:
+    room_id: str
+    senders: list[str]  # access tokens
+    reader: str
+    since: str = ""
+
+
+async def member_rooms(api: Api, sizes_by_room: tuple[int, ...]) -> list[MemberRoom]:
+    """Public rooms of the given sizes, members registered and joined through the API; in
+    each, the first BIG_ROOM_SENDERS members send and the next one reads."""
+    # Registration hashes a password (the server's CPU, ~0.15 s each): keep both cores busy.
+    users = await api.users(sum(sizes_by_room), concurrency=8)
+    rooms = []
+    for n in sizes_by_room:
+        mine, users = users[:n], users[n:]
+        tokens = [t for _, t in mine]
+        room_id = await api.room(tokens[0], tokens[1:], concurrency=20)
+        rooms.append(MemberRoom(room_id, tokens[:BIG_ROOM_SENDERS], tokens[BIG_ROOM_SENDERS]))
+    return rooms
+
+
+async def check_members(api: Api, rooms: list[MemberRoom], sizes_by_room: tuple[int, ...]) -> None:
+    """Every member joined (an initial /sync of each reader), and the readers' sync tokens."""
+    for n, room in zip(sizes_by_room, rooms, strict=True):
+        body, _ = await api.sync(room.reader, None, 0, TIMELINE_1000, "offline")
+        state = body["rooms"]["join"][room.room_id]
+        joined = {e["state_key"] for e in state["state"]["events"] + state["timeline"]["events"]
+                  if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}
+        if len(joined) != n:
+            raise BenchError(f"a room of {n} members has {len(joined)} joined")
+        room.since = body["next_batch"]
+
+
+async def send_round(server: Server, api: Api, room: MemberRoom, n: int, tag: str) -> float:
+    """n messages from the room's senders while its reader long-polls; the server's CPU from
+    the first send until the reader has them all and the server is idle again."""
+    want = {f"{tag}-{k}" for k in range(n)}
+
+    async def read() -> None:
+        seen: set[str] = set()
+        deadline = time.monotonic() + 600
+        while seen != want:
+            if time.monotonic() > deadline:
+                raise BenchError(f"the reader saw {len(seen)} of {n} messages")
+            body, _ = await api.sync(room.reader, room.since, 30_000, TIMELINE_1000, "offline")
+            room.since = body["next_batch"]
+            events = body.get("rooms", {}).get("join", {}).get(room.room_id, {}).get(
+                "timeline", {}).get("events", [])
+            seen.update(e.get("content", {}).get("body") for e in events
+                        if e["type"] == "m.room.message")
+
+    async def send(i: int, token: str) -> None:
+        for k in range(i, n, len(room.senders)):
+            await api.send(token, room.room_id, f"{tag}-{k}", f"{tag}-{k}")
+
+    reading = asyncio.create_task(read())
+    await asyncio.sleep(0.2)  # the long-poll is parked by now
+    cpu0 = server.cpu_seconds()
+    await asyncio.gather(*[send(i, t) for i, t in enumerate(room.senders)])
+    await reading
+    await _settle(server, 30)
+    return server.cpu_seconds() - cpu0
+
+
+async def big_room(server: Server, api: Api, sizes: Sizes) -> dict[str, float]:
+    """Scenario 8: the same messages sent into a room of 5 members and into a room of
+    big_room_members: a send must not cost more because the room is big (state groups, not
+    copies of the room's state)."""
+    sizes_by_room = (SMALL_ROOM, max(sizes.big_room_members, SMALL_ROOM))
+    t0 = time.perf_counter()
+    rooms = await member_rooms(api, sizes_by_room)
+    setup_s = time.perf_counter() - t0
+    await check_members(api, rooms, sizes_by_room)
+    settle_s = await _settle(server)
+    # Alternate small, big, big, small: drift (a growing database, a busier machine) falls
+    # on both rooms alike.
+    per_round = max(1, sizes.big_room_messages // 4)
+    cpu = [0.0, 0.0]
+    for r, which in enumerate((0, 1, 1, 0)):
+        cpu[which] += await send_round(server, api, rooms[which], per_round, f"r{r}")
+    small, big = (c / (2 * per_round) * 1000 for c in cpu)
+    return {"setup_s": setup_s, "settle_s": settle_s, "messages_each": float(2 * per_round),
+            "small_cpu_ms_per_msg": small, "big_cpu_ms_per_msg": big,
+            "big_over_small": big / small if small else float("inf")}
+
+
 SCENARIOS = {"chat": chat, "many_rooms": many_rooms, "idle_polls": idle_polls,
-             "join_and_read": join_and_read, "heavy_search": heavy_search}
-# Filling a room with 100,000 messages takes Synapse hours: run only when asked for by name.
-VECHE_ONLY = {"heavy_search"}
+             "join_and_read": join_and_read, "heavy_search": heavy_search, "big_room": big_room}
+# Filling a room with 100,000 messages takes Synapse hours, and registering 5,000 users with
+# real password hashing much longer: run these against Synapse only when asked for by name.
+VECHE_ONLY = {"heavy_search", "big_room"}

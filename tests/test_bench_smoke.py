@@ -21,7 +21,7 @@ def test_bench_runner_quick(tmp_path: Path) -> None:
     for label in ("server CPU-s per 1,000 messages", "send-to-sync p99 (ms)",
                   "RSS idle after start (MB)", "many rooms: initial /sync (s)",
                   "long-polls held and woken", "/messages back through history (s)",
-                  "/sync wake-up p99, searching (ms)"):
+                  "/sync wake-up p99, searching (ms)", "server CPU-ms per message, big room"):
         assert label in table, label
     held = next(line for line in table.splitlines() if "long-polls held" in line)
     assert held.split("|")[2].strip() == "40"  # every quick long-poll was woken

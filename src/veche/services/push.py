@@ -13,8 +13,6 @@ import threading
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
 
-import orjson
-
 from veche.core import push_rules as rules_core
 from veche.core.auth import get_user_power_level
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
@@ -300,7 +298,7 @@ class PushService:
         pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
         sender_level = _sender_level(txn, room_id, sender, state, rv)
         evaluators = self._evaluators_for(txn, recipients)
-        event_text = orjson.dumps(event).decode()
+        named = _string_values(event)
 
         def actions_for(uid: str) -> list[Any]:
             return evaluators[uid][0].evaluate(
@@ -313,7 +311,9 @@ class PushService:
             return (int(rules_core.actions_notify(actions)),
                     int(rules_core.actions_highlight(actions)))
 
-        own = [u for u in recipients if not evaluators[u][1] or u in event_text]
+        # The default rules read a user ID only as a whole value (m.mentions, a member's
+        # state_key): a set lookup, not a search of the event's text per member.
+        own = [u for u in recipients if not evaluators[u][1] or u in named]
         shared = (0, 0)
         if len(own) < len(recipients):
             own_set = set(own)
@@ -330,6 +330,20 @@ class PushService:
         if self.hs.config.push.enabled:
             notify_pushers(self.hs, txn, recipients, event, pos, actions_for, members.get(sender))
         return members
+
+
+def _string_values(event: Any) -> set[str]:
+    found: set[str] = set()
+    stack = [event]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            found.add(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return found
 
 
 def _is_default(user_id: str, kind: str, rule_id: str) -> bool:

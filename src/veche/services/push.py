@@ -54,6 +54,9 @@ class PushService:
         self._generation = 0
         # room_id -> {user_id: display name} of joined members; dropped on member events.
         self._members: OrderedDict[str, dict[str, str | None]] = OrderedDict()
+        # room_id -> (rules generation, the members dict it was computed for, the members
+        # with rules of their own).
+        self._custom: OrderedDict[str, tuple[int, dict[str, str | None], set[str]]] = OrderedDict()
         # (user_id, room_id) -> (stream position, unread counts up to it), so a /sync only
         # counts what came since; dropped when the user's read positions move.
         self._counts: OrderedDict[tuple[str, str], tuple[int, Counts]] = OrderedDict()
@@ -234,6 +237,24 @@ class PushService:
                     self._evaluators.popitem(last=False)
         return out
 
+    def _custom_members(self, txn: Txn, room_id: str, members: dict[str, str | None]) -> set[str]:
+        """The members whose push rules are not the server default, remembered per room for as
+        long as its member list (the same cached dict) and everyone's rules stay the same."""
+        with self._lock:
+            generation = self._generation
+            hit = self._custom.get(room_id)
+            if hit is not None and hit[0] == generation and hit[1] is members:
+                return hit[2]
+        evaluators = self._evaluators_for(txn, list(members))
+        custom = {u for u, (_, default) in evaluators.items() if not default}
+        with self._lock:
+            if generation == self._generation:
+                self._custom[room_id] = (generation, members, custom)
+                self._custom.move_to_end(room_id)
+                while len(self._custom) > 5_000:
+                    self._custom.popitem(last=False)
+        return custom
+
     def _room_members(self, txn: Txn, room_id: str, cache: bool = True) -> dict[str, str | None]:
         with self._lock:
             members = self._members.get(room_id) if cache else None
@@ -282,25 +303,41 @@ class PushService:
         if sender in members:
             # Sending in a room reads it: the sender has seen what came before.
             self.mark_read(txn, sender, room_id, pos, thread_id or "main")
-        recipients = [u for u in members if u != sender]
         invitee = event.get("state_key") if is_member else None
-        if (invitee is not None and invitee not in members
+        if not (invitee is not None and invitee not in members
                 and event["content"].get("membership") == "invite"
                 and invitee.endswith(f":{self.hs.server_name}")):
-            # Not in the room yet, but the invite is for them (.m.rule.invite_for_me).
-            recipients.append(invitee)
-        if not recipients:
+            invitee = None  # else: not in the room yet, but the invite is for them
+        # Every joined member but the sender, and an invitee (.m.rule.invite_for_me): tested
+        # for, never listed, so a send to a big room does not walk its members.
+        count = len(members) - (sender in members) + (invitee is not None)
+        if not count:
             return members
+
+        def is_recipient(uid: str) -> bool:
+            return uid != sender and (uid in members or uid == invitee)
         if state is None:  # the room's state after the event; the pipeline passes its auth state
             state = event_store.get_current_state(
                 txn, room_id, [("m.room.power_levels", ""), ("m.room.create", "")]
             )
         pl = state.get(("m.room.power_levels", ""), {}).get("content") or {}
         sender_level = _sender_level(txn, room_id, sender, state, rv)
-        evaluators = self._evaluators_for(txn, recipients)
-        named = _string_values(event)
+        # The default rules read a user ID only as a whole value (m.mentions, a member's
+        # state_key): members named so, and those with rules of their own, are evaluated
+        # one by one; everyone else shares one evaluation.
+        own = [u for u in dict.fromkeys(
+            [*self._custom_members(txn, room_id, members), *_string_values(event)])
+            if is_recipient(u)]
+        own_set = set(own)
+        representative = None
+        if len(own) < count:
+            representative = next(u for u in members if is_recipient(u) and u not in own_set)
+        evaluators = self._evaluators_for(
+            txn, [*own, *([representative] if representative else [])])
 
         def actions_for(uid: str) -> list[Any]:
+            if uid not in evaluators:
+                evaluators.update(self._evaluators_for(txn, [uid]))
             return evaluators[uid][0].evaluate(
                 event, user_id=uid, display_name=members.get(uid), room_member_count=len(members),
                 power_levels=pl, sender_power_level=sender_level,
@@ -311,13 +348,9 @@ class PushService:
             return (int(rules_core.actions_notify(actions)),
                     int(rules_core.actions_highlight(actions)))
 
-        # The default rules read a user ID only as a whole value (m.mentions, a member's
-        # state_key): a set lookup, not a search of the event's text per member.
-        own = [u for u in recipients if not evaluators[u][1] or u in named]
         shared = (0, 0)
-        if len(own) < len(recipients):
-            own_set = set(own)
-            shared = outcome(next(u for u in recipients if u not in own_set))
+        if representative is not None:
+            shared = outcome(representative)
             if shared != (0, 0):
                 store.add_room_push_action(txn, room_id, pos, sender, thread_id, *shared)
         rows = []
@@ -328,7 +361,10 @@ class PushService:
         if rows:
             store.add_push_actions(txn, rows)
         if self.hs.config.push.enabled:
-            notify_pushers(self.hs, txn, recipients, event, pos, actions_for, members.get(sender))
+            candidates = [u for u in self.hs.pushers.users_among(members) if is_recipient(u)]
+            if invitee is not None and self.hs.pushers.wants_push(invitee):
+                candidates.append(invitee)
+            notify_pushers(self.hs, txn, candidates, event, pos, actions_for, members.get(sender))
         return members
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -123,6 +124,12 @@ class PusherService:
         self._users.add(user_id)
 
     # --- the send path -------------------------------------------------------------------------
+    def users_among(self, user_ids: Collection[str]) -> list[str]:
+        """Those of `user_ids` with a pusher, walking the smaller of the two sets."""
+        if len(self._users) < len(user_ids):
+            return [u for u in self._users if u in user_ids]
+        return [u for u in user_ids if u in self._users]
+
     def wants_push(self, user_id: str) -> bool:
         return self.config.enabled and user_id in self._users
 

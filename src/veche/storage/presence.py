@@ -33,10 +33,12 @@ def presence_since_for_user(txn: Txn, user_id: str, since: int, upto: int) -> li
     """Presence changes in (since, upto] of the user and everyone sharing a joined room."""
     return txn.fetchall(  # type: ignore[return-value,unused-ignore]
         "SELECT p.user_id, p.presence, p.status_msg, p.last_active_ts, p.stream_id FROM presence p"
-        " WHERE p.stream_id > ? AND p.stream_id <= ? AND (p.user_id = ? OR p.user_id IN ("
-        "  SELECT o.user_id FROM room_memberships o JOIN room_memberships me"
-        "  ON me.room_id = o.room_id WHERE me.user_id = ? AND me.membership = 'join'"
-        "  AND o.membership = 'join'))",
+        # From the changes in the window (usually few), each checked for a shared room: not
+        # a list of everyone sharing a room with the user, built on every /sync.
+        " WHERE p.stream_id > ? AND p.stream_id <= ? AND (p.user_id = ? OR EXISTS ("
+        "  SELECT 1 FROM room_memberships o JOIN room_memberships me"
+        "  ON me.user_id = ? AND me.room_id = o.room_id"
+        "  WHERE o.user_id = p.user_id AND o.membership = 'join' AND me.membership = 'join'))",
         (since, upto, user_id, user_id),
     )
 

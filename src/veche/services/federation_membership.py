@@ -334,7 +334,7 @@ class FederationMembershipService:
             if ev_store.get_event_position(txn, event["event_id"]) is None:
                 self.hs.events.persister.persist_event(
                     txn, stored, EventContext(outlier=True), pos, rv=rv)
-            queue.set_local_membership(txn, room_id, target, "invite", event["event_id"], pos,
+            ev_store.set_membership(txn, room_id, target, "invite", event["event_id"], pos,
                                        event["sender"])
 
         with self.hs.stream.get_next() as pos:

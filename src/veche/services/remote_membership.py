@@ -353,7 +353,7 @@ class RemoteMembership:
             if ev_store.get_room_version(txn, room_id) is None:
                 ev_store.insert_room(txn, room_id, rv.identifier, user_id, int(time.time() * 1000))
             persister.persist_event(txn, event, EventContext(outlier=True), pos, rv=rv)
-            queue.set_local_membership(txn, room_id, user_id, membership, event["event_id"],
+            ev_store.set_membership(txn, room_id, user_id, membership, event["event_id"],
                                        pos, user_id)
 
         with self.hs.stream.get_next() as pos:

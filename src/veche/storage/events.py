@@ -190,15 +190,8 @@ def write_state_delta(
             (room_id, etype, state_key, event_id, stream_ordering),
         )
         if etype == "m.room.member":
-            membership = event["content"]["membership"]
-            txn.execute(
-                "INSERT INTO room_memberships (user_id, room_id, membership, event_id,"
-                " stream_ordering, sender, forgotten) VALUES (?, ?, ?, ?, ?, ?, 0)"
-                " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,"
-                " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
-                " sender = excluded.sender, forgotten = 0",
-                (state_key, room_id, membership, event_id, stream_ordering, event["sender"]),
-            )
+            set_membership(txn, room_id, state_key, event["content"]["membership"], event_id,
+                           stream_ordering, event["sender"])
     for etype, state_key in removed:
         txn.execute(
             "DELETE FROM current_state WHERE room_id = ? AND type = ? AND state_key = ?",
@@ -217,3 +210,16 @@ def apply_redaction(txn: Txn, target_id: str, redacted_json: dict[str, Any], red
         (orjson.dumps(redacted_json).decode(), redaction_id, target_id),
     )
     search.unindex_event(txn, target_id)
+
+
+def set_membership(txn: Txn, room_id: str, user_id: str, membership: str, event_id: str,
+                   stream_ordering: int, sender: str) -> None:
+    """A user's membership row (also for a room this server holds no state of: an invite
+    from another server, its rejection)."""
+    txn.execute(
+        "INSERT INTO room_memberships (user_id, room_id, membership, event_id,"
+        " stream_ordering, sender, forgotten) VALUES (?, ?, ?, ?, ?, ?, 0)"
+        " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,"
+        " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
+        " sender = excluded.sender, forgotten = 0",
+        (user_id, room_id, membership, event_id, stream_ordering, sender))

@@ -91,15 +91,3 @@ def clear_backoff(txn: Txn, destination: str) -> bool:
     return txn.execute("DELETE FROM federation_destinations WHERE destination = ?",
                        (destination,)) > 0
 
-
-def set_local_membership(txn: Txn, room_id: str, user_id: str, membership: str, event_id: str,
-                         stream_ordering: int, sender: str) -> None:
-    """A local user's membership of a room this server holds no state of (an invite from
-    another server, its rejection): room_memberships only, current state is not known."""
-    txn.execute(
-        "INSERT INTO room_memberships (user_id, room_id, membership, event_id,"
-        " stream_ordering, sender, forgotten) VALUES (?, ?, ?, ?, ?, ?, 0)"
-        " ON CONFLICT (user_id, room_id) DO UPDATE SET membership = excluded.membership,"
-        " event_id = excluded.event_id, stream_ordering = excluded.stream_ordering,"
-        " sender = excluded.sender, forgotten = 0",
-        (user_id, room_id, membership, event_id, stream_ordering, sender))

@@ -10,18 +10,15 @@ persist events through the entry itself, on SQLite and PostgreSQL.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import BACKENDS, Client, PostgresTestDatabase
+from tests.conftest import BACKENDS, Client
+from tests.inprocess import inprocess_server
 from tests.test_rooms import create_room, q, send_text
-from veche.config import Config, DatabaseConfig
 from veche.core import auth as auth_rules
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.core.state_res import resolve_state
@@ -81,21 +78,8 @@ class Server:
 
 @pytest.fixture(params=BACKENDS)
 async def server(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> AsyncIterator[Server]:
-    tmp = tempfile.mkdtemp(prefix="veche-persist-")
-    pg = PostgresTestDatabase() if request.param == "postgres" else None
-    config = Config(server_name="persist.test", data_dir=tmp, dev=True,
-                    database=DatabaseConfig(url=pg.url if pg else ""))
-    hs = HomeServer(config)
-    site = TestServer(hs.make_app())
-    await site.start_server()
-    try:
-        yield Server(hs, str(site.make_url("")).rstrip("/"), http)
-    finally:
-        await site.close()
-        await hs.close()
-        if pg is not None:
-            pg.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    async with inprocess_server(request.param, "persist.test") as (hs, base_url):
+        yield Server(hs, base_url, http)
 
 
 class MemoryGraph:

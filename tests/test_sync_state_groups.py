@@ -8,19 +8,16 @@ the events it sent itself.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import BACKENDS, Client, PostgresTestDatabase
+from tests.conftest import BACKENDS, Client
+from tests.inprocess import inprocess_server
 from tests.sync_helpers import joined, room_with, send, set_state, sync
-from veche.config import Config, DatabaseConfig
 from veche.server import HomeServer
 from veche.storage import events as event_store
 from veche.storage.database import Txn
@@ -211,20 +208,8 @@ async def local(
     request: pytest.FixtureRequest, http: aiohttp.ClientSession
 ) -> AsyncIterator[tuple[HomeServer, str]]:
     """A server in this process, so a test can reach its storage."""
-    tmp = tempfile.mkdtemp(prefix="veche-syncstate-")
-    pg = PostgresTestDatabase() if request.param == "postgres" else None
-    hs = HomeServer(Config(server_name="syncstate.test", data_dir=tmp, dev=True,
-                           database=DatabaseConfig(url=pg.url if pg else "")))
-    site = TestServer(hs.make_app())
-    await site.start_server()
-    try:
-        yield hs, str(site.make_url("")).rstrip("/")
-    finally:
-        await site.close()
-        await hs.close()
-        if pg is not None:
-            pg.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    async with inprocess_server(request.param, "syncstate.test") as local_server:
+        yield local_server
 
 
 async def test_state_a_resolution_chose_is_reported(

@@ -10,19 +10,16 @@ SQLite and PostgreSQL.
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any, TypeVar
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
-from tests.conftest import BACKENDS, Client, PostgresTestDatabase
+from tests.conftest import BACKENDS, Client
+from tests.inprocess import inprocess_server
 from tests.test_rooms import assert_error, create_room, q, send_text
-from veche.config import Config, DatabaseConfig
 from veche.core import auth as auth_rules
 from veche.server import HomeServer
 from veche.storage import event_graph as graph
@@ -89,21 +86,8 @@ class Server:
 
 @pytest.fixture(params=BACKENDS)
 async def server(request: pytest.FixtureRequest, http: aiohttp.ClientSession) -> AsyncIterator[Server]:
-    tmp = tempfile.mkdtemp(prefix="veche-history-")
-    pg = PostgresTestDatabase() if request.param == "postgres" else None
-    config = Config(server_name="history.test", data_dir=tmp, dev=True,
-                    database=DatabaseConfig(url=pg.url if pg else ""))
-    hs = HomeServer(config)
-    site = TestServer(hs.make_app())
-    await site.start_server()
-    try:
-        yield Server(hs, str(site.make_url("")).rstrip("/"), http)
-    finally:
-        await site.close()
-        await hs.close()
-        if pg is not None:
-            pg.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    async with inprocess_server(request.param, "history.test") as (hs, base_url):
+        yield Server(hs, base_url, http)
 
 
 async def pages(client: Client, room_id: str, direction: str, limit: int,

@@ -11,12 +11,12 @@ import pytest
 from signedjson.key import generate_signing_key, get_verify_key
 
 from veche.core.events import compute_event_id, room_id_from_create_event_id, sign_event
+from veche.core.federation_pdus import pdu_for_federation
 from veche.core.pdu import (
     PduError,
     check_pdu_format,
     check_signatures,
     checked_content,
-    pdu_for_federation,
     required_signers,
     with_event_id,
 )
@@ -88,7 +88,7 @@ def test_room_id_format_per_version() -> None:
     # The stored copy carries the room ID the create event defines; sent out, it has none.
     stored = with_event_id(V12, create)
     assert stored["room_id"] == room_id_from_create_event_id(stored["event_id"])
-    assert pdu_for_federation(V12, stored) == create
+    assert pdu_for_federation(stored, V12) == create
 
 
 def test_backfilled_events_may_exceed_the_count_limits() -> None:
@@ -100,7 +100,7 @@ def test_event_id_ignores_a_claimed_one() -> None:
     pdu = _signed(V11)
     event = with_event_id(V11, {**pdu, "event_id": "$forged"})
     assert event["event_id"] == compute_event_id(pdu, V11)
-    assert pdu_for_federation(V11, {**event, "unsigned": {"prev_content": {}}}) == pdu
+    assert pdu_for_federation({**event, "unsigned": {"prev_content": {}}}, V11) == pdu
 
 
 @pytest.mark.parametrize(("over", "signers"), [

@@ -17,7 +17,7 @@ from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
 from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
-from veche.core.pdu import pdu_for_federation
+from veche.core.federation_pdus import pdu_for_federation
 
 
 @pytest.fixture
@@ -91,7 +91,7 @@ async def test_remote_user_joins_and_talks_and_transactions_are_idempotent(
     status, got = await fed_event(http, veche, origin, mine)
     assert status == 200 and got["pdus"][0]["prev_events"] == [m3], got
     status, got = await fed_event(http, veche, origin, m1)
-    assert status == 200 and got["pdus"] == [pdu_for_federation(room.rv, p1)]
+    assert status == 200 and got["pdus"] == [pdu_for_federation(p1, room.rv)]
 
 
 async def test_transaction_limits(veche: ServerProcess, origin: FakeServer,
@@ -215,7 +215,7 @@ async def test_gaps_are_filled_from_the_origin(veche: ServerProcess, origin: Fak
     # Three messages; only the last is sent: the first two come from get_missing_events.
     built = [room.build(origin, bob, "m.room.message", {"body": f"gap {i}"}) for i in range(3)]
     origin.answer(f"{F1}/get_missing_events/{room.room_id}",
-                  {"events": [pdu_for_federation(room.rv, p) for _, p in built[:2]]})
+                  {"events": [pdu_for_federation(p, room.rv) for _, p in built[:2]]})
     status, result = await origin.send(http, veche, [built[2][1]])
     assert (status, result) == (200, {"pdus": {built[2][0]: {}}})
     assert await texts(alice, room.room_id) == ["gap 0", "gap 1", "gap 2"]
@@ -232,9 +232,9 @@ async def test_gaps_are_filled_from_the_origin(veche: ServerProcess, origin: Fak
     origin.answer(f"{F1}/state_ids/{room.room_id}",
                   {"pdu_ids": sorted(before_hole.values()), "auth_chain_ids": []})
     origin.answer(f"{F1}/event/{topic_id}", {"origin": origin.name, "origin_server_ts": 0,
-                                             "pdus": [pdu_for_federation(room.rv, topic)]})
+                                             "pdus": [pdu_for_federation(topic, room.rv)]})
     origin.answer(f"{F1}/event/{hole_id}", {"origin": origin.name, "origin_server_ts": 0,
-                                            "pdus": [pdu_for_federation(room.rv, hole)]})
+                                            "pdus": [pdu_for_federation(hole, room.rv)]})
     status, result = await origin.send(http, veche, [last])
     assert (status, result) == (200, {"pdus": {last_id: {}}}), veche.log()[-3000:]
     assert (await texts(alice, room.room_id))[-1] == "after the gap"

@@ -21,6 +21,7 @@ from veche.core.events import (
     room_id_from_create_event_id,
     verify_event_signature,
 )
+from veche.core.federation_pdus import is_v12_create
 from veche.core.identifiers import (
     InvalidIdentifier,
     is_valid_event_id,
@@ -40,11 +41,6 @@ KeyLookup = Mapping[tuple[str, str], VerifyKey]
 
 class PduError(ValueError):
     """The PDU is not a valid event of its room version: it is dropped."""
-
-
-def is_v12_create(rv: RoomVersion, event: Mapping[str, Any]) -> bool:
-    return (rv.room_id_is_create_event_hash and event.get("type") == "m.room.create"
-            and event.get("state_key") == "")
 
 
 def _id_list(rv: RoomVersion, event: Mapping[str, Any], key: str, limit: int | None) -> None:
@@ -86,7 +82,7 @@ def check_pdu_format(rv: RoomVersion, pdu: Mapping[str, Any], *, limits: bool = 
         parse_user_id(pdu["sender"])
     except InvalidIdentifier as e:
         raise PduError(f"sender: {e}") from None
-    if is_v12_create(rv, pdu):
+    if is_v12_create(pdu, rv):
         if "room_id" in pdu:
             raise PduError("a v12 m.room.create event has no room_id")
     elif not is_valid_room_id(pdu.get("room_id"), rv):
@@ -106,7 +102,7 @@ def with_event_id(rv: RoomVersion, pdu: Mapping[str, Any]) -> dict[str, Any]:
     came with ignored, and a v12 create event given the room ID it defines."""
     event = {k: v for k, v in pdu.items() if k != "event_id"}
     event["event_id"] = compute_event_id(event, rv)
-    if is_v12_create(rv, event):
+    if is_v12_create(event, rv):
         event["room_id"] = room_id_from_create_event_id(event["event_id"])
     return event
 
@@ -157,13 +153,3 @@ def checked_content(rv: RoomVersion, pdu: dict[str, Any]) -> tuple[dict[str, Any
     if check_content_hash(pdu):
         return pdu, True
     return redact_event(pdu, rv), False
-
-
-def pdu_for_federation(rv: RoomVersion, stored: Mapping[str, Any]) -> dict[str, Any]:
-    """A stored event as a PDU for another server: no `event_id` (v4+ PDUs carry none), no
-    room ID on a v12 create event (it has none; the room ID is derived from its hash), and
-    no local unsigned data (prev_content, redacted_because)."""
-    pdu = {k: v for k, v in stored.items() if k not in ("event_id", "unsigned")}
-    if is_v12_create(rv, pdu):
-        pdu.pop("room_id", None)
-    return pdu

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from veche.core.events import create_event_id_from_room_id
-from veche.core.pdu import pdu_for_federation
+from veche.core.federation_pdus import pdu_for_federation
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.core.server_acl import SERVER_ACL, server_allowed
 from veche.core.server_visibility import (
@@ -86,7 +86,7 @@ class FederationServing:
     def _served(self, txn: Txn, rv: RoomVersion, origin: str, room_id: str,
                 events: Sequence[fstore.StoredEvent]) -> list[dict[str, Any]]:
         visible = self._visible(txn, origin, room_id, [s.event["event_id"] for s in events])
-        return [pdu_for_federation(rv, for_server(rv, s.event, visible[s.event["event_id"]]))
+        return [pdu_for_federation(for_server(rv, s.event, visible[s.event["event_id"]]), rv)
                 for s in events]
 
     # --- endpoints --------------------------------------------------------------------------
@@ -127,8 +127,8 @@ class FederationServing:
         def run(txn: Txn) -> dict[str, Any]:
             rv, pdu_ids, chain = self._state_ids(txn, origin, room_id, event_id)
             events = store.get_events(txn, [*pdu_ids, *chain])
-            return {"pdus": [pdu_for_federation(rv, events[e]) for e in pdu_ids if e in events],
-                    "auth_chain": [pdu_for_federation(rv, events[e]) for e in chain if e in events]}
+            return {"pdus": [pdu_for_federation(events[e], rv) for e in pdu_ids if e in events],
+                    "auth_chain": [pdu_for_federation(events[e], rv) for e in chain if e in events]}
 
         return await self.hs.db.run_read(run)
 
@@ -138,7 +138,7 @@ class FederationServing:
             self._event_in_room(txn, room_id, event_id)
             chain = _auth_chain(txn, rv, room_id, [event_id])
             events = store.get_events(txn, chain)
-            return {"auth_chain": [pdu_for_federation(rv, events[e]) for e in chain if e in events]}
+            return {"auth_chain": [pdu_for_federation(events[e], rv) for e in chain if e in events]}
 
         return await self.hs.db.run_read(run)
 

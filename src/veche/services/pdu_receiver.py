@@ -23,13 +23,12 @@ from typing import TYPE_CHECKING, Any, cast
 
 from veche.core import auth as auth_rules
 from veche.core.events import EventFormatError, create_event_id_from_room_id
+from veche.core.federation_pdus import is_v12_create, pdu_for_federation
 from veche.core.pdu import (
     PduError,
     check_pdu_format,
     check_signatures,
     checked_content,
-    is_v12_create,
-    pdu_for_federation,
     required_signers,
     signature_key_ids,
     with_event_id,
@@ -73,7 +72,7 @@ class PduReceiver:
             # Hashes and signatures cover the PDU without event_id (a claimed one is
             # ignored). Its unsigned data is the sender's word only, and clients are shown
             # a stored event's unsigned section: none is kept.
-            received = pdu_for_federation(rv, pdu)
+            received = pdu_for_federation(pdu, rv)
         except (PduError, EventFormatError) as e:
             raise PduRefused(f"bad event: {e}") from None
         keys = await self._keys_for(rv, received)
@@ -119,7 +118,7 @@ class PduReceiver:
             state[auth_rules.CREATE_KEY] = stored[create_id].event
         # A v12 create event is stored with the room ID it defines; the rules see it without.
         subject = ({k: v for k, v in event.items() if k != "room_id"}
-                   if is_v12_create(rv, event) else event)
+                   if is_v12_create(event, rv) else event)
         try:
             auth_rules.check_auth_events(rv, subject, auth_events, rejected)
             auth_rules.check_auth_rules(

@@ -9,7 +9,6 @@ import asyncio
 import logging
 import ssl
 from typing import Any
-from urllib.parse import quote, urlencode
 
 import aiohttp
 import dns.asyncresolver
@@ -22,6 +21,13 @@ from veche.core.federation_auth import sign_request
 from veche.core.identifiers import InvalidIdentifier
 from veche.core.server_discovery import WELL_KNOWN_MAX_BYTES, Target
 from veche.federation.dns import DnsPythonResolver, lookup_srv, system_resolver
+from veche.federation.errors import (  # noqa: F401  (re-exported)
+    FederationDenied,
+    FederationError,
+    HttpResponseError,
+    Unreachable,
+    path,
+)
 from veche.federation.resolver import ServerResolver
 from veche.outbound import AddressPolicy, FilteringConnector
 
@@ -29,35 +35,6 @@ logger = logging.getLogger(__name__)
 
 MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 USER_AGENT = "Veche federation"
-
-
-class FederationError(Exception):
-    """A federation request could not be made or did not succeed."""
-
-
-class FederationDenied(FederationError):
-    """The configuration does not allow federating with this server."""
-
-
-class Unreachable(FederationError):
-    """No target of the server answered."""
-
-
-class HttpResponseError(FederationError):
-    def __init__(self, destination: str, status: int, body: Any) -> None:
-        errcode = body.get("errcode") if isinstance(body, dict) else None
-        super().__init__(f"{destination} answered {status} {errcode or ''}".rstrip())
-        self.status = status
-        self.body = body
-        self.errcode = errcode
-
-
-def path(template: str, *parts: str, query: dict[str, Any] | None = None) -> str:
-    """A request target: `template` with each `{}` filled by a percent-encoded part."""
-    target = template.format(*(quote(p, safe="") for p in parts))
-    if query:
-        target += "?" + urlencode(query, doseq=True)
-    return target
 
 
 def make_ssl_context(ca_file: str) -> ssl.SSLContext:

@@ -8,7 +8,9 @@ from aiohttp import web
 from veche.errors import MatrixError, invalid_param, missing_param
 from veche.http.base import hs_of, json_body, json_response
 from veche.http.federation import FEDERATION_V1, federation_origin
-from veche.services.federation_inbound import SEND_MAX_BODY_BYTES
+
+# 50 PDUs of 64 KiB each and room for the EDUs: the client API's 1 MiB is far too small.
+SEND_MAX_BODY_BYTES = 8 * 1024 * 1024
 
 federation_routes = web.RouteTableDef()
 

@@ -10,7 +10,8 @@ from aiohttp import web
 from veche.core.identifiers import is_valid_server_name
 from veche.errors import bad_json, invalid_param
 from veche.http.base import client_ip, hs_of, json_body, json_response, query_int
-from veche.services.server_keys import MAX_NOTARY_SERVERS
+
+MAX_NOTARY_SERVERS = 100  # servers per key query
 
 federation_routes = web.RouteTableDef()
 KEY_V2 = "/_matrix/key/v2"

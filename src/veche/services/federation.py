@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from veche.core.federation_auth import XMatrixError, parse_x_matrix, verify_request
 from veche.core.identifiers import InvalidIdentifier, parse_server_name, parse_user_id
 from veche.errors import MatrixError, forbidden, invalid_param, not_found
-from veche.federation.client import FederationDenied, FederationError, HttpResponseError, path
+from veche.federation.errors import FederationDenied, FederationError, HttpResponseError, path
 from veche.services.accounts import PROFILE_FIELDS
 
 if TYPE_CHECKING:

@@ -38,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 MAX_PDUS = 50
 MAX_EDUS = 100
-# 50 PDUs of 64 KiB each and room for the EDUs: the client API's 1 MiB is far too small.
-SEND_MAX_BODY_BYTES = 8 * 1024 * 1024
 TYPING_TIMEOUT_MS = 30_000  # a remote typing notice lasts as Synapse's federation one does
 
 

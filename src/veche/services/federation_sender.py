@@ -20,7 +20,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from veche.core.federation_pdus import pdu_for_federation
-from veche.federation.client import FederationDenied, FederationError, path
+from veche.federation.errors import FederationDenied, FederationError, path
 from veche.storage import events as ev_store
 from veche.storage import federation_queue as queue
 from veche.storage.database import Txn

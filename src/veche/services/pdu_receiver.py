@@ -34,7 +34,7 @@ from veche.core.pdu import (
     with_event_id,
 )
 from veche.core.room_versions import RoomVersion
-from veche.federation.client import FederationError, path
+from veche.federation.errors import FederationError, path
 from veche.services.persist import MissingPrevEvents, Persisted
 from veche.storage import event_graph as graph
 from veche.storage import federation_events as fstore

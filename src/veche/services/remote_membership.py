@@ -28,7 +28,7 @@ from veche.core.federation_pdus import (
 from veche.core.redaction import redact_event
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, forbidden, not_found
-from veche.federation.client import (
+from veche.federation.errors import (
     FederationDenied,
     FederationError,
     HttpResponseError,

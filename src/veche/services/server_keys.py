@@ -23,7 +23,7 @@ from veche.core.server_keys import (
     parse_keys_response,
     verify_json,
 )
-from veche.federation.client import FederationError
+from veche.federation.errors import FederationError
 from veche.keys import load_old_verify_keys
 from veche.storage import server_keys as store
 
@@ -41,7 +41,6 @@ OWN_RESIGN_MS = 3600 * 1000
 REFETCH_AFTER_S = 60.0
 KEY_FETCH_TIMEOUT_S = 15.0
 MAX_KEY_RESPONSE_BYTES = 512 * 1024
-MAX_NOTARY_SERVERS = 100
 
 
 def now_ms() -> int:

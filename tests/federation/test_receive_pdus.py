@@ -267,3 +267,25 @@ async def test_typing_and_receipts(veche: ServerProcess, origin: FakeServer,
     ephemeral = {e["type"]: e["content"] for e in joined["ephemeral"]["events"]}
     assert ephemeral["m.typing"] == {"user_ids": [bob]}
     assert bob in ephemeral["m.receipt"][mine]["m.read"]
+
+
+async def test_remote_redactions(veche: ServerProcess, origin: FakeServer,
+                                 http: aiohttp.ClientSession) -> None:
+    alice, room = await shared_room(http, veche, origin)
+    bob = origin.user("bob")
+    said, said_pdu = room.build(origin, bob, "m.room.message", {"msgtype": "m.text", "body": "oops"})
+    assert (await origin.send(http, veche, [said_pdu]))[0] == 200
+    mine = (await alice.put(f"rooms/{q(room.room_id)}/send/m.room.message/r1",
+                            {"msgtype": "m.text", "body": "alice's"}))[1]["event_id"]
+    await room.refresh(alice)
+    # bob takes back his own message: applied. bob (power 0, another server) redacting
+    # alice's: accepted into the room (the auth rules allow any redaction event) but no effect.
+    own, own_pdu = room.build(origin, bob, "m.room.redaction", {"redacts": said})
+    other, other_pdu = room.build(origin, bob, "m.room.redaction", {"redacts": mine})
+    status, result = await origin.send(http, veche, [own_pdu, other_pdu])
+    assert (status, result) == (200, {"pdus": {own: {}, other: {}}}), result
+    status, event = await alice.get(f"rooms/{q(room.room_id)}/event/{q(said)}")
+    assert status == 200 and event["content"] == {}, event
+    assert event["unsigned"]["redacted_because"]["event_id"] == own
+    status, event = await alice.get(f"rooms/{q(room.room_id)}/event/{q(mine)}")
+    assert status == 200 and event["content"]["body"] == "alice's", event

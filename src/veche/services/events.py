@@ -226,7 +226,36 @@ class EventService:
         if req.rejected is not None and context.rejected is None:
             context = dataclasses.replace(context, rejected=req.rejected, soft_failed=False)
         persisted = self.persister.persist_event(txn, event, context, pos, rv=req.rv)
-        return persisted, context.rejected is None and not req.outlier and not context.soft_failed
+        accepted = context.rejected is None and not req.outlier and not context.soft_failed
+        if accepted and event["type"] == "m.room.redaction":
+            self._apply_received_redaction(txn, req.rv, event, context)
+        return persisted, accepted
+
+    def _apply_received_redaction(
+        self, txn: Txn, rv: RoomVersion, redaction: dict[str, Any], context: graph.EventContext,
+    ) -> None:
+        """Another server's redaction takes effect when its sender's server also sent the
+        target, or its sender may redact others' events in the state before it (the spec's
+        redaction rule). A target not here yet is left as it will arrive."""
+        redacts = redaction.get("redacts") if "redacts" in redaction else \
+            (redaction.get("content") or {}).get("redacts")
+        if not isinstance(redacts, str):
+            return
+        target = store.get_event(txn, redacts)
+        if target is None or target["room_id"] != redaction["room_id"]:
+            return
+        if target["sender"].split(":", 1)[1] != redaction["sender"].split(":", 1)[1]:
+            state_ids = (graph.get_state_group_ids(txn, context.state_group_before)
+                         if context.state_group_before is not None else {})
+            keys = [("m.room.power_levels", ""), ("m.room.create", ""),
+                    ("m.room.member", redaction["sender"])]
+            events = store.get_events(txn, [state_ids[k] for k in keys if k in state_ids])
+            auth_state = {k: events[state_ids[k]] for k in keys if state_ids.get(k) in events}
+            pl = auth_state.get(("m.room.power_levels", ""), {}).get("content", {})
+            level = auth_rules.get_user_power_level(redaction["sender"], auth_state, rv)
+            if level < auth_rules.get_named_level(pl, "redact", 50):
+                return
+        self._apply_redaction(txn, rv, redaction, redacts)
 
     def _build_and_persist_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,

@@ -54,15 +54,8 @@ class MembershipService:
         """`servers`: where the client says the room may be joined through (server_name)."""
         reason = reason_field(body)
         room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
-        remote = self.hs.remote_membership
-        if self.hs.config.federation.enabled and not await remote.is_resident(room_id):
-            # This server is not in the room: join through a server that is.
-            candidates = await remote.candidate_servers(room_id, user_id, given)
-            if candidates:
-                self.hs.ratelimiter.check("join", user_id)
-                await remote.join(user_id, room_id, candidates, await self._content(
-                    "join", user_id, reason))
-                return room_id
+        if await self._through_remote("join", user_id, room_id, given, reason):
+            return room_id
         await self.hs.rooms.room_version(room_id)
         self.hs.ratelimiter.check("join", user_id)
         content = await self._content("join", user_id, reason)
@@ -76,6 +69,22 @@ class MembershipService:
                 content.update(await self._restricted_join_content(room_id, user_id, jr))
         await self.hs.events.send(room_id, user_id, "m.room.member", content, user_id)
         return room_id
+
+    async def _through_remote(self, membership: str, user_id: str, room_id: str,
+                              given: list[str], reason: str | None) -> bool:
+        """Join or knock through a server in the room when this one is not; False when this
+        server is in the room (or nobody else can be asked): the local path goes on."""
+        remote = self.hs.remote_membership
+        if not self.hs.config.federation.enabled or await remote.is_resident(room_id):
+            return False
+        candidates = await remote.candidate_servers(room_id, user_id, given)
+        if not candidates:
+            return False
+        self.hs.ratelimiter.check("join", user_id)
+        content = await self._content(membership, user_id, reason)
+        act = remote.join if membership == "join" else remote.knock
+        await act(user_id, room_id, candidates, content)
+        return True
 
     async def _content(self, membership: str, user_id: str, reason: str | None) -> dict[str, Any]:
         content: dict[str, Any] = {"membership": membership, **await self.hs.rooms.profile(user_id)}
@@ -97,22 +106,14 @@ class MembershipService:
                     servers: list[str] | None = None) -> str:
         reason = reason_field(body)
         room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
-        remote = self.hs.remote_membership
-        if self.hs.config.federation.enabled and not await remote.is_resident(room_id):
-            candidates = await remote.candidate_servers(room_id, user_id, given)
-            if candidates:
-                self.hs.ratelimiter.check("join", user_id)
-                await remote.knock(user_id, room_id, candidates,
-                                   await self._content("knock", user_id, reason))
-                return room_id
+        if await self._through_remote("knock", user_id, room_id, given, reason):
+            return room_id
         await self.hs.rooms.room_version(room_id)
         self.hs.ratelimiter.check("join", user_id)
         current = await self.hs.rooms.membership(room_id, user_id)
         if current is not None and current[0] in ("join", "invite", "ban"):
             raise forbidden(f"You cannot knock while your membership is {current[0]}")
-        content: dict[str, Any] = {"membership": "knock", **await self.hs.rooms.profile(user_id)}
-        if reason is not None:
-            content["reason"] = reason
+        content = await self._content("knock", user_id, reason)
         await self.hs.events.send(room_id, user_id, "m.room.member", content, user_id)
         return room_id
 

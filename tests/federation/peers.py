@@ -31,6 +31,7 @@ from bench.servers import (
 )
 
 from tests.conftest import ServerProcess
+from tests.federation.link import FederationLink
 from tests.federation.pki import TestCA
 
 SYNAPSE_FEDERATION_CONFIG = """\
@@ -91,11 +92,14 @@ rc_federation:
 
 
 class SynapsePeer:
-    """A running Synapse federating over TLS; `client_url` is its plain client API."""
+    """A running Synapse federating over TLS; `client_url` is its plain client API. Its name's
+    port is `link`'s, a relay in front of `federation_port` that a test may cut."""
 
-    def __init__(self, server: Server, server_name: str, federation_port: int, directory: Path) -> None:
+    def __init__(self, server: Server, link: FederationLink, federation_port: int,
+                 directory: Path) -> None:
         self.server = server
-        self.server_name = server_name
+        self.link = link
+        self.server_name = f"localhost:{link.port}"
         self.federation_port = federation_port
         self.client_url = server.base_url
         self.dir = directory
@@ -106,6 +110,7 @@ class SynapsePeer:
 
     def stop(self) -> None:
         self.server.stop()
+        self.link.close()
 
     async def register(self, http: aiohttp.ClientSession, localpart: str) -> tuple[str, str]:
         """(user ID, access token) of a new account."""
@@ -120,7 +125,8 @@ class SynapsePeer:
 def start_synapse_peer(workdir: Path, ca: TestCA) -> SynapsePeer:
     python = ensure_synapse(synapse_venv())
     client_port, federation_port = free_port(), free_port()
-    server_name = f"localhost:{federation_port}"
+    link = FederationLink(federation_port)
+    server_name = f"localhost:{link.port}"
     d = workdir / "synapse"
     d.mkdir(parents=True, exist_ok=True)
     cert = ca.issue(["localhost"], ["127.0.0.1"])
@@ -144,8 +150,9 @@ def start_synapse_peer(workdir: Path, ca: TestCA) -> SynapsePeer:
         wait_for_port(federation_port)
     except BaseException:
         server.stop()
+        link.close()
         raise
-    return SynapsePeer(server, server_name, federation_port, d)
+    return SynapsePeer(server, link, federation_port, d)
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -159,10 +166,11 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def federating_veche_env(ca: TestCA, tls_port: int, **extra: Any) -> dict[str, str]:
+def federating_veche_env(ca: TestCA, tls_port: int, name_port: int | None = None,
+                         **extra: Any) -> dict[str, str]:
     cert = ca.issue(["localhost"], ["127.0.0.1"])
     env = {
-        "VECHE_SERVER_NAME": f"localhost:{tls_port}",
+        "VECHE_SERVER_NAME": f"localhost:{name_port or tls_port}",
         "VECHE_FEDERATION__TLS_PORT": str(tls_port),
         "VECHE_TLS__CERTIFICATE_PATH": str(cert.cert),
         "VECHE_TLS__PRIVATE_KEY_PATH": str(cert.key),
@@ -174,11 +182,16 @@ def federating_veche_env(ca: TestCA, tls_port: int, **extra: Any) -> dict[str, s
 
 
 def start_federating_veche(make_server: Callable[..., ServerProcess], ca: TestCA,
-                           **extra: Any) -> ServerProcess:
-    """A Veche (dev mode, the session's database backend) federating on a TLS port."""
+                           link: FederationLink | None = None, **extra: Any) -> ServerProcess:
+    """A Veche (dev mode, the session's database backend) federating on a TLS port; named
+    after `link`'s port when given (a relay the caller made with FederationLink(0) and
+    points at the TLS port here)."""
     tls_port = free_port()
-    srv = make_server(federating_veche_env(ca, tls_port, **extra), dev=True)
-    srv.server_name = f"localhost:{tls_port}"
+    name_port = link.port if link is not None else tls_port
+    if link is not None:
+        link.target_port = tls_port
+    srv = make_server(federating_veche_env(ca, tls_port, name_port, **extra), dev=True)
+    srv.server_name = f"localhost:{name_port}"
     srv.tls_port = tls_port  # type: ignore[attr-defined]
     wait_for_port(tls_port)
     return srv

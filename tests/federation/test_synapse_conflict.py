@@ -10,14 +10,16 @@ power 50, enough to ban and to set the topic), with `carol` of the home side. Cu
 the owner demotes the deputy and sets the topic; the deputy bans carol and sets another
 topic. Resolution puts the owner's (higher-powered) power levels first, so the deputy's ban
 and topic fail their auth checks against the resolved state: carol stays, the owner's topic
-wins, on both servers.
+wins, on both servers. Then both set the topic while cut off once more, when anyone may:
+equal standing, so the later topic wins.
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import quote
 
@@ -81,9 +83,7 @@ async def test_both_servers_resolve_a_fork_made_while_cut_off_the_same_way(
         before = await current(owner, room)
         assert before == await current(deputy, room)
 
-        veche_link.cut()
-        synapse.link.cut()
-        try:
+        with cut_off(veche_link, synapse):
             demoted = {**levels, "users": {**levels["users"], deputy.user_id: 0}}
             await put_state(owner, room, "m.room.power_levels", demoted)
             await put_state(owner, room, "m.room.topic", {"topic": "the owner's"})
@@ -100,36 +100,66 @@ async def test_both_servers_resolve_a_fork_made_while_cut_off_the_same_way(
             mine, theirs = await current(owner, room), await current(deputy, room)
             assert mine[("m.room.topic", "")][1] == {"topic": "the owner's"}
             assert theirs[("m.room.topic", "")][1] == {"topic": "the deputy's"}
-        finally:
-            veche_link.heal()
-            synapse.link.heal()
 
         # Users talk again: each new message points at its own side's fork; each server
-        # fetches what it missed, resolves the fork, and the next messages merge it.
+        # fetches what it missed and resolves the fork.
         await send(owner, room, {"msgtype": "m.text", "body": "anyone there?"})
         await send(deputy, room, {"msgtype": "m.text", "body": "back"})
-
-        async def agreed() -> Any:
-            mine, theirs = await current(owner, room), await current(deputy, room)
-            return mine == theirs or None
-
-        try:
-            await eventually(agreed, "the same current state on both servers", both, timeout=90)
-        except AssertionError:
-            mine, theirs = await current(owner, room), await current(deputy, room)
-            raise AssertionError({k: (mine.get(k), theirs.get(k)) for k in set(mine) | set(theirs)
-                                  if mine.get(k) != theirs.get(k)}) from None
-        resolved = await current(owner, room)
+        resolved = await agreed(owner, deputy, room, both)
         assert resolved[("m.room.topic", "")][1] == {"topic": "the owner's"}
         assert resolved[("m.room.member", carol.user_id)][1]["membership"] == "join"
         assert resolved[("m.room.power_levels", "")][1]["users"][deputy.user_id] == 0
 
-        # And both keep talking in the merged room.
+        # Once more, with equal rights: anyone may now set the topic, and both do while cut
+        # off. Same place in the power levels' mainline, so the later one wins. (Promoting
+        # the deputy again would not do: a fork still holding their old ban, merged again,
+        # would then let the ban through, on both servers alike.)
+        levels = resolved[("m.room.power_levels", "")][1]
+        pl_id = await put_state(owner, room, "m.room.power_levels",
+                                {**levels, "events": {**levels.get("events", {}), "m.room.topic": 0}})
+        await eventually(lambda: _seen(deputy, room, pl_id), "the open topic", both)
+        with cut_off(veche_link, synapse):
+            await put_state(owner, room, "m.room.topic", {"topic": "the owner's, again"})
+            await asyncio.sleep(0.05)
+            await put_state(deputy, room, "m.room.topic", {"topic": "the deputy's, later"})
+            await asyncio.sleep(1)
+        await send(deputy, room, {"msgtype": "m.text", "body": "and again"})
+        await send(owner, room, {"msgtype": "m.text", "body": "again?"})
+        resolved = await agreed(owner, deputy, room, both)
+        assert resolved[("m.room.topic", "")][1] == {"topic": "the deputy's, later"}
+
+        # And everyone keeps talking in the merged room.
         last = await send(carol, room, {"msgtype": "m.text", "body": f"still here {secrets.token_hex(2)}"})
         await eventually(lambda: _seen(deputy, room, last), "carol's message after the merge", both)
     finally:
         for u in (owner, carol, deputy):
             await u.close()
+
+
+@contextmanager
+def cut_off(veche_link: FederationLink, synapse: SynapsePeer) -> Iterator[None]:
+    """Both directions cut; healed however the block ends (the Synapse is the session's)."""
+    veche_link.cut()
+    synapse.link.cut()
+    try:
+        yield
+    finally:
+        veche_link.heal()
+        synapse.link.heal()
+
+
+async def agreed(a: User, b: User, room_id: str, sides: list[Side]) -> dict[Any, Any]:
+    """The current state, once both servers report the same."""
+    async def same() -> Any:
+        return await current(a, room_id) == await current(b, room_id) or None
+
+    try:
+        await eventually(same, "the same current state on both servers", sides, timeout=90)
+    except AssertionError:
+        mine, theirs = await current(a, room_id), await current(b, room_id)
+        raise AssertionError({k: (mine.get(k), theirs.get(k)) for k in set(mine) | set(theirs)
+                              if mine.get(k) != theirs.get(k)}) from None
+    return await current(a, room_id)
 
 
 async def _seen(user: User, room_id: str, event_id: str) -> bool:

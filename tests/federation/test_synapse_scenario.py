@@ -264,6 +264,8 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     alias = f"#{alias_local}:{here.server_name}"
     status, body = await guest3.raw("POST", f"join/{quote(alias)}", {})
     assert (status, body.get("room_id")) == (200, room), (body, there.log()[-3000:])
+    await eventually(lambda: _is(owner.membership(room, guest3.user_id), "join"),
+                     f"the join by alias on {here.name}", both)
 
     # A restricted room for members of the first: guest3's server is not in it, so the home
     # server picks one of its users who may invite to vouch for the join.

@@ -1,5 +1,7 @@
-"""Rooms shared with Synapse: each side creates a room and invites the other's user, who
-joins (make_join / send_join to the room's server); Veche's messages reach the Synapse user.
+"""A room of Synapse's that a Veche user is invited to and joins (make_join / send_join),
+then a second Veche user while Veche is in the room, and a leave. The rest of what users of
+both servers do together (either side's room, alias joins, knocks, ...) is in
+test_synapse_scenario.py; the helpers here serve test_synapse_send.py too.
 
 Synapse runs once per session (fixture `synapse`); the scenarios are few on purpose (slow).
 """
@@ -145,98 +147,3 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
         return alice.user_id not in m.get("joined", {alice.user_id: {}})
 
     await eventually(bob_sees_alice_left, "Synapse seeing the leave")
-
-
-@pytest.mark.parametrize("version", ["10", "12"])
-async def test_a_synapse_user_joins_a_veche_room_it_was_invited_to(
-        veche: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession,
-        version: str) -> None:
-    alice = await Client(http, veche.base_url).register("alice")
-    bob = await SynapseClient(http, synapse.client_url).register()
-    status, room = await alice.post("createRoom", {"room_version": version, "name": "Veche's"})
-    assert status == 200, room
-    room_id = room["room_id"]
-    # Veche sends the invite to Synapse and persists the event Synapse countersigned.
-    status, body = await alice.post(f"rooms/{quote(room_id)}/invite", {"user_id": bob.user_id})
-    assert status == 200, (body, veche.log(), synapse.log())
-    _, members = await alice.get(f"rooms/{quote(room_id)}/members")
-    memberships = {m["state_key"]: m["content"]["membership"] for m in members["chunk"]}
-    assert memberships[bob.user_id] == "invite"
-
-    async def bob_invited() -> Any:
-        _, sync = await bob.get("sync", params={"timeout": "0"})
-        return sync.get("rooms", {}).get("invite", {}).get(room_id)
-
-    await eventually(bob_invited, "the invite in Synapse's /sync")
-    # Bob joins: Synapse does make_join / send_join to Veche.
-    status, body = await bob.post(f"join/{quote(room_id)}", {})
-    assert status == 200, (body, veche.log(), synapse.log())
-    _, members = await alice.get(f"rooms/{quote(room_id)}/joined_members")
-    assert set(members["joined"]) == {alice.user_id, bob.user_id}
-    _, state = await bob.get(f"rooms/{quote(room_id)}/state/m.room.name")
-    assert state == {"name": "Veche's"}
-
-    await send_texts(alice, room_id, [f"from veche {i}" for i in range(5)])
-
-    async def bob_sees_messages() -> list[str] | None:
-        got = texts(await messages(bob, room_id))
-        return got if got == [f"from veche {i}" for i in range(5)] else None
-
-    await eventually(bob_sees_messages, "Veche's messages on Synapse")
-
-
-async def test_a_veche_user_joins_a_public_synapse_room_by_its_alias(
-        veche: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession) -> None:
-    bob = await SynapseClient(http, synapse.client_url).register()
-    alice = await Client(http, veche.base_url).register("alice")
-    localpart = f"square{time.monotonic_ns()}"
-    status, room = await bob.post("createRoom", {"preset": "public_chat", "room_version": "11",
-                                                 "room_alias_name": localpart})
-    assert status == 200, room
-    alias = f"#{localpart}:{synapse.server_name}"
-    # Veche asks Synapse for the alias (/query/directory), then joins through it.
-    status, body = await alice.post(f"join/{quote(alias)}", {})
-    assert (status, body) == (200, {"room_id": room["room_id"]}), (body, veche.log())
-    status, body = await alice.post(f"join/{quote('#nothing-here:' + synapse.server_name)}", {})
-    assert (status, body["errcode"]) == (404, "M_NOT_FOUND"), body
-    await send_texts(alice, room["room_id"], ["by alias"])
-
-    async def bob_sees_it() -> bool:
-        return texts(await messages(bob, room["room_id"])) == ["by alias"]
-
-    await eventually(bob_sees_it, "the message on Synapse")
-
-
-async def test_a_veche_user_knocks_on_a_synapse_room_and_is_let_in(
-        veche: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession) -> None:
-    bob = await SynapseClient(http, synapse.client_url).register()
-    alice = await Client(http, veche.base_url).register("alice")
-    status, room = await bob.post("createRoom", {"room_version": "10", "name": "Knock first",
-                                                 "initial_state": [{
-                                                     "type": "m.room.join_rules", "state_key": "",
-                                                     "content": {"join_rule": "knock"}}]})
-    assert status == 200, room
-    room_id = room["room_id"]
-    # make_knock / send_knock through the room ID's server.
-    status, body = await alice.post(f"knock/{quote(room_id)}", {"reason": "let me in"})
-    assert (status, body) == (200, {"room_id": room_id}), (body, veche.log())
-    _, sync = await alice.get("sync", params={"timeout": "0"})
-    shown = {e["type"]: e for e in sync["rooms"]["knock"][room_id]["knock_state"]["events"]}
-    assert shown["m.room.name"]["content"]["name"] == "Knock first"
-
-    async def bob_sees_knock() -> bool:
-        _, state = await bob.get(f"rooms/{quote(room_id)}/state/m.room.member/{quote(alice.user_id or '')}")
-        return state.get("membership") == "knock"
-
-    await eventually(bob_sees_knock, "the knock on Synapse")
-    # Bob lets her in (an invite), she joins.
-    status, body = await bob.post(f"rooms/{quote(room_id)}/invite", {"user_id": alice.user_id})
-    assert status == 200, body
-
-    async def invited() -> Any:
-        _, sync = await alice.get("sync", params={"timeout": "0"})
-        return sync["rooms"]["invite"].get(room_id)
-
-    await eventually(invited, "the invite after the knock")
-    status, body = await alice.post(f"join/{quote(room_id)}", {})
-    assert status == 200, (body, veche.log())

@@ -196,6 +196,8 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
 
     # Invite and join.
     await call("invite", owner.nio.room_invite(room, guest.user_id), RoomInviteResponse)
+    # The invite is in the room once the call returns (countersigned by the guest's server).
+    assert await owner.membership(room, guest.user_id) == "invite"
 
     async def invited() -> bool:
         _, sync = await guest.raw("GET", "sync", params={"timeout": "0"})
@@ -218,6 +220,13 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
             await eventually(lambda r=reader, e=last: seen_by(r, e),
                              f"message {last} on {reader.side.name}", both)
     own_msg, guest_msg = sent[0], sent[PER_ROUND]
+    # A client starting afresh on either server gets them in that order from /sync.
+    for user in (owner, guest):
+        status, sync = await user.raw("GET", "sync", params={"timeout": "0", "filter": (
+            '{"room": {"timeline": {"limit": 100, "types": ["m.room.message"]}}}')})
+        assert status == 200, sync
+        synced = [e["event_id"] for e in sync["rooms"]["join"][room]["timeline"]["events"]]
+        assert synced == sent, f"/sync order on {user.side.name}"
 
     # Edits (each by the message's sender), reactions, a thread, redactions.
     owner_edit = await send(owner, room, {
@@ -262,6 +271,8 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
 
     # A user of the other server joins by the room's alias (asked of the home server).
     alias = f"#{alias_local}:{here.server_name}"
+    status, body = await guest3.raw("POST", f"join/{quote('#nothing-here:' + here.server_name)}", {})
+    assert (status, body.get("errcode")) == (404, "M_NOT_FOUND"), body
     status, body = await guest3.raw("POST", f"join/{quote(alias)}", {})
     assert (status, body.get("room_id")) == (200, room), (body, there.log()[-3000:])
     await eventually(lambda: _is(owner.membership(room, guest3.user_id), "join"),
@@ -384,10 +395,27 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
             assert gone["content"] == {}, (user.side.name, gone)
             assert gone["unsigned"]["redacted_because"]["event_id"] == redaction
 
+    # The kicked and the banned see the room among those they left, and why.
+    for user, membership in ((guest2, "leave"), (guest3, "ban")):
+        await eventually(lambda u=user, m=membership: _left_as(u, room, m),
+                         f"{membership} in {user.user_id}'s /sync", both)
+
     # The guest leaves; both servers agree.
     await call("leave", guest.nio.room_leave(room), RoomLeaveResponse)
     await eventually(lambda: _is(owner.membership(room, guest.user_id), "leave"),
                      f"the guest's leave on {here.name}", both)
+
+
+async def _left_as(user: User, room_id: str, membership: str) -> bool:
+    _, sync = await user.raw("GET", "sync", params={
+        "timeout": "0", "filter": '{"room": {"include_leave": true}}'})
+    left = sync.get("rooms", {}).get("leave", {}).get(room_id)
+    if not left:
+        return False
+    events = left["timeline"]["events"] + left.get("state", {}).get("events", [])
+    return any(e["type"] == "m.room.member" and e["state_key"] == user.user_id
+               and e["content"]["membership"] == membership and e["sender"] != user.user_id
+               for e in events)
 
 
 async def _is(value: Awaitable[Any], expected: Any) -> bool:

@@ -180,6 +180,8 @@ async def test_users_of_veche_and_synapse_see_the_same_room(
     finally:
         for u in users:
             await u.close()
+        import pathlib
+        pathlib.Path(f"/tmp/interop-veche-{home}-{version}.log").write_text(sides["veche"].log())
 
 
 async def _scenario(owner: User, guest: User, guest2: User, guest3: User, version: str,
@@ -281,7 +283,8 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     # A restricted room for members of the first: guest3's server is not in it, so the home
     # server picks one of its users who may invite to vouch for the join.
     created = await call("createRoom restricted", owner.nio.room_create(
-        name="Members only", room_version=version, initial_state=[{
+        name="Members only", room_version=version, power_level_override={"invite": 50},
+        initial_state=[{
             "type": "m.room.join_rules", "state_key": "",
             "content": {"join_rule": "restricted",
                         "allow": [{"type": "m.room_membership", "room_id": room}]}}]),
@@ -293,6 +296,17 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     for user in (owner, guest3):
         content = await eventually(lambda u=user: _member_content(u, restricted, guest3.user_id),
                                    f"guest3's restricted join on {user.side.name}", both)
+        assert content.get("join_authorised_via_users_server") == owner.user_id, content
+    # Now the other server is in the room, but none of its users there may invite: the
+    # guest's join must still be vouched for by the home server.
+    _, levels = await owner.raw("GET", f"rooms/{quote(restricted)}/state/m.room.power_levels/")
+    assert levels["invite"] == 50, levels
+    status, body = await guest.raw("POST", f"join/{quote(restricted)}", {},
+                                   params={"server_name": here.server_name, "via": here.server_name})
+    assert status == 200, (body, there.log()[-3000:], here.log()[-3000:])
+    for user in (owner, guest):
+        content = await eventually(lambda u=user: _member_content(u, restricted, guest.user_id),
+                                   f"the guest's restricted join on {user.side.name}", both)
         assert content.get("join_authorised_via_users_server") == owner.user_id, content
     resp = await call("leave restricted", guest3.nio.room_leave(restricted), RoomLeaveResponse)
     await eventually(lambda: _is(owner.membership(restricted, guest3.user_id), "leave"),

@@ -20,8 +20,9 @@ class MembershipService:
 
     async def _restricted_join_content(
         self, room_id: str, user_id: str, join_rules: dict[str, Any]
-    ) -> dict[str, Any]:
-        """join_authorised_via_users_server for a restricted room, or 403."""
+    ) -> dict[str, Any] | None:
+        """join_authorised_via_users_server for a restricted room; None when the user may
+        join but no user of this server may vouch for it; 403 when the user may not."""
         from veche.core import auth as auth_rules
 
         allow = join_rules.get("allow")
@@ -42,7 +43,7 @@ class MembershipService:
                 continue
             if auth_rules.get_user_power_level(member, state, rv) >= invite_level:
                 return {"join_authorised_via_users_server": member}
-        raise forbidden("No user in the room can authorise your join")
+        return None
 
     def _remote(self, some_id: str) -> bool:
         """Whether a user ID or alias is another server's (and federation is on)."""
@@ -66,7 +67,18 @@ class MembershipService:
             )
             jr = state.get(("m.room.join_rules", ""), {}).get("content", {})
             if jr.get("join_rule") in ("restricted", "knock_restricted"):
-                content.update(await self._restricted_join_content(room_id, user_id, jr))
+                via = await self._restricted_join_content(room_id, user_id, jr)
+                if via is None:
+                    # As Synapse does: a server in the room with a user who may invite
+                    # makes the join (make_join / send_join), though this one is in it too.
+                    remote = self.hs.remote_membership
+                    candidates = await remote.candidate_servers(room_id, user_id, given) \
+                        if self.hs.config.federation.enabled else []
+                    if not candidates:
+                        raise forbidden("No user in the room can authorise your join")
+                    await remote.join(user_id, room_id, candidates, content)
+                    return room_id
+                content.update(via)
         await self.hs.events.send(room_id, user_id, "m.room.member", content, user_id)
         return room_id
 

@@ -117,8 +117,12 @@ class RemoteMembership:
     # --- joins ------------------------------------------------------------------------------
     async def join(self, user_id: str, room_id: str, servers: list[str],
                    content: dict[str, Any]) -> None:
+        """Join through the first of `servers` that makes and takes the event. When this
+        server is already in the room (a restricted join none of its users may vouch for),
+        the join is then received like any event of the room, not stored as a new room."""
         if not servers:
             raise not_found("No known servers to join the room through")
+        resident = await self.is_resident(room_id)
         failure: MatrixError | None = None
         for server in servers:
             try:
@@ -139,10 +143,32 @@ class RemoteMembership:
             except MatrixError as e:
                 failure = e
                 continue
-            await self._store_joined_room(rv, room_id, user_id, event, answer, server)
+            if resident:
+                await self._receive_own_join(rv, event, answer, server)
+            else:
+                await self._store_joined_room(rv, room_id, user_id, event, answer, server)
             return
         assert failure is not None
         raise failure
+
+    async def _receive_own_join(self, rv: RoomVersion, join: dict[str, Any],
+                                answer: dict[str, Any], server: str) -> None:
+        """Our join as the resident server countersigned it, placed in the room's graph as
+        received events are (its prev events filled from that server if need be)."""
+        from veche.services.pdu_receiver import PduRefused
+
+        signed = answer.get("event")
+        pdu = signed if isinstance(signed, dict) else pdu_for_federation(join, rv)
+        receiver = self.hs.federation_inbound.receiver
+        try:
+            event = await receiver.check(rv, pdu)
+        except PduRefused as e:
+            raise MatrixError(502, "M_UNKNOWN", f"{server} sent back a bad join: {e}") from None
+        if event["event_id"] != join["event_id"]:
+            raise MatrixError(502, "M_UNKNOWN", f"{server} sent back another event")
+        persisted = await receiver.receive(server, rv, event)
+        if persisted.rejected is not None:
+            raise forbidden(f"The join is not allowed by the room's state: {persisted.rejected}")
 
     def _fill_template(self, made: Any, room_id: str, user_id: str, membership: str,
                        content: dict[str, Any]) -> tuple[RoomVersion, dict[str, Any]]:

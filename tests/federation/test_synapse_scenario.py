@@ -8,7 +8,8 @@ invite and join; 50 messages each way in rounds of ten; edits, reactions (one ta
 a thread and redactions (own and a moderator's); name, topic and power-level changes, then a
 topic set by the promoted guest; a join by the remote alias; a restricted join that the home
 server authorises (join_authorised_via_users_server); knocks let in, in a room the other
-server is in and in one it is not (make_knock); a kick, a ban and leaves.
+server is in and in one it is not (make_knock); a kick, a ban and leaves; a state event
+redacted; a ban and unban of a user who never came.
 
 Then what users of both servers see must agree: the 100 messages in the order sent (event
 IDs from /messages), the edit and the thread bundled into their events, the reactions from
@@ -41,6 +42,7 @@ from nio import (
     RoomPutStateResponse,
     RoomRedactResponse,
     RoomSendResponse,
+    RoomUnbanResponse,
     RoomVisibility,
 )
 
@@ -270,6 +272,11 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     pl_id = await put_state(owner, room, "m.room.power_levels", levels)
     await eventually(lambda: seen_by(guest, pl_id), f"the power levels on {there.name}", both)
     await put_state(guest, room, "m.room.topic", {"topic": f"set on {there.name}"})
+    # The promoted guest (a moderator now) redacts a state event of the owner's: the
+    # room's current state loses its content on both servers.
+    avatar_id = await put_state(owner, room, "m.room.avatar", {"url": "mxc://example.org/abc"})
+    await eventually(lambda: seen_by(guest, avatar_id), f"the avatar on {there.name}", both)
+    await call("redact state", guest.nio.room_redact(room, avatar_id, "no"), RoomRedactResponse)
 
     # A user of the other server joins by the room's alias (asked of the home server).
     alias = f"#{alias_local}:{here.server_name}"
@@ -358,6 +365,10 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     # A kick and a ban.
     await call("kick", owner.nio.room_kick(room, guest2.user_id, "enough"), RoomKickResponse)
     await call("ban", owner.nio.room_ban(room, guest3.user_id, "spam"), RoomBanResponse)
+    # A user of the other server who never came: banned ahead, then unbanned.
+    stranger = f"@stranger{secrets.token_hex(2)}:{there.server_name}"
+    await call("ban ahead", owner.nio.room_ban(room, stranger), RoomBanResponse)
+    await call("unban", owner.nio.room_unban(room, stranger), RoomUnbanResponse)
     last = await send(owner, room, {"msgtype": "m.text", "body": "the end"})
     await eventually(lambda: seen_by(guest, last), f"the last message on {there.name}", both)
 
@@ -376,7 +387,8 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     assert state[("m.room.join_rules", "")]["content"]["join_rule"] == "knock"
     members = {k[1]: e["content"]["membership"] for k, e in state.items() if k[0] == "m.room.member"}
     assert members == {owner.user_id: "join", guest.user_id: "join", guest2.user_id: "leave",
-                       guest3.user_id: "ban"}
+                       guest3.user_id: "ban", stranger: "leave"}
+    assert state[("m.room.avatar", "")]["content"] == {}
 
     for user in (owner, guest):
         texts = [e["event_id"] for e in await user.timeline(room)

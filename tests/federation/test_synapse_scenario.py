@@ -9,7 +9,8 @@ a thread and redactions (own and a moderator's); name, topic and power-level cha
 topic set by the promoted guest; a join by the remote alias; a restricted join that the home
 server authorises (join_authorised_via_users_server); knocks let in, in a room the other
 server is in and in one it is not (make_knock); a kick, a ban and leaves; a state event
-redacted; a ban and unban of a user who never came.
+redacted; a ban and unban of a user who never came; the guest leaving and, invited back,
+joining again.
 
 Then what users of both servers see must agree: the 100 messages in the order sent (event
 IDs from /messages), the edit and the thread bundled into their events, the reactions from
@@ -426,10 +427,21 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
         await eventually(lambda u=user, m=membership: _left_as(u, room, m),
                          f"{membership} in {user.user_id}'s /sync", both)
 
-    # The guest leaves; both servers agree.
+    # The guest leaves (the last of their server in the room), both servers agree; while
+    # away the room moves on; invited back, the guest joins again and talks.
     await call("leave", guest.nio.room_leave(room), RoomLeaveResponse)
     await eventually(lambda: _is(owner.membership(room, guest.user_id), "leave"),
                      f"the guest's leave on {here.name}", both)
+    await put_state(owner, room, "m.room.topic", {"topic": "while you were away"})
+    await send(owner, room, {"msgtype": "m.text", "body": "missed this"})
+    await call("invite back", owner.nio.room_invite(room, guest.user_id), RoomInviteResponse)
+    await eventually(invited, f"the second invite on {there.name}", both)
+    await call("join again", guest.nio.join(room), JoinResponse)
+    back = await send(guest, room, {"msgtype": "m.text", "body": "back again"})
+    await eventually(lambda: seen_by(owner, back), f"the returning guest's message on {here.name}", both)
+    diff = _diff(await owner.state(room), await guest.state(room))
+    assert not diff, f"current state differs after the rejoin: {diff}"
+    assert (await guest.state(room))[("m.room.topic", "")]["content"] == {"topic": "while you were away"}
 
 
 async def _left_as(user: User, room_id: str, membership: str) -> bool:

@@ -66,7 +66,7 @@ class EventPersister:
 
     def compute_context(
         self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any], *, outlier: bool = False,
-        missing_prev_states: Sequence[Mapping[StateKey, str]] = (),
+        missing_prev_states: Sequence[Mapping[StateKey, str]] = (), soft_fail: bool = True,
     ) -> EventContext:
         """The context of an event not made here: its state before is its one prev event's
         state after, or the resolution of several prev events' states; it is rejected when
@@ -76,7 +76,8 @@ class EventPersister:
 
         `missing_prev_states` (federation, services/federation_gaps.py): the states after the
         prev events that are not here, as another server told them; the prev events that
-        are here are resolved with them."""
+        are here are resolved with them. `soft_fail=False` (backfill): an old event is not
+        judged by current state, which came after it."""
         if outlier:
             return EventContext(outlier=True)
         prev_ids = [p for p in dict.fromkeys(event.get("prev_events") or ()) if isinstance(p, str)]
@@ -98,7 +99,7 @@ class EventPersister:
             else:
                 group = graph.store_state_group(txn, event["room_id"], None, resolved, None)
         rejected = self._auth_failure(txn, rv, event, group)
-        soft_failed = rejected is None and self._fails_current_state(txn, rv, event)
+        soft_failed = soft_fail and rejected is None and self._fails_current_state(txn, rv, event)
         return EventContext(group, rejected=rejected, soft_failed=soft_failed)
 
     def _fails_current_state(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> bool:
@@ -143,12 +144,14 @@ class EventPersister:
     def persist_event(
         self, txn: Txn, event: dict[str, Any], context: EventContext, pos: int, *,
         rv: RoomVersion | None = None, txn_key: tuple[str, str, str] | None = None,
-        auth_state: dict[StateKey, dict[str, Any]] | None = None,
+        auth_state: dict[StateKey, dict[str, Any]] | None = None, backfilled: bool = False,
     ) -> Persisted:
         """Store the event, move current state and run the hooks, in the caller's transaction.
 
         `auth_state`: the state after the event as far as the caller knows it (the power
         levels and create events at least), which spares the push hook reading them.
+        `backfilled`: an old event from another server's history; it is searchable, but
+        notifies nobody and is not sent on (its children are here: it moves no state).
         """
         room_id = event["room_id"]
         accepted = not context.outlier and context.rejected is None and not context.soft_failed
@@ -175,6 +178,9 @@ class EventPersister:
             # The push hook caches members and forgets them only for the event's own key.
             self.hs.push.forget_room(room_id)
             txn.call_after(lambda: self.hs.push.forget_room(room_id))
+        if backfilled:
+            search.index_event(txn, event, pos)
+            return Persisted(event, pos, members_changed=members)
         self._run_hooks(txn, rv, event, pos, auth_state)
         if self.hs.config.federation.enabled:
             # Federation hook: a local event is queued (durably, in this transaction) for

@@ -25,6 +25,7 @@ from veche.core import auth as auth_rules
 from veche.core.events import EventFormatError
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.core.state_res import resolve_state, separate
+from veche.storage import backfill as backfill_store
 from veche.storage import event_graph as graph
 from veche.storage import events as store
 from veche.storage import search
@@ -150,13 +151,21 @@ class EventPersister:
 
         `auth_state`: the state after the event as far as the caller knows it (the power
         levels and create events at least), which spares the push hook reading them.
-        `backfilled`: an old event from another server's history; it is searchable, but
-        notifies nobody and is not sent on (its children are here: it moves no state).
+        `backfilled`: an old event from another server's history, placed before what is
+        here (services/backfill.py).
         """
         room_id = event["room_id"]
         accepted = not context.outlier and context.rejected is None and not context.soft_failed
         prev_ids = {p for p in event.get("prev_events") or () if isinstance(p, str)}
         on_top = context.extremities is not None and set(context.extremities) == prev_ids
+        if backfilled and accepted:
+            # Older than what is here: it is no forward extremity (those of a backfilled
+            # batch stored before their children would be, for a moment), so it moves no
+            # current state; it is searchable, notifies nobody and is not sent on.
+            store.store_event(txn, event, pos, context, txn_key)
+            backfill_store.not_an_extremity(txn, room_id, event["event_id"])
+            search.index_event(txn, event, pos)
+            return Persisted(event, pos)
         groups_before = None if on_top or not accepted else _extremity_groups(txn, room_id)
         store.store_event(txn, event, pos, context, txn_key)
         if not accepted:
@@ -178,9 +187,6 @@ class EventPersister:
             # The push hook caches members and forgets them only for the event's own key.
             self.hs.push.forget_room(room_id)
             txn.call_after(lambda: self.hs.push.forget_room(room_id))
-        if backfilled:
-            search.index_event(txn, event, pos)
-            return Persisted(event, pos, members_changed=members)
         self._run_hooks(txn, rv, event, pos, auth_state)
         if self.hs.config.federation.enabled:
             # Federation hook: a local event is queued (durably, in this transaction) for

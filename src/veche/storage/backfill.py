@@ -76,3 +76,8 @@ def take_pending_redactions(txn: Txn, target_id: str) -> list[tuple[str, int | N
     if rows:
         txn.execute("DELETE FROM pending_redactions WHERE target_id = ?", (target_id,))
     return [(r[0], None if r[1] is None else int(r[1])) for r in rows]
+
+
+def not_an_extremity(txn: Txn, room_id: str, event_id: str) -> None:
+    txn.execute("DELETE FROM event_forward_extremities WHERE room_id = ? AND event_id = ?",
+                (room_id, event_id))

@@ -123,3 +123,27 @@ async def test_backfill_fills_a_gap_when_paging_back(
     n = len(origin.asked(f"{F1}/backfill/"))
     await page(alice, room_id)
     assert len(origin.asked(f"{F1}/backfill/")) == n
+
+
+async def test_a_redaction_before_its_target_takes_effect_when_the_target_comes(
+        veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
+    alice = await Client(http, veche.base_url).register("alice")
+    status, body = await alice.post("createRoom", {"preset": "public_chat", "room_version": "10"})
+    assert status == 200, body
+    room = await SharedRoom.of(alice, body["room_id"])
+    bob = origin.user("bob")
+    _, join = room.build(origin, bob, "m.room.member", {"membership": "join"}, bob)
+    assert (await origin.send(http, veche, [join]))[0] == 200
+    # Two branches on bob's join: his message, and his redaction of it, which comes first.
+    said_id, said = room.build(origin, bob, "m.room.message", {"msgtype": "m.text", "body": "oops"},
+                               advance=False)
+    redaction_id, redaction = room.build(origin, bob, "m.room.redaction", {"redacts": said_id})
+    assert (await origin.send(http, veche, [redaction]))[0] == 200
+    assert (await alice.get(f"rooms/{q(room.room_id)}/event/{q(said_id)}"))[0] == 404
+    assert await origin.send(http, veche, [said]) == (200, {"pdus": {said_id: {}}})
+    status, event = await alice.get(f"rooms/{q(room.room_id)}/event/{q(said_id)}")
+    assert status == 200 and event["content"] == {}, event
+    assert event["unsigned"]["redacted_because"]["event_id"] == redaction_id
+    # Other servers are served it redacted too.
+    status, got = await origin.request(http, veche, "GET", f"{F1}/event/{q(said_id)}")
+    assert status == 200 and got["pdus"][0]["content"] == {}, got

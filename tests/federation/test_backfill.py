@@ -31,6 +31,13 @@ async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
 
 
 @pytest.fixture
+async def second(test_ca: TestCA) -> AsyncIterator[FakeServer]:
+    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
+    yield FakeServer(server)
+    await server.close()
+
+
+@pytest.fixture
 async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
     return start_federating_veche(make_server, test_ca)
 
@@ -48,7 +55,8 @@ def bodies(chunk: list[dict[str, Any]]) -> list[str | None]:
 
 
 async def test_backfill_fills_a_gap_when_paging_back(
-        veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
+        veche: ServerProcess, origin: FakeServer, second: FakeServer,
+        http: aiohttp.ClientSession) -> None:
     alice = await Client(http, veche.base_url).register("alice")
     status, body = await alice.post("createRoom", {
         "preset": "public_chat", "room_version": "12",
@@ -60,6 +68,11 @@ async def test_backfill_fills_a_gap_when_paging_back(
     bob = origin.user("bob")
     join_id, join = room.build(origin, bob, "m.room.member", {"membership": "join"}, bob)
     assert (await origin.send(http, veche, [join]))[0] == 200
+    # A second server in the room: Veche asks one after the other, in name order.
+    dave = second.user("dave")
+    _, dave_join = room.build(second, dave, "m.room.member", {"membership": "join"}, dave)
+    assert (await second.send(http, veche, [dave_join]))[0] == 200
+    down, up = sorted([origin, second], key=lambda s: s.name)
     status, sync = await alice.get("sync", params={"timeout": "0"})
     since = sync["next_batch"]
 
@@ -83,22 +96,24 @@ async def test_backfill_fills_a_gap_when_paging_back(
     carol = await Client(http, veche.base_url).register("carol")
     assert (await carol.post(f"join/{q(room_id)}", {}))[0] == 200
 
-    # The remote is down: the page answers at once with what is here.
-    origin.answer(f"{F1}/backfill/{room_id}", {"errcode": "M_UNKNOWN"}, status=503)
+    # The remotes are down: the page answers at once with what is here.
+    for server in (down, up):
+        server.answer(f"{F1}/backfill/{room_id}", {"errcode": "M_UNKNOWN"}, status=503)
     started = time.monotonic()
     assert bodies((await page(alice, room_id))["chunk"]) == ["after"]
     assert time.monotonic() - started < 10
-    asked = origin.asked(f"{F1}/backfill/")
-    assert asked and f"v={q(h5_id)}" in asked[0], asked
+    asked = up.asked(f"{F1}/backfill/")
+    assert len(down.asked(f"{F1}/backfill/")) == len(asked) == 1, asked
+    assert f"v={q(h5_id)}" in asked[0], asked
 
-    # It comes back with the five, and junk: a forged copy (another key), an event of
+    # One comes back, with the five and junk: a forged copy (another key), an event of
     # another room, something that is no event. (The edge waits a little before it is
     # asked for again.)
     forged_id, forged = room.build(origin, bob, "m.room.message", {"body": "forged"},
                                    prev=[join_id], advance=False, key=generate_signing_key("k1"))
     other_room = {**pdu_for_federation(hidden[0][1], room.rv), "room_id": "!elsewhere:x.test"}
-    origin.answer(f"{F1}/backfill/{room_id}", {
-        "origin": origin.name, "origin_server_ts": 0,
+    up.answer(f"{F1}/backfill/{room_id}", {
+        "origin": up.name, "origin_server_ts": 0,
         "pdus": [pdu_for_federation(p, room.rv) for _, p in reversed(hidden)]
         + [pdu_for_federation(forged, room.rv), other_room, "junk", 7]})
     await asyncio.sleep(2.5)
@@ -110,6 +125,7 @@ async def test_backfill_fills_a_gap_when_paging_back(
     redacted = next(e for e in chunk if e["event_id"] == hidden[1][0])
     assert redacted["unsigned"]["redacted_because"]["event_id"] == redaction_id
     assert forged_id not in {e["event_id"] for e in chunk}
+    assert len(down.asked(f"{F1}/backfill/")) == 2 and len(up.asked(f"{F1}/backfill/")) == 2
     # Backfilled events place before the history Veche had; the page tokens go on past them.
     small = await page(alice, room_id, limit="4")
     assert bodies(small["chunk"]) == ["h5", "after"]
@@ -120,9 +136,8 @@ async def test_backfill_fills_a_gap_when_paging_back(
     timeline = sync["rooms"]["join"][room_id]["timeline"]["events"]
     assert [e["content"].get("body") for e in timeline if e["type"] == "m.room.message"] == ["after"]
     # What is stored is not asked for again.
-    n = len(origin.asked(f"{F1}/backfill/"))
     await page(alice, room_id)
-    assert len(origin.asked(f"{F1}/backfill/")) == n
+    assert len(down.asked(f"{F1}/backfill/")) == len(up.asked(f"{F1}/backfill/")) == 2
 
 
 async def test_a_redaction_before_its_target_takes_effect_when_the_target_comes(

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from veche.services.accounts import AccountService
     from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
+    from veche.services.backfill import BackfillService
     from veche.services.dehydrated_devices import DehydratedDeviceService
     from veche.services.directory import DirectoryService
     from veche.services.e2e_keys import E2eKeysService
@@ -339,6 +340,12 @@ class HomeServer:
         from veche.services.federation import FederationService
 
         return FederationService(self)
+
+    @cached_property
+    def backfill(self) -> BackfillService:
+        from veche.services.backfill import BackfillService
+
+        return BackfillService(self)
 
     @cached_property
     def federation_inbound(self) -> FederationInbound:

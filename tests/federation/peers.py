@@ -93,8 +93,10 @@ rc_federation:
 class SynapsePeer:
     """A running Synapse federating over TLS; `client_url` is its plain client API."""
 
-    def __init__(self, server: Server, server_name: str, federation_port: int, directory: Path) -> None:
+    def __init__(self, server: Server, server_name: str, federation_port: int, directory: Path,
+                 command: tuple[list[str], dict[str, str]]) -> None:
         self.server = server
+        self.command = command
         self.server_name = server_name
         self.federation_port = federation_port
         self.client_url = server.base_url
@@ -106,6 +108,16 @@ class SynapsePeer:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def start_again(self) -> None:
+        """Start a stopped peer again: the same name, ports, keys and database (for tests
+        of an outage; the session's other tests find it as it was)."""
+        if self.server.proc.poll() is None:
+            return
+        cmd, env = self.command
+        self.server.proc = _spawn(cmd, env, self.server.log_path)
+        _wait_ready(self.client_url, self.server.proc, self.server.log_path, 180)
+        wait_for_port(self.federation_port)
 
     async def register(self, http: aiohttp.ClientSession, localpart: str) -> tuple[str, str]:
         """(user ID, access token) of a new account."""
@@ -136,7 +148,8 @@ def start_synapse_peer(workdir: Path, ca: TestCA) -> SynapsePeer:
     version = subprocess.run([str(python), "-c", "import synapse; print(synapse.__version__)"],
                              capture_output=True, text=True, env=env).stdout.strip()
     log = workdir / "synapse.log"
-    proc = _spawn([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)], env, log)
+    cmd = [str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)]
+    proc = _spawn(cmd, env, log)
     base_url = f"http://127.0.0.1:{client_port}"
     server = Server("Synapse", version, base_url, proc, log)
     try:
@@ -145,7 +158,7 @@ def start_synapse_peer(workdir: Path, ca: TestCA) -> SynapsePeer:
     except BaseException:
         server.stop()
         raise
-    return SynapsePeer(server, server_name, federation_port, d)
+    return SynapsePeer(server, server_name, federation_port, d, (cmd, env))
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:

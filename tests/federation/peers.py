@@ -63,6 +63,8 @@ federation_ip_range_blacklist: []
 trusted_key_servers: []
 suppress_key_server_warning: true
 allow_public_rooms_over_federation: true
+room_list_publication_rules:
+  - action: allow
 federation:
   max_long_retries: 1
   max_long_retry_delay: 1s

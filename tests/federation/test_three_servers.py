@@ -1,6 +1,6 @@
 """Three servers in one room (issue 12, done-when 4): two Veche instances and the session's
-Synapse. The room is found in the Veche resident's directory over federation, joined from
-the other two, and everyone's messages reach everyone. Then an `m.room.server_acl` denies
+Synapse. The room is found in the Veche resident's directory over federation (and a Synapse
+room in Synapse's by Veche), joined from the other two, and everyone's messages reach everyone. Then an `m.room.server_acl` denies
 the second Veche (named 127.0.0.1:<port>; the others are localhost:<port>, and ACLs ignore
 ports): what it sends is refused by the other two (its messages and its user's leave never
 appear there, its user's join through either is refused), while they keep talking."""
@@ -55,6 +55,19 @@ async def test_three_servers_then_one_denied_by_a_server_acl(
         status, body = await who.post(f"join/{rid}", {}, params={"server_name": veche_a.server_name})
         assert status == 200, (body, veche_a.log()[-3000:], synapse.log())
     everyone = {alice.user_id, bob.user_id, sam.user_id}
+    # And Veche finds a room in Synapse's directory (POST: a filtered search).
+    status, lobby = await sam.post("createRoom", {"preset": "public_chat", "visibility": "public",
+                                                  "name": "Synapse lobby"})
+    assert status == 200, lobby
+
+    async def alice_finds_the_lobby() -> bool:
+        # Synapse fills its directory in the background: it may be empty at first.
+        status, found = await alice.post("publicRooms", {"filter": {"generic_search_term": "lobby"}},
+                                         params={"server": synapse.server_name})
+        assert status == 200, found
+        return [r["room_id"] for r in found["chunk"]] == [lobby["room_id"]]
+
+    await eventually(alice_finds_the_lobby, "Synapse's room in its directory, from Veche")
 
     async def members(client: Client) -> set[str]:
         _, body = await client.get(f"rooms/{rid}/joined_members")

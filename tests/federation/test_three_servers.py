@@ -8,6 +8,7 @@ appear there, its user's join through either is refused), while they keep talkin
 from __future__ import annotations
 
 import asyncio
+import secrets
 from typing import Any
 from urllib.parse import quote
 
@@ -56,13 +57,14 @@ async def test_three_servers_then_one_denied_by_a_server_acl(
         assert status == 200, (body, veche_a.log()[-3000:], synapse.log())
     everyone = {alice.user_id, bob.user_id, sam.user_id}
     # And Veche finds a room in Synapse's directory (POST: a filtered search).
+    lobby_name = f"Synapse lobby {secrets.token_hex(4)}"  # the session's Synapse is shared
     status, lobby = await sam.post("createRoom", {"preset": "public_chat", "visibility": "public",
-                                                  "name": "Synapse lobby"})
+                                                  "name": lobby_name})
     assert status == 200, lobby
 
     async def alice_finds_the_lobby() -> bool:
         # Synapse fills its directory in the background: it may be empty at first.
-        status, found = await alice.post("publicRooms", {"filter": {"generic_search_term": "lobby"}},
+        status, found = await alice.post("publicRooms", {"filter": {"generic_search_term": lobby_name}},
                                          params={"server": synapse.server_name})
         assert status == 200, found
         return [r["room_id"] for r in found["chunk"]] == [lobby["room_id"]]

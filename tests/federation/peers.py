@@ -57,8 +57,14 @@ tls_private_key_path: {key}
 federation_custom_ca_list: [{ca}]
 federation_verify_certificates: true
 ip_range_whitelist: ['127.0.0.0/8', '::1']
+# Peers named by an IP literal (127.0.0.1:port) too: Synapse checks those against this list
+# alone, never against ip_range_whitelist.
+federation_ip_range_blacklist: []
 trusted_key_servers: []
 suppress_key_server_warning: true
+allow_public_rooms_over_federation: true
+room_list_publication_rules:
+  - action: allow
 federation:
   max_long_retries: 1
   max_long_retry_delay: 1s
@@ -172,10 +178,13 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def federating_veche_env(ca: TestCA, tls_port: int, **extra: Any) -> dict[str, str]:
+def federating_veche_env(ca: TestCA, tls_port: int, host: str = "localhost",
+                         **extra: Any) -> dict[str, str]:
+    """`host`: the server name's host, localhost or 127.0.0.1 (the certificate's names);
+    server ACLs, which ignore ports, can tell a 127.0.0.1 server from the others."""
     cert = ca.issue(["localhost"], ["127.0.0.1"])
     env = {
-        "VECHE_SERVER_NAME": f"localhost:{tls_port}",
+        "VECHE_SERVER_NAME": f"{host}:{tls_port}",
         "VECHE_FEDERATION__TLS_PORT": str(tls_port),
         "VECHE_TLS__CERTIFICATE_PATH": str(cert.cert),
         "VECHE_TLS__PRIVATE_KEY_PATH": str(cert.key),
@@ -187,11 +196,11 @@ def federating_veche_env(ca: TestCA, tls_port: int, **extra: Any) -> dict[str, s
 
 
 def start_federating_veche(make_server: Callable[..., ServerProcess], ca: TestCA,
-                           **extra: Any) -> ServerProcess:
+                           host: str = "localhost", **extra: Any) -> ServerProcess:
     """A Veche (dev mode, the session's database backend) federating on a TLS port."""
     tls_port = free_port()
-    srv = make_server(federating_veche_env(ca, tls_port, **extra), dev=True)
-    srv.server_name = f"localhost:{tls_port}"
+    srv = make_server(federating_veche_env(ca, tls_port, host, **extra), dev=True)
+    srv.server_name = f"{host}:{tls_port}"
     srv.tls_port = tls_port  # type: ignore[attr-defined]
     wait_for_port(tls_port)
     return srv

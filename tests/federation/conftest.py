@@ -32,4 +32,4 @@ def synapse(test_ca: TestCA) -> Iterator[SynapsePeer]:
     with the test CA, loopback peers allowed, no notaries, short retries."""
     peer = start_synapse_peer(Path(tempfile.mkdtemp(prefix="veche-synapse-")), test_ca)
     yield peer
-    peer.stop()
+    peer.close()

@@ -58,8 +58,14 @@ tls_private_key_path: {key}
 federation_custom_ca_list: [{ca}]
 federation_verify_certificates: true
 ip_range_whitelist: ['127.0.0.0/8', '::1']
+# Peers named by an IP literal (127.0.0.1:port) too: Synapse checks those against this list
+# alone, never against ip_range_whitelist.
+federation_ip_range_blacklist: []
 trusted_key_servers: []
 suppress_key_server_warning: true
+allow_public_rooms_over_federation: true
+room_list_publication_rules:
+  - action: allow
 federation:
   max_long_retries: 1
   max_long_retry_delay: 1s
@@ -96,9 +102,10 @@ class SynapsePeer:
     port is `link`'s, a relay in front of `federation_port` that a test may cut."""
 
     def __init__(self, server: Server, link: FederationLink, federation_port: int,
-                 directory: Path) -> None:
+                 directory: Path, command: tuple[list[str], dict[str, str]]) -> None:
         self.server = server
         self.link = link
+        self.command = command
         self.server_name = f"localhost:{link.port}"
         self.federation_port = federation_port
         self.client_url = server.base_url
@@ -110,7 +117,21 @@ class SynapsePeer:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def close(self) -> None:
+        """Stopped for good, its relay too (the session's end)."""
+        self.server.stop()
         self.link.close()
+
+    def start_again(self) -> None:
+        """Start a stopped peer again: the same name, ports, keys and database (for tests
+        of an outage; the session's other tests find it as it was)."""
+        if self.server.proc.poll() is None:
+            return
+        cmd, env = self.command
+        self.server.proc = _spawn(cmd, env, self.server.log_path)
+        _wait_ready(self.client_url, self.server.proc, self.server.log_path, 180)
+        wait_for_port(self.federation_port)
 
     async def register(self, http: aiohttp.ClientSession, localpart: str) -> tuple[str, str]:
         """(user ID, access token) of a new account."""
@@ -142,7 +163,8 @@ def start_synapse_peer(workdir: Path, ca: TestCA) -> SynapsePeer:
     version = subprocess.run([str(python), "-c", "import synapse; print(synapse.__version__)"],
                              capture_output=True, text=True, env=env).stdout.strip()
     log = workdir / "synapse.log"
-    proc = _spawn([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)], env, log)
+    cmd = [str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)]
+    proc = _spawn(cmd, env, log)
     base_url = f"http://127.0.0.1:{client_port}"
     server = Server("Synapse", version, base_url, proc, log)
     try:
@@ -152,7 +174,7 @@ def start_synapse_peer(workdir: Path, ca: TestCA) -> SynapsePeer:
         server.stop()
         link.close()
         raise
-    return SynapsePeer(server, link, federation_port, d)
+    return SynapsePeer(server, link, federation_port, d, (cmd, env))
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -166,11 +188,14 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def federating_veche_env(ca: TestCA, tls_port: int, name_port: int | None = None,
-                         **extra: Any) -> dict[str, str]:
+def federating_veche_env(ca: TestCA, tls_port: int, host: str = "localhost",
+                         name_port: int | None = None, **extra: Any) -> dict[str, str]:
+    """`host`: the server name's host, localhost or 127.0.0.1 (the certificate's names);
+    server ACLs, which ignore ports, can tell a 127.0.0.1 server from the others.
+    `name_port`: the server name's port when not the TLS port (a relay in front of it)."""
     cert = ca.issue(["localhost"], ["127.0.0.1"])
     env = {
-        "VECHE_SERVER_NAME": f"localhost:{name_port or tls_port}",
+        "VECHE_SERVER_NAME": f"{host}:{name_port or tls_port}",
         "VECHE_FEDERATION__TLS_PORT": str(tls_port),
         "VECHE_TLS__CERTIFICATE_PATH": str(cert.cert),
         "VECHE_TLS__PRIVATE_KEY_PATH": str(cert.key),
@@ -182,16 +207,17 @@ def federating_veche_env(ca: TestCA, tls_port: int, name_port: int | None = None
 
 
 def start_federating_veche(make_server: Callable[..., ServerProcess], ca: TestCA,
-                           link: FederationLink | None = None, **extra: Any) -> ServerProcess:
+                           host: str = "localhost", link: FederationLink | None = None,
+                           **extra: Any) -> ServerProcess:
     """A Veche (dev mode, the session's database backend) federating on a TLS port; named
-    after `link`'s port when given (a relay the caller made with FederationLink(0) and
-    points at the TLS port here)."""
+    after `link`'s port when given (a relay the caller made with FederationLink(0), pointed
+    here at the TLS port)."""
     tls_port = free_port()
     name_port = link.port if link is not None else tls_port
     if link is not None:
         link.target_port = tls_port
-    srv = make_server(federating_veche_env(ca, tls_port, name_port, **extra), dev=True)
-    srv.server_name = f"localhost:{name_port}"
+    srv = make_server(federating_veche_env(ca, tls_port, host, name_port, **extra), dev=True)
+    srv.server_name = f"{host}:{name_port}"
     srv.tls_port = tls_port  # type: ignore[attr-defined]
     wait_for_port(tls_port)
     return srv

@@ -130,8 +130,9 @@ class PduReceiver:
     # --- receiving --------------------------------------------------------------------------
 
     async def receive(self, origin: str, rv: RoomVersion, event: dict[str, Any], *,
-                      fill_gaps: bool = True) -> Persisted:
-        """Persist a checked event (`check`) as part of the room's graph."""
+                      fill_gaps: bool = True, backfilled: bool = False) -> Persisted:
+        """Persist a checked event (`check`) as part of the room's graph (`backfilled`:
+        placed before the history here, services/backfill.py)."""
         room_id = event["room_id"]
         # The gap first, as Synapse does: the event's auth events are often in it.
         missing_states: list[dict[StateKey, str]] = []
@@ -144,7 +145,8 @@ class PduReceiver:
         rejected = await self._auth_events_failure(origin, rv, event)
         try:
             return await self.hs.events.persist_received(
-                event, rejected=rejected, missing_prev_states=missing_states)
+                event, rejected=rejected, missing_prev_states=missing_states,
+                backfilled=backfilled)
         except MissingPrevEvents:
             # Rejected by its auth events with prev events unknown: it has no place in the
             # graph; kept as a rejected outlier so nobody fetches it again.

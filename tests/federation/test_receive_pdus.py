@@ -289,3 +289,27 @@ async def test_remote_redactions(veche: ServerProcess, origin: FakeServer,
     assert event["unsigned"]["redacted_because"]["event_id"] == own
     status, event = await alice.get(f"rooms/{q(room.room_id)}/event/{q(mine)}")
     assert status == 200 and event["content"]["body"] == "alice's", event
+
+
+async def test_a_gap_the_origin_cannot_explain_is_not_held_against_the_event(
+        veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
+    """When neither the missing events nor the state at them come (Synapse answers 404 to
+    /state_ids at an event it holds only as an outlier), the event is not stored: once the
+    origin can tell, the same event is taken (it used to be rejected for good, checked
+    against an empty state with no create event)."""
+    alice, room = await shared_room(http, veche, origin)
+    bob = origin.user("bob")
+    hole_id, hole = room.build(origin, bob, "m.room.message", {"body": "unseen"})
+    last_id, last = room.build(origin, bob, "m.room.message", {"body": "after the gap"})
+    origin.answer(f"{F1}/get_missing_events/{room.room_id}", {"events": []})
+    origin.answer(f"{F1}/state_ids/{room.room_id}", {"errcode": "M_NOT_FOUND"}, 404)
+    status, result = await origin.send(http, veche, [last])
+    assert status == 200 and result["pdus"][last_id].get("error"), result
+    assert "after the gap" not in await texts(alice, room.room_id)
+    state_before = sorted(v for k, v in room.state.items())
+    origin.answer(f"{F1}/state_ids/{room.room_id}", {"pdu_ids": state_before, "auth_chain_ids": []})
+    origin.answer(f"{F1}/event/{hole_id}", {"origin": origin.name, "origin_server_ts": 0,
+                                            "pdus": [pdu_for_federation(hole, room.rv)]})
+    status, result = await origin.send(http, veche, [last])
+    assert (status, result) == (200, {"pdus": {last_id: {}}}), result
+    assert (await texts(alice, room.room_id))[-1:] == ["after the gap"]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from veche.core.events import EventFormatError, compute_event_id
 from veche.core.identifiers import server_name_of
 from veche.errors import MatrixError, bad_json
+from veche.federation.errors import FederationError
 from veche.services.pdu_receiver import PduReceiver, PduRefused
 from veche.services.server_acl import DENIED, origin_allowed
 from veche.storage import events as store
@@ -106,6 +107,10 @@ class FederationInbound:
         except PduRefused as e:
             logger.info("PDU %s from %s refused: %s", event_id, origin, e)
             return event_id, str(e)
+        except FederationError as e:
+            # The origin could not tell what it needs (the state before it): not stored,
+            # so a later sight of it may succeed.
+            return event_id, f"could not fetch what this event needs: {e}"
         except Exception:
             # One bad PDU must not cost the others their answers, nor the origin a 500.
             logger.exception("receiving PDU %s from %s failed", event_id, origin)

@@ -245,13 +245,14 @@ class PduReceiver:
                            prev_id: str) -> dict[StateKey, str]:
         """The state after a prev event that is not in the graph, as `origin` tells it: the
         state before it (`/state_ids`) plus the event itself if it is an accepted state event.
-        Events not here are fetched and stored as outliers."""
+        Events not here are fetched and stored as outliers. FederationError when `origin`
+        does not tell: an empty state would reject the event for good (no create event)."""
         target = path("/_matrix/federation/v1/state_ids/{}", room_id, query={"event_id": prev_id})
         try:
             answer = await self.hs.federation_client.get_json(origin, target)
         except FederationError as e:
             logger.info("state at %s from %s: %s", prev_id, origin, e)
-            return {}
+            raise
         pdu_ids = _id_list(answer.get("pdu_ids"))
         chain_ids = _id_list(answer.get("auth_chain_ids"))
         wanted = list(dict.fromkeys([*chain_ids, *pdu_ids, prev_id]))

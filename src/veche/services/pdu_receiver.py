@@ -238,7 +238,7 @@ class PduReceiver:
                 continue
             try:
                 await self.receive(origin, rv, missing_event, fill_gaps=False)
-            except FederationError as e:
+            except (FederationError, PduRefused) as e:
                 logger.info("missing event %s from %s: %s", missing_event["event_id"], origin, e)
 
     async def _state_after(self, origin: str, rv: RoomVersion, room_id: str,
@@ -250,8 +250,9 @@ class PduReceiver:
         try:
             answer = await self.hs.federation_client.get_json(origin, target)
         except FederationError as e:
-            logger.info("state at %s from %s: %s", prev_id, origin, e)
-            return {}
+            # Judged against no state, the event would be rejected for want of it, and an
+            # event this server holds accepted (an outlier from a join) with it.
+            raise PduRefused(f"the state at {prev_id} could not be had from {origin}: {e}") from e
         pdu_ids = _id_list(answer.get("pdu_ids"))
         chain_ids = _id_list(answer.get("auth_chain_ids"))
         wanted = list(dict.fromkeys([*chain_ids, *pdu_ids, prev_id]))

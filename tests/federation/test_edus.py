@@ -131,3 +131,21 @@ async def test_presence_is_taken_for_the_origins_users_sharing_a_room(
     assert status == 200, answer
     status, got = await alice.get(f"presence/{q(carol)}/status")
     assert (status, got) == (200, {"presence": "offline"}), got
+
+
+async def test_presence_stays_here_when_not_federated(
+        make_server: Any, test_ca: TestCA, peer: FakePeer, http: aiohttp.ClientSession) -> None:
+    veche = start_federating_veche(make_server, test_ca, VECHE_PRESENCE__FEDERATE="false")
+    alice, room_id, _ = await room_with_peer(http, veche, peer)
+    a, bob = alice.user_id or "", peer.user("bob")
+    assert (await alice.put(f"presence/{q(a)}/status", {"presence": "online"}))[0] == 200
+    await asyncio.sleep(0.5)
+    # Typing still goes: once it has arrived, so would have the presence queued before it.
+    assert (await alice.put(f"rooms/{q(room_id)}/typing/{q(a)}", {"typing": True}))[0] == 200
+    await wait_for(lambda: edus(peer, "m.typing"), "the typing EDU")
+    assert edus(peer, "m.presence") == []
+    txn = {"origin": peer.name, "origin_server_ts": int(time.time() * 1000), "pdus": [],
+           "edus": [{"edu_type": "m.presence", "content": {"push": [
+               {"user_id": bob, "presence": "online", "last_active_ago": 0}]}}]}
+    assert (await peer.request(http, veche, "PUT", "/_matrix/federation/v1/send/p1", txn))[0] == 200
+    assert await alice.get(f"presence/{q(bob)}/status") == (200, {"presence": "offline"})

@@ -126,9 +126,14 @@ async def test_presence_is_taken_for_the_origins_users_sharing_a_room(
     assert shown[bob]["status_msg"] == "away"
     status, mine = await alice.get(f"presence/{q(a)}/status")
     assert mine["status_msg"] == "mine", mine
-    # carol joins later: what was said of her before is not shown.
+    # carol joins later: what was said of her before is not shown. Her server is told who
+    # is present in the room she joined.
+    before = len(peer.transactions)
     status, answer, _ = await peer.join(http, veche, room_id, carol)
     assert status == 200, answer
+    told = await wait_for(lambda: [p for c in edus(peer, "m.presence", before) for p in c["push"]],
+                          "the presence of the room's members")
+    assert [(p["user_id"], p["status_msg"]) for p in told] == [(a, "mine")]
     status, got = await alice.get(f"presence/{q(carol)}/status")
     assert (status, got) == (200, {"presence": "offline"}), got
 

@@ -8,7 +8,9 @@ Notifications", "Receipts", "Presence").
   queue.
 - A local user's presence goes to every server sharing a room with them, through the durable
   queue, when [presence] federate is on (services/presence.py also reminds them now and
-  then of who is still online).
+  then of who is still online). When someone joins a room, the presence of who is present
+  is sent on: a local joiner's to the room's other servers, the room's local users' to a
+  remote joiner's server.
 - Presence from another server is taken for its own users sharing a room with a local user.
 """
 
@@ -78,15 +80,35 @@ class FederationEdus:
         sharing a room with them."""
         if not self.presence_federated():
             return
+        push = self._push(user_id, content)
+        destinations = await self.hs.db.run(self._hosts_sharing, user_id)
+        for destination in sorted(destinations):
+            await self.hs.federation_sender.queue_edu(destination, "m.presence", {"push": [push]})
+
+    @staticmethod
+    def _push(user_id: str, content: Mapping[str, Any]) -> dict[str, Any]:
         push = {"user_id": user_id, "presence": content["presence"],
                 # Required by the spec: a user never active was last active at the epoch.
                 "last_active_ago": content.get("last_active_ago", now_ms()),
                 "currently_active": bool(content.get("currently_active", False))}
         if content.get("status_msg") is not None:
             push["status_msg"] = content["status_msg"]
-        destinations = await self.hs.db.run(self._hosts_sharing, user_id)
-        for destination in sorted(destinations):
-            await self.hs.federation_sender.queue_edu(destination, "m.presence", {"push": [push]})
+        return push
+
+    async def member_joined(self, room_id: str, user_id: str) -> None:
+        if not self.presence_federated():
+            return
+        rows = await self.hs.db.run(presence_store.present_members, room_id)
+        local = [r for r in rows if server_name_of(r[0]) == self.hs.server_name]
+        if server_name_of(user_id) == self.hs.server_name:
+            local = [r for r in local if r[0] == user_id]
+            destinations = await self._room_hosts(room_id)
+        else:
+            destinations = {server_name_of(user_id)} - {self.hs.server_name}
+        for i in range(0, len(local), 50):
+            push = [self._push(r[0], self.hs.presence.format(r)) for r in local[i:i + 50]]
+            for destination in sorted(destinations):
+                await self.hs.federation_sender.queue_edu(destination, "m.presence", {"push": push})
 
     def _hosts_sharing(self, txn: Txn, user_id: str) -> set[str]:
         hosts: set[str] = set()

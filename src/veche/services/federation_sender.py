@@ -72,14 +72,21 @@ class FederationSender:
         is_member = event["type"] == "m.room.member"
         if is_member or members_changed:
             self._forget_hosts(txn, room_id)
+        target = event.get("state_key")
+        if is_member and isinstance(target, str) and \
+                (event.get("content") or {}).get("membership") == "join":
+            # Whoever joins learns who is present (services/federation_edus.py).
+            txn.call_after(lambda: self.hs.call_on_loop(self._joined, room_id, target))
         if server_of(event["sender"]) != self.server_name:
             return
         destinations = set(self._room_hosts(txn, room_id))
-        target = event.get("state_key")
         if is_member and isinstance(target, str) and \
                 (event.get("content") or {}).get("membership") in ("leave", "ban"):
             destinations.add(server_of(target))
         self.queue_pdu_txn(txn, room_id, event["event_id"], destinations)
+
+    def _joined(self, room_id: str, user_id: str) -> None:
+        self.hs.run_in_background(self.hs.federation_edus.member_joined(room_id, user_id))
 
     def queue_pdu_txn(self, txn: Txn, room_id: str, event_id: str, destinations: set[str]) -> None:
         destinations = {d for d in destinations if d and d != self.server_name}

@@ -51,6 +51,14 @@ def present_users(txn: Txn) -> list[PresenceRow]:
     )
 
 
+def present_members(txn: Txn, room_id: str) -> list[PresenceRow]:
+    """The presence of the room's joined members whose presence is not offline."""
+    return txn.fetchall(  # type: ignore[return-value,unused-ignore]
+        "SELECT p.user_id, p.presence, p.status_msg, p.last_active_ts, p.stream_id FROM presence p"
+        " JOIN room_memberships m ON m.user_id = p.user_id WHERE m.room_id = ?"
+        " AND m.membership = 'join' AND p.presence <> 'offline'", (room_id,))
+
+
 def shares_room(txn: Txn, user_a: str, user_b: str) -> bool:
     return txn.fetchone(
         "SELECT 1 FROM room_memberships a JOIN room_memberships b ON a.room_id = b.room_id"

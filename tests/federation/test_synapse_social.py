@@ -162,7 +162,7 @@ async def test_profiles_and_the_user_directory_across_servers(
 
     async def alice_sees_bob_renamed() -> bool:
         _, m = await alice.get(f"rooms/{q(room_id)}/joined_members")
-        return m.get("joined", {}).get(b, {}).get("display_name") == "Bob of Synapse"
+        return bool(m.get("joined", {}).get(b, {}).get("display_name") == "Bob of Synapse")
 
     await eventually(alice_sees_bob_renamed, "bob's new name on Veche")
     status, found = await alice.post("user_directory/search", {"search_term": "of synapse"})
@@ -181,7 +181,7 @@ async def test_profiles_and_the_user_directory_across_servers(
 
     async def bob_sees_alice_renamed() -> bool:
         _, m = await bob.get(f"rooms/{q(room_id)}/joined_members")
-        return m.get("joined", {}).get(a, {}).get("display_name") == "Alice of Veche"
+        return bool(m.get("joined", {}).get(a, {}).get("display_name") == "Alice of Veche")
 
     await eventually(bob_sees_alice_renamed, "alice's new name on Synapse")
     status, profile = await bob.get(f"profile/{q(a)}")

@@ -123,7 +123,7 @@ class FederationEdus:
         push = content.get("push")
         if not self.presence_federated() or not isinstance(push, list):
             return
-        for entry in push[:100]:
+        for entry in push[:1000]:
             if not isinstance(entry, dict):
                 continue
             user_id, state = entry.get("user_id"), entry.get("presence")

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
     from veche.services.federation import FederationService
+    from veche.services.federation_edus import FederationEdus
     from veche.services.federation_inbound import FederationInbound
     from veche.services.federation_membership import FederationMembershipService
     from veche.services.federation_sender import FederationSender
@@ -358,6 +359,12 @@ class HomeServer:
         from veche.services.federation_serving import FederationServing
 
         return FederationServing(self)
+
+    @cached_property
+    def federation_edus(self) -> FederationEdus:
+        from veche.services.federation_edus import FederationEdus
+
+        return FederationEdus(self)
 
     @cached_property
     def federation_sender(self) -> FederationSender:

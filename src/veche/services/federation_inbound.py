@@ -9,8 +9,8 @@
   allows and that is in the room (a joined user, or the PDU is the membership event of one
   of its users); then services/pdu_receiver.py. PDUs for rooms unknown here (no room
   version to compute their ID with) are left out of the answer, as Synapse does.
-- EDUs: m.typing and m.receipt for users of the origin joined to the room; the others are
-  accepted and ignored for now.
+- EDUs: m.typing and m.receipt for users of the origin joined to the room; m.presence
+  (services/federation_edus.py); the others are accepted and ignored for now.
 """
 
 from __future__ import annotations
@@ -141,7 +141,9 @@ class FederationInbound:
                 await self._typing(origin, edu["content"])
             elif edu.get("edu_type") == "m.receipt":
                 await self._receipts(origin, edu["content"])
-            # m.presence, m.direct_to_device, m.device_list_update, m.signing_key_update:
+            elif edu.get("edu_type") == "m.presence":
+                await self.hs.federation_edus.receive_presence(origin, edu["content"])
+            # m.direct_to_device, m.device_list_update, m.signing_key_update:
             # accepted and ignored for now.
         except MatrixError:
             pass

@@ -119,7 +119,7 @@ class RemoteMedia:
             raise not_found("Media of this server is not available here") from None
         except (FederationError, multipart.MultipartError, aiohttp.ClientError,
                 TimeoutError) as e:
-            logger.info("fetching mxc://%s/%s failed: %s", origin, media_id, e)
+            logger.warning("fetching mxc://%s/%s failed: %r", origin, media_id, e)
             raise fetch_failed() from None
 
     async def _download(self, origin: str, media_id: str, target: str, *,

@@ -18,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veche.core.identifiers import is_valid_server_name
 from veche.errors import MatrixError, forbidden, limit_exceeded, not_found
 from veche.media import thumbnailer
 from veche.media.store import LocalMediaStore, MediaStore
@@ -217,7 +218,7 @@ class MediaService:
         (remote media is all newer: it is cached since). `allow_remote`: false only serves
         remote media already cached (the legacy routes' parameter, against request loops)."""
         if server_name != self.hs.server_name:
-            if not MEDIA_ID.match(media_id):
+            if not MEDIA_ID.match(media_id) or not _is_server_name(server_name):
                 raise not_found("Invalid media ID")
             if legacy and self.config.freeze_legacy_media:
                 raise not_found("Media of other servers is only available from"
@@ -378,6 +379,13 @@ async def _client_chunks(body: StreamReader, stall_s: float) -> AsyncIterator[by
         raise
     except Exception as e:  # the client went away or sent a malformed body
         raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
+
+
+def _is_server_name(name: str) -> bool:
+    """The grammar's, with no empty DNS label (`..` fits the grammar but names nothing)."""
+    if not is_valid_server_name(name):
+        return False
+    return name.startswith("[") or all(name.split(":", 1)[0].split("."))
 
 
 def _base_type(content_type: str | None) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import email.parser
 import hashlib
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,6 +23,7 @@ from tests.conftest import Client, ServerProcess, free_port
 from tests.federation.fake_origin import F1, FakeServer
 from tests.federation.https_servers import RecordingServer
 from tests.federation.media_peer import (
+    BOUNDARY,
     MediaPeer,
     MiB,
     json_answer,
@@ -113,6 +116,46 @@ async def test_older_peer_is_asked_the_legacy_endpoint(
     assert legacy.startswith(f"/_matrix/media/v3/download/{peer.name}/old?")
     assert "allow_remote=false" in legacy
     assert (await get(http, alice, f"{V1}/download/{peer.name}/old"))[2] == data
+    assert len(peer.requests) == 2
+
+    # A Location part: the bytes are fetched from there (unsigned), and cached as any.
+    moved = b"\x89PNG at the CDN " * 50
+    body = (multipart_body(b"").split(b"Content-Type: image/png")[0]
+            + f"Location: https://localhost:{peer.port}/cdn/x\r\n\r\n".encode()
+            + b"\r\n--" + BOUNDARY + b"--\r\n")
+    peer.serve(fed_path("elsewhere"), multipart_headers(len(body)), body)
+    peer.serve("/cdn/x", {"Content-Type": "image/png", "Content-Length": str(len(moved))}, moved)
+    status, headers, got = await get(http, alice, f"{V1}/download/{peer.name}/elsewhere")
+    assert (status, got, headers["Content-Type"]) == (200, moved, "image/png")
+    assert peer.requests[-1] == "/cdn/x"
+
+
+def cli(srv: ServerProcess, *args: str) -> str:
+    r = subprocess.run([sys.executable, "-m", "veche", "media", *args], env=srv.env,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+async def test_cached_remote_media_can_be_quarantined_and_purged(
+        veche: ServerProcess, peer: MediaPeer, http: aiohttp.ClientSession) -> None:
+    alice = await Client(http, veche.base_url).register()
+    data = b"remote bytes " * 1000
+    body = multipart_body(data, content_type="text/plain", disposition="inline")
+    peer.serve(fed_path("q"), multipart_headers(len(body)), body)
+    url = f"{V1}/download/{peer.name}/q"
+    assert (await get(http, alice, url))[2] == data
+    await asyncio.to_thread(cli, veche, "quarantine", f"mxc://{peer.name}/q")
+    assert (await get(http, alice, url))[0] == 404
+    await asyncio.to_thread(cli, veche, "quarantine", "--undo", f"mxc://{peer.name}/q")
+    assert (await get(http, alice, url))[2] == data
+    assert len(peer.requests) == 1
+    # Purged from the cache (and the store): fetched again when asked again.
+    await asyncio.sleep(1.2)
+    out = await asyncio.to_thread(cli, veche, "purge", "--older-than", "1s", "--remote-only")
+    assert "purged 1" in out
+    assert hashlib.sha256(data).hexdigest() not in media_files(veche.data_dir)
+    assert (await get(http, alice, url))[2] == data
     assert len(peer.requests) == 2
 
 

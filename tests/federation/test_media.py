@@ -130,6 +130,20 @@ async def test_older_peer_is_asked_the_legacy_endpoint(
     assert peer.requests[-1] == "/cdn/x"
 
 
+async def test_unfrozen_legacy_routes_honour_allow_remote(
+        make_server: Any, test_ca: TestCA, peer: MediaPeer, http: aiohttp.ClientSession) -> None:
+    server = start_federating_veche(make_server, test_ca, VECHE_MEDIA__FREEZE_LEGACY_MEDIA=False)
+    body = multipart_body(b"for old clients", content_type="text/plain", disposition="inline")
+    peer.serve(fed_path("l"), multipart_headers(len(body)), body)
+    url = f"{server.base_url}/_matrix/media/v3/download/{peer.name}/l"
+    # allow_remote=false (what a peer falling back sends): only what is cached, nobody asked.
+    assert (await raw(http, "GET", url + "?allow_remote=false"))[0] == 404
+    assert not peer.requests
+    assert (await raw(http, "GET", url))[2] == b"for old clients"
+    assert (await raw(http, "GET", url + "?allow_remote=false"))[2] == b"for old clients"
+    assert len(peer.requests) == 1
+
+
 def cli(srv: ServerProcess, *args: str) -> str:
     r = subprocess.run([sys.executable, "-m", "veche", "media", *args], env=srv.env,
                        capture_output=True, text=True, timeout=60)
@@ -224,6 +238,9 @@ async def test_closed_server_asks_nobody(make_server: Any, test_ca: TestCA, peer
         status, _, body = await get(http, alice, path)
         assert status == 404 and b'"M_NOT_FOUND"' in body, (path, body)
     assert not peer.requests
+    # Nor does it serve its media to other servers: no federation routes at all.
+    status, _, body = await raw(http, "GET", f"{server.base_url}{fed_path('m')}")
+    assert status == 404 and b'"M_UNRECOGNIZED"' in body
     # Local media is unaffected.
     status, up = await alice.post("/_matrix/media/v3/upload", data=b"mine")
     assert status == 200, up

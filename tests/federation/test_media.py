@@ -213,6 +213,21 @@ async def test_oversized_remote_media_is_refused_and_not_stored(
     assert status == 502
 
 
+async def test_a_file_of_exactly_the_limit_is_accepted(
+        veche: ServerProcess, peer: MediaPeer, http: aiohttp.ClientSession) -> None:
+    alice = await Client(http, veche.base_url).register()
+    data = bytes(range(256)) * (LIMIT // 256)
+    body = multipart_body(data, content_type="application/octet-stream", disposition="attachment")
+    peer.serve(fed_path("full"), multipart_headers(len(body)), body)  # over LIMIT with framing
+    status, _, got = await get(http, alice, f"{V1}/download/{peer.name}/full")
+    assert (status, got == data) == (200, True)
+    body = multipart_body(data + b"!", content_type="application/octet-stream",
+                          disposition="attachment")
+    peer.serve(fed_path("over"), multipart_headers(len(body)), body)
+    status, _, err = await get(http, alice, f"{V1}/download/{peer.name}/over")
+    assert status == 502 and b'"M_TOO_LARGE"' in err
+
+
 async def test_concurrent_downloads_share_one_fetch(
         veche: ServerProcess, peer: MediaPeer, http: aiohttp.ClientSession) -> None:
     alice = await Client(http, veche.base_url).register()

@@ -16,6 +16,8 @@ from urllib.parse import unquote
 CRLF = b"\r\n"
 MAX_HEADER_BYTES = 16 * 1024
 MAX_JSON_BYTES = 64 * 1024
+# The most a body may hold besides the media's bytes: preamble, two parts' headers, metadata.
+MAX_OVERHEAD = 3 * MAX_HEADER_BYTES + MAX_JSON_BYTES
 _BOUNDARY = re.compile(r"""boundary=(?:"([^"]{1,70})"|([^\s;"]{1,70}))""", re.IGNORECASE)
 
 

@@ -157,7 +157,9 @@ class RemoteMedia:
                             federation: bool) -> None:
         """Raise for anything but a 200 whose announced length is within the limit."""
         if resp.status == 200:
-            if resp.content_length is not None and resp.content_length > self.limit:
+            # A multipart body is the file plus a little framing (bounded by the reader).
+            framing = multipart.MAX_OVERHEAD if federation else 0
+            if resp.content_length is not None and resp.content_length > self.limit + framing:
                 raise too_large(self.limit)  # before reading a byte of it
             return
         body: Any = None

@@ -490,3 +490,78 @@ async def test_requests_for_what_the_asker_may_not_see(
     assert secret not in served and lonely_create not in served, served
     assert await snapshot(alice, rid) == before
 
+
+
+async def test_hostile_answers_when_filling_a_gap(veche: ServerProcess, origin: FakeServer,
+                                                  http: aiohttp.ClientSession) -> None:
+    """A message comes after events Veche has not seen; what the origin answers when asked
+    for them (/get_missing_events, /state_ids, /event, /event_auth) is garbage, errors,
+    forgeries, another room's events, or a state in which bob made himself admin. Never a
+    500, and the room's state stays what its own events make it."""
+    alice, room = await shared_room(http, veche, origin)
+    rid = room.room_id
+    bob = origin.user("bob")
+    lonely = await private_room(alice)
+    status, pl = await alice.get(f"rooms/{q(rid)}/state/m.room.power_levels/")
+    coup_id, coup = room.build(origin, bob, "m.room.power_levels",
+                               {**pl, "users": {**pl["users"], bob: 100}}, "", advance=False)
+    forged_coup_id, forged_coup = room.build(origin, bob, "m.room.power_levels",
+                                             {**pl, "users": {**pl["users"], bob: 99}}, "",
+                                             advance=False, key=OTHER_KEY)
+    _, elsewhere = lonely.build(origin, bob, "m.room.message", {"body": "elsewhere"},
+                                advance=False)
+    state_before, _ = await snapshot(alice, rid)
+    told_state = {**room.state, ("m.room.power_levels", ""): coup_id}
+
+    def answers(hole: dict[str, Any], hole_id: str) -> list[dict[str, tuple[int, Any]]]:
+        """Per case: what the origin answers, by path prefix."""
+        gme, ids, ev = f"{F1}/get_missing_events/{rid}", f"{F1}/state_ids/{rid}", f"{F1}/event/"
+        as_txn = lambda pdu: {"origin": origin.name, "origin_server_ts": 0, "pdus": [pdu]}  # noqa: E731
+        return [
+            {gme: (500, {"errcode": "M_UNKNOWN"}), ids: (500, {}), ev + hole_id: (500, {})},
+            {gme: (200, b"not json"), ids: (200, b"[1, 2"), ev + hole_id: (200, b"\xff")},
+            {gme: (200, {"events": "x"}), ids: (200, {"pdu_ids": "x", "auth_chain_ids": 5}),
+             ev + hole_id: (200, {"pdus": "x"})},
+            {gme: (200, {"events": [elsewhere, {**hole, "signatures": {}}, None, 7]}),
+             ids: (200, {"pdu_ids": [None, 5, "$" + "x" * 43, "!room"], "auth_chain_ids": [[]]}),
+             ev + hole_id: (200, as_txn(elsewhere))},
+            # Bob's coup, told as the state before the hole: validly signed, but not allowed
+            # by its auth events, so stored rejected and never in the state.
+            {gme: (200, {"events": []}),
+             ids: (200, {"pdu_ids": sorted(told_state.values()), "auth_chain_ids": [coup_id]}),
+             ev + coup_id: (200, as_txn(coup)), ev + hole_id: (200, as_txn(hole))},
+            {gme: (200, {"events": [forged_coup]}),
+             ids: (200, {"pdu_ids": [*sorted(room.state.values()), forged_coup_id],
+                         "auth_chain_ids": []}),
+             ev + forged_coup_id: (200, as_txn(forged_coup)), ev + hole_id: (200, as_txn(hole))},
+        ]
+
+    joined = room.latest
+    for i in range(6):
+        room.latest = joined
+        hole_id, hole = room.build(origin, bob, "m.room.message", {"body": f"unseen {i}"})
+        last_id, last = room.build(origin, bob, "m.room.message", {"body": f"after {i}"})
+        told = answers(hole, hole_id)[i]
+        for path, (status, body) in told.items():
+            origin.answer(path, body, status)
+        status, result = await origin.send(http, veche, [last])
+        assert status == 200 and set(result["pdus"]) == {last_id}, (i, result)
+        for path in told:
+            del origin.server.responses[path]
+        state, _ = await snapshot(alice, rid)
+        assert state == state_before, i
+        status, got = await alice.get(f"rooms/{q(rid)}/state/m.room.power_levels/")
+        assert got == pl, i
+    # The coup was fetched, stored rejected, and is not served; the forgery was not stored.
+    assert origin.asked(f"{F1}/event/{q(coup_id)}")
+    assert origin.asked(f"{F1}/event/{q(forged_coup_id)}")
+    for event_id in (coup_id, forged_coup_id):
+        assert (await origin.request(http, veche, "GET", f"{F1}/event/{q(event_id)}"))[0] == 404
+    # Bob is still powerless: his name change is rejected; the room still takes his words.
+    room.latest = [(await snapshot(alice, rid))[1][-1]]
+    name_id, name = room.build(origin, bob, "m.room.name", {"name": "Bob's room"}, "")
+    said_id, said = room.build(origin, bob, "m.room.message", {"body": "still here"})
+    status, result = await origin.send(http, veche, [name, said])
+    assert "rejected" in result["pdus"][name_id]["error"] and result["pdus"][said_id] == {}
+    state, events = await snapshot(alice, rid)
+    assert state == state_before and said_id in events and name_id not in events

@@ -565,3 +565,31 @@ async def test_hostile_answers_when_filling_a_gap(veche: ServerProcess, origin: 
     assert "rejected" in result["pdus"][name_id]["error"] and result["pdus"][said_id] == {}
     state, events = await snapshot(alice, rid)
     assert state == state_before and said_id in events and name_id not in events
+
+
+async def test_redactions_of_what_the_origin_may_not_redact(
+        veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
+    """Bob (power 0) redacts alice's message in another room, the room's join rules and
+    its power levels: the redactions are events of the room (the auth rules allow any),
+    and take no effect."""
+    alice, room = await shared_room(http, veche, origin)
+    rid = room.room_id
+    bob = origin.user("bob")
+    lonely = await private_room(alice)
+    status, body = await alice.put(f"rooms/{q(lonely.room_id)}/send/m.room.message/secret",
+                                   {"msgtype": "m.text", "body": "secret"})
+    secret = body["event_id"]
+    state_before, _ = await snapshot(alice, rid)
+    targets = [secret, room.state[("m.room.join_rules", "")], room.state[("m.room.power_levels", "")]]
+    built = [room.build(origin, bob, "m.room.redaction", {"redacts": t}) for t in targets]
+    status, result = await origin.send(http, veche, [p for _, p in built])
+    assert (status, result) == (200, {"pdus": {e: {} for e, _ in built}}), result
+    status, event = await alice.get(f"rooms/{q(lonely.room_id)}/event/{q(secret)}")
+    assert status == 200 and event["content"]["body"] == "secret", event
+    for key in (("m.room.join_rules", ""), ("m.room.power_levels", "")):
+        status, event = await alice.get(f"rooms/{q(rid)}/event/{q(state_before[key])}")
+        assert status == 200 and event["content"] and "redacted_because" not in event.get(
+            "unsigned", {}), event
+    assert (await snapshot(alice, rid))[0] == state_before
+    status, rules = await alice.get(f"rooms/{q(rid)}/state/m.room.join_rules/")
+    assert rules == {"join_rule": "public"}

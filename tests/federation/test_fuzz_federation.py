@@ -272,7 +272,7 @@ async def test_fuzz_every_federation_endpoint_never_500(
         | st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60).map(
             lambda s: f'X-Matrix origin="{origin.name}",key="ed25519:k1",{s}'))
     # Which route each request went to, by its template (for the coverage check below).
-    answered: Counter[tuple[str, int]] = Counter()
+    answered: Counter[tuple[str, int, int]] = Counter()
 
     @settings(max_examples=EXAMPLES, deadline=None, derandomize=DERANDOMIZE,
               suppress_health_check=list(HealthCheck))

@@ -408,6 +408,10 @@ async def test_hostile_membership_requests(veche: ServerProcess, origin: FakeSer
         ("invite to a room this server is in, not allowed by its auth rules",
          put(F2 + "/invite", (i := member(lonely, bob, "invite", dave.user_id)), lonely,
              body=invite_body(i[1])), forbidden),
+        ("the same, citing events unknown here",
+         put(F2 + "/invite", (i := member(lonely, bob, "invite", dave.user_id,
+                                          prev=["$" + "u" * 43])), lonely,
+             body=invite_body(i[1])), forbidden),
     ]
     before, lonely_before = await snapshot(alice, rid), await snapshot(alice, lonely.room_id)
     for what, (method, target, body), expected in cases:

@@ -94,6 +94,15 @@ def _well_formed(pdu: Any, rv: RoomVersion) -> dict[str, Any]:
         raise bad_json(f"Malformed event: {e}") from None
 
 
+def _allowed_by_current_state(txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> None:
+    keys = {*auth_rules.auth_types_for_event(rv, event), auth_rules.CREATE_KEY}
+    state = ev_store.get_current_state(txn, event["room_id"], keys)
+    try:
+        auth_rules.check_auth_rules(rv, event, state)
+    except auth_rules.AuthError as e:
+        raise forbidden(f"The invite is not allowed: {e}") from None
+
+
 class FederationMembershipService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
@@ -319,7 +328,10 @@ class FederationMembershipService:
             try:
                 persisted = await self.hs.events.persist_received(signed)
             except MissingPrevEvents:
-                pass  # not placeable yet: kept as an invite alone, like any other
+                # Not placeable yet: kept as an invite alone, like any other, if the room's
+                # current state (known here) allows it; an invite by someone who may not
+                # invite, or into a room the inviter is not in, is refused.
+                await self.hs.db.run(_allowed_by_current_state, rv, signed)
             else:
                 if persisted.rejected is not None:
                     raise forbidden(f"The invite is not allowed: {persisted.rejected}")

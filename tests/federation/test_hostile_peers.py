@@ -320,6 +320,10 @@ async def test_hostile_membership_requests(veche: ServerProcess, origin: FakeSer
     lonely = await private_room(alice)
     dave = await Client(http, veche.base_url).register("dave")
     v = room.rv.identifier
+    frank = origin.user("frank")
+    status, _ = await alice.post(f"rooms/{q(rid)}/ban", {"user_id": frank, "reason": "spam"})
+    assert status == 200
+    await room.refresh(alice)
 
     def member(r: SharedRoom, sender: str, membership: str, state_key: str | None = None,
                **kw: Any) -> tuple[str, dict[str, Any]]:
@@ -372,6 +376,10 @@ async def test_hostile_membership_requests(veche: ServerProcess, origin: FakeSer
         ("send_join of another user of the origin",
          put(F2 + "/send_join", member(room, bob, "join", carol)), (400, "M_INVALID_PARAM")),
         ("send_join larger than 65536 bytes", put(F2 + "/send_join", big_join), bad_json),
+        ("send_join of a banned user", put(F2 + "/send_join", member(room, frank, "join")),
+         forbidden),
+        ("make_join for a banned user",
+         ("GET", f"{F1}/make_join/{q(rid)}/{q(frank)}?ver={v}", None), forbidden),
         ("send_join to an invite-only room", put(F2 + "/send_join", lonely_join, lonely),
          forbidden),
         ("send_join to another room than the event's",

@@ -33,8 +33,8 @@ from veche.core.federation_auth import sign_request
 from veche.http.modules import federation_routes
 
 F2 = "/_matrix/federation/v2"
-# About half a minute per backend; derandomized, so CI runs the same examples every time.
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "1500"))
+# Under a minute per backend; derandomized, so CI runs the same examples every time.
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4000"))
 DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ
 KEY = "/_matrix/key/v2"
 

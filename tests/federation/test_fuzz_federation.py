@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ServerProcess
-from tests.federation.fake_origin import F1, FakeServer, q
+from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
 from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
@@ -34,7 +34,7 @@ from veche.http.modules import federation_routes
 
 F2 = "/_matrix/federation/v2"
 # Under a minute per backend; derandomized, so CI runs the same examples every time.
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "4000"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
 DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ
 KEY = "/_matrix/key/v2"
 
@@ -169,21 +169,28 @@ async def test_fuzz_every_federation_endpoint_never_500(
     status, _ = await alice.put(f"directory/room/{q('#fuzz:' + veche.server_name)}", {"room_id": rid})
     assert status == 200
     bob, carol = origin.user("bob"), origin.user("carol")
-    _, message = room.build(origin, bob, "m.room.message", {"body": "seed"}, advance=False)
-    # Membership events as a real server would send them back after make_*: valid, so
-    # mutated ones get past the first checks.
-    _, join = room.build(origin, carol, "m.room.member", {"membership": "join"}, carol, advance=False)
-    _, leave = room.build(origin, bob, "m.room.member", {"membership": "leave"}, bob, advance=False)
-    _, knock = room.build(origin, carol, "m.room.member", {"membership": "knock"}, carol,
-                          advance=False)
-    _, invite = room.build(origin, bob, "m.room.member", {"membership": "invite"}, alice.user_id,
-                           advance=False)
-    events = [message, join, leave, knock, invite]
+    # A room of the oldest version spoken here too: its events have another format.
+    status, body = await alice.post("createRoom", {"preset": "public_chat", "room_version": "10"})
+    old = await SharedRoom.of(alice, body["room_id"])
+    join_id, old_join = old.build(origin, bob, "m.room.member", {"membership": "join"}, bob)
+    assert (await origin.send(http, veche, [old_join]))[1] == {"pdus": {join_id: {}}}
+
+    def events_in(r: SharedRoom) -> list[tuple[SharedRoom, dict[str, Any]]]:
+        """A message, and membership events as a real server would send them back after
+        make_*: valid, so mutated ones get past the first checks."""
+        return [(r, r.build(origin, sender, etype, content, key, advance=False)[1])
+                for sender, etype, content, key in [
+                    (bob, "m.room.message", {"body": "seed"}, None),
+                    (carol, "m.room.member", {"membership": "join"}, carol),
+                    (bob, "m.room.member", {"membership": "leave"}, bob),
+                    (carol, "m.room.member", {"membership": "knock"}, carol),
+                    (bob, "m.room.member", {"membership": "invite"}, alice.user_id)]]
+
     # Mostly IDs that exist here, so requests get past the first checks.
     bad_ids = st.one_of(st.sampled_from(["$", "!nope:x", "$" + "x" * 43, "@x:y", "!" + "C" * 43,
                                          "#fuzz:" + veche.server_name]), free_text())
-    known_events = st.sampled_from([*room.state.values(), room.latest[0]])
-    rooms = st.one_of(st.just(rid), st.just(rid), bad_ids)
+    known_events = st.sampled_from([*room.state.values(), room.latest[0], *old.state.values()])
+    rooms = st.one_of(st.sampled_from([rid, old.room_id]), st.just(rid), bad_ids)
     event_ids = st.one_of(known_events, known_events, bad_ids)
     ids = st.one_of(rooms, event_ids)
     users = st.one_of(st.sampled_from([bob, carol, alice.user_id]), st.sampled_from([
@@ -192,10 +199,12 @@ async def test_fuzz_every_federation_endpoint_never_500(
                                "a" * 300]) | free_text(20)
     versions = st.lists(st.sampled_from([room.rv.identifier] * 3 + ["1", "10", "11", "", "x" * 100]),
                         max_size=3)
-    signed = st.one_of(st.sampled_from(events), st.sampled_from(events).flatmap(mutated)).map(
-        lambda e: resigned(e, origin, room.rv))
-    pdus = st.one_of(json_values, st.sampled_from(events),
-                     st.sampled_from(events).flatmap(mutated), signed.map(lambda t: t[1]))
+    valid = st.sampled_from([*events_in(room), *events_in(old)])
+    changed = valid.flatmap(lambda t: mutated(t[1]).map(lambda e: (t[0], e)))
+    # (room, event ID, event): re-signed, so at their own ID.
+    signed = st.one_of(valid, changed).map(lambda t: (t[0], *resigned(t[1], origin, t[0].rv)))
+    pdus = st.one_of(json_values, valid.map(lambda t: t[1]), changed.map(lambda t: t[1]),
+                     signed.map(lambda t: t[2]))
     pdu_bodies = as_body(pdus)
     send_bodies = as_body(st.one_of(
         st.fixed_dictionaries({"pdus": st.lists(pdus, max_size=4)}, optional={
@@ -272,11 +281,12 @@ async def test_fuzz_every_federation_endpoint_never_500(
         # Signed events at their own ID: the membership checks past the first ones.
         st.tuples(st.sampled_from([F1 + "/send_join", F2 + "/send_join", F1 + "/send_leave",
                                    F2 + "/send_leave", F1 + "/send_knock", F1 + "/invite"]),
-                  signed).map(lambda t: ("PUT", f"{t[0]}/{q(rid)}/{q(t[1][0])}",
-                                         json.dumps(t[1][1]).encode())),
-        st.tuples(signed, st.sampled_from([room.rv.identifier] * 3 + ["1", "10", "x"])).map(
-            lambda t: ("PUT", f"{F2}/invite/{q(rid)}/{q(t[0][0])}", json.dumps({
-                "room_version": t[1], "event": t[0][1], "invite_room_state": []}).encode())),
+                  signed).map(lambda t: ("PUT", f"{t[0]}/{q(t[1][0].room_id)}/{q(t[1][1])}",
+                                         json.dumps(t[1][2]).encode())),
+        st.tuples(signed, st.sampled_from(["", "", "", "1", "10", "12", "x"])).map(
+            lambda t: ("PUT", f"{F2}/invite/{q(t[0][0].room_id)}/{q(t[0][1])}", json.dumps({
+                "room_version": t[1] or t[0][0].rv.identifier, "event": t[0][2],
+                "invite_room_state": []}).encode())),
         route("PUT", F1 + "/invite/{r}/{e}", v1_invite_bodies, r=rooms, e=event_ids),
         route("PUT", F2 + "/invite/{r}/{e}", invite_bodies, r=rooms, e=event_ids),
         route("GET", F1 + "/query/profile", qs=query(user_id=users, field=free_text(12))),

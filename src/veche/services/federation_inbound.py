@@ -117,9 +117,11 @@ class FederationInbound:
     def _gate(self, txn: Txn, origin: str, room_id: str, event_id: str,
               pdu: Mapping[str, Any]) -> str | None:
         """Why this room takes no PDU from `origin` (None: it does), or "" for one already
-        stored, which needs nothing more."""
-        if fstore.get_stored_events(txn, [event_id]):
-            return ""
+        stored, which needs nothing more; one stored rejected is still rejected (it was
+        recorded as such, and nothing is checked again)."""
+        stored = fstore.get_stored_events(txn, [event_id]).get(event_id)
+        if stored is not None:
+            return "rejected: it was rejected when first received" if stored.rejected else ""
         if not fstore.server_has_joined_member(txn, room_id, self.hs.server_name):
             return "This server is not in the room"
         if not origin_allowed(txn, room_id, origin):

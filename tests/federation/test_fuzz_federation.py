@@ -66,6 +66,7 @@ FUZZED = {
     ("GET", F1 + "/user/devices/{}"), ("POST", F1 + "/user/keys/query"),
     ("POST", F1 + "/user/keys/claim"), ("GET", F1 + "/publicRooms"), ("POST", F1 + "/publicRooms"),
     ("GET", F1 + "/hierarchy/{}"), ("GET", F1 + "/openid/userinfo"),
+    ("GET", F1 + "/media/download/{}"), ("GET", F1 + "/media/thumbnail/{}"),
     ("GET", KEY + "/server"), ("GET", KEY + "/server/{}"), ("GET", KEY + "/query/{}"),
     ("POST", KEY + "/query"),
 }
@@ -299,6 +300,10 @@ async def test_fuzz_every_federation_endpoint_never_500(
         route("POST", F1 + "/publicRooms", public_rooms_bodies),
         route("GET", F1 + "/hierarchy/{r}", qs=query(suggested_only=free_text(6)), r=rooms),
         route("GET", F1 + "/openid/userinfo", qs=query(access_token=free_text())),
+        route("GET", F1 + "/media/download/{m}", qs=query(timeout_ms=numbers), m=free_text(24)),
+        route("GET", F1 + "/media/thumbnail/{m}",
+              qs=query(width=numbers, height=numbers, method=st.sampled_from(["crop", "scale", "x"]),
+                       animated=free_text(6), timeout_ms=numbers), m=free_text(24)),
         route("GET", F1 + "/version"),
         route("GET", KEY + "/server"),
         route("GET", KEY + "/server/{k}", k=free_text(20)),

@@ -9,8 +9,9 @@
   allows and that is in the room (a joined user, or the PDU is the membership event of one
   of its users); then services/pdu_receiver.py. PDUs for rooms unknown here (no room
   version to compute their ID with) are left out of the answer, as Synapse does.
-- EDUs: m.typing and m.receipt for users of the origin joined to the room; the others are
-  accepted and ignored for now.
+- EDUs: m.typing and m.receipt for users of the origin joined to the room;
+  m.device_list_update and m.signing_key_update (services/device_lists.py),
+  m.direct_to_device (services/to_device.py); the others are accepted and ignored for now.
 """
 
 from __future__ import annotations
@@ -142,8 +143,13 @@ class FederationInbound:
                 await self._typing(origin, edu["content"])
             elif edu.get("edu_type") == "m.receipt":
                 await self._receipts(origin, edu["content"])
-            # m.presence, m.direct_to_device, m.device_list_update, m.signing_key_update:
-            # accepted and ignored for now.
+            elif edu.get("edu_type") == "m.device_list_update":
+                await self.hs.device_lists.on_device_list_update(origin, edu["content"])
+            elif edu.get("edu_type") == "m.signing_key_update":
+                await self.hs.device_lists.on_signing_key_update(origin, edu["content"])
+            elif edu.get("edu_type") == "m.direct_to_device":
+                await self.hs.to_device.receive_remote(origin, edu["content"])
+            # m.presence: accepted and ignored for now.
         except MatrixError:
             pass
         except Exception:

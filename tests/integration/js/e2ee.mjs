@@ -4,6 +4,8 @@
 //   node e2ee.mjs <baseUrl> verify     cross-signing + secret storage, then SAS verification of a second device
 //   node e2ee.mjs <baseUrl> backup     key backup filled by one device, restored by a brand-new one
 //   node e2ee.mjs <baseUrl> interop    (stdin: JSON from the nio side) chat with a matrix-nio user
+//   node e2ee.mjs <baseUrl> federated  (stdin: JSON) the same with a nio user of another server,
+//                                      new devices on both sides (tests/federation/e2ee_story.py)
 //
 // On success one JSON line goes to stdout: {"secrets": [...plaintexts sent encrypted], "plain": [...]}.
 // On failure a reason goes to stderr and the exit code is 1. Everything the SDK logs goes to stderr.
@@ -439,6 +441,59 @@ async function interop(baseUrl, state) {
     return { secrets: [mine], plain: [] };
 }
 
+/** A message decrypted by `client` whose body starts with `prefix`: its body. */
+async function waitDecryptedPrefix(client, roomId, prefix, ms = WAIT_MS) {
+    const ev = await waitFor(`${client.label} decrypts "${prefix}..."`, () => {
+        const events = client.getRoom(roomId)?.getLiveTimeline().getEvents() || [];
+        return events.find((e) => e.getWireType() === "m.room.encrypted" && e.getType() === "m.room.message"
+            && String(e.getContent().body || "").startsWith(prefix));
+    }, ms);
+    return ev.getContent().body;
+}
+
+/** Issue 13 done-when 1: a nio user of another server (state.nio_user) invited us into its
+ * encrypted room. Each side adds a device; each new device decrypts what is sent after it
+ * appeared. The steps are paced by messages in the room (see tests/federation/e2ee_story.py). */
+async function federated(baseUrl, state) {
+    const { room_id: roomId, tag, nio_user: nio } = state;
+    const j1 = await device(baseUrl, state.js_user, "js-1");
+    const keyRequests = [];
+    j1.on(ClientEvent.ToDeviceEvent, (ev) => {
+        if (ev.getType() === "m.room_key_request" && ev.getSender() === nio) keyRequests.push(ev.getContent());
+    });
+    await join(j1, roomId);
+    await waitEncryptionKnown(j1, roomId);
+    const secrets = [`js-1-${tag}`];
+    await send(j1, roomId, secrets[0]);
+    await waitDecrypted(j1, roomId, `nio-1-${tag}`, 90000);
+    note("js-1 and nio-1 decrypt each other across servers");
+
+    const j2 = await device(baseUrl, state.js_user, "js-2");
+    await waitEncryptionKnown(j2, roomId);
+    await waitFor("js-1 sees its new device", async () => {
+        const map = await j1.getCrypto().getUserDeviceInfo([state.js_user], false);
+        return map.get(state.js_user)?.has(j2.getDeviceId());
+    });
+    secrets.push(`js2-ready:${j2.getDeviceId()}:${tag}`);
+    await send(j1, roomId, secrets[1]);
+    await waitDecrypted(j2, roomId, `nio-2-${tag}`, 90000);
+    note("js-2 (new) decrypts nio's message sent after it appeared");
+
+    const ready = await waitDecryptedPrefix(j1, roomId, "nio2-ready:", 90000);
+    const nio2 = ready.split(":")[1];
+    await waitFor(`js-1 learns of nio's new device ${nio2}`, async () => {
+        const map = await j1.getCrypto().getUserDeviceInfo([nio], false);
+        return map.get(nio)?.has(nio2);
+    }, 60000);
+    secrets.push(`js-3-${tag}`);
+    await send(j1, roomId, secrets[2]);
+    note("sent js-3 for nio's new device");
+    await waitDecrypted(j1, roomId, `bye-${tag}`, 120000);
+    await waitDecrypted(j2, roomId, `bye-${tag}`, 30000);
+    await stop(j1, j2);
+    return { secrets, plain: [], key_requests: keyRequests.length };
+}
+
 // ---------------------------------------------------------------- main
 const [baseUrl, phase] = process.argv.slice(2);
 try {
@@ -448,6 +503,7 @@ try {
     else if (phase === "backup") result = await backup(baseUrl);
     else if (phase === "dehydrate") result = await dehydrate(baseUrl);
     else if (phase === "interop") result = await interop(baseUrl, JSON.parse(readFileSync(0, "utf8")));
+    else if (phase === "federated") result = await federated(baseUrl, JSON.parse(readFileSync(0, "utf8")));
     else fail(`unknown phase ${phase}`);
     check(serverErrors.length === 0, `the server answered with errors: ${serverErrors.join("; ")}`);
     process.stdout.write(JSON.stringify(result) + "\n");

@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from signedjson.sign import sign_json
 
 from tests.conftest import Client, ServerProcess
 from tests.e2e_helpers import (
@@ -23,6 +24,8 @@ from tests.e2e_helpers import (
     device_keys,
     device_signing_key,
     one_time_keys,
+    public_of,
+    setup_cross_signing,
     upload,
 )
 from tests.federation.fake_origin import F1, FakeServer, q
@@ -98,8 +101,11 @@ async def test_remote_device_list_chain_resync_and_to_device(
     assert resyncs() == 1
 
     # The next one in the chain (prev_id 1) is applied as it is, without asking.
+    before = since
     assert (await origin.send(http, veche, [], [update(bob, "D2", 2, [1], d2)]))[0] == 200
     since = await changed_within(alice, since, bob)
+    status, body = await alice.get("keys/changes", params={"from": before, "to": since})
+    assert status == 200 and bob in body["changed"], body
     assert await devices_of(alice, bob) == {"D1", "D2"}
     assert resyncs() == 1
     status, body = await alice.post("keys/query", {"device_keys": {bob: ["D2"]}})
@@ -132,6 +138,13 @@ async def test_remote_device_list_chain_resync_and_to_device(
     since = await changed_within(alice, since, bob)
     status, body = await alice.post("keys/query", {"device_keys": {bob: []}})
     assert body["master_keys"][bob] == cs_key(bob, "master", master)
+    # Alice verifies bob: her user-signing key signs his master key. She (only) sees it.
+    alice_keys = await setup_cross_signing(alice)
+    signed = sign_json(cs_key(bob, "master", master), alice.user_id or "", alice_keys["user_signing"])
+    status, body = await alice.post("keys/signatures/upload", {bob: {public_of(master): signed}})
+    assert status == 200 and body["failures"] == {}, body
+    status, body = await alice.post("keys/query", {"device_keys": {bob: []}})
+    assert body["master_keys"][bob]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
 
     # A to-device message, resent in another transaction with the same message_id: once.
     message = {"edu_type": "m.direct_to_device", "content": {

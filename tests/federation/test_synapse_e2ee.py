@@ -91,3 +91,13 @@ async def test_encrypted_room_across_veche_and_synapse(
         assert control.encode() in stored, f"{name}: control not found, the search is blind"
         leaked = [s for s in result["secrets"] if s.encode() in stored]
         assert not leaked, f"{name} stored plaintext of encrypted messages: {leaked}"
+
+
+async def test_cross_signing_verification_of_a_remote_user(
+        veche: ServerProcess, synapse: SynapsePeer, js_scenario: Path) -> None:
+    """matrix-js-sdk users on Veche and on Synapse verify each other (SAS by to-device across
+    the servers) and then trust each other's device through cross-signing."""
+    rc, out, err = await _run_node(js_scenario.parent / "e2ee.mjs", veche.base_url, "crossverify",
+                                   stdin=json.dumps({"remote_url": synapse.client_url}) + "\n")
+    assert rc == 0, f"crossverify exited {rc}:\n{_e2ee_lines(err)}\n--- veche ---\n{veche.log()[-4000:]}"
+    assert json.loads([ln for ln in out.splitlines() if ln.startswith("{")][0])["emoji"]

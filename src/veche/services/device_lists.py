@@ -266,7 +266,8 @@ class DeviceListService:
             return None
         current = await self.hs.db.run(store.remote_list, user_id)
         if current is None or current[1]:
-            if not await self.start_resync(user_id):
+            # Shielded: a query that gives up must not cancel a resync others wait on.
+            if not await asyncio.shield(self.start_resync(user_id)):
                 return None
         return await self.hs.db.run(store.remote_devices, user_id)
 

@@ -83,7 +83,7 @@ async def changed_within(client: Client, since: str, user_id: str, seconds: floa
 
 async def test_remote_device_list_chain_resync_and_to_device(
         veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
-    alice, _room = await shared_room(http, veche, origin)
+    alice, room = await shared_room(http, veche, origin)
     bob = origin.user("bob")
     devices_path = f"/_matrix/federation/v1/user/devices/{bob}"
 
@@ -169,6 +169,18 @@ async def test_remote_device_list_chain_resync_and_to_device(
     assert (await origin.send(http, veche, [], [forged]))[0] == 200
     body = await sync(alice, body["next_batch"], timeout="500")
     assert body.get("to_device", {}).get("events", []) == []
+
+    # Bob leaves and comes back: while no room was shared his server sent nothing here, so
+    # the list kept is not trusted and is fetched again when next asked for.
+    origin.answer(devices_path, {"user_id": bob, "stream_id": 9,
+                                 "devices": [{"device_id": "D3", "keys": d3}]})
+    for membership in ("leave", "join"):
+        event_id, pdu = room.build(origin, bob, "m.room.member", {"membership": membership}, bob)
+        assert await origin.send(http, veche, [pdu]) == (200, {"pdus": {event_id: {}}})
+    assert await devices_of(alice, bob) == {"D3"}
+    assert resyncs() == 3
+    assert await devices_of(alice, bob) == {"D3"}
+    assert resyncs() == 3
 
 
 async def test_local_devices_and_keys_served_to_other_servers(

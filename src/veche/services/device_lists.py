@@ -11,8 +11,9 @@ and an m.signing_key_update for new cross-signing keys. Device display names are
 Inbound: a remote user's device list is kept while they share a room with a local user. An
 update whose prev_id is not the newest applied (a dropped update), or for a user with no
 list here, marks the list stale and resyncs it (`GET /user/devices/{userId}`); a stale or
-missing list is also resynced before a /keys/query answers from it. Each change reaches
-local syncs as a device_lists.changed entry.
+missing list is also resynced before a /keys/query answers from it, and so is one kept from
+before the user last joined a room (while no room was shared, no update was sent here).
+Each change reaches local syncs as a device_lists.changed entry.
 """
 
 from __future__ import annotations
@@ -177,7 +178,7 @@ class DeviceListService:
                 else:
                     store.set_remote_device(txn, user_id, device_id, keys,
                                             _str_or_none(content.get("device_display_name")))
-                store.set_remote_list(txn, user_id, str(stream_id), stale=False)
+                store.set_remote_list(txn, user_id, str(stream_id), pos)
                 keys_store.mark_changed(txn, [user_id], pos)
 
             with self.hs.stream.get_next() as pos:
@@ -249,8 +250,7 @@ class DeviceListService:
             store.replace_remote_devices(txn, user_id, rows)
             for key_type, (public, key) in cross.items():
                 keys_store.set_cross_signing_key(txn, user_id, key_type, public, key)
-            store.set_remote_list(txn, user_id, None if stream_id is None else str(stream_id),
-                                  stale=False)
+            store.set_remote_list(txn, user_id, None if stream_id is None else str(stream_id), pos)
             keys_store.mark_changed(txn, [user_id], pos)
 
         with self.hs.stream.get_next() as pos:

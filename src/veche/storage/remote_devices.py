@@ -70,17 +70,24 @@ def shares_room_with_server(txn: Txn, user_id: str, server_name: str) -> bool:
 # --- kept (remote users) -----------------------------------------------------------------------
 
 def remote_list(txn: Txn, user_id: str) -> tuple[str | None, bool] | None:
-    """(stream_id, stale) of a remote user's device list kept here, or None."""
-    row = txn.fetchone("SELECT stream_id, stale FROM remote_device_lists WHERE user_id = ?",
-                       (user_id,))
-    return (row[0], bool(row[1])) if row else None
+    """(stream_id, stale) of a remote user's device list kept here, or None. A list is
+    stale too if the user joined a room since it was last known current."""
+    row = txn.fetchone("SELECT stream_id, stale, synced_pos FROM remote_device_lists"
+                       " WHERE user_id = ?", (user_id,))
+    if row is None:
+        return None
+    rejoined = txn.fetchval(
+        "SELECT 1 FROM room_memberships WHERE user_id = ? AND membership = 'join'"
+        " AND stream_ordering > ?", (user_id, row[2]))
+    return row[0], bool(row[1]) or bool(rejoined)
 
 
-def set_remote_list(txn: Txn, user_id: str, stream_id: str | None, stale: bool) -> None:
+def set_remote_list(txn: Txn, user_id: str, stream_id: str | None, synced_pos: int) -> None:
+    """The list is current as of our stream position `synced_pos`."""
     txn.execute(
-        "INSERT INTO remote_device_lists (user_id, stream_id, stale) VALUES (?, ?, ?)"
-        " ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id,"
-        " stale = excluded.stale", (user_id, stream_id, int(stale)))
+        "INSERT INTO remote_device_lists (user_id, stream_id, stale, synced_pos) VALUES (?, ?, 0, ?)"
+        " ON CONFLICT (user_id) DO UPDATE SET stream_id = excluded.stream_id, stale = 0,"
+        " synced_pos = excluded.synced_pos", (user_id, stream_id, synced_pos))
 
 
 def mark_stale(txn: Txn, user_id: str) -> None:

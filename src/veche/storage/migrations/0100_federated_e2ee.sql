@@ -16,12 +16,15 @@ CREATE TABLE device_list_outbound_devices (
     PRIMARY KEY (user_id, device_id)
 );
 
--- Remote users' device lists: the origin's stream_id of the newest update applied, and
--- whether the copy is stale (an update was missed: resync before use).
+-- Remote users' device lists: the origin's stream_id of the newest update applied,
+-- whether the copy is stale (an update was missed: resync before use), and our stream
+-- position when it was last known current (a join of the user after it may follow a time
+-- when no room was shared and no update sent here: the list is then resynced).
 CREATE TABLE remote_device_lists (
     user_id TEXT PRIMARY KEY,
     stream_id TEXT,
-    stale INTEGER NOT NULL DEFAULT 1
+    stale INTEGER NOT NULL DEFAULT 1,
+    synced_pos BIGINT NOT NULL DEFAULT 0
 );
 CREATE TABLE remote_device_keys (
     user_id TEXT NOT NULL,

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from veche.core.identifiers import server_name_of
@@ -47,8 +48,7 @@ def _now_ms() -> int:
 class DeviceListService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        self._announcing = asyncio.Lock()
-        self._remote_locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, asyncio.Lock] = {}  # per user, local or remote
         self._resyncs: dict[str, asyncio.Task[bool]] = {}
         self._seen: dict[str, list[str]] = {}
 
@@ -79,13 +79,17 @@ class DeviceListService:
         """Queue what changed in a local user's device list since it was last announced."""
         if not self.hs.config.federation.enabled or not self.is_local(user_id):
             return
-        view = await self.federation_view(user_id)
-        async with self._announcing:  # one user's updates keep their stream_id order
-            destinations = await self.hs.db.run(self._announce_txn, user_id, view)
+        client = self.hs.federation_client
+        # Read and recorded under one lock: an older view recorded after a newer one would
+        # announce the change undone, and one user's updates keep their stream_id order.
+        async with self._lock(user_id):
+            view = await self.federation_view(user_id)
+            destinations = await self.hs.db.run(self._announce_txn, user_id, view, client.allowed)
         if destinations:
             self.hs.federation_sender.kick(sorted(destinations))
 
-    def _announce_txn(self, txn: Txn, user_id: str, view: dict[str, Any]) -> list[str]:
+    def _announce_txn(self, txn: Txn, user_id: str, view: dict[str, Any],
+                      allowed: Callable[[str], bool]) -> list[str]:
         before = store.announced(txn, user_id)
         edus: list[dict[str, Any]] = []
         stream_id = store.outbound_stream_id(txn, user_id)
@@ -110,9 +114,8 @@ class DeviceListService:
         if not edus:
             return []
         store.set_outbound_stream_id(txn, user_id, stream_id)
-        client = self.hs.federation_client
         destinations = sorted(d for d in store.servers_sharing_rooms(txn, user_id)
-                              if d != self.hs.server_name and client.allowed(d))
+                              if d != self.hs.server_name and allowed(d))
         for destination in destinations:
             for edu in edus:
                 queue.enqueue_edu(txn, destination, edu, _now_ms())
@@ -134,11 +137,11 @@ class DeviceListService:
     # --- inbound ----------------------------------------------------------------------------
 
     def _lock(self, user_id: str) -> asyncio.Lock:
-        lock = self._remote_locks.get(user_id)
+        lock = self._locks.get(user_id)
         if lock is None:
-            if len(self._remote_locks) > 10_000:
-                self._remote_locks = {u: v for u, v in self._remote_locks.items() if v.locked()}
-            lock = self._remote_locks[user_id] = asyncio.Lock()
+            if len(self._locks) > 10_000:
+                self._locks = {u: v for u, v in self._locks.items() if v.locked()}
+            lock = self._locks[user_id] = asyncio.Lock()
         return lock
 
     async def tracked(self, user_id: str) -> bool:

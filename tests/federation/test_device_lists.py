@@ -228,3 +228,35 @@ async def test_local_devices_and_keys_served_to_other_servers(
     # Users of other servers are not answered for.
     status, body = await origin.request(http, veche, "GET", f"{F1}/user/devices/{q(origin.user('bob'))}")
     assert status == 400
+
+
+async def test_keys_query_and_claim_name_a_silent_server_in_failures(
+        veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
+    """A server that accepts connections and never answers costs a query its timeout, not
+    more, and is named in `failures`; what other servers answered is still there."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(-1)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    mute = f"@mute:localhost:{port}"
+    try:
+        alice, _room = await shared_room(http, veche, origin)
+        bob = origin.user("bob")
+        d1 = remote_device(bob, "D1")
+        origin.answer(f"{F1}/user/devices/{bob}", {"user_id": bob, "stream_id": 1,
+                                                   "devices": [{"device_id": "D1", "keys": d1}]})
+        started = time.monotonic()
+        status, body = await alice.post("keys/query", {"timeout": 2000,
+                                                       "device_keys": {mute: [], bob: []}})
+        assert status == 200, body
+        assert time.monotonic() - started < 6
+        assert list(body["failures"]) == [f"localhost:{port}"]
+        assert set(body["device_keys"][bob]) == {"D1"}
+        started = time.monotonic()
+        status, body = await alice.post("keys/claim", {"timeout": 1000, "one_time_keys": {
+            mute: {"DEV": "signed_curve25519"}}})
+        assert status == 200 and list(body["failures"]) == [f"localhost:{port}"], body
+        assert time.monotonic() - started < 5
+    finally:
+        server.close()

@@ -25,8 +25,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from nio import (
@@ -45,7 +46,7 @@ from tests.integration.nio_e2ee import ENCRYPTION, JS_PASSWORD
 from tests.integration.nio_scenario import ScenarioError, call, check, register, wait_for
 
 WAIT_S = 90.0
-JsRunner = Callable[[dict[str, Any]], Awaitable[tuple[int, str, str]]]
+JsRunner = Callable[[dict[str, Any]], Coroutine[Any, Any, tuple[int, str, str]]]
 
 
 class NioDevice:
@@ -61,7 +62,7 @@ class NioDevice:
         async def on_text(room: MatrixRoom, event: RoomMessageText) -> None:
             self.received.append(event)
 
-        self.client.add_event_callback(on_text, RoomMessageText)  # type: ignore[arg-type]
+        self.client.add_event_callback(on_text, RoomMessageText)
 
     async def start(self, password: str, name: str) -> NioDevice:
         await call(f"{name} login", self.client.login(password, device_name=name), LoginResponse)
@@ -70,9 +71,11 @@ class NioDevice:
         await wait_for(f"{name} uploads its keys", lambda: not self.client.should_upload_keys, WAIT_S)
         return self
 
-    def alive(self) -> None:
+    def alive(self) -> bool:
+        """False, or ScenarioError if the sync loop stopped (for `alive() or ...` waits)."""
         if self.task is not None and self.task.done():
             raise ScenarioError(f"a nio sync loop stopped: {self.task.exception()!r}")
+        return False
 
     def decrypted(self, sender: str, body: str) -> RoomMessageText | None:
         self.alive()
@@ -106,9 +109,8 @@ async def run_federated(nio_url: str, js_url: str, store_dir: str, run_js: JsRun
     js_task: asyncio.Task[tuple[int, str, str]] | None = None
     forwarded: list[tuple[str, str]] = []
     try:
-        import os
-
-        os.makedirs(f"{store_dir}/1"), os.makedirs(f"{store_dir}/2")
+        os.makedirs(f"{store_dir}/1")
+        os.makedirs(f"{store_dir}/2")
         await nio1.start(nio_pw, "nio-1")
         olm = nio1.client.olm
         assert olm is not None
@@ -116,20 +118,22 @@ async def run_federated(nio_url: str, js_url: str, store_dir: str, run_js: JsRun
 
         def spy(sender: str, sender_key: str, event: Any) -> bool:
             forwarded.append((sender, event.session_id))
-            return accept(sender, sender_key, event)
+            return bool(accept(sender, sender_key, event))
 
-        olm._should_accept_forward = spy  # type: ignore[method-assign]
+        olm._should_accept_forward = spy
         room = await call("nio creates an encrypted room", nio1.client.room_create(
             invite=[js_user], initial_state=[ENCRYPTION], name="across servers"), RoomCreateResponse)
         room_id = room.room_id
         js_task = asyncio.create_task(run_js({"js_user": js_user, "nio_user": nio_user,
                                               "room_id": room_id, "tag": tag}))
 
-        def js_alive() -> None:
+        def js_alive() -> bool:
+            """False, or ScenarioError if either side stopped (for `js_alive() or ...`)."""
             nio1.alive()
             if js_task is not None and js_task.done():
                 rc, _out, err = js_task.result()
                 raise ScenarioError(f"the js side ended early ({rc}):\n{err[-3000:]}")
+            return False
 
         def js_ready() -> bool:
             js_alive()
@@ -140,16 +144,16 @@ async def run_federated(nio_url: str, js_url: str, store_dir: str, run_js: JsRun
         await wait_for("the js user joined and nio knows its device", js_ready, WAIT_S)
         sent = [f"nio-1-{tag}"]
         await nio1.send(room_id, sent[0])
-        first = await wait_for("nio-1 decrypts js-1", lambda: (js_alive(), nio1.decrypted(
-            js_user, f"js-1-{tag}"))[1], WAIT_S)
+        first = await wait_for("nio-1 decrypts js-1", lambda: js_alive() or nio1.decrypted(
+            js_user, f"js-1-{tag}"), WAIT_S)
 
         # 2. The JS side's new device.
-        ready = await wait_for("nio-1 decrypts js2-ready", lambda: (js_alive(), next(
+        ready = await wait_for("nio-1 decrypts js2-ready", lambda: js_alive() or next(
             (e for e in nio1.received if e.sender == js_user and e.body.startswith("js2-ready:")),
-            None))[1], WAIT_S)
+            None), WAIT_S)
         js2 = ready.body.split(":")[1]
-        await wait_for(f"nio-1 learns of js-2 ({js2})", lambda: (js_alive(), nio1.knows_device(
-            js_user, js2))[1], WAIT_S)
+        await wait_for(f"nio-1 learns of js-2 ({js2})", lambda: js_alive() or nio1.knows_device(
+            js_user, js2), WAIT_S)
         sent.append(f"nio-2-{tag}")
         await nio1.send(room_id, sent[1])
 
@@ -158,8 +162,8 @@ async def run_federated(nio_url: str, js_url: str, store_dir: str, run_js: JsRun
         await wait_for("nio-2 has the room", lambda: room_id in nio2.client.rooms, WAIT_S)
         sent.append(f"nio2-ready:{nio2.client.device_id}:{tag}")
         await nio1.send(room_id, sent[2])
-        await wait_for("nio-2 decrypts js-3", lambda: (js_alive(), nio2.alive(), nio2.decrypted(
-            js_user, f"js-3-{tag}"))[2], WAIT_S + 30)
+        await wait_for("nio-2 decrypts js-3", lambda: js_alive() or nio2.alive() or nio2.decrypted(
+            js_user, f"js-3-{tag}"), WAIT_S + 30)
 
         # 4. A key request to the JS user's devices, and the forwarded key back.
         request = ToDeviceMessage("m.room_key_request", js_user, "*", {
@@ -169,8 +173,8 @@ async def run_federated(nio_url: str, js_url: str, store_dir: str, run_js: JsRun
                      "sender_key": first.sender_key, "session_id": first.session_id}})
         await call("nio-1 sends a key request", nio1.client.to_device(request), ToDeviceResponse)
         await wait_for("a forwarded room key from the js user reaches nio-1",
-                       lambda: (js_alive(), any(s == js_user and sid == first.session_id
-                                                for s, sid in forwarded))[1], 60)
+                       lambda: js_alive() or any(s == js_user and sid == first.session_id
+                                                 for s, sid in forwarded), 60)
 
         # 5. Done.
         sent.append(f"bye-{tag}")

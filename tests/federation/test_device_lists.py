@@ -147,7 +147,7 @@ async def test_remote_device_list_chain_resync_and_to_device(
     assert body["master_keys"][bob]["signatures"][alice.user_id] == signed["signatures"][alice.user_id]
 
     # A to-device message, resent in another transaction with the same message_id: once.
-    message = {"edu_type": "m.direct_to_device", "content": {
+    message: dict[str, Any] = {"edu_type": "m.direct_to_device", "content": {
         "sender": bob, "type": "m.room_key_request", "message_id": "m1",
         "messages": {alice.user_id: {alice.device_id: {"action": "request", "n": 1}}}}}
     for _ in range(2):

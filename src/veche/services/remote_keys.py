@@ -30,9 +30,9 @@ F1 = "/_matrix/federation/v1"
 
 
 def timeout_s(timeout_ms: Any) -> float:
-    if not isinstance(timeout_ms, int) or isinstance(timeout_ms, bool) or timeout_ms <= 0:
-        timeout_ms = DEFAULT_TIMEOUT_MS
-    return min(timeout_ms, MAX_TIMEOUT_MS) / 1000
+    ms = timeout_ms if isinstance(timeout_ms, int) and not isinstance(timeout_ms, bool) \
+        and timeout_ms > 0 else DEFAULT_TIMEOUT_MS
+    return min(ms, MAX_TIMEOUT_MS) / 1000
 
 
 def by_server(users: dict[str, Any]) -> dict[str, dict[str, Any]]:

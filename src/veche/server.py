@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from veche.services.auth import AuthService
     from veche.services.backfill import BackfillService
     from veche.services.dehydrated_devices import DehydratedDeviceService
+    from veche.services.device_lists import DeviceListService
     from veche.services.directory import DirectoryService
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
@@ -293,6 +294,12 @@ class HomeServer:
         from veche.services.e2e_keys import E2eKeysService
 
         return E2eKeysService(self)
+
+    @cached_property
+    def device_lists(self) -> DeviceListService:
+        from veche.services.device_lists import DeviceListService
+
+        return DeviceListService(self)
 
     @cached_property
     def dehydrated_devices(self) -> DehydratedDeviceService:

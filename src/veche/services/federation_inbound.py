@@ -10,7 +10,9 @@
   of its users); then services/pdu_receiver.py. PDUs for rooms unknown here (no room
   version to compute their ID with) are left out of the answer, as Synapse does.
 - EDUs: m.typing and m.receipt for users of the origin joined to the room; m.presence
-  (services/federation_edus.py); the others are accepted and ignored for now.
+  (services/federation_edus.py); m.device_list_update and m.signing_key_update
+  (services/device_lists.py), m.direct_to_device (services/to_device.py); the others are
+  accepted and ignored.
 """
 
 from __future__ import annotations
@@ -145,8 +147,12 @@ class FederationInbound:
                 await self._receipts(origin, edu["content"])
             elif edu.get("edu_type") == "m.presence":
                 await self.hs.federation_edus.receive_presence(origin, edu["content"])
-            # m.direct_to_device, m.device_list_update, m.signing_key_update:
-            # accepted and ignored for now.
+            elif edu.get("edu_type") == "m.device_list_update":
+                await self.hs.device_lists.on_device_list_update(origin, edu["content"])
+            elif edu.get("edu_type") == "m.signing_key_update":
+                await self.hs.device_lists.on_signing_key_update(origin, edu["content"])
+            elif edu.get("edu_type") == "m.direct_to_device":
+                await self.hs.to_device.receive_remote(origin, edu["content"])
         except MatrixError:
             pass
         except Exception:

@@ -75,13 +75,16 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                                 start_new_session=True)
 
 
-def start_veche(workdir: Path) -> Server:
+def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """`veche serve --dev` on SQLite in workdir/veche; extra_env (e.g. a federating server's
+    name and TLS settings, bench/peers.py) overrides the defaults."""
     from veche import __version__
 
     port = free_port()
     data = workdir / "veche"
     data.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local"}
+    env = {**os.environ, "VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
+           **(extra_env or {})}
     log = workdir / "veche.log"
     proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", "127.0.0.1",
                    "--port", str(port), "--log-level", "WARNING"], env, log)

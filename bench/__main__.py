@@ -8,6 +8,7 @@ import datetime
 import platform
 import resource
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     if pairs and not both and named:
         parser.error(f"{', '.join(pairs)} needs both servers: --servers veche,synapse")
     pairs = pairs if both else []
+    # On SIGTERM (e.g. `timeout`), stop the servers as on ^C: they run in sessions of their own.
+    signal.signal(signal.SIGTERM, _interrupt)
     # 2,000 long-polls need more descriptors than the default soft limit, for us and servers.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -108,6 +111,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"scenarios failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _machine() -> dict[str, str]:

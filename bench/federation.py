@@ -25,6 +25,10 @@ from bench.scenarios import TIMELINE_1000, Api, BenchError, Sizes, _settle
 from bench.servers import Server, free_port, start_veche
 
 IDLE_SAMPLE_S = 5.0
+# At most this many messages sent and not yet in the receiving user's /sync. Synapse drops
+# (prunes) a room's queue of received PDUs once it holds 100, leaving a gap for
+# back-pagination to fill: a sender faster than the receiver must not run that far ahead.
+WINDOW = 50
 
 
 @dataclass
@@ -78,12 +82,21 @@ async def _idle_rate(sides: list[Side], seconds: float) -> None:
 
 
 async def _one_way(sender: Side, receiver: Side, room_id: str, n: int, tag: str) -> dict[str, float]:
-    """`sender`'s user sends n messages, one after the other; the window runs from the first
-    send until `receiver`'s user has the last one in a /sync. Both servers' CPU over it."""
+    """`sender`'s user sends n messages, one after the other, never more than WINDOW ahead
+    of what `receiver`'s user has seen; the window runs from the first send until that user
+    has the last one in a /sync. Both servers' CPU over it."""
     want = {f"{tag}-{k}" for k in range(n)}
     order: list[str] = []
+    progress = asyncio.Condition()
 
     async def read() -> None:
+        try:
+            await read_all()
+        finally:  # the sender waits on this: wake it to go on, or to see the error
+            async with progress:
+                progress.notify_all()
+
+    async def read_all() -> None:
         seen: set[str] = set()
         deadline = time.monotonic() + 900
         while seen != want:
@@ -99,12 +112,19 @@ async def _one_way(sender: Side, receiver: Side, room_id: str, n: int, tag: str)
                 if e["type"] == "m.room.message" and text in want and text not in seen:
                     seen.add(text)
                     order.append(text)
+            async with progress:
+                progress.notify_all()
 
     reading = asyncio.create_task(read())
     await asyncio.sleep(0.5)  # the long-poll is parked by now
     cpu_r0, cpu_s0 = receiver.server.cpu_seconds(), sender.server.cpu_seconds()
     t0 = time.perf_counter()
     for k in range(n):
+        if k - len(order) >= WINDOW:
+            async with progress:
+                await progress.wait_for(lambda k=k: k - len(order) < WINDOW or reading.done())
+        if reading.done():
+            reading.result()  # the reader's error, if it gave up
         await sender.api.send(sender.token, room_id, f"{tag}{k}", f"{tag}-{k}")
     sent = time.perf_counter() - t0
     await reading

@@ -81,10 +81,12 @@ async def _idle_rate(sides: list[Side], seconds: float) -> None:
         s.idle_cpu_per_s = (s.server.cpu_seconds() - c0) / wall
 
 
-async def _one_way(sender: Side, receiver: Side, room_id: str, n: int, tag: str) -> dict[str, float]:
-    """`sender`'s user sends n messages, one after the other, never more than WINDOW ahead
-    of what `receiver`'s user has seen; the window runs from the first send until that user
-    has the last one in a /sync. Both servers' CPU over it."""
+async def _one_way(sender: Side, receiver: Side, room_id: str, n: int, tag: str,
+                   rate: float = 0) -> dict[str, float]:
+    """`sender`'s user sends n messages, one after the other, `rate` a second at most (0: no
+    pacing) and never more than WINDOW ahead of what `receiver`'s user has seen; the window
+    runs from the first send until that user has the last one in a /sync. Both servers' CPU
+    over it."""
     want = {f"{tag}-{k}" for k in range(n)}
     order: list[str] = []
     progress = asyncio.Condition()
@@ -120,6 +122,8 @@ async def _one_way(sender: Side, receiver: Side, room_id: str, n: int, tag: str)
     cpu_r0, cpu_s0 = receiver.server.cpu_seconds(), sender.server.cpu_seconds()
     t0 = time.perf_counter()
     for k in range(n):
+        if rate > 0:
+            await asyncio.sleep(max(0.0, t0 + k / rate - time.perf_counter()))
         if k - len(order) >= WINDOW:
             async with progress:
                 await progress.wait_for(lambda k=k: k - len(order) < WINDOW or reading.done())
@@ -172,14 +176,20 @@ async def run(veche: Server, veche_name: str, synapse: Server, synapse_name: str
         print(f"  federation: idle CPU Veche {v.idle_cpu_per_s:.3f}/s, Synapse "
               f"{s.idle_cpu_per_s:.3f}/s; settled in {settle[0]:.1f}s, {settle[1]:.1f}s",
               file=sys.stderr, flush=True)
-        to_veche = await _one_way(s, v, room_id, n, "a")
-        await _settle(veche, 60)
-        await _settle(synapse, 60)
-        to_synapse = await _one_way(v, s, room_id, n, "b")
+        legs: dict[str, dict[str, float]] = {}
+        # Paced (the same traffic both ways), then as fast as each sender goes (the slower
+        # receiver then gets fuller transactions).
+        for suffix, rate in (("", sizes.fed_rate), ("_unpaced", 0)) if sizes.fed_rate else (("", 0),):
+            for name, sender, receiver, tag in (("to_veche", s, v, "a"), ("to_synapse", v, s, "b")):
+                print(f"  federation: {name}{suffix}", file=sys.stderr, flush=True)
+                await _settle(veche, 60)
+                await _settle(synapse, 60)
+                legs[name + suffix] = await _one_way(sender, receiver, room_id, n,
+                                                     tag + suffix, rate)
     return {"veche_version": veche.version, "synapse_version": synapse.version,
-            "messages": float(n), "room_version": "10",
+            "messages": float(n), "rate": float(sizes.fed_rate), "room_version": "10",
             "idle_cpu_per_s": {"veche": v.idle_cpu_per_s, "synapse": s.idle_cpu_per_s},
-            "to_veche": to_veche, "to_synapse": to_synapse}
+            **legs}
 
 
 def run_pair(workdir: Path, sizes: Sizes) -> dict[str, Any]:

@@ -83,8 +83,11 @@ def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Serve
     port = free_port()
     data = workdir / "veche"
     data.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
-           **(extra_env or {})}
+    # Only our settings: a VECHE_* variable of the caller's (VECHE_TEST_BACKENDS, when run
+    # from the tests) would be read as configuration and refused.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VECHE_")}
+    env.update({"VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
+                **(extra_env or {})})
     log = workdir / "veche.log"
     proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", "127.0.0.1",
                    "--port", str(port), "--log-level", "WARNING"], env, log)

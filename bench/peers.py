@@ -56,8 +56,14 @@ tls_private_key_path: {key}
 federation_custom_ca_list: [{ca}]
 federation_verify_certificates: true
 ip_range_whitelist: ['127.0.0.0/8', '::1']
+# Peers named by an IP literal (127.0.0.1:port) too: Synapse checks those against this list
+# alone, never against ip_range_whitelist.
+federation_ip_range_blacklist: []
 trusted_key_servers: []
 suppress_key_server_warning: true
+allow_public_rooms_over_federation: true
+room_list_publication_rules:
+  - action: allow
 federation:
   max_long_retries: 1
   max_long_retry_delay: 1s
@@ -92,8 +98,10 @@ rc_federation:
 class SynapsePeer:
     """A running Synapse federating over TLS; `client_url` is its plain client API."""
 
-    def __init__(self, server: Server, server_name: str, federation_port: int, directory: Path) -> None:
+    def __init__(self, server: Server, server_name: str, federation_port: int, directory: Path,
+                 command: tuple[list[str], dict[str, str]]) -> None:
         self.server = server
+        self.command = command
         self.server_name = server_name
         self.federation_port = federation_port
         self.client_url = server.base_url
@@ -105,6 +113,16 @@ class SynapsePeer:
 
     def stop(self) -> None:
         self.server.stop()
+
+    def start_again(self) -> None:
+        """Start a stopped peer again: the same name, ports, keys and database (for tests
+        of an outage; the session's other tests find it as it was)."""
+        if self.server.proc.poll() is None:
+            return
+        cmd, env = self.command
+        self.server.proc = _spawn(cmd, env, self.server.log_path)
+        _wait_ready(self.client_url, self.server.proc, self.server.log_path, 180)
+        wait_for_port(self.federation_port)
 
     async def register(self, http: aiohttp.ClientSession, localpart: str) -> tuple[str, str]:
         """(user ID, access token) of a new account."""
@@ -136,7 +154,8 @@ def start_synapse_peer(workdir: Path, ca: TestCA, log_level: str = "INFO") -> Sy
     version = subprocess.run([str(python), "-c", "import synapse; print(synapse.__version__)"],
                              capture_output=True, text=True, env=env).stdout.strip()
     log = workdir / "synapse.log"
-    proc = _spawn([str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)], env, log)
+    cmd = [str(python), "-m", "synapse.app.homeserver", "--config-path", str(cfg)]
+    proc = _spawn(cmd, env, log)
     base_url = f"http://127.0.0.1:{client_port}"
     server = Server("Synapse", version, base_url, proc, log)
     try:
@@ -145,7 +164,7 @@ def start_synapse_peer(workdir: Path, ca: TestCA, log_level: str = "INFO") -> Sy
     except BaseException:
         server.stop()
         raise
-    return SynapsePeer(server, server_name, federation_port, d)
+    return SynapsePeer(server, server_name, federation_port, d, (cmd, env))
 
 
 def wait_for_port(port: int, timeout: float = 30) -> None:
@@ -159,10 +178,13 @@ def wait_for_port(port: int, timeout: float = 30) -> None:
     raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
 
 
-def federating_veche_env(ca: TestCA, tls_port: int, **extra: Any) -> dict[str, str]:
+def federating_veche_env(ca: TestCA, tls_port: int, host: str = "localhost",
+                         **extra: Any) -> dict[str, str]:
+    """`host`: the server name's host, localhost or 127.0.0.1 (the certificate's names);
+    server ACLs, which ignore ports, can tell a 127.0.0.1 server from the others."""
     cert = ca.issue(["localhost"], ["127.0.0.1"])
     env = {
-        "VECHE_SERVER_NAME": f"localhost:{tls_port}",
+        "VECHE_SERVER_NAME": f"{host}:{tls_port}",
         "VECHE_FEDERATION__TLS_PORT": str(tls_port),
         "VECHE_TLS__CERTIFICATE_PATH": str(cert.cert),
         "VECHE_TLS__PRIVATE_KEY_PATH": str(cert.key),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -30,6 +31,9 @@ class Server:
     proc: subprocess.Popen[bytes]
     log_path: Path
     notes: list[str] = field(default_factory=list)
+    # An application service's token, for scenarios that need thousands of users: it registers
+    # them without passwords, so setup is not hours of password hashing.
+    as_token: str | None = None
 
     @property
     def pid(self) -> int:
@@ -75,6 +79,20 @@ def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[b
                                 start_new_session=True)
 
 
+# No URL: the service receives no transactions, so it costs the server nothing per event.
+APPSERVICE_REGISTRATION = """\
+id: bench
+url: null
+as_token: "{as_token}"
+hs_token: "{hs_token}"
+sender_localpart: bench-as
+rate_limited: false
+namespaces:
+  users:
+    - {{exclusive: true, regex: "@as-.*"}}
+"""
+
+
 def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
     """`veche serve --dev` on SQLite in workdir/veche; extra_env (e.g. a federating server's
     name and TLS settings, bench/peers.py) overrides the defaults."""
@@ -83,17 +101,22 @@ def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Serve
     port = free_port()
     data = workdir / "veche"
     data.mkdir(parents=True, exist_ok=True)
+    as_token = secrets.token_hex(16)
+    registration = data / "bench-appservice.yaml"
+    registration.write_text(APPSERVICE_REGISTRATION.format(as_token=as_token,
+                                                           hs_token=secrets.token_hex(16)))
     # Only our settings: a VECHE_* variable of the caller's (VECHE_TEST_BACKENDS, when run
     # from the tests) would be read as configuration and refused.
     env = {k: v for k, v in os.environ.items() if not k.startswith("VECHE_")}
     env.update({"VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
+                "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)]),
                 **(extra_env or {})})
     log = workdir / "veche.log"
     proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", "127.0.0.1",
                    "--port", str(port), "--log-level", "WARNING"], env, log)
     base_url = f"http://127.0.0.1:{port}"
     _wait_ready(base_url, proc, log, 60)
-    return Server("Veche", __version__, base_url, proc, log)
+    return Server("Veche", __version__, base_url, proc, log, as_token=as_token)
 
 
 # --- Synapse ---------------------------------------------------------------------------

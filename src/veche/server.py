@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from veche.services.accounts import AccountService
     from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
+    from veche.services.backfill import BackfillService
     from veche.services.dehydrated_devices import DehydratedDeviceService
     from veche.services.directory import DirectoryService
     from veche.services.e2e_keys import E2eKeysService
@@ -37,14 +38,17 @@ if TYPE_CHECKING:
     from veche.services.federation_membership import FederationMembershipService
     from veche.services.federation_sender import FederationSender
     from veche.services.federation_serving import FederationServing
+    from veche.services.filters import FilterService
     from veche.services.media import MediaService
     from veche.services.membership import MembershipService
+    from veche.services.openid import OpenIdService
     from veche.services.presence import PresenceService
     from veche.services.push import PushService
     from veche.services.pushers import PusherService
     from veche.services.receipts import ReceiptService
     from veche.services.relations import RelationService
     from veche.services.remote_membership import RemoteMembership
+    from veche.services.reports import ReportService
     from veche.services.room_creation import RoomCreationService
     from veche.services.room_keys import RoomKeysService
     from veche.services.room_state import RoomStateService
@@ -56,6 +60,7 @@ if TYPE_CHECKING:
     from veche.services.timeline import TimelineService
     from veche.services.to_device import ToDeviceService
     from veche.services.typing import TypingService
+    from veche.services.user_directory import UserDirectoryService
     from veche.services.visibility import HistoryVisibilityService
 
 logger = logging.getLogger(__name__)
@@ -223,6 +228,30 @@ class HomeServer:
         return TypingService(self)
 
     @cached_property
+    def reports(self) -> ReportService:
+        from veche.services.reports import ReportService
+
+        return ReportService(self)
+
+    @cached_property
+    def filters(self) -> FilterService:
+        from veche.services.filters import FilterService
+
+        return FilterService(self)
+
+    @cached_property
+    def openid(self) -> OpenIdService:
+        from veche.services.openid import OpenIdService
+
+        return OpenIdService(self)
+
+    @cached_property
+    def user_directory(self) -> UserDirectoryService:
+        from veche.services.user_directory import UserDirectoryService
+
+        return UserDirectoryService(self)
+
+    @cached_property
     def receipts(self) -> ReceiptService:
         from veche.services.receipts import ReceiptService
 
@@ -311,6 +340,12 @@ class HomeServer:
         from veche.services.federation import FederationService
 
         return FederationService(self)
+
+    @cached_property
+    def backfill(self) -> BackfillService:
+        from veche.services.backfill import BackfillService
+
+        return BackfillService(self)
 
     @cached_property
     def federation_inbound(self) -> FederationInbound:

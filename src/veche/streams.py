@@ -146,11 +146,18 @@ class RoomToken:
     def parse(cls, token: str) -> RoomToken:
         if not token.startswith("t"):
             return cls(StreamToken.parse(token).stream)
-        parts = token[1:].split("-")
-        values = [parse_count(p) for p in parts]
-        if len(values) != 2 or values[0] is None or values[1] is None:
+        # Backfilled events have negative stream orderings (before anything /sync has
+        # served): `t5--3` is depth 5, stream -3.
+        parts = token[1:].split("-", 1)
+        depth = parse_count(parts[0])
+        stream = None
+        if len(parts) == 2:
+            negative = parts[1].startswith("-")
+            count = parse_count(parts[1][1:] if negative else parts[1])
+            stream = None if count is None else (-count if negative else count)
+        if depth is None or stream is None:
             raise MatrixError(400, "M_INVALID_PARAM", f"Invalid token: {token[:64]!r}")
-        return cls(values[1], values[0])
+        return cls(stream, depth)
 
     @classmethod
     def past(cls, depth: int, stream: int, direction: str) -> RoomToken:

@@ -29,9 +29,11 @@ def q(value: str) -> str:
 
 
 class FakeServer:
-    def __init__(self, server: RecordingServer) -> None:
+    def __init__(self, server: RecordingServer, host: str = "localhost") -> None:
+        """`host`: its name's host part (the certificate covers localhost and 127.0.0.1);
+        server ACLs, which ignore ports, tell servers apart by it."""
         self.server = server
-        self.name = f"localhost:{server.port}"
+        self.name = f"{host}:{server.port}"
         self.key = generate_signing_key("k1")
         body = own_keys_response(self.name, self.key, {}, int(time.time() * 1000) + 3600_000)
         server.responses["/_matrix/key/v2/server"] = (200, body, {})

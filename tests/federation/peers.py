@@ -24,11 +24,11 @@ __all__ = ["SYNAPSE_FEDERATION_CONFIG", "SynapsePeer", "federating_veche_env",
 
 
 def start_federating_veche(make_server: Callable[..., ServerProcess], ca: TestCA,
-                           **extra: Any) -> ServerProcess:
+                           host: str = "localhost", **extra: Any) -> ServerProcess:
     """A Veche (dev mode, the session's database backend) federating on a TLS port."""
     tls_port = free_port()
-    srv = make_server(federating_veche_env(ca, tls_port, **extra), dev=True)
-    srv.server_name = f"localhost:{tls_port}"
+    srv = make_server(federating_veche_env(ca, tls_port, host, **extra), dev=True)
+    srv.server_name = f"{host}:{tls_port}"
     srv.tls_port = tls_port  # type: ignore[attr-defined]
     wait_for_port(tls_port)
     return srv

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from veche.core.numbers import is_safe_int
-from veche.core.push_rules import parse_dotted_path
+from veche.core.push_evaluator import parse_dotted_path
 
 __all__ = [
     "DEFAULT_FILTER",

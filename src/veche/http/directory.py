@@ -1,5 +1,6 @@
 """Room aliases and the published room directory (client-server API "Room aliases",
-"Room discovery")."""
+"Room discovery"; `/publicRooms?server=` asks another server), and the directory served to
+other servers (server-server `/publicRooms`, only with federation on)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ from veche.http.base import (
     hs_of,
     json_body,
     json_response,
+    query_bool,
     query_int,
     requester,
     require_not_suspended,
 )
+from veche.http.federation import FEDERATION_V1, federation_origin
+from veche.services.directory import RoomsQuery
 
 routes = web.RouteTableDef()
+federation_routes = web.RouteTableDef()
 
 
 @routes.get(CLIENT_V3 + "/directory/room/{roomAlias}")
@@ -67,27 +72,20 @@ async def put_visibility(request: web.Request) -> web.Response:
     return json_response({})
 
 
-def _check_server(server: Any, hs_name: str) -> None:
-    if server is not None and server != hs_name:
-        raise invalid_param("Only this server's directory is available")
+def _limit(limit: int | None) -> int | None:
+    """0 or none: no limit (the spec's default); at most 500 rooms a page."""
+    return min(limit, 500) if limit else None
 
 
-@routes.get(CLIENT_V3 + "/publicRooms")
-async def get_public_rooms(request: web.Request) -> web.Response:
-    hs = hs_of(request)
-    _check_server(request.query.get("server"), hs.server_name)
-    limit = query_int(request, "limit", None, maximum=500)
-    return json_response(await hs.directory.public_rooms(
-        limit or None, request.query.get("since"), None
-    ))
+def _query_from_params(request: web.Request) -> RoomsQuery:
+    network = request.query.get("third_party_instance_id")
+    return RoomsQuery(limit=_limit(query_int(request, "limit", None)),
+                      since=request.query.get("since"),
+                      include_all_networks=query_bool(request, "include_all_networks"),
+                      third_party_instance_id=network)
 
 
-@routes.post(CLIENT_V3 + "/publicRooms")
-async def post_public_rooms(request: web.Request) -> web.Response:
-    await requester(request)
-    hs = hs_of(request)
-    _check_server(request.query.get("server"), hs.server_name)
-    body = await json_body(request, allow_empty=True)
+def _query_from_body(body: dict[str, Any]) -> RoomsQuery:
     limit = body.get("limit")
     if limit is not None and not is_safe_int(limit):
         raise bad_json("limit must be an integer")
@@ -105,6 +103,54 @@ async def post_public_rooms(request: web.Request) -> web.Response:
     room_types = flt.get("room_types")
     if room_types is not None and not isinstance(room_types, list):
         raise bad_json("filter.room_types must be a list")
-    return json_response(await hs.directory.public_rooms(
-        min(limit, 500) if limit else None, since, term, room_types
-    ))
+    all_networks = body.get("include_all_networks", False)
+    if not isinstance(all_networks, bool):
+        raise bad_json("include_all_networks must be a boolean")
+    network = body.get("third_party_instance_id")
+    if network is not None and not isinstance(network, str):
+        raise bad_json("third_party_instance_id must be a string")
+    return RoomsQuery(limit=_limit(limit), since=since, search=term or None,
+                      room_types=room_types, include_all_networks=all_networks,
+                      third_party_instance_id=network)
+
+
+async def _public_rooms(request: web.Request, query: RoomsQuery,
+                        user_id: str | None) -> web.Response:
+    """This server's directory, or (`server` naming another) that server's, asked over
+    federation for a signed-in user."""
+    hs = hs_of(request)
+    server = request.query.get("server")
+    if server is None or server == hs.server_name:
+        return json_response(await hs.directory.public_rooms(query))
+    if user_id is None:
+        user_id = (await requester(request)).user_id
+    return json_response(await hs.directory.remote_public_rooms(server, query, user_id))
+
+
+@routes.get(CLIENT_V3 + "/publicRooms")
+async def get_public_rooms(request: web.Request) -> web.Response:
+    return await _public_rooms(request, _query_from_params(request), None)
+
+
+@routes.post(CLIENT_V3 + "/publicRooms")
+async def post_public_rooms(request: web.Request) -> web.Response:
+    req = await requester(request)
+    body = await json_body(request, allow_empty=True)
+    return await _public_rooms(request, _query_from_body(body), req.user_id)
+
+
+# --- server-server API "Public Room Directory" -------------------------------------------
+
+@federation_routes.get(FEDERATION_V1 + "/publicRooms")
+async def federation_get_public_rooms(request: web.Request) -> web.Response:
+    await federation_origin(request)
+    return json_response(await hs_of(request).directory.public_rooms(
+        _query_from_params(request), for_federation=True))
+
+
+@federation_routes.post(FEDERATION_V1 + "/publicRooms")
+async def federation_post_public_rooms(request: web.Request) -> web.Response:
+    await federation_origin(request)
+    body = await json_body(request, allow_empty=True)
+    return json_response(await hs_of(request).directory.public_rooms(
+        _query_from_body(body), for_federation=True))

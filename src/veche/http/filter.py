@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from veche.core.filters import validate_filter
 from veche.core.numbers import parse_count
-from veche.errors import MatrixError, forbidden, not_found
+from veche.errors import forbidden, not_found
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
-from veche.storage import sync as store
 
 routes = web.RouteTableDef()
 
@@ -19,12 +17,7 @@ async def create_filter(request: web.Request) -> web.Response:
     if request.match_info["user_id"] != req.user_id:
         raise forbidden("Cannot create filters for other users")
     body = await json_body(request)
-    try:
-        normalised = validate_filter(body)
-    except ValueError as e:
-        raise MatrixError(400, "M_BAD_JSON", str(e)) from None
-    filter_id = await hs_of(request).db.run(store.add_filter, req.user_id, normalised)
-    return json_response({"filter_id": str(filter_id)})
+    return json_response({"filter_id": await hs_of(request).filters.create(req.user_id, body)})
 
 
 @routes.get(CLIENT_V3 + "/user/{user_id}/filter/{filter_id}")
@@ -35,7 +28,7 @@ async def get_filter(request: web.Request) -> web.Response:
     filter_id = parse_count(request.match_info["filter_id"])
     if filter_id is None:
         raise not_found("Unknown filter")
-    found = await hs_of(request).db.run(store.get_filter, req.user_id, filter_id)
+    found = await hs_of(request).filters.get(req.user_id, filter_id)
     if found is None:
         raise not_found("Unknown filter")
     return json_response(found)

@@ -18,8 +18,7 @@ from veche.http.base import (
     requester,
     require_not_suspended,
 )
-from veche.services.media import DEFAULT_WAIT_MS, MediaService
-from veche.storage.media import MediaRow, ThumbnailRow
+from veche.services.media import DEFAULT_WAIT_MS, MediaRow, MediaService, ThumbnailRow
 
 routes = web.RouteTableDef()
 

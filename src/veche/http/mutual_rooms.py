@@ -10,7 +10,6 @@ from veche.core.numbers import parse_count
 from veche.errors import invalid_param, missing_param
 from veche.http.base import CLIENT_V1, hs_of, json_response, requester
 from veche.services.rooms import check_user_id
-from veche.storage import rooms as store
 
 routes = web.RouteTableDef()
 BATCH = 100
@@ -29,9 +28,7 @@ async def mutual_rooms(request: web.Request) -> web.Response:
     offset = 0 if token is None else parse_count(token)
     if offset is None:
         raise invalid_param("Invalid from token")
-    db = hs_of(request).db
-    mine = set(await db.run(store.joined_rooms, req.user_id))
-    shared = sorted(mine.intersection(await db.run(store.joined_rooms, other)))
+    shared = await hs_of(request).membership.shared_rooms(req.user_id, other)
     out: dict[str, Any] = {"joined": shared[offset:offset + BATCH], "count": len(shared)}
     if offset + BATCH < len(shared):
         out["next_batch"] = str(offset + BATCH)

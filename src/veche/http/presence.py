@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from veche.errors import MatrixError, bad_json, forbidden, not_found
+from veche.errors import MatrixError, bad_json, forbidden
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.services.presence import STATES
-from veche.storage import presence as store
 
 routes = web.RouteTableDef()
 
@@ -30,18 +29,6 @@ async def put_status(request: web.Request) -> web.Response:
 
 @routes.get(CLIENT_V3 + "/presence/{user_id}/status")
 async def get_status(request: web.Request) -> web.Response:
-    hs = hs_of(request)
     req = await requester(request)
     user_id = request.match_info["user_id"]
-    if user_id != req.user_id and not await hs.db.run(store.shares_room, req.user_id, user_id):
-        exists = await hs.db.fetchval("SELECT 1 FROM users WHERE user_id = ?", user_id)
-        if not exists:
-            raise not_found("Unknown user")
-        raise forbidden("You are not allowed to see this user's presence")
-    content = await hs.presence.get(user_id)
-    if content is None:
-        exists = await hs.db.fetchval("SELECT 1 FROM users WHERE user_id = ?", user_id)
-        if not exists:
-            raise not_found("Unknown user")
-        content = {"presence": "offline"}
-    return json_response(content)
+    return json_response(await hs_of(request).presence.status_for(req.user_id, user_id))

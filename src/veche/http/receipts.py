@@ -4,22 +4,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from veche.errors import MatrixError, bad_json, forbidden
+from veche.errors import MatrixError, bad_json
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
 from veche.services.receipts import RECEIPT_TYPES
-from veche.storage import events as event_store
 
 routes = web.RouteTableDef()
-
-
-async def _check(request: web.Request, room_id: str, user_id: str, event_id: str) -> None:
-    hs = hs_of(request)
-    membership = await hs.db.run(event_store.get_membership, room_id, user_id)
-    if membership is None or membership[0] != "join":
-        raise forbidden("You are not in this room")
-    pos = await hs.db.run(event_store.get_event_position, event_id)
-    if pos is None or pos[0] != room_id:
-        raise MatrixError(404, "M_NOT_FOUND", "Unknown event")
 
 
 @routes.post(CLIENT_V3 + "/rooms/{room_id}/receipt/{receipt_type}/{event_id}")
@@ -36,8 +25,7 @@ async def receipt(request: web.Request) -> web.Response:
         raise MatrixError(400, "M_INVALID_PARAM", "thread_id field must be a non-empty string")
     if thread_id is not None and rtype == "m.fully_read":
         raise MatrixError(400, "M_INVALID_PARAM", "m.fully_read receipts cannot be threaded")
-    await _check(request, room_id, req.user_id, event_id)
-    await hs.receipts.set_receipt(room_id, req.user_id, rtype, event_id, thread_id)
+    await hs.receipts.set_own_receipt(room_id, req.user_id, rtype, event_id, thread_id)
     return json_response({})
 
 
@@ -53,6 +41,5 @@ async def read_markers(request: web.Request) -> web.Response:
             continue
         if not isinstance(event_id, str):
             raise bad_json(f"{rtype} must be an event ID")
-        await _check(request, room_id, req.user_id, event_id)
-        await hs.receipts.set_receipt(room_id, req.user_id, rtype, event_id, None)
+        await hs.receipts.set_own_receipt(room_id, req.user_id, rtype, event_id, None)
     return json_response({})

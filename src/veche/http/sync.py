@@ -17,7 +17,6 @@ from veche.http.base import (
     requester,
 )
 from veche.services.presence import STATES
-from veche.storage import sync as store
 from veche.streams import StreamToken
 
 routes = web.RouteTableDef()
@@ -32,7 +31,7 @@ async def load_filter(request: web.Request, user_id: str, raw: str | None) -> Fi
         filter_id = parse_count(raw)
         if filter_id is None:
             raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
-        body = await hs_of(request).db.run(store.get_filter, user_id, filter_id)
+        body = await hs_of(request).filters.get(user_id, filter_id)
         if body is None:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown filter")
     try:

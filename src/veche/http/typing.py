@@ -14,7 +14,6 @@ from veche.http.base import (
     requester,
     require_not_suspended,
 )
-from veche.storage import events as event_store
 
 routes = web.RouteTableDef()
 
@@ -33,8 +32,5 @@ async def set_typing(request: web.Request) -> web.Response:
         raise bad_json("typing must be a boolean")
     if not is_safe_int(timeout) or timeout < 0:
         raise bad_json("timeout must be a non-negative integer")
-    membership = await hs.db.run(event_store.get_membership, room_id, req.user_id)
-    if membership is None or membership[0] != "join":
-        raise forbidden("You are not in this room")
-    hs.typing.set_typing(room_id, req.user_id, typing, timeout)
+    await hs.typing.set_own_typing(room_id, req.user_id, typing, timeout)
     return json_response({})

@@ -7,7 +7,6 @@ from aiohttp import web
 from veche.core.numbers import is_safe_int
 from veche.errors import bad_json, missing_param
 from veche.http.base import CLIENT_V3, hs_of, json_body, json_response, requester
-from veche.storage import presence as store
 
 routes = web.RouteTableDef()
 
@@ -25,14 +24,5 @@ async def search(request: web.Request) -> web.Response:
     if not is_safe_int(limit) or limit < 0:
         raise bad_json("limit must be a non-negative integer")
     limit = min(limit, 100)
-    rows = await hs_of(request).db.run_read(store.search_users, req.user_id, term.strip(),
-                                            limit + 1)
-    results = []
-    for user_id, displayname, avatar_url in rows[:limit]:
-        entry = {"user_id": user_id}
-        if displayname is not None:
-            entry["display_name"] = displayname
-        if avatar_url is not None:
-            entry["avatar_url"] = avatar_url
-        results.append(entry)
-    return json_response({"results": results, "limited": len(rows) > limit})
+    results, limited = await hs_of(request).user_directory.search(req.user_id, term, limit)
+    return json_response({"results": results, "limited": limited})

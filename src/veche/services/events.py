@@ -26,6 +26,7 @@ from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.diskfull import disk_full_at
 from veche.errors import MatrixError, forbidden, not_found
 from veche.services.persist import EventPersister, Persisted
+from veche.storage import backfill as backfill_store
 from veche.storage import event_graph as graph
 from veche.storage import events as store
 from veche.storage.database import Txn
@@ -70,6 +71,7 @@ class _SendRequest:
     outlier: bool = False
     rejected: str | None = None  # a received event already known to fail its auth events
     missing_prev_states: Sequence[Mapping[tuple[str, str], str]] = ()
+    backfilled: bool = False  # placed before the history here, never announced as new
 
 
 class EventService:
@@ -120,6 +122,7 @@ class EventService:
     async def persist_received(
         self, event: dict[str, Any], *, outlier: bool = False, rejected: str | None = None,
         missing_prev_states: Sequence[Mapping[tuple[str, str], str]] = (),
+        backfilled: bool = False,
     ) -> Persisted:
         """Persist an event made elsewhere (its ID checked, its signatures and auth_events
         verified by the caller): its state before comes from its prev_events, which must be
@@ -127,12 +130,16 @@ class EventService:
         states after those that are not, and it is rejected if that state does not allow
         it, or with `rejected` (the caller found it fails its own auth events). It is
         soft-failed (stored, not announced) if current state does not allow it. An event
-        already stored is returned as it was stored."""
+        already stored is returned as it was stored (an outlier gets its place in the graph).
+
+        `backfilled` (services/backfill.py): an old event placed before the history here;
+        it takes a stream ordering below zero, is never soft-failed (current state is
+        later than it), notifies nobody and is not announced to /sync."""
         rv = await self.room_version(event["room_id"])
         request = _SendRequest(
             rv, event["sender"], event["type"], event.get("content") or {}, event.get("state_key"),
             None, None, asyncio.get_running_loop().create_future(), event, outlier, rejected,
-            missing_prev_states,
+            missing_prev_states, backfilled,
         )
         return await self._enqueue(event["room_id"], request)
 
@@ -186,6 +193,8 @@ class EventService:
             txn.execute("SAVEPOINT send_event")
             try:
                 if req.received is not None:
+                    if req.backfilled:
+                        pos = backfill_store.next_backfill_position(txn)
                     persisted, is_new = self._receive_txn(txn, req, req.received, pos)
                 else:
                     persisted, is_new = self._send_txn(
@@ -218,35 +227,55 @@ class EventService:
     def _receive_txn(
         self, txn: Txn, req: _SendRequest, event: dict[str, Any], pos: int,
     ) -> tuple[Persisted, bool]:
-        stored = store.get_event_position(txn, event["event_id"])
-        if stored is not None:
-            return Persisted(event, stored[1], graph.rejection_reason(txn, event["event_id"])), False
+        event_id = event["event_id"]
+        stored = store.get_event_position(txn, event_id)
+        as_stored = None if stored is None else Persisted(
+            event, stored[1], graph.rejection_reason(txn, event_id))
+        if as_stored is not None and (req.outlier or not backfill_store.is_outlier(txn, event_id)):
+            return as_stored, False
         context = self.persister.compute_context(
-            txn, req.rv, event, outlier=req.outlier, missing_prev_states=req.missing_prev_states)
+            txn, req.rv, event, outlier=req.outlier, missing_prev_states=req.missing_prev_states,
+            soft_fail=not req.backfilled)
         if req.rejected is not None and context.rejected is None:
             context = dataclasses.replace(context, rejected=req.rejected, soft_failed=False)
-        persisted = self.persister.persist_event(txn, event, context, pos, rv=req.rv)
+        if as_stored is not None:
+            # An outlier gets its place in the graph, unless the state here would reject one
+            # held accepted (it passed its auth events; the state before it may be partial).
+            if context.rejected is not None and as_stored.rejected is None:
+                return as_stored, False
+            backfill_store.forget_outlier(txn, event_id)
+        persisted = self.persister.persist_event(txn, event, context, pos, rv=req.rv,
+                                                 backfilled=req.backfilled)
         accepted = context.rejected is None and not req.outlier and not context.soft_failed
         if accepted and event["type"] == "m.room.redaction":
-            self._apply_received_redaction(txn, req.rv, event, context)
-        return persisted, accepted
+            self._apply_received_redaction(txn, req.rv, event, context.state_group_before)
+        # Redactions that came before this event, their target.
+        for redaction_id, group_before in backfill_store.take_pending_redactions(txn, event_id):
+            redaction = store.get_event(txn, redaction_id)
+            if redaction is not None:
+                self._apply_received_redaction(txn, req.rv, redaction, group_before)
+        return persisted, accepted and not req.backfilled
 
     def _apply_received_redaction(
-        self, txn: Txn, rv: RoomVersion, redaction: dict[str, Any], context: graph.EventContext,
+        self, txn: Txn, rv: RoomVersion, redaction: dict[str, Any], group_before: int | None,
     ) -> None:
         """Another server's redaction takes effect when its sender's server also sent the
         target, or its sender may redact others' events in the state before it (the spec's
-        redaction rule). A target not here yet is left as it will arrive."""
+        redaction rule). A target not here yet waits for it (it takes effect when the
+        target arrives: backfill, gap filling or a transaction)."""
         redacts = redaction.get("redacts") if "redacts" in redaction else \
             (redaction.get("content") or {}).get("redacts")
         if not isinstance(redacts, str):
             return
         target = store.get_event(txn, redacts)
-        if target is None or target["room_id"] != redaction["room_id"]:
+        if target is None:
+            backfill_store.add_pending_redaction(txn, redacts, redaction["event_id"])
+            return
+        if target["room_id"] != redaction["room_id"]:
             return
         if target["sender"].split(":", 1)[1] != redaction["sender"].split(":", 1)[1]:
-            state_ids = (graph.get_state_group_ids(txn, context.state_group_before)
-                         if context.state_group_before is not None else {})
+            state_ids = (graph.get_state_group_ids(txn, group_before)
+                         if group_before is not None else {})
             keys = [("m.room.power_levels", ""), ("m.room.create", ""),
                     ("m.room.member", redaction["sender"])]
             events = store.get_events(txn, [state_ids[k] for k in keys if k in state_ids])

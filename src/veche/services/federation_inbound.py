@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from veche.core.events import EventFormatError, compute_event_id
 from veche.core.identifiers import server_name_of
-from veche.core.server_acl import SERVER_ACL, server_allowed
 from veche.errors import MatrixError, bad_json
 from veche.services.pdu_receiver import PduReceiver, PduRefused
+from veche.services.server_acl import DENIED, origin_allowed
 from veche.storage import events as store
 from veche.storage import federation_events as fstore
 from veche.storage.database import Txn
@@ -122,9 +122,8 @@ class FederationInbound:
             return ""
         if not fstore.server_has_joined_member(txn, room_id, self.hs.server_name):
             return "This server is not in the room"
-        acl = store.get_current_state(txn, room_id, [(SERVER_ACL, "")]).get((SERVER_ACL, ""))
-        if not server_allowed(origin, acl.get("content") if acl else None):
-            return "Server is banned from the room by its server ACL"
+        if not origin_allowed(txn, room_id, origin):
+            return DENIED
         own_membership = (pdu.get("type") == "m.room.member"
                           and isinstance(pdu.get("state_key"), str)
                           and server_name_of(pdu["state_key"]) == origin)
@@ -154,8 +153,7 @@ class FederationInbound:
         `origin` (server ACL)."""
         if server_name_of(user_id) != origin:
             return False
-        acl = store.get_current_state(txn, room_id, [(SERVER_ACL, "")]).get((SERVER_ACL, ""))
-        if not server_allowed(origin, acl.get("content") if acl else None):
+        if not origin_allowed(txn, room_id, origin):
             return False
         membership = store.get_membership(txn, room_id, user_id)
         return membership is not None and membership[0] == "join"

@@ -21,6 +21,7 @@ from veche.core.federation_pdus import event_from_federation, pdu_for_federation
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from veche.services.persist import MissingPrevEvents
+from veche.services.server_acl import require_allowed
 from veche.storage import event_graph as graph
 from veche.storage import events as ev_store
 from veche.storage import federation_queue as queue
@@ -122,8 +123,9 @@ class FederationMembershipService:
     async def _received_membership(
         self, origin: str, room_id: str, event_id: str, pdu: Any, membership: str,
     ) -> tuple[RoomVersion, dict[str, Any]]:
-        """A membership event sent back after a make_*: well formed, about the origin's own
-        user, and signed by the origin."""
+        """A membership event sent back after a make_*: from a server the room's ACL allows,
+        well formed, about the origin's own user, and signed by the origin."""
+        await require_allowed(self.hs, origin, room_id)
         rv = await self._resident_room(room_id)
         if not isinstance(pdu, dict):
             raise bad_json("The request body must be an event")
@@ -164,6 +166,7 @@ class FederationMembershipService:
                         versions: Collection[str] | None) -> dict[str, Any]:
         if server_of(user_id) != origin:
             raise forbidden("The user is not on the requesting server")
+        await require_allowed(self.hs, origin, room_id)
         rv = await self._resident_room(room_id)
         if versions is not None and rv.identifier not in versions:
             raise incompatible(rv)
@@ -253,6 +256,7 @@ class FederationMembershipService:
 
     async def make_knock(self, origin: str, room_id: str, user_id: str,
                          versions: Collection[str]) -> dict[str, Any]:
+        await require_allowed(self.hs, origin, room_id)
         rv = await self._resident_room(room_id)
         if not rv.knock_join_rule:
             raise incompatible(rv)
@@ -267,6 +271,8 @@ class FederationMembershipService:
 
     # --- invites of local users -------------------------------------------------------------
     async def invite(self, origin: str, room_id: str, event_id: str, body: Any) -> dict[str, Any]:
+        # The ACL of a room this server is in; one it only hears of now has none here.
+        await require_allowed(self.hs, origin, room_id)
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
             raise bad_json("Expected {room_version, event, invite_room_state}")
         ident = body.get("room_version")

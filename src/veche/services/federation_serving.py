@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from veche.core.events import create_event_id_from_room_id
 from veche.core.federation_pdus import pdu_for_federation
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
-from veche.core.server_acl import SERVER_ACL, server_allowed
 from veche.core.server_visibility import (
     HISTORY_VISIBILITY_KEY,
     for_server,
@@ -29,6 +28,7 @@ from veche.core.server_visibility import (
     visibility_of,
 )
 from veche.errors import MatrixError, forbidden, invalid_param, not_found
+from veche.services.server_acl import check_origin
 from veche.storage import event_graph as graph
 from veche.storage import events as store
 from veche.storage import federation_events as fstore
@@ -58,9 +58,7 @@ class FederationServing:
         version = store.get_room_version(txn, room_id)
         if version is None or version not in KNOWN_ROOM_VERSIONS:
             raise not_found("Unknown room")
-        acl = store.get_current_state(txn, room_id, [(SERVER_ACL, "")]).get((SERVER_ACL, ""))
-        if not server_allowed(origin, acl.get("content") if acl else None):
-            raise forbidden("Server is banned from the room by its server ACL")
+        check_origin(txn, room_id, origin)
         if not fstore.server_has_joined_member(txn, room_id, origin):
             raise forbidden(f"{origin} is not in the room")
         return KNOWN_ROOM_VERSIONS[version]

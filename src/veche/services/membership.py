@@ -162,6 +162,11 @@ class MembershipService:
             content["reason"] = reason
         await self.hs.events.send(room_id, sender, "m.room.member", content, target)
 
+    async def shared_rooms(self, user_id: str, other: str) -> list[str]:
+        """The rooms both users are joined to, sorted."""
+        mine = set(await self.hs.db.run(store.joined_rooms, user_id))
+        return sorted(mine.intersection(await self.hs.db.run(store.joined_rooms, other)))
+
     async def forget(self, user_id: str, room_id: str) -> None:
         await self.hs.rooms.room_version(room_id)
         current = await self.hs.rooms.membership(room_id, user_id)

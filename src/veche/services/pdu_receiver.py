@@ -130,8 +130,9 @@ class PduReceiver:
     # --- receiving --------------------------------------------------------------------------
 
     async def receive(self, origin: str, rv: RoomVersion, event: dict[str, Any], *,
-                      fill_gaps: bool = True) -> Persisted:
-        """Persist a checked event (`check`) as part of the room's graph."""
+                      fill_gaps: bool = True, backfilled: bool = False) -> Persisted:
+        """Persist a checked event (`check`) as part of the room's graph (`backfilled`:
+        placed before the history here, services/backfill.py)."""
         room_id = event["room_id"]
         # The gap first, as Synapse does: the event's auth events are often in it.
         missing_states: list[dict[StateKey, str]] = []
@@ -144,7 +145,8 @@ class PduReceiver:
         rejected = await self._auth_events_failure(origin, rv, event)
         try:
             return await self.hs.events.persist_received(
-                event, rejected=rejected, missing_prev_states=missing_states)
+                event, rejected=rejected, missing_prev_states=missing_states,
+                backfilled=backfilled)
         except MissingPrevEvents:
             # Rejected by its auth events with prev events unknown: it has no place in the
             # graph; kept as a rejected outlier so nobody fetches it again.
@@ -236,7 +238,7 @@ class PduReceiver:
                 continue
             try:
                 await self.receive(origin, rv, missing_event, fill_gaps=False)
-            except FederationError as e:
+            except (FederationError, PduRefused) as e:
                 logger.info("missing event %s from %s: %s", missing_event["event_id"], origin, e)
 
     async def _state_after(self, origin: str, rv: RoomVersion, room_id: str,
@@ -248,8 +250,9 @@ class PduReceiver:
         try:
             answer = await self.hs.federation_client.get_json(origin, target)
         except FederationError as e:
-            logger.info("state at %s from %s: %s", prev_id, origin, e)
-            return {}
+            # Judged against no state, the event would be rejected for want of it, and an
+            # event this server holds accepted (an outlier from a join) with it.
+            raise PduRefused(f"the state at {prev_id} could not be had from {origin}: {e}") from e
         pdu_ids = _id_list(answer.get("pdu_ids"))
         chain_ids = _id_list(answer.get("auth_chain_ids"))
         wanted = list(dict.fromkeys([*chain_ids, *pdu_ids, prev_id]))

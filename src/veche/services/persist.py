@@ -25,6 +25,7 @@ from veche.core import auth as auth_rules
 from veche.core.events import EventFormatError
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.core.state_res import resolve_state, separate
+from veche.storage import backfill as backfill_store
 from veche.storage import event_graph as graph
 from veche.storage import events as store
 from veche.storage import search
@@ -66,7 +67,7 @@ class EventPersister:
 
     def compute_context(
         self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any], *, outlier: bool = False,
-        missing_prev_states: Sequence[Mapping[StateKey, str]] = (),
+        missing_prev_states: Sequence[Mapping[StateKey, str]] = (), soft_fail: bool = True,
     ) -> EventContext:
         """The context of an event not made here: its state before is its one prev event's
         state after, or the resolution of several prev events' states; it is rejected when
@@ -76,7 +77,8 @@ class EventPersister:
 
         `missing_prev_states` (federation, services/federation_gaps.py): the states after the
         prev events that are not here, as another server told them; the prev events that
-        are here are resolved with them."""
+        are here are resolved with them. `soft_fail=False` (backfill): an old event is not
+        judged by current state, which came after it."""
         if outlier:
             return EventContext(outlier=True)
         prev_ids = [p for p in dict.fromkeys(event.get("prev_events") or ()) if isinstance(p, str)]
@@ -98,7 +100,7 @@ class EventPersister:
             else:
                 group = graph.store_state_group(txn, event["room_id"], None, resolved, None)
         rejected = self._auth_failure(txn, rv, event, group)
-        soft_failed = rejected is None and self._fails_current_state(txn, rv, event)
+        soft_failed = soft_fail and rejected is None and self._fails_current_state(txn, rv, event)
         return EventContext(group, rejected=rejected, soft_failed=soft_failed)
 
     def _fails_current_state(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> bool:
@@ -143,17 +145,27 @@ class EventPersister:
     def persist_event(
         self, txn: Txn, event: dict[str, Any], context: EventContext, pos: int, *,
         rv: RoomVersion | None = None, txn_key: tuple[str, str, str] | None = None,
-        auth_state: dict[StateKey, dict[str, Any]] | None = None,
+        auth_state: dict[StateKey, dict[str, Any]] | None = None, backfilled: bool = False,
     ) -> Persisted:
         """Store the event, move current state and run the hooks, in the caller's transaction.
 
         `auth_state`: the state after the event as far as the caller knows it (the power
         levels and create events at least), which spares the push hook reading them.
+        `backfilled`: an old event from another server's history, placed before what is
+        here (services/backfill.py).
         """
         room_id = event["room_id"]
         accepted = not context.outlier and context.rejected is None and not context.soft_failed
         prev_ids = {p for p in event.get("prev_events") or () if isinstance(p, str)}
         on_top = context.extremities is not None and set(context.extremities) == prev_ids
+        if backfilled and accepted:
+            # Older than what is here: it is no forward extremity (those of a backfilled
+            # batch stored before their children would be, for a moment), so it moves no
+            # current state; it is searchable, notifies nobody and is not sent on.
+            store.store_event(txn, event, pos, context, txn_key)
+            backfill_store.not_an_extremity(txn, room_id, event["event_id"])
+            search.index_event(txn, event, pos)
+            return Persisted(event, pos)
         groups_before = None if on_top or not accepted else _extremity_groups(txn, room_id)
         store.store_event(txn, event, pos, context, txn_key)
         if not accepted:

@@ -14,7 +14,9 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from veche.errors import forbidden, not_found
 from veche.server import register_stream_table
+from veche.storage import accounts as account_store
 from veche.storage import presence as store
 from veche.storage.database import Txn
 
@@ -140,6 +142,21 @@ class PresenceService:
         if status_msg is not None:
             content["status_msg"] = status_msg
         return content
+
+    async def status_for(self, requester_id: str, user_id: str) -> dict[str, Any]:
+        """A user's presence as `requester_id` may see it: their own, or that of someone they
+        share a room with."""
+        if user_id != requester_id and not await self.hs.db.run(
+                store.shares_room, requester_id, user_id):
+            if not await self.hs.db.run(account_store.user_exists, user_id):
+                raise not_found("Unknown user")
+            raise forbidden("You are not allowed to see this user's presence")
+        content = await self.get(user_id)
+        if content is not None:
+            return content
+        if not await self.hs.db.run(account_store.user_exists, user_id):
+            raise not_found("Unknown user")
+        return {"presence": "offline"}
 
     async def get(self, user_id: str) -> dict[str, Any] | None:
         row = await self.hs.db.run(store.get_presence, user_id)

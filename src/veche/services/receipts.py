@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from veche.errors import MatrixError
+from veche.errors import MatrixError, forbidden
 from veche.server import register_stream_table
 from veche.storage import events as event_store
 from veche.storage import sync as store
@@ -25,6 +25,18 @@ RECEIPT_TYPES = ("m.read", "m.read.private", "m.fully_read")
 class ReceiptService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+
+    async def set_own_receipt(
+        self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None
+    ) -> None:
+        """A local user's receipt: only in a room they are joined to, for an event of it."""
+        membership = await self.hs.db.run(event_store.get_membership, room_id, user_id)
+        if membership is None or membership[0] != "join":
+            raise forbidden("You are not in this room")
+        pos = await self.hs.db.run(event_store.get_event_position, event_id)
+        if pos is None or pos[0] != room_id:
+            raise MatrixError(404, "M_NOT_FOUND", "Unknown event")
+        await self.set_receipt(room_id, user_id, receipt_type, event_id, thread_id)
 
     async def set_receipt(
         self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None

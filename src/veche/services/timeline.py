@@ -92,6 +92,13 @@ class TimelineService:
             # Backwards from everything readable now; forwards from before the first event.
             start = RoomToken(self.hs.stream.current) if direction == "b" else RoomToken(0, 0)
         found, next_pos = await self.walk_timeline(room_id, vis, flt, start, to, direction, limit)
+        if direction == "b":
+            # History from other servers before what is here, within this page's depths:
+            # fetched (services/backfill.py), then the page is read again.
+            low = next_pos.depth if next_pos is not None and next_pos.depth is not None else 0
+            if await self.hs.backfill.maybe_backfill(room_id, low, start.depth):
+                found, next_pos = await self.walk_timeline(
+                    room_id, vis, flt, start, to, direction, limit)
         chunk = [client_event(r.event) for r in found]
         await bundle_aggregations(self.hs, chunk, user_id, {room_id: vis})
         out: dict[str, Any] = {"chunk": chunk, "start": from_tok or str(start)}

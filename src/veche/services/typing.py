@@ -5,6 +5,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
+from veche.errors import forbidden
+from veche.storage import events as event_store
+
 if TYPE_CHECKING:
     from veche.server import HomeServer
 
@@ -18,6 +21,13 @@ class TypingService:
         self.serial = int(time.time() * 1000)
         self._typing: dict[str, dict[str, float]] = {}
         self._room_serial: dict[str, int] = {}
+
+    async def set_own_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
+        """A local user's typing notice: only in a room they are joined to."""
+        membership = await self.hs.db.run(event_store.get_membership, room_id, user_id)
+        if membership is None or membership[0] != "join":
+            raise forbidden("You are not in this room")
+        self.set_typing(room_id, user_id, typing, timeout_ms)
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         users = self._typing.setdefault(room_id, {})

@@ -127,9 +127,19 @@ def set_public(txn: Txn, room_id: str, public: bool) -> None:
     txn.execute("UPDATE rooms SET is_public = ? WHERE room_id = ?", (int(public), room_id))
 
 
-def public_room_entries(txn: Txn) -> list[dict[str, Any]]:
-    """Every published room as a publicRooms chunk entry, most joined members first."""
+def public_room_entries(txn: Txn, federating_only: bool = False) -> list[dict[str, Any]]:
+    """Every published room as a publicRooms chunk entry, most joined members first; with
+    `federating_only`, not those whose create event says `m.federate: false` (the listing
+    other servers get)."""
     rooms = [r[0] for r in txn.fetchall("SELECT room_id FROM rooms WHERE is_public = 1")]
+    if federating_only and rooms:
+        clause, args = txn.in_list("c.room_id", rooms)
+        local = {room_id for room_id, js in txn.fetchall(
+            "SELECT c.room_id, e.json FROM current_state c JOIN events e"
+            " ON e.event_id = c.event_id WHERE c.type = 'm.room.create' AND c.state_key = ''"
+            f" AND {clause}", args)
+            if (orjson.loads(js).get("content") or {}).get("m.federate") is False}
+        rooms = [r for r in rooms if r not in local]
     out = list(room_summaries(txn, rooms).values())
     for entry in out:
         for extra in ("allowed_room_ids", "encryption", "room_version"):

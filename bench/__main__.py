@@ -8,6 +8,7 @@ import datetime
 import platform
 import resource
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -17,11 +18,13 @@ from typing import Any
 
 import aiohttp
 
-from bench import report
+from bench import federation, report
 from bench.scenarios import SCENARIOS, VECHE_ONLY, Api, Sizes
 from bench.servers import Server, start_synapse, start_veche
 
 STARTERS = {"veche": start_veche, "synapse": start_synapse}
+# Scenarios that need both servers at once, run once for the pair after the others.
+PAIR_SCENARIOS = {"federation": federation.run_pair}
 
 
 async def run_server(server: Server, sizes: Sizes, only: list[str]) -> dict[str, Any]:
@@ -49,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--servers", default="veche,synapse",
                         help="comma-separated: veche, synapse (default both)")
     parser.add_argument("--scenarios", default=None,
-                        help=f"comma-separated subset of {', '.join(SCENARIOS)} (default all;"
-                        f" {', '.join(VECHE_ONLY)} only against Veche unless named)")
+                        help=f"comma-separated subset of {', '.join([*SCENARIOS, *PAIR_SCENARIOS])}"
+                        f" (default all; {', '.join(VECHE_ONLY)} only against Veche unless named;"
+                        f" {', '.join(PAIR_SCENARIOS)} only when both servers are)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"),
                         help="where to write the table (default bench/RESULTS.md)")
@@ -65,10 +69,18 @@ def main(argv: list[str] | None = None) -> int:
             setattr(sizes, name, value)
     servers = [s.strip() for s in args.servers.split(",") if s.strip()]
     named = args.scenarios is not None
-    only = [s.strip() for s in (args.scenarios or ",".join(SCENARIOS)).split(",") if s.strip()]
-    unknown = [s for s in servers if s not in STARTERS] + [s for s in only if s not in SCENARIOS]
+    every = [*SCENARIOS, *PAIR_SCENARIOS]
+    only = [s.strip() for s in (args.scenarios or ",".join(every)).split(",") if s.strip()]
+    unknown = [s for s in servers if s not in STARTERS] + [s for s in only if s not in every]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
+    both = set(STARTERS) <= set(servers)
+    pairs = [s for s in only if s in PAIR_SCENARIOS]
+    if pairs and not both and named:
+        parser.error(f"{', '.join(pairs)} needs both servers: --servers veche,synapse")
+    pairs = pairs if both else []
+    # On SIGTERM (e.g. `timeout`), stop the servers as on ^C: they run in sessions of their own.
+    signal.signal(signal.SIGTERM, _interrupt)
     # 2,000 long-polls need more descriptors than the default soft limit, for us and servers.
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
@@ -76,23 +88,33 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="veche-bench-") as tmp:
         for name in servers:
+            mine = [s for s in only if s in SCENARIOS
+                    and (named or name == "veche" or s not in VECHE_ONLY)]
+            if not mine and pairs:
+                continue  # only the pair's scenarios were asked for
             print(f"{name}: starting", file=sys.stderr, flush=True)
             server = STARTERS[name](Path(tmp))
             try:
-                mine = [s for s in only if named or name == "veche" or s not in VECHE_ONLY]
                 results[name] = asyncio.run(run_server(server, sizes, mine))
             finally:
                 server.stop()
+        for name in pairs:
+            results[name] = PAIR_SCENARIOS[name](Path(tmp) / name, sizes)
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])
     text = report.render(results, sizes, command.strip(), _machine())
     print(text)
     Path(args.out).write_text(text)
-    failed = [f"{s}/{n}" for s, r in results.items() for n, v in r.items()
+    failed = [f"{s}/{n}" for s, r in results.items() if s in STARTERS for n, v in r.items()
               if isinstance(v, dict) and "error" in v]
+    failed += [s for s in pairs if "error" in results[s]]
     if failed:
         print(f"scenarios failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _machine() -> dict[str, str]:

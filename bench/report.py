@@ -52,6 +52,76 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+# (role, metric, label, target for Veche / Synapse or None). The Veche column is Veche in
+# that role (receiving from Synapse, or sending to it), the Synapse column Synapse.
+FEDERATION_ROWS: list[tuple[str, str, str, float | None]] = [
+    ("receive", "receive_cpu_s_per_1000", "receiving server CPU-s per 1,000 PDUs", 0.1),
+    ("receive", "receive_cpu_s_per_1000_net", "the same, idle CPU subtracted", 0.1),
+    ("send", "send_cpu_s_per_1000", "sending server CPU-s per 1,000 messages", None),
+    ("send", "send_cpu_s_per_1000_net", "the same, idle CPU subtracted", None),
+    ("send", "send_s", "sending them, one after the other (s)", None),
+    ("receive", "wall_s", "first send to the last one in the receiver's /sync (s)", None),
+]
+
+
+def _federation_rows(fed: dict[str, Any], suffix: str, heading: str,
+                     targets: bool) -> tuple[list[str], list[str]]:
+    lines, verdicts = [f"| **{heading}** | | | | |"], []
+    for role, metric, label, target in FEDERATION_ROWS:
+        # Receiving: Veche receives what Synapse's user sent (to_veche), and the other way.
+        # Sending: Veche sends what Synapse receives (to_synapse), and the other way.
+        v_dir, s_dir = ("to_veche", "to_synapse") if role == "receive" else ("to_synapse", "to_veche")
+        v, s = fed[v_dir + suffix][metric], fed[s_dir + suffix][metric]
+        ratio = v / s if s > 0 else None
+        row = [label, _fmt(v), _fmt(s), _fmt(ratio)]
+        if target is not None and targets:
+            ok = ratio is not None and ratio <= target
+            row.append(f"≤ {target:g}: {'met' if ok else 'NOT met'}")
+            verdicts.append(f"- {label} ({heading}): {'met' if ok else 'NOT met'} "
+                            f"(ratio {_fmt(ratio)}, target ≤ {target:g})")
+        else:
+            row.append("")
+        lines.append("| " + " | ".join(row) + " |")
+    return lines, verdicts
+
+
+def render_federation(fed: dict[str, Any]) -> list[str]:
+    lines = ["## Federation", ""]
+    if "error" in fed:
+        return [*lines, f"Error: {fed['error']}", ""]
+    n, rate = int(fed["messages"]), fed["rate"]
+    lines += [f"| metric | Veche {fed['veche_version']} | Synapse {fed['synapse_version']} "
+              "| Veche / Synapse | target |", "|---|---|---|---|---|"]
+    paced = f"{rate:g} messages/s each way" if rate else "as fast as each sender goes"
+    rows, verdicts = _federation_rows(fed, "", paced, True)
+    lines += rows
+    if "to_veche_unpaced" in fed:
+        rows, _ = _federation_rows(fed, "_unpaced", "as fast as each sender goes", False)
+        lines += rows
+    idle = fed["idle_cpu_per_s"]
+    lines += ["", "Targets (ratios are Veche / Synapse, same run):", *verdicts, "",
+              f"How measured: a Veche and a Synapse on 127.0.0.1 federate over TLS (a test CA, "
+              f"server names localhost:<port>), SQLite each, both running at once. Synapse's "
+              f"user creates a public room (version {fed['room_version']}), Veche's user joins "
+              f"it over federation. After 20 messages each way to warm up and both servers "
+              f"idle, Synapse's user sends {n:,} messages one after the other while Veche's "
+              "user long-polls /sync; then the same from Veche to Synapse. "
+              + (f"First paced at {rate:g} messages/s (one every {1000 / rate:g} ms, the "
+                 "same traffic for both receivers), then again as fast as each sender goes "
+                 "(the slower receiver then gets fuller transactions). " if rate else "")
+              + "A sender never runs more than 50 messages ahead of the receiving user's "
+              "/sync (Synapse drops a room's queue of received PDUs at 100). Each window "
+              "runs from the first send until the receiving user's /sync has the last "
+              "message (all arrived, in order). CPU is each server process's utime+stime "
+              "from /proc/<pid>/stat over that window, scaled to 1,000; the receiver's counts "
+              "verifying and persisting the PDUs and serving its user's /sync, the sender's "
+              "the client sends and the outbound transactions. Idle CPU subtracted: each "
+              "server's CPU over a quiet interval before the runs (Veche "
+              f"{idle['veche'] * 1000:.1f} ms/s, Synapse {idle['synapse'] * 1000:.1f} ms/s), "
+              "times the window's length, taken off.", ""]
+    return lines
+
+
 def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[str, str]) -> str:
     names = [n for n in ("veche", "synapse") if n in results]
     both = len(names) == 2
@@ -62,8 +132,12 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
              f"Command: `{command}`  ", f"Date: {machine.get('date')}  ",
              f"Machine: {machine.get('cpu')}, {machine.get('memory')}, {machine.get('platform')},"
              f" Python {machine.get('python')}", "",
-             "Sizes: " + ", ".join(f"{k}={v}" for k, v in vars(sizes).items()), "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             "Sizes: " + ", ".join(f"{k}={v}" for k, v in vars(sizes).items()), ""]
+    if "federation" in results:
+        lines += render_federation(results["federation"])
+    if not names:
+        return "\n".join(lines)
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     verdicts = []
     for scenario, metric, label, target, _lower in ROWS:
         values = []

@@ -93,7 +93,9 @@ namespaces:
 """
 
 
-def start_veche(workdir: Path) -> Server:
+def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """`veche serve --dev` on SQLite in workdir/veche; extra_env (e.g. a federating server's
+    name and TLS settings, bench/peers.py) overrides the defaults."""
     from veche import __version__
 
     port = free_port()
@@ -103,8 +105,12 @@ def start_veche(workdir: Path) -> Server:
     registration = data / "bench-appservice.yaml"
     registration.write_text(APPSERVICE_REGISTRATION.format(as_token=as_token,
                                                            hs_token=secrets.token_hex(16)))
-    env = {**os.environ, "VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
-           "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)])}
+    # Only our settings: a VECHE_* variable of the caller's (VECHE_TEST_BACKENDS, when run
+    # from the tests) would be read as configuration and refused.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VECHE_")}
+    env.update({"VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
+                "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)]),
+                **(extra_env or {})})
     log = workdir / "veche.log"
     proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", "127.0.0.1",
                    "--port", str(port), "--log-level", "WARNING"], env, log)

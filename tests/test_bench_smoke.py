@@ -26,3 +26,35 @@ def test_bench_runner_quick(tmp_path: Path) -> None:
     held = next(line for line in table.splitlines() if "long-polls held" in line)
     assert held.split("|")[2].strip() == "40"  # every quick long-poll was woken
     assert "Veche holds 40 long-polls and wakes them all: met" in table
+
+
+def test_bench_federation_quick(tmp_path: Path) -> None:
+    """The federation scenario end to end at tiny size: a Veche and a Synapse federate over
+    TLS, messages go each way, and both receivers' CPU lands in the table with the ratio."""
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--servers", "veche,synapse",
+         "--scenarios", "federation", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    assert "## Federation" in table and "Error" not in table, table
+    rows = [line.split("|") for line in table.splitlines()
+            if line.startswith("| receiving server CPU-s per 1,000 PDUs")]
+    assert len(rows) == 2, table  # paced, then as fast as each sender goes
+    for row in rows:
+        veche, synapse = float(row[2].replace(",", "")), float(row[3].replace(",", ""))
+        assert veche > 0 and synapse > 0, row
+    # The per-server tables were not asked for: no server ran alone.
+    assert "| server CPU-s per 1,000 messages |" not in table
+
+
+def test_bench_federation_needs_both_servers(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--servers", "veche", "--scenarios", "federation",
+         "--out", str(tmp_path / "RESULTS.md")],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "needs both servers" in proc.stderr, proc.stderr
+    assert not (tmp_path / "RESULTS.md").exists()

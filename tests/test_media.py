@@ -295,12 +295,18 @@ async def test_dedup_delete_quarantine_purge(homeserver: ServerProcess, make_cli
     media_files(homeserver.data_dir)
 
 
-async def test_remote_media_is_not_found(homeserver: ServerProcess, make_client: Any,
-                                         http: aiohttp.ClientSession) -> None:
+async def test_media_of_an_unreachable_server(homeserver: ServerProcess, make_client: Any,
+                                              http: aiohttp.ClientSession) -> None:
+    """The server is asked (tests/federation/test_media.py); one that cannot be reached (no
+    network here) is a 502, as Synapse answers, and nothing is cached."""
     alice = await make_client().register()
-    status, _, body = await raw(http, "GET", f"{homeserver.base_url}{V1}/download/matrix.org/abcdef",
-                                alice.access_token)
-    assert status == 404 and b"M_NOT_FOUND" in body
+    for _ in range(2):
+        status, _, body = await raw(http, "GET", f"{homeserver.base_url}{V1}/download/matrix.org/abcdef",
+                                    alice.access_token)
+        assert status == 502 and b"M_UNKNOWN" in body
+    status, _, body = await raw(http, "GET", f"{homeserver.base_url}{V1}/download/matrix.org/a%2Fb",
+                                alice.access_token, encoded=True)
+    assert status == 404 and b"M_NOT_FOUND" in body  # not a media ID: nobody is asked
 
 
 async def test_unused_ids_expire_and_uploads_are_rate_limited(make_server: Any,

@@ -242,7 +242,8 @@ def _media_op(config_path: str | None, op: Any) -> Any:
 @click.argument("mxc")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
 def media_delete(mxc: str, config_path: str | None) -> None:
-    """Delete a piece of local media (mxc://server/id) and its thumbnails."""
+    """Delete media (mxc://server/id) and its thumbnails: local media, or a cached copy of
+    another server's."""
     if not _media_op(config_path, lambda m: m.delete_mxc(mxc)):
         raise click.ClickException(f"{mxc}: no such media")
     click.echo(f"deleted {mxc}")
@@ -270,7 +271,7 @@ def _duration_ms(value: str) -> int:
 
 @media.command("purge")
 @click.option("--older-than", required=True, help="Not downloaded for this long: 30d, 12h, 90m.")
-@click.option("--remote-only", is_flag=True, help="Only cached remote media (none yet: no federation).")
+@click.option("--remote-only", is_flag=True, help="Only cached media of other servers.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
 def media_purge(older_than: str, remote_only: bool, config_path: str | None) -> None:
     """Delete media nobody has downloaded for a while."""

@@ -105,6 +105,9 @@ class PresenceConfig(_Section):
     idle_after_ms: int = Field(5 * 60_000, ge=1000)
     # A user none of whose clients has synced for this long becomes offline.
     offline_after_ms: int = Field(30_000, ge=1000)
+    # Share local users' presence with the other servers of their rooms, and show remote
+    # users' presence from theirs.
+    federate: bool = True
 
 
 class UrlPreviewConfig(_Section):
@@ -434,6 +437,8 @@ search_timeout_ms = 10000
 [presence]
 idle_after_ms = 300000
 offline_after_ms = 30000
+# Share presence with other servers (of users sharing a room).
+federate = true
 
 [media]
 max_upload_size = 52428800

@@ -30,10 +30,12 @@ if TYPE_CHECKING:
     from veche.services.auth import AuthService
     from veche.services.backfill import BackfillService
     from veche.services.dehydrated_devices import DehydratedDeviceService
+    from veche.services.device_lists import DeviceListService
     from veche.services.directory import DirectoryService
     from veche.services.e2e_keys import E2eKeysService
     from veche.services.events import EventService
     from veche.services.federation import FederationService
+    from veche.services.federation_edus import FederationEdus
     from veche.services.federation_inbound import FederationInbound
     from veche.services.federation_membership import FederationMembershipService
     from veche.services.federation_sender import FederationSender
@@ -294,6 +296,12 @@ class HomeServer:
         return E2eKeysService(self)
 
     @cached_property
+    def device_lists(self) -> DeviceListService:
+        from veche.services.device_lists import DeviceListService
+
+        return DeviceListService(self)
+
+    @cached_property
     def dehydrated_devices(self) -> DehydratedDeviceService:
         from veche.services.dehydrated_devices import DehydratedDeviceService
 
@@ -358,6 +366,12 @@ class HomeServer:
         from veche.services.federation_serving import FederationServing
 
         return FederationServing(self)
+
+    @cached_property
+    def federation_edus(self) -> FederationEdus:
+        from veche.services.federation_edus import FederationEdus
+
+        return FederationEdus(self)
 
     @cached_property
     def federation_sender(self) -> FederationSender:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.federation.link import FederationLink
 from tests.federation.local_dns import LocalDns
 from tests.federation.peers import SynapsePeer, start_synapse_peer
 from tests.federation.pki import TestCA
@@ -29,7 +30,13 @@ async def local_dns() -> AsyncIterator[LocalDns]:
 @pytest.fixture(scope="session")
 def synapse(test_ca: TestCA) -> Iterator[SynapsePeer]:
     """One Synapse for the whole session (it takes seconds to start): federating over TLS
-    with the test CA, loopback peers allowed, no notaries, short retries."""
-    peer = start_synapse_peer(Path(tempfile.mkdtemp(prefix="veche-synapse-")), test_ca)
+    with the test CA, loopback peers allowed, no notaries, short retries. Its name's port is
+    a relay's (`peer.link`) that a test may cut (tests/federation/link.py)."""
+    link = FederationLink(0)
+    peer = start_synapse_peer(Path(tempfile.mkdtemp(prefix="veche-synapse-")), test_ca,
+                              name_port=link.port)
+    link.target_port = peer.federation_port
+    peer.link = link
     yield peer
-    peer.close()
+    peer.stop()
+    link.close()

@@ -162,3 +162,43 @@ async def test_a_redaction_before_its_target_takes_effect_when_the_target_comes(
     # Other servers are served it redacted too.
     status, got = await origin.request(http, veche, "GET", f"{F1}/event/{q(said_id)}")
     assert status == 200 and got["pdus"][0]["content"] == {}, got
+
+
+async def test_an_accepted_outlier_stays_accepted_when_the_state_before_it_cannot_be_had(
+        veche: ServerProcess, origin: FakeServer, http: aiohttp.ClientSession) -> None:
+    """Backfill brings again an event held as an outlier (here bob's new display name, which
+    authorises his later messages), and the remote cannot give the state before it: the
+    event stays as it was, accepted, and bob's next message still reaches alice."""
+    alice = await Client(http, veche.base_url).register("alice")
+    status, body = await alice.post("createRoom", {"preset": "public_chat", "room_version": "11"})
+    assert status == 200, body
+    room_id = body["room_id"]
+    room = await SharedRoom.of(alice, room_id)
+    bob = origin.user("bob")
+    _, join = room.build(origin, bob, "m.room.member", {"membership": "join"}, bob)
+    assert (await origin.send(http, veche, [join]))[0] == 200
+    said_id, said = room.build(origin, bob, "m.room.message", {"msgtype": "m.text", "body": "gap"})
+    state_before_rename = dict(room.state)
+    rename_id, rename = room.build(origin, bob, "m.room.member",
+                                   {"membership": "join", "displayname": "Bob"}, bob)
+    after_id, after = room.build(origin, bob, "m.room.message", {"msgtype": "m.text", "body": "after"})
+    # "after" comes with a gap of two: the rename is fetched as an outlier, with the state
+    # before it.
+    origin.answer(f"{F1}/get_missing_events/{room_id}", {"events": []})
+    origin.answer(f"{F1}/state_ids/{room_id}",
+                  {"pdu_ids": sorted(state_before_rename.values()), "auth_chain_ids": []})
+    origin.answer(f"{F1}/event/{rename_id}", {"origin": origin.name, "origin_server_ts": 0,
+                                             "pdus": [pdu_for_federation(rename, room.rv)]})
+    assert await origin.send(http, veche, [after]) == (200, {"pdus": {after_id: {}}})
+
+    # Paging back: the remote gives the rename again, but no longer the state before it.
+    origin.answer(f"{F1}/backfill/{room_id}", {"origin": origin.name, "origin_server_ts": 0,
+                                               "pdus": [pdu_for_federation(rename, room.rv)]})
+    origin.answer(f"{F1}/state_ids/{room_id}", {"errcode": "M_NOT_FOUND"}, status=404)
+    assert bodies((await page(alice, room_id))["chunk"]) == ["after"]
+    assert origin.asked(f"{F1}/backfill/")
+    assert said_id not in {e["event_id"] for e in (await page(alice, room_id))["chunk"]}
+
+    later_id, later = room.build(origin, bob, "m.room.message", {"msgtype": "m.text", "body": "later"})
+    assert await origin.send(http, veche, [later]) == (200, {"pdus": {later_id: {}}})
+    assert bodies((await page(alice, room_id))["chunk"])[-2:] == ["after", "later"]

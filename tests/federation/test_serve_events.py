@@ -1,22 +1,17 @@
 """Events and state served to other servers: /event, /state, /state_ids, /event_auth,
 /backfill, /get_missing_events, /timestamp_to_event answer a server in the room, as PDUs
 (no event_id, a v12 create event without room_id), redacting what history visibility hides
-from it; a server not in the room gets 403 everywhere. And never a 500: a hypothesis fuzz
-over /send bodies and the serving endpoints' parameters."""
+from it; a server not in the room gets 403 everywhere. (Never a 500 from any of them, nor
+from any other federation endpoint: test_fuzz_federation.py.)"""
 
 from __future__ import annotations
 
-import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from tests.conftest import ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, q
@@ -25,7 +20,6 @@ from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import shared_room
 from veche.core.events import compute_event_id
-from veche.core.federation_auth import sign_request
 
 
 @pytest.fixture
@@ -165,100 +159,3 @@ async def shared_room_late_join(http: aiohttp.ClientSession, veche: ServerProces
     join_id, join = room.build(origin, dave, "m.room.member", {"membership": "join"}, dave)
     assert (await origin.send(http, veche, [join]))[1] == {"pdus": {join_id: {}}}
     return alice, (early, room_id, join_id)
-
-
-def _request(veche: ServerProcess, origin: FakeServer, method: str, target: str,
-             body: bytes | None) -> tuple[int, bytes]:
-    try:
-        content = json.loads(body) if body is not None else None
-    except ValueError:
-        content = None
-    try:
-        auth = sign_request(origin.key, origin.name, veche.server_name, method, target, content)
-    except ValueError:  # not canonical JSON (Infinity): nothing can sign it; sent all the same
-        auth = sign_request(origin.key, origin.name, veche.server_name, method, target, None)
-    req = urllib.request.Request(veche.base_url + target, data=body, method=method,
-                                 headers={"Authorization": auth, "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as e:
-        return e.code, e.read()
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False) | st.text(max_size=30) | st.sampled_from(["a\x00b", "$", "!"]),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=10), children, max_size=4),
-    max_leaves=10,
-)
-PDU_KEYS = ["type", "room_id", "sender", "content", "state_key", "depth", "prev_events",
-            "auth_events", "origin_server_ts", "hashes", "signatures", "unsigned", "event_id"]
-
-
-async def test_fuzz_never_500(veche: ServerProcess, origin: FakeServer,
-                              http: aiohttp.ClientSession) -> None:
-    alice, room = await shared_room(http, veche, origin)
-    bob = origin.user("bob")
-    _, good = room.build(origin, bob, "m.room.message", {"body": "seed"}, advance=False)
-    ids = [room.room_id, *room.state.values(), room.latest[0], "$", "!nope:x", "", "a\x00b",
-           "%00", "x" * 300, "$" + "x" * 43]
-    pdus = st.one_of(
-        json_values,
-        # A good PDU with some keys replaced or dropped: it gets past the first checks.
-        st.tuples(st.dictionaries(st.sampled_from(PDU_KEYS), json_values, max_size=3),
-                  st.lists(st.sampled_from(PDU_KEYS), max_size=2)).map(
-            lambda t: {k: v for k, v in {**good, **t[0]}.items() if k not in t[1]}),
-        st.just(good),
-    )
-    send_bodies = st.one_of(
-        st.fixed_dictionaries({"pdus": st.lists(pdus, max_size=4)},
-                              optional={"edus": st.lists(json_values | st.fixed_dictionaries(
-                                  {"edu_type": st.sampled_from(["m.typing", "m.receipt", "m.presence"]),
-                                   "content": json_values}), max_size=3),
-                                  "origin": json_values}),
-        json_values,
-    ).map(lambda b: json.dumps(b).encode())
-    id_param = st.sampled_from(ids).map(q)
-    serving = st.one_of(
-        st.tuples(id_param).map(lambda t: f"{F1}/event/{t[0]}"),
-        st.tuples(id_param, id_param).map(lambda t: f"{F1}/state_ids/{t[0]}?event_id={t[1]}"),
-        st.tuples(id_param, id_param).map(lambda t: f"{F1}/state/{t[0]}?event_id={t[1]}"),
-        st.tuples(id_param, id_param).map(lambda t: f"{F1}/event_auth/{t[0]}/{t[1]}"),
-        st.tuples(id_param, id_param, st.sampled_from(["3", "-1", "x", "99999999999999999999", ""])).map(
-            lambda t: f"{F1}/backfill/{t[0]}?v={t[1]}&limit={t[2]}"),
-        st.tuples(id_param, st.sampled_from(["0", "-5", "1e9", "99999999999999999999999"]),
-                  st.sampled_from(["f", "b", "x"])).map(
-            lambda t: f"{F1}/timestamp_to_event/{t[0]}?ts={t[1]}&dir={t[2]}"),
-    )
-    missing_bodies = st.fixed_dictionaries(
-        {}, optional={"earliest_events": json_values | st.lists(st.sampled_from(ids)),
-                      "latest_events": json_values | st.lists(st.sampled_from(ids)),
-                      "limit": json_values, "min_depth": json_values}).map(lambda b: json.dumps(b).encode())
-    counter = iter(range(10**9))
-
-    @settings(max_examples=250, deadline=None, derandomize=True,
-              suppress_health_check=list(HealthCheck))
-    @given(kind=st.sampled_from(["send", "serve", "missing"]), body=send_bodies,
-           target=serving, missing=missing_bodies, room_param=id_param)
-    def check(kind: str, body: bytes, target: str, missing: bytes, room_param: str) -> None:
-        if kind == "send":
-            status, raw = _request(veche, origin, "PUT", f"{F1}/send/fuzz{next(counter)}", body)
-        elif kind == "serve":
-            status, raw = _request(veche, origin, "GET", target, None)
-        else:
-            status, raw = _request(veche, origin, "POST", f"{F1}/get_missing_events/{room_param}",
-                                   missing)
-        assert status < 500, (kind, body[:300], target, missing[:300], status, raw[:300])
-        if status == 200 and kind == "send":
-            assert isinstance(json.loads(raw)["pdus"], dict)
-
-    import asyncio
-
-    await asyncio.to_thread(check)
-    # The room still works: the seed message goes in, and the server is sound.
-    status, result = await origin.send(http, veche, [good])
-    assert status == 200
-    status, _ = await alice.get(f"rooms/{q(room.room_id)}/messages", params={"dir": "b"})
-    assert status == 200

@@ -6,8 +6,10 @@ allows (ip_range_allowlist; private and loopback ranges are refused otherwise)."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -162,6 +164,51 @@ class FederationClient:
                 raise ValueError(f"{destination} answered with no JSON object")
             return parsed
 
+    @contextlib.asynccontextmanager
+    async def stream(self, destination: str, target: str,
+                     timeout: aiohttp.ClientTimeout) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed GET whose answer, whatever its status, the caller reads as it arrives:
+        for bodies too big to hold, such as media. FederationError when no target answers."""
+        self._check(destination)
+        try:
+            targets = await self.resolver.resolve(destination)
+        except InvalidIdentifier as e:
+            raise FederationError(f"not a server name: {e}") from None
+        auth = sign_request(self.signing_key, self.server_name, destination, "GET", target, None)
+        last: Exception | None = None
+        for t in targets:
+            host = f"[{t.connect_host}]" if ":" in t.connect_host else t.connect_host
+            url = URL(f"https://{host}:{t.port}{target}", encoded=True)
+            try:
+                resp = await self._get_session().get(
+                    url, headers={"Authorization": auth, "Host": t.host_header},
+                    server_hostname=t.tls_name, allow_redirects=False, timeout=timeout)
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+                logger.info("federation GET %s to %s via %s:%s failed: %s", target, destination,
+                            t.connect_host, t.port, e)
+                last = e
+                continue
+            async with _dropped_on_error(resp):
+                yield resp
+            return
+        raise Unreachable(f"{destination}: {last}")
+
+    @contextlib.asynccontextmanager
+    async def stream_url(self, url: str,
+                         timeout: aiohttp.ClientTimeout) -> AsyncIterator[aiohttp.ClientResponse]:
+        """An unsigned GET of a URL a peer pointed to (a media redirect), on the same terms
+        as federation requests: only with federation on, only to addresses allowed."""
+        if not self.config.enabled:
+            raise FederationDenied("federation is disabled on this server")
+        if URL(url).scheme not in ("http", "https"):
+            raise FederationError(f"not an HTTP URL: {url}")
+        try:
+            resp = await self._get_session().get(url, timeout=timeout, max_redirects=5)
+        except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as e:
+            raise Unreachable(f"{url}: {e}") from None
+        async with _dropped_on_error(resp):
+            yield resp
+
     async def get_json(self, destination: str, target: str, **kwargs: Any) -> Any:
         return await self.request("GET", destination, target, **kwargs)
 
@@ -170,6 +217,19 @@ class FederationClient:
 
     async def post_json(self, destination: str, target: str, content: Any, **kwargs: Any) -> Any:
         return await self.request("POST", destination, target, content, **kwargs)
+
+
+@contextlib.asynccontextmanager
+async def _dropped_on_error(resp: aiohttp.ClientResponse) -> AsyncIterator[None]:
+    """Release the response after use; when the reader stopped early (an error, a body
+    over its limit), close the connection rather than read the rest to reuse it."""
+    try:
+        yield
+    except BaseException:
+        resp.close()
+        raise
+    finally:
+        resp.release()
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:

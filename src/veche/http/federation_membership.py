@@ -1,6 +1,7 @@
 """Server-server membership routes: make_join / send_join v2, make_leave / send_leave v2,
-make_knock / send_knock, invite v2 and /query/directory. Served only with [federation]
-enabled (a `federation_routes` table, like http/federation.py's)."""
+make_knock / send_knock, invite v2 (and v1, for room versions 1 and 2 only, which are not
+spoken here) and /query/directory; send_join and send_leave v1 are gone from the spec.
+Served only with [federation] enabled (a `federation_routes` table, like http/federation.py's)."""
 
 from __future__ import annotations
 
@@ -70,6 +71,15 @@ async def send_knock(request: web.Request) -> web.Response:
     room_id, event_id = _ids(request, "roomId", "eventId")
     body = await json_body(request)
     return json_response(await hs_of(request).federation_membership.send_knock(
+        origin, room_id, event_id, body))
+
+
+@federation_routes.put(FEDERATION_V1 + "/invite/{roomId}/{eventId}")
+async def invite_v1(request: web.Request) -> web.Response:
+    origin = await federation_origin(request)
+    room_id, event_id = _ids(request, "roomId", "eventId")
+    body = await json_body(request)
+    return json_response(await hs_of(request).federation_membership.invite_v1(
         origin, room_id, event_id, body))
 
 

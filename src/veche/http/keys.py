@@ -51,7 +51,8 @@ async def query_keys(request: web.Request) -> web.Response:
     for devices in wanted.values():
         if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
             raise bad_json("device_keys values must be lists of device IDs")
-    return json_response(await hs_of(request).e2e_keys.query(req.user_id, wanted))
+    return json_response(await hs_of(request).e2e_keys.query(
+        req.user_id, wanted, timeout_ms=body.get("timeout")))
 
 
 @routes.post(CLIENT_V3 + "/keys/claim")
@@ -63,7 +64,8 @@ async def claim_keys(request: web.Request) -> web.Response:
     for devices in wanted.values():
         if not isinstance(devices, dict) or not all(isinstance(a, str) for a in devices.values()):
             raise bad_json("one_time_keys values must map device IDs to algorithms")
-    return json_response(await hs_of(request).e2e_keys.claim(wanted))
+    return json_response(await hs_of(request).e2e_keys.claim(
+        wanted, timeout_ms=body.get("timeout")))
 
 
 @routes.get(CLIENT_V3 + "/keys/changes")

@@ -122,11 +122,11 @@ async def legacy_config(request: web.Request) -> web.Response:
     return await _config(request)
 
 
-def _timeout(request: web.Request) -> int:
+def timeout_ms(request: web.Request) -> int:
     return query_int(request, "timeout_ms", DEFAULT_WAIT_MS, maximum=60_000) or 0
 
 
-def _disposition(content_type: str, filename: str | None) -> str:
+def disposition(content_type: str, filename: str | None) -> str:
     kind = "inline" if content_type.split(";", 1)[0].strip().lower() in INLINE_TYPES else "attachment"
     if filename:
         # RFC 6266 / RFC 5987: the name percent-encoded as UTF-8, so no quoting tricks apply.
@@ -138,7 +138,7 @@ async def _serve(request: web.Request, sha256: str, content_type: str,
                  filename: str | None) -> web.StreamResponse:
     media = _media(request)
     headers = {**SECURITY_HEADERS, "Content-Type": content_type,
-               "Content-Disposition": _disposition(content_type, filename)}
+               "Content-Disposition": disposition(content_type, filename)}
     path = media.store.local_path(sha256)
     if path is not None:
         if not path.exists():
@@ -159,9 +159,15 @@ async def _serve(request: web.Request, sha256: str, content_type: str,
     return resp_stream
 
 
+def _allow_remote(request: web.Request, legacy: bool) -> bool:
+    # Only the legacy routes have the parameter (peers falling back to them send false).
+    return not legacy or query_bool(request, "allow_remote", True)
+
+
 async def _download(request: web.Request, legacy: bool = False) -> web.StreamResponse:
     row: MediaRow = await _media(request).get_media(
-        request.match_info["serverName"], request.match_info["mediaId"], _timeout(request), legacy)
+        request.match_info["serverName"], request.match_info["mediaId"], timeout_ms(request), legacy,
+        _allow_remote(request, legacy))
     assert row.sha256 is not None
     filename = request.match_info.get("fileName") or row.upload_name
     return await _serve(request, row.sha256, row.content_type or "application/octet-stream", filename)
@@ -191,7 +197,8 @@ async def legacy_download_named(request: web.Request) -> web.StreamResponse:
     return await _download(request, legacy=True)
 
 
-async def _thumbnail(request: web.Request, legacy: bool = False) -> web.StreamResponse:
+def thumbnail_params(request: web.Request) -> tuple[int, int, str, bool]:
+    """(width, height, method, animated) asked for."""
     width = query_int(request, "width", minimum=1)
     height = query_int(request, "height", minimum=1)
     if width is None or height is None:
@@ -199,9 +206,13 @@ async def _thumbnail(request: web.Request, legacy: bool = False) -> web.StreamRe
     method = request.query.get("method", "scale")
     if method not in ("scale", "crop"):
         raise invalid_param("method must be scale or crop")
+    return min(width, 10_000), min(height, 10_000), method, query_bool(request, "animated")
+
+
+async def _thumbnail(request: web.Request, legacy: bool = False) -> web.StreamResponse:
     thumb: ThumbnailRow = await _media(request).thumbnail(
-        request.match_info["serverName"], request.match_info["mediaId"], min(width, 10_000),
-        min(height, 10_000), method, query_bool(request, "animated"), _timeout(request), legacy)
+        request.match_info["serverName"], request.match_info["mediaId"], *thumbnail_params(request),
+        timeout_ms(request), legacy, _allow_remote(request, legacy))
     return await _serve(request, thumb.sha256, thumb.content_type, None)
 
 

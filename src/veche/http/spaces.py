@@ -1,5 +1,5 @@
 """Spaces and room summaries (spec: client-server API "Spaces": /hierarchy, and "Room
-summaries": /room_summary)."""
+summaries": /room_summary; server-server API "Spaces": /hierarchy for other servers)."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ from veche.http.base import (
     query_int,
     requester,
 )
+from veche.http.federation import FEDERATION_V1, federation_origin
 from veche.services.rooms import check_room_id
 
 routes = web.RouteTableDef()
+federation_routes = web.RouteTableDef()
 
 
 @routes.get(CLIENT_V1 + "/rooms/{room_id}/hierarchy")
@@ -37,3 +39,10 @@ async def room_summary(request: web.Request) -> web.Response:
     # Anyone may ask about rooms that are open to all (public, knockable, world-readable).
     user_id = (await requester(request)).user_id if access_token_of(request) is not None else None
     return json_response(await hs_of(request).spaces.summary(user_id, request.match_info["room"]))
+
+
+@federation_routes.get(FEDERATION_V1 + "/hierarchy/{room_id}")
+async def federation_hierarchy(request: web.Request) -> web.Response:
+    origin = await federation_origin(request)
+    return json_response(await hs_of(request).spaces.serve_hierarchy(
+        origin, request.match_info["room_id"], query_bool(request, "suggested_only")))

@@ -9,6 +9,7 @@ member's long-poll already waits on: nothing on the change path is done per memb
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -18,6 +19,7 @@ from unpaddedbase64 import decode_base64
 
 from veche.errors import MatrixError, bad_json, invalid_param
 from veche.server import register_stream_table
+from veche.services import remote_keys
 from veche.storage import e2e_keys as store
 from veche.storage.database import Txn
 
@@ -75,9 +77,11 @@ class E2eKeysService:
 
     # --- device lists ---------------------------------------------------------------------------
     async def notify_changed(self, user_id: str) -> None:
-        """Wake the syncs of everyone sharing a room with the user (and the user's own)."""
+        """Wake the syncs of everyone sharing a room with the user (and the user's own), and
+        tell the other servers in those rooms what changed (a local user's)."""
         rooms = await self.hs.db.run(store.joined_rooms, user_id)
         self.hs.notifier.notify([user_id, *rooms])
+        await self.hs.device_lists.announce(user_id)
 
     async def mark_changed(self, user_id: str) -> None:
         with self.hs.stream.get_next() as pos:
@@ -170,15 +174,23 @@ class E2eKeysService:
         return counts
 
     # --- query ----------------------------------------------------------------------------------
-    async def query(self, requester: str, wanted: dict[str, list[str]]) -> dict[str, Any]:
+    async def query(self, requester: str, wanted: dict[str, list[str]], *,
+                    local_only: bool = False, timeout_ms: Any = None) -> dict[str, Any]:
+        """Keys of local users, and (unless `local_only`: a query from another server) of
+        remote users, from their servers (services/remote_keys.py)."""
         if len(wanted) > MAX_QUERY_USERS:
             raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_QUERY_USERS} users per query")
         local = [u for u in wanted if u.partition(":")[2] == self.hs.server_name]
+        remote_wanted = {u: d for u, d in wanted.items()
+                         if u.partition(":")[2] != self.hs.server_name and not local_only
+                         and self.hs.config.federation.enabled}
+        remote_task = asyncio.ensure_future(remote_keys.query(
+            self.hs, remote_wanted, remote_keys.timeout_s(timeout_ms))) if remote_wanted else None
 
         def run(txn: Txn) -> dict[str, Any]:
             devices = {u: store.query_device_keys(txn, u, wanted[u] or None) for u in local}
             cross = store.get_cross_signing_keys(txn, local)
-            sigs = store.get_signatures(txn, local)
+            sigs = store.get_signatures(txn, [*local, *remote_wanted])
             return {"devices": devices, "cross": cross, "sigs": sigs}
 
         data = await self.hs.db.run(run)
@@ -214,14 +226,31 @@ class E2eKeysService:
                     result[out][uid] = merged(uid, _ed25519_key(key)[1], key)
             if uid == requester and "user_signing" in cross:
                 result["user_signing_keys"][uid] = cross["user_signing"]
+        if remote_task is not None:
+            remote = await remote_task
+            result["failures"] = remote["failures"]
+            result["device_keys"].update(remote["device_keys"])
+            result["self_signing_keys"].update(remote["self_signing_keys"])
+            for uid, key in remote["master_keys"].items():
+                # The requester's own signature (user-signing key) on a remote master key.
+                try:
+                    result["master_keys"][uid] = merged(uid, _ed25519_key(key)[1], key)
+                except MatrixError:
+                    continue
         return result
 
     # --- claim ----------------------------------------------------------------------------------
-    async def claim(self, wanted: dict[str, dict[str, str]]) -> dict[str, Any]:
+    async def claim(self, wanted: dict[str, dict[str, str]], *, local_only: bool = False,
+                    timeout_ms: Any = None) -> dict[str, Any]:
         pairs = [(u, d, alg) for u, devs in wanted.items()
                  if u.partition(":")[2] == self.hs.server_name for d, alg in devs.items()]
-        if len(pairs) > MAX_CLAIM_DEVICES:
+        remote_wanted = {u: d for u, d in wanted.items()
+                         if u.partition(":")[2] != self.hs.server_name and d
+                         and not local_only and self.hs.config.federation.enabled}
+        if len(pairs) + sum(len(d) for d in remote_wanted.values()) > MAX_CLAIM_DEVICES:
             raise MatrixError(413, "M_TOO_LARGE", f"At most {MAX_CLAIM_DEVICES} devices per claim")
+        remote_task = asyncio.ensure_future(remote_keys.claim(
+            self.hs, remote_wanted, remote_keys.timeout_s(timeout_ms))) if remote_wanted else None
 
         def run(txn: Txn) -> dict[str, dict[str, dict[str, Any]]]:
             out: dict[str, dict[str, dict[str, Any]]] = {}
@@ -233,7 +262,13 @@ class E2eKeysService:
                     out.setdefault(user_id, {})[device_id] = {f"{alg}:{got[0]}": orjson.loads(got[1])}
             return out
 
-        return {"one_time_keys": await self.hs.db.run(run), "failures": {}}
+        claimed = await self.hs.db.run(run)
+        failures: dict[str, Any] = {}
+        if remote_task is not None:
+            remote = await remote_task
+            claimed.update(remote["one_time_keys"])
+            failures = remote["failures"]
+        return {"one_time_keys": claimed, "failures": failures}
 
     # --- cross-signing --------------------------------------------------------------------------
     async def upload_cross_signing(self, user_id: str, body: dict[str, Any]) -> None:

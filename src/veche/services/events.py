@@ -227,23 +227,30 @@ class EventService:
     def _receive_txn(
         self, txn: Txn, req: _SendRequest, event: dict[str, Any], pos: int,
     ) -> tuple[Persisted, bool]:
-        stored = store.get_event_position(txn, event["event_id"])
-        if stored is not None and (req.outlier or not backfill_store.forget_outlier(
-                txn, event["event_id"])):
-            return Persisted(event, stored[1], graph.rejection_reason(txn, event["event_id"])), False
+        event_id = event["event_id"]
+        stored = store.get_event_position(txn, event_id)
+        as_stored = None if stored is None else Persisted(
+            event, stored[1], graph.rejection_reason(txn, event_id))
+        if as_stored is not None and (req.outlier or not backfill_store.is_outlier(txn, event_id)):
+            return as_stored, False
         context = self.persister.compute_context(
             txn, req.rv, event, outlier=req.outlier, missing_prev_states=req.missing_prev_states,
             soft_fail=not req.backfilled)
         if req.rejected is not None and context.rejected is None:
             context = dataclasses.replace(context, rejected=req.rejected, soft_failed=False)
+        if as_stored is not None:
+            # An outlier gets its place in the graph, unless the state here would reject one
+            # held accepted (it passed its auth events; the state before it may be partial).
+            if context.rejected is not None and as_stored.rejected is None:
+                return as_stored, False
+            backfill_store.forget_outlier(txn, event_id)
         persisted = self.persister.persist_event(txn, event, context, pos, rv=req.rv,
                                                  backfilled=req.backfilled)
         accepted = context.rejected is None and not req.outlier and not context.soft_failed
         if accepted and event["type"] == "m.room.redaction":
             self._apply_received_redaction(txn, req.rv, event, context.state_group_before)
         # Redactions that came before this event, their target.
-        for redaction_id, group_before in backfill_store.take_pending_redactions(
-                txn, event["event_id"]):
+        for redaction_id, group_before in backfill_store.take_pending_redactions(txn, event_id):
             redaction = store.get_event(txn, redaction_id)
             if redaction is not None:
                 self._apply_received_redaction(txn, req.rv, redaction, group_before)

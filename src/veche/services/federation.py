@@ -4,6 +4,7 @@ and the queries answered to other servers."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from veche.core.federation_auth import XMatrixError, parse_x_matrix, verify_request
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from veche.server import HomeServer
 
 logger = logging.getLogger(__name__)
+PROFILE_CACHE_S = 60  # remote profiles change seldom; their member events carry changes too
+PROFILE_CACHE_SIZE = 10_000
 
 
 def unauthorized(error: str) -> MatrixError:
@@ -25,6 +28,7 @@ def unauthorized(error: str) -> MatrixError:
 class FederationService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        self._profiles: dict[str, tuple[float, dict[str, Any]]] = {}
 
     async def authenticate(self, method: str, uri: str, authorization: str | None,
                            content: Any) -> str:
@@ -76,11 +80,15 @@ class FederationService:
             return True  # not a user ID at all: the local lookup answers "not found"
 
     async def remote_profile(self, user_id: str, field: str | None, client: str) -> dict[str, Any]:
-        """Another server's user's profile, asked from that server (/query/profile)."""
+        """Another server's user's profile, asked from that server (/query/profile); the
+        whole profile is asked for and kept PROFILE_CACHE_S seconds."""
+        cached = self._profiles.get(user_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return _field_of(cached[1], field)
         server = parse_user_id(user_id)[1]
         # Anyone may ask for a profile: bound how many requests they can make us send.
         self.hs.ratelimiter.check("profile", f"remote:{client}")
-        query = {"user_id": user_id, **({"field": field} if field else {})}
+        query = {"user_id": user_id}
         try:
             answer = await self.hs.federation_client.get_json(
                 server, path("/_matrix/federation/v1/query/profile", query=query), timeout_s=30)
@@ -95,7 +103,15 @@ class FederationService:
             # we can give.
             logger.info("profile of %s: %s", user_id, e)
             raise not_found(f"Profile not found: could not reach {server}") from None
-        profile = {k: v for k, v in answer.items() if isinstance(v, str)}
-        if field is not None:
-            return {field: profile[field]} if field in profile else {}
-        return profile
+        profile = {k: v for k, v in answer.items() if isinstance(v, str)} \
+            if isinstance(answer, dict) else {}
+        if len(self._profiles) >= PROFILE_CACHE_SIZE:
+            self._profiles.clear()
+        self._profiles[user_id] = (time.monotonic() + PROFILE_CACHE_S, profile)
+        return _field_of(profile, field)
+
+
+def _field_of(profile: dict[str, Any], field: str | None) -> dict[str, Any]:
+    if field is not None:
+        return {field: profile[field]} if field in profile else {}
+    return dict(profile)

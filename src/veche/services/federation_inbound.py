@@ -9,8 +9,10 @@
   allows and that is in the room (a joined user, or the PDU is the membership event of one
   of its users); then services/pdu_receiver.py. PDUs for rooms unknown here (no room
   version to compute their ID with) are left out of the answer, as Synapse does.
-- EDUs: m.typing and m.receipt for users of the origin joined to the room; the others are
-  accepted and ignored for now.
+- EDUs: m.typing and m.receipt for users of the origin joined to the room; m.presence
+  (services/federation_edus.py); m.device_list_update and m.signing_key_update
+  (services/device_lists.py), m.direct_to_device (services/to_device.py); the others are
+  accepted and ignored.
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from veche.core.events import EventFormatError, compute_event_id
 from veche.core.identifiers import server_name_of
 from veche.errors import MatrixError, bad_json
-from veche.federation.errors import FederationError
 from veche.services.pdu_receiver import PduReceiver, PduRefused
 from veche.services.server_acl import DENIED, origin_allowed
 from veche.storage import events as store
@@ -107,10 +108,6 @@ class FederationInbound:
         except PduRefused as e:
             logger.info("PDU %s from %s refused: %s", event_id, origin, e)
             return event_id, str(e)
-        except FederationError as e:
-            # The origin could not tell what it needs (the state before it): not stored,
-            # so a later sight of it may succeed.
-            return event_id, f"could not fetch what this event needs: {e}"
         except Exception:
             # One bad PDU must not cost the others their answers, nor the origin a 500.
             logger.exception("receiving PDU %s from %s failed", event_id, origin)
@@ -122,9 +119,11 @@ class FederationInbound:
     def _gate(self, txn: Txn, origin: str, room_id: str, event_id: str,
               pdu: Mapping[str, Any]) -> str | None:
         """Why this room takes no PDU from `origin` (None: it does), or "" for one already
-        stored, which needs nothing more."""
-        if fstore.get_stored_events(txn, [event_id]):
-            return ""
+        stored, which needs nothing more; one stored rejected is still rejected (it was
+        recorded as such, and nothing is checked again)."""
+        stored = fstore.get_stored_events(txn, [event_id]).get(event_id)
+        if stored is not None:
+            return "rejected: it was rejected when first received" if stored.rejected else ""
         if not fstore.server_has_joined_member(txn, room_id, self.hs.server_name):
             return "This server is not in the room"
         if not origin_allowed(txn, room_id, origin):
@@ -146,8 +145,14 @@ class FederationInbound:
                 await self._typing(origin, edu["content"])
             elif edu.get("edu_type") == "m.receipt":
                 await self._receipts(origin, edu["content"])
-            # m.presence, m.direct_to_device, m.device_list_update, m.signing_key_update:
-            # accepted and ignored for now.
+            elif edu.get("edu_type") == "m.presence":
+                await self.hs.federation_edus.receive_presence(origin, edu["content"])
+            elif edu.get("edu_type") == "m.device_list_update":
+                await self.hs.device_lists.on_device_list_update(origin, edu["content"])
+            elif edu.get("edu_type") == "m.signing_key_update":
+                await self.hs.device_lists.on_signing_key_update(origin, edu["content"])
+            elif edu.get("edu_type") == "m.direct_to_device":
+                await self.hs.to_device.receive_remote(origin, edu["content"])
         except MatrixError:
             pass
         except Exception:

@@ -18,6 +18,7 @@ from veche.core import auth as auth_rules
 from veche.core import events as event_format
 from veche.core.events import EventFormatError
 from veche.core.federation_pdus import event_from_federation, pdu_for_federation, stripped_state
+from veche.core.pdu import PduError, check_pdu_format, checked_content
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from veche.services.persist import MissingPrevEvents
@@ -79,6 +80,30 @@ def build_event_txn(
     return event, state
 
 
+def _well_formed(pdu: Any, rv: RoomVersion) -> dict[str, Any]:
+    """The stored form of a PDU sent to a membership endpoint, which must have the event
+    format of its room version as one in a transaction must (depth, prev and auth events,
+    sizes): 400 M_BAD_JSON otherwise. As for any received PDU, a content hash that fails
+    means only the redacted form is kept (server-server API "Checks performed on receipt
+    of a PDU"): its signature, checked later, covers that form."""
+    try:
+        event = event_from_federation(pdu, rv)
+        received = pdu_for_federation(event, rv)
+        check_pdu_format(rv, received)
+        return event_from_federation(checked_content(rv, received)[0], rv)
+    except (EventFormatError, PduError) as e:
+        raise bad_json(f"Malformed event: {e}") from None
+
+
+def _allowed_by_current_state(txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> None:
+    keys = {*auth_rules.auth_types_for_event(rv, event), auth_rules.CREATE_KEY}
+    state = ev_store.get_current_state(txn, event["room_id"], keys)
+    try:
+        auth_rules.check_auth_rules(rv, event, state)
+    except auth_rules.AuthError as e:
+        raise forbidden(f"The invite is not allowed: {e}") from None
+
+
 class FederationMembershipService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
@@ -129,20 +154,17 @@ class FederationMembershipService:
         rv = await self._resident_room(room_id)
         if not isinstance(pdu, dict):
             raise bad_json("The request body must be an event")
-        try:
-            event = event_from_federation(pdu, rv)
-        except EventFormatError as e:
-            raise bad_json(f"Malformed event: {e}") from None
+        event = _well_formed(pdu, rv)
         content = event["content"]
-        if not event_format.check_content_hash(pdu_for_federation(event, rv)):
-            raise invalid_param("The event's content hash does not match")
         if event["event_id"] != event_id:
             raise invalid_param("The event ID does not match the event")
         if event.get("room_id") != room_id:
             raise invalid_param("The event is for another room")
         if event["type"] != "m.room.member" or content.get("membership") != membership:
             raise invalid_param(f"Expected an m.room.member event with membership {membership}")
-        if event.get("state_key") != event["sender"] or server_of(event["sender"]) != origin:
+        if event.get("state_key") != event["sender"]:
+            raise invalid_param("The event's state_key must be its sender")
+        if server_of(event["sender"]) != origin:
             raise forbidden("The event must be about a user of the sending server")
         if not await self.verify_signed_by(event, origin, rv):
             raise forbidden(f"The event is not signed by {origin}")
@@ -281,21 +303,17 @@ class FederationMembershipService:
             raise MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION",
                               f"This server does not support room version {ident}",
                               room_version=ident)
-        try:
-            event = event_from_federation(body["event"], rv)
-        except EventFormatError as e:
-            raise bad_json(f"Malformed event: {e}") from None
+        event = _well_formed(body["event"], rv)
         content = event["content"]
         target = event.get("state_key")
-        if not event_format.check_content_hash(pdu_for_federation(event, rv)):
-            raise invalid_param("The event's content hash does not match")
+        # What a server must not sign for another is M_INVALID_PARAM (invites-v2.yaml).
         if event["event_id"] != event_id or event.get("room_id") != room_id:
             raise invalid_param("The event does not match the request")
         if event["type"] != "m.room.member" or content.get("membership") != "invite" \
                 or not isinstance(target, str):
             raise invalid_param("Expected an m.room.member invite")
         if server_of(event["sender"]) != origin:
-            raise forbidden("The inviter is not on the requesting server")
+            raise invalid_param("The inviter is not on the requesting server")
         if server_of(target) != self.server_name:
             raise invalid_param("The invitee is not on this server")
         if await self.hs.db.run(room_store.get_profile, target) is None:
@@ -307,7 +325,7 @@ class FederationMembershipService:
         if current is not None and current[0] in ("join", "ban"):
             raise forbidden(f"{target} is {current[0]} in the room")
         if not await self.verify_signed_by(event, origin, rv):
-            raise forbidden(f"The invite is not signed by {origin}")
+            raise invalid_param(f"The invite is not signed by {origin}")
         signed = self.sign(event, rv)
         if known is not None and self.server_name in await self.hs.db.run(
                 queue.joined_servers, room_id):
@@ -316,7 +334,10 @@ class FederationMembershipService:
             try:
                 persisted = await self.hs.events.persist_received(signed)
             except MissingPrevEvents:
-                pass  # not placeable yet: kept as an invite alone, like any other
+                # Not placeable yet: kept as an invite alone, like any other, if the room's
+                # current state (known here) allows it; an invite by someone who may not
+                # invite, or into a room the inviter is not in, is refused.
+                await self.hs.db.run(_allowed_by_current_state, rv, signed)
             else:
                 if persisted.rejected is not None:
                     raise forbidden(f"The invite is not allowed: {persisted.rejected}")
@@ -325,6 +346,12 @@ class FederationMembershipService:
         shown = stripped_state(room_state if isinstance(room_state, list) else [])
         await self._store_invite(signed, rv, shown)
         return {"event": pdu_for_federation(signed, rv)}
+
+    async def invite_v1(self, origin: str, room_id: str, event_id: str, event: Any) -> list[Any]:
+        """The v1 form: the body is the event, and the room version "must be assumed" to be
+        1 or 2, which this server does not speak (400 M_INCOMPATIBLE_ROOM_VERSION)."""
+        answer = await self.invite(origin, room_id, event_id, {"room_version": "1", "event": event})
+        return [200, answer]
 
     async def _store_invite(self, event: dict[str, Any], rv: RoomVersion,
                             room_state: list[dict[str, Any]]) -> None:

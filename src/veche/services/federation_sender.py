@@ -10,6 +10,9 @@
   destination (`heard_from`) ends the backoff at once.
 - Back from an outage with more than a batch owed, a destination gets only the newest queued
   event of each room (catch-up): it fetches the gap itself (/get_missing_events).
+- Ephemeral EDUs (typing) are not queued durably: kept in memory, the newest per key, sent
+  with the next transaction, dropped once older than EPHEMERAL_LIFETIME_MS or when that
+  transaction fails (a typing notice from before an outage means nothing after it).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ MAX_EDUS = 100
 MIN_BACKOFF_MS = 10_000
 MAX_BACKOFF_MS = 3600_000
 SEND_TIMEOUT_S = 60
+EPHEMERAL_LIFETIME_MS = 20_000
 
 
 def now_ms() -> int:
@@ -57,6 +61,8 @@ class FederationSender:
         # room_id -> servers with joined members; dropped whenever membership may change.
         self._hosts: dict[str, frozenset[str]] = {}
         self._txn_counter = 0
+        # destination -> key -> (queued at, EDU): the newest ephemeral EDU of each key
+        self._ephemeral: dict[str, dict[Any, tuple[int, dict[str, Any]]]] = {}
 
     # --- queueing (in the event's transaction) ----------------------------------------
     def queue_event_txn(self, txn: Txn, event: dict[str, Any], members_changed: list[str]) -> None:
@@ -66,14 +72,21 @@ class FederationSender:
         is_member = event["type"] == "m.room.member"
         if is_member or members_changed:
             self._forget_hosts(txn, room_id)
+        target = event.get("state_key")
+        if is_member and isinstance(target, str) and \
+                (event.get("content") or {}).get("membership") == "join":
+            # Whoever joins learns who is present (services/federation_edus.py).
+            txn.call_after(lambda: self.hs.call_on_loop(self._joined, room_id, target))
         if server_of(event["sender"]) != self.server_name:
             return
         destinations = set(self._room_hosts(txn, room_id))
-        target = event.get("state_key")
         if is_member and isinstance(target, str) and \
                 (event.get("content") or {}).get("membership") in ("leave", "ban"):
             destinations.add(server_of(target))
         self.queue_pdu_txn(txn, room_id, event["event_id"], destinations)
+
+    def _joined(self, room_id: str, user_id: str) -> None:
+        self.hs.run_in_background(self.hs.federation_edus.member_joined(room_id, user_id))
 
     def queue_pdu_txn(self, txn: Txn, room_id: str, event_id: str, destinations: set[str]) -> None:
         destinations = {d for d in destinations if d and d != self.server_name}
@@ -110,6 +123,24 @@ class FederationSender:
         await self.hs.db.run(queue.enqueue_edu, destination,
                              {"edu_type": edu_type, "content": content}, now_ms())
         self.kick([destination])
+
+    def send_ephemeral(self, destination: str, edu_type: str, content: dict[str, Any],
+                       key: Any) -> None:
+        """Send an EDU best-effort with the next transaction; a newer one of the same key
+        replaces it."""
+        if destination == self.server_name or not self.hs.federation_client.allowed(destination):
+            return
+        owed = self._ephemeral.setdefault(destination, {})
+        if len(owed) > 1000:  # a destination that never answers: keep the newest only
+            owed.clear()
+        owed[key] = (now_ms(), {"edu_type": edu_type, "content": content})
+        self.kick([destination])
+
+    def _take_ephemeral(self, destination: str, room: int) -> list[dict[str, Any]]:
+        owed = self._ephemeral.pop(destination, {})
+        fresh = now_ms() - EPHEMERAL_LIFETIME_MS
+        edus = [edu for ts, edu in owed.values() if ts >= fresh]
+        return edus[-room:] if room > 0 else []
 
     # --- the per-destination tasks ------------------------------------------------------
     def start(self) -> None:
@@ -182,7 +213,8 @@ class FederationSender:
             dropped = await self.hs.db.run(queue.keep_newest_per_room, destination)
             logger.info("catching %s up: %d older events left for it to fetch", destination, dropped)
         pdu_rows, edu_rows = await self.hs.db.run(queue.next_batch, destination, MAX_PDUS, MAX_EDUS)
-        if not pdu_rows and not edu_rows:
+        ephemeral = self._take_ephemeral(destination, MAX_EDUS - len(edu_rows))
+        if not pdu_rows and not edu_rows and not ephemeral:
             return 0
         ids = [i for i, _ in pdu_rows] + [i for i, _ in edu_rows]
         events = await self.hs.db.run(ev_store.get_events, [e for _, e in pdu_rows])
@@ -193,9 +225,9 @@ class FederationSender:
                 rv = await self.hs.events.room_version(event["room_id"])
                 pdus.append(pdu_for_federation(event, rv))
         self._txn_counter += 1
-        txn_id = f"{now_ms()}-{self._txn_counter}-{min(ids)}"
+        txn_id = f"{now_ms()}-{self._txn_counter}-{min(ids, default=0)}"
         body = {"origin": self.server_name, "origin_server_ts": now_ms(), "pdus": pdus,
-                "edus": [e for _, e in edu_rows]}
+                "edus": [e for _, e in edu_rows] + ephemeral}
         try:
             answer = await self.hs.federation_client.put_json(
                 destination, path("/_matrix/federation/v1/send/{}", txn_id), body,
@@ -204,7 +236,7 @@ class FederationSender:
             # Never deliverable while the configuration says so: not kept for ever.
             logger.info("dropping %d queued item(s) for %s: %s", len(ids), destination, e)
             await self.hs.db.run(queue.delete_sent, ids)
-            return len(ids)
+            return len(ids) + len(ephemeral)
         except FederationError as e:
             await self._back_off(destination, e)
             return None
@@ -212,7 +244,7 @@ class FederationSender:
             if isinstance(result, dict) and result.get("error"):
                 logger.info("%s refused %s: %s", destination, event_id, result["error"])
         await self.hs.db.run(queue.delete_sent, ids)
-        return len(ids)
+        return len(ids) + len(ephemeral)
 
     async def _back_off(self, destination: str, error: Exception) -> None:
         previous = await self.hs.db.run(queue.get_backoff, destination)

@@ -1,7 +1,8 @@
 """The media repository: uploads streamed to the content store, downloads, thumbnails,
 and the admin operations (delete, quarantine, purge).
 
-Only local media is served: without federation, media of other servers answers 404.
+Media of other servers comes through `remote` (services/remote_media.py): fetched over
+federation and cached; a closed server answers 404 for it without asking anyone.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from veche.core.identifiers import is_valid_server_name
 from veche.errors import MatrixError, forbidden, limit_exceeded, not_found
 from veche.media import thumbnailer
 from veche.media.store import LocalMediaStore, MediaStore
@@ -28,6 +30,7 @@ if TYPE_CHECKING:
 
     from veche.server import HomeServer
     from veche.services.media_preview import UrlPreviewer
+    from veche.services.remote_media import RemoteMedia
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,12 @@ class MediaService:
         from veche.services.media_preview import UrlPreviewer
 
         return UrlPreviewer(self.hs)
+
+    @cached_property
+    def remote(self) -> RemoteMedia:
+        from veche.services.remote_media import RemoteMedia
+
+        return RemoteMedia(self)
 
     # --- uploads ----------------------------------------------------------------------
     def check_upload_size(self, content_length: int | None) -> None:
@@ -203,9 +212,19 @@ class MediaService:
         return row.created_ts >= self._legacy_frozen_ts
 
     async def get_media(self, server_name: str, media_id: str, timeout_ms: int | None,
-                        legacy: bool = False) -> MediaRow:
-        """Uploaded, unquarantined local media; waits up to timeout_ms for a pending upload.
-        `legacy`: for the unauthenticated routes, which do not serve media newer than the freeze."""
+                        legacy: bool = False, allow_remote: bool = True) -> MediaRow:
+        """Uploaded, unquarantined media; waits up to timeout_ms for a pending local upload.
+        `legacy`: for the unauthenticated routes, which do not serve media newer than the freeze
+        (remote media is all newer: it is cached since). `allow_remote`: false only serves
+        remote media already cached (the legacy routes' parameter, against request loops)."""
+        if server_name != self.hs.server_name:
+            if not MEDIA_ID.match(media_id) or not _is_server_name(server_name):
+                raise not_found("Invalid media ID")
+            if legacy and self.config.freeze_legacy_media:
+                raise not_found("Media of other servers is only available from"
+                                " /_matrix/client/v1/media")
+            wait = min(DEFAULT_WAIT_MS if timeout_ms is None else timeout_ms, MAX_WAIT_MS)
+            return await self.remote.get(server_name, media_id, wait, allow_remote)
         row = await self._local_row(server_name, media_id)
         if legacy and row is not None and await self._frozen_for_legacy(row):
             raise not_found("Media uploaded since the server froze the unauthenticated media"
@@ -237,17 +256,28 @@ class MediaService:
     # --- thumbnails -------------------------------------------------------------------
     async def thumbnail(self, server_name: str, media_id: str, width: int, height: int,
                         method: str, animated: bool, timeout_ms: int | None,
-                        legacy: bool = False) -> ThumbnailRow:
-        row = await self.get_media(server_name, media_id, timeout_ms, legacy)
+                        legacy: bool = False, allow_remote: bool = True) -> ThumbnailRow:
+        """A thumbnail, made here: of remote media too, from the cached original (a remote
+        original over the size limit answers 502 M_TOO_LARGE, as the spec says)."""
+        row = await self.get_media(server_name, media_id, timeout_ms, legacy, allow_remote)
         if _base_type(row.content_type) not in thumbnailer.THUMBNAILABLE:
             raise MatrixError(400, "M_UNKNOWN", "Cannot generate thumbnails for this content")
         assert row.sha256 is not None
         tw, th, tm = thumbnailer.select_size(width, height, method)
-        return await self._generate(media_id, row.sha256, (tw, th, tm, animated))
+        origin = None if server_name == self.hs.server_name else server_name
+        try:
+            return await self._generate(media_id, row.sha256, (tw, th, tm, animated), origin)
+        except MatrixError as e:
+            if origin is not None and e.errcode == "M_TOO_LARGE":
+                raise MatrixError(502, "M_TOO_LARGE", e.error) from None
+            raise
 
-    async def _generate(self, media_id: str, sha: str, key: tuple[int, int, str, bool]) -> ThumbnailRow:
-        async with self._lock(self._thumb_locks, media_id):
-            for t in await self.hs.db.run(store_sql.thumbnails, media_id):
+    async def _generate(self, media_id: str, sha: str, key: tuple[int, int, str, bool],
+                        origin: str | None = None) -> ThumbnailRow:
+        """`origin`: the server of cached remote media (None: local media)."""
+        lock_key = media_id if origin is None else f"{origin}/{media_id}"
+        async with self._lock(self._thumb_locks, lock_key):
+            for t in await self.hs.db.run(store_sql.thumbnails, media_id, origin):
                 if (t.width, t.height, t.method, t.animated) == key and await self.store.exists(t.sha256):
                     return t
             source = self.store.local_path(sha)
@@ -268,7 +298,7 @@ class MediaService:
                 async with self._lock(self._hash_locks, t_sha):
                     await self.store.put(t_sha, tmp)
                     await self.hs.db.run(store_sql.add_thumbnail, media_id, key,
-                                         thumb.content_type, t_sha, len(thumb.data))
+                                         thumb.content_type, t_sha, len(thumb.data), origin)
                     await self._delete_unreferenced([t_sha], locked=True)
             finally:
                 tmp.unlink(missing_ok=True)
@@ -301,32 +331,37 @@ class MediaService:
         return len(media_ids)
 
     async def delete_mxc(self, uri: str) -> bool:
-        server_name, media_id = self._parse_local(uri)
+        """Delete local media, or drop cached remote media from the cache."""
+        server_name, media_id = parse_mxc(uri)
+        if server_name != self.hs.server_name:
+            if await self.hs.db.run(store_sql.get_remote, server_name, media_id) is None:
+                return False
+            await self.remote.delete([(server_name, media_id)])
+            return True
         if await self.hs.db.run(store_sql.get_media, media_id) is None:
             return False
         await self.delete([media_id])
         return True
 
     async def quarantine_mxc(self, uri: str, quarantined: bool = True) -> bool:
-        _, media_id = self._parse_local(uri)
+        server_name, media_id = parse_mxc(uri)
+        if server_name != self.hs.server_name:
+            return await self.hs.db.run(store_sql.set_remote_quarantined, server_name, media_id,
+                                        quarantined)
         return await self.hs.db.run(store_sql.set_quarantined, media_id, quarantined)
 
     async def purge(self, older_than_ms: int, remote_only: bool) -> int:
-        """Delete media not downloaded (or uploaded) for older_than_ms. There is no remote media
-        cache yet (no federation), so remote_only purges nothing."""
+        """Delete media not downloaded (or uploaded) for older_than_ms: cached remote media,
+        and unless remote_only, local media too."""
         await self.expire_unused()
+        before = now_ms() - older_than_ms
+        count = await self.remote.purge(before)
         if remote_only:
-            return 0
-        ids = await self.hs.db.run(store_sql.not_accessed_since, now_ms() - older_than_ms)
+            return count
+        ids = await self.hs.db.run(store_sql.not_accessed_since, before)
         for i in range(0, len(ids), 500):
             await self.delete(ids[i:i + 500])
-        return len(ids)
-
-    def _parse_local(self, uri: str) -> tuple[str, str]:
-        server_name, media_id = parse_mxc(uri)
-        if server_name != self.hs.server_name:
-            raise ValueError(f"{uri} is not media of this server ({self.hs.server_name})")
-        return server_name, media_id
+        return count + len(ids)
 
 
 async def _client_chunks(body: StreamReader, stall_s: float) -> AsyncIterator[bytes]:
@@ -344,6 +379,13 @@ async def _client_chunks(body: StreamReader, stall_s: float) -> AsyncIterator[by
         raise
     except Exception as e:  # the client went away or sent a malformed body
         raise MatrixError(400, "M_UNKNOWN", "Incomplete upload body") from e
+
+
+def _is_server_name(name: str) -> bool:
+    """The grammar's, with no empty DNS label (`..` fits the grammar but names nothing)."""
+    if not is_valid_server_name(name):
+        return False
+    return name.startswith("[") or all(name.split(":", 1)[0].split("."))
 
 
 def _base_type(content_type: str | None) -> str:

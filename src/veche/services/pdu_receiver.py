@@ -238,21 +238,21 @@ class PduReceiver:
                 continue
             try:
                 await self.receive(origin, rv, missing_event, fill_gaps=False)
-            except FederationError as e:
+            except (FederationError, PduRefused) as e:
                 logger.info("missing event %s from %s: %s", missing_event["event_id"], origin, e)
 
     async def _state_after(self, origin: str, rv: RoomVersion, room_id: str,
                            prev_id: str) -> dict[StateKey, str]:
         """The state after a prev event that is not in the graph, as `origin` tells it: the
         state before it (`/state_ids`) plus the event itself if it is an accepted state event.
-        Events not here are fetched and stored as outliers. FederationError when `origin`
-        does not tell: an empty state would reject the event for good (no create event)."""
+        Events not here are fetched and stored as outliers."""
         target = path("/_matrix/federation/v1/state_ids/{}", room_id, query={"event_id": prev_id})
         try:
             answer = await self.hs.federation_client.get_json(origin, target)
         except FederationError as e:
-            logger.info("state at %s from %s: %s", prev_id, origin, e)
-            raise
+            # Judged against no state, the event would be rejected for want of it, and an
+            # event this server holds accepted (an outlier from a join) with it.
+            raise PduRefused(f"the state at {prev_id} could not be had from {origin}: {e}") from e
         pdu_ids = _id_list(answer.get("pdu_ids"))
         chain_ids = _id_list(answer.get("auth_chain_ids"))
         wanted = list(dict.fromkeys([*chain_ids, *pdu_ids, prev_id]))

@@ -5,6 +5,9 @@ tracked in memory (last_active_ago / currently_active are computed when read). A
 Synapse, an online user who does nothing for a while (config presence.idle_after_ms) becomes
 unavailable, and one whose clients stop syncing (presence.offline_after_ms) becomes offline;
 syncing alone is not activity.
+
+Local users' changes go to the servers sharing a room with them, and remote users' presence
+comes from theirs (services/federation_edus.py); remote users never decay here.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ logger = logging.getLogger(__name__)
 register_stream_table("presence")
 STATES = ("online", "offline", "unavailable")
 ACTIVE_WINDOW_MS = 5 * 60_000
+PING_INTERVAL_MS = 25 * 60_000  # Synapse forgets remote presence unheard of for 30 minutes
 
 
 def now_ms() -> int:
@@ -75,14 +79,34 @@ class PresenceService:
         every = min(cfg.idle_after_ms, cfg.offline_after_ms) / 1000 / 4
         # After a restart nobody is syncing yet: who was online gets the usual grace period.
         for user_id, presence, status_msg, _, _ in await self.hs.db.run(store.present_users):
+            if not self._is_local(user_id):
+                continue
             self._known.setdefault(user_id, (presence, status_msg))
             self._last_sync.setdefault(user_id, now_ms())
+        last_ping = now_ms()
         while True:
             await asyncio.sleep(every)
             try:
                 await self._decay(now_ms())
+                if now_ms() - last_ping > PING_INTERVAL_MS:
+                    last_ping = now_ms()
+                    await self._ping_remotes()
             except Exception:  # keep decaying after a transient database error
                 logger.exception("presence decay failed")
+
+    def _is_local(self, user_id: str) -> bool:
+        return user_id.endswith(":" + self.hs.server_name)
+
+    async def _ping_remotes(self) -> None:
+        """Remind other servers of who is still present here: they forget remote presence
+        they stop hearing about."""
+        if not self.hs.federation_edus.presence_federated():
+            return
+        for user_id, (presence, _) in list(self._known.items()):
+            if presence != "offline":
+                content = await self.get(user_id)
+                if content is not None:
+                    await self.hs.federation_edus.presence(user_id, content)
 
     async def _decay(self, now: int) -> None:
         cfg = self.hs.config.presence
@@ -130,6 +154,25 @@ class PresenceService:
         if written:
             rooms = await self.hs.db.run(store.joined_room_ids, user_id)
             self.hs.notifier.notify([user_id, *rooms])
+            if self._is_local(user_id):
+                content = self.format((user_id, state[0], state[1], 0, 0))
+                self.hs.run_in_background(self.hs.federation_edus.presence(user_id, content))
+
+    async def set_remote(self, user_id: str, presence: str, status_msg: str | None,
+                         last_active_ts: int) -> None:
+        """A remote user's presence, as their server told it."""
+        def change(txn: Txn, pos: int) -> bool:
+            row = store.get_presence(txn, user_id)
+            if row is not None and (row[1], row[2], row[3]) == (presence, status_msg, last_active_ts):
+                return False
+            store.set_presence(txn, user_id, presence, status_msg, last_active_ts, pos)
+            return True
+
+        with self.hs.stream.get_next() as pos:
+            written = await self.hs.db.run(change, pos)
+        if written:
+            rooms = await self.hs.db.run(store.joined_room_ids, user_id)
+            self.hs.notifier.notify([user_id, *rooms])
 
     def format(self, row: store.PresenceRow, now: int | None = None) -> dict[str, Any]:
         user_id, presence, status_msg, last_active, _ = row
@@ -154,7 +197,7 @@ class PresenceService:
         content = await self.get(user_id)
         if content is not None:
             return content
-        if not await self.hs.db.run(account_store.user_exists, user_id):
+        if self._is_local(user_id) and not await self.hs.db.run(account_store.user_exists, user_id):
             raise not_found("Unknown user")
         return {"presence": "offline"}
 

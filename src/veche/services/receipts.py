@@ -37,6 +37,8 @@ class ReceiptService:
         if pos is None or pos[0] != room_id:
             raise MatrixError(404, "M_NOT_FOUND", "Unknown event")
         await self.set_receipt(room_id, user_id, receipt_type, event_id, thread_id)
+        if receipt_type == "m.read":  # the only kind other servers are told of
+            await self.hs.federation_edus.read_receipt(room_id, user_id, event_id, thread_id)
 
     async def set_receipt(
         self, room_id: str, user_id: str, receipt_type: str, event_id: str, thread_id: str | None

@@ -41,6 +41,8 @@ OWN_RESIGN_MS = 3600 * 1000
 REFETCH_AFTER_S = 60.0
 KEY_FETCH_TIMEOUT_S = 15.0
 MAX_KEY_RESPONSE_BYTES = 512 * 1024
+# Decoded stored keys kept in memory: every request and every PDU from a server needs one.
+MAX_CACHED_KEYS = 10_000
 
 
 def now_ms() -> int:
@@ -55,6 +57,8 @@ class ServerKeyService:
         self._own_signed_at = 0
         self._last_fetch: dict[str, float] = {}
         self._inflight: dict[str, asyncio.Task[bool]] = {}
+        # (server, key ID) -> (key, valid_until_ts, is_old), as stored; emptied on a store.
+        self._stored: dict[tuple[str, str], tuple[VerifyKey, int, bool]] = {}
 
     # --- our keys -------------------------------------------------------------------
     def own_old_verify_keys(self) -> dict[str, dict[str, Any]]:
@@ -95,10 +99,19 @@ class ServerKeyService:
 
     async def _stored_key(self, server_name: str, key_id: str, at: int,
                           current_only: bool) -> VerifyKey | None:
-        row = await self.hs.db.run(store.get_server_key, server_name, key_id)
-        if row is None or row[2] < at or (current_only and row[3]):
+        stored = self._stored.get((server_name, key_id))
+        if stored is None:
+            row = await self.hs.db.run(store.get_server_key, server_name, key_id)
+            if row is None:
+                return None
+            stored = (decode_key(key_id, row[1]), row[2], row[3])
+            if len(self._stored) >= MAX_CACHED_KEYS:
+                self._stored.clear()
+            self._stored[(server_name, key_id)] = stored
+        key, valid_until_ts, is_old = stored
+        if valid_until_ts < at or (current_only and is_old):
             return None
-        return decode_key(key_id, row[1])
+        return key
 
     async def fetch_keys(self, server_name: str) -> bool:
         """Fetch and store `server_name`'s keys; whether any new answer came. At most once
@@ -195,6 +208,7 @@ class ServerKeyService:
         own_copy["signatures"] = {keys.server_name: response["signatures"][keys.server_name]}
         await self.hs.db.run(store.store_server_keys, keys.server_name, rows, fetched,
                              from_server, own_copy)
+        self._stored.clear()
 
     # --- notary ---------------------------------------------------------------------
     async def query(self, criteria: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,13 +1,21 @@
 """Spaces and room summaries (spec: client-server API "Spaces" and "Room summaries"):
-the depth-first walk of m.space.child links behind /hierarchy, and /room_summary."""
+the depth-first walk of m.space.child links behind /hierarchy, and /room_summary.
+
+A child room this server is not in is asked of the servers in its link's `via`
+(federation /hierarchy, services/spaces_remote.py); the walk is then done again with what
+they said, until nothing more can be learnt. Other servers' /hierarchy is served here too.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from veche.core.numbers import parse_count
+from veche.core.server_acl import SERVER_ACL, server_allowed
 from veche.errors import forbidden, invalid_param, not_found
+from veche.services.spaces_remote import RemoteRooms, SpaceFetcher
 from veche.storage import events as ev_store
+from veche.storage import federation_events as fstore
 from veche.storage import rooms as store
 from veche.storage.database import Txn
 
@@ -80,9 +88,63 @@ def _memberships(txn: Txn, user_id: str | None) -> dict[str, str]:
             for room_id in ev_store.get_rooms_for_user(txn, user_id, (m,))}
 
 
+class _Walk:
+    """One depth-first walk; `missing` collects the rooms linked with `via` that neither
+    this server nor what other servers told (`remote`) knows."""
+
+    def __init__(self, txn: Txn, root: str, access: _Access, remote: RemoteRooms,
+                 depth_limit: int, suggested_only: bool) -> None:
+        self.txn, self.root, self.access, self.remote = txn, root, access, remote
+        self.depth_limit, self.suggested_only = depth_limit, suggested_only
+        self.missing: dict[str, list[str]] = {}
+
+    def run(self) -> list[dict[str, Any]]:
+        rooms: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        summaries = store.room_summaries(self.txn, [self.root])
+        stack: list[tuple[str, int, list[str]]] = [(self.root, 0, [])]
+        while stack and len(rooms) < MAX_ROOMS_WALKED:
+            current, depth, via = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            summary = summaries.get(current)
+            children_state: list[dict[str, Any]] | None = None
+            if summary is None:
+                if current in self.remote.hidden:
+                    continue
+                full = self.remote.full.get(current)
+                partial = self.remote.partial.get(current)
+                if full is not None:
+                    summary, children_state = full
+                elif partial is not None and (current in self.remote.asked
+                                              or depth >= self.depth_limit
+                                              or partial.get("room_type") != "m.space"):
+                    # All that is needed of it, or all that could be learnt.
+                    summary, children_state = partial, []
+                else:
+                    if via and current not in self.remote.asked:
+                        self.missing[current] = via
+                    continue
+            if summary is None or not self.access.allows(summary):
+                continue
+            if children_state is None:
+                children_state = (store.space_children(self.txn, current)
+                                  if summary.get("room_type") == "m.space" else [])
+            children = _children(children_state, self.suggested_only)
+            rooms.append({**summary, "children_state": [_stripped(c) for c in children]})
+            if depth < self.depth_limit:
+                fresh = [c["state_key"] for c in children if c["state_key"] not in summaries]
+                summaries.update(store.room_summaries(self.txn, fresh))
+                stack.extend((c["state_key"], depth + 1, c["content"]["via"])
+                             for c in reversed(children))
+        return rooms
+
+
 class SpaceService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        self.remote = SpaceFetcher(hs)
 
     async def hierarchy(self, user_id: str, room_id: str, *, limit: int | None,
                         max_depth: int | None, suggested_only: bool,
@@ -98,38 +160,28 @@ class SpaceService:
                 raise invalid_param("from does not belong to this max_depth and suggested_only")
             offset = parsed
 
-        def walk(txn: Txn) -> list[dict[str, Any]]:
+        remote = self.remote.walk(suggested_only)
+
+        def walk(txn: Txn) -> tuple[list[dict[str, Any]], dict[str, list[str]]]:
             access = _Access(_memberships(txn, user_id))
             root = store.room_summaries(txn, [room_id]).get(room_id)
             if root is None or not access.allows(root):
                 raise forbidden("You may not see this room")
-            rooms: list[dict[str, Any]] = []
-            seen: set[str] = set()
-            # A space's children are summarised in one query when it is expanded.
-            summaries: dict[str, dict[str, Any]] = {room_id: root}
-            stack: list[tuple[str, int]] = [(room_id, 0)]
-            while stack and len(rooms) < MAX_ROOMS_WALKED:
-                current, depth = stack.pop()
-                if current in seen:
-                    continue
-                seen.add(current)
-                summary = summaries.get(current)
-                if summary is None or not access.allows(summary):
-                    continue
-                children = (_children(store.space_children(txn, current), suggested_only)
-                            if summary.get("room_type") == "m.space" else [])
-                rooms.append({**summary, "children_state": [_stripped(c) for c in children]})
-                if depth < depth_limit:
-                    fresh = [c["state_key"] for c in children if c["state_key"] not in summaries]
-                    summaries.update(store.room_summaries(txn, fresh))
-                    stack.extend((c["state_key"], depth + 1) for c in reversed(children))
-            return rooms
+            w = _Walk(txn, room_id, access, remote, depth_limit, suggested_only)
+            return w.run(), w.missing
 
-        rooms = await self.hs.db.run_read(walk)
+        while True:
+            rooms, missing = await self.hs.db.run_read(walk)
+            if not missing or not await remote.ask(missing):
+                break
         out: dict[str, Any] = {"rooms": rooms[offset:offset + limit]}
         if offset + limit < len(rooms):
             out["next_batch"] = f"{offset + limit}.{shape}"
         return out
+
+    async def serve_hierarchy(self, origin: str, room_id: str,
+                              suggested_only: bool) -> dict[str, Any]:
+        return await self.hs.db.run_read(serve_hierarchy, origin, room_id, suggested_only)
 
     async def summary(self, user_id: str | None, room_id_or_alias: str) -> dict[str, Any]:
         room_id = await self.hs.rooms.resolve_room(room_id_or_alias)
@@ -147,3 +199,49 @@ class SpaceService:
         if summary is None:
             raise not_found("Room not found or not visible to you")
         return summary
+
+
+class _ServerAccess(_Access):
+    """What another server may see of rooms: those it has a user in, and those open to its
+    users (public, knockable, world-readable, or restricted to a room it is in)."""
+
+    def __init__(self, txn: Txn, origin: str) -> None:
+        super().__init__({})
+        self.txn, self.origin = txn, origin
+
+    def allows(self, summary: dict[str, Any]) -> bool:
+        room_id = summary["room_id"]
+        acl = ev_store.get_current_state(self.txn, room_id, [(SERVER_ACL, "")]).get((SERVER_ACL, ""))
+        if not server_allowed(self.origin, acl.get("content") if acl else None):
+            return False
+        if summary["join_rule"] in ("public", "knock", "knock_restricted") or summary["world_readable"]:
+            return True
+        if fstore.server_has_joined_member(self.txn, room_id, self.origin):
+            return True
+        return summary["join_rule"] == "restricted" and any(
+            fstore.server_has_joined_member(self.txn, r, self.origin)
+            for r in summary.get("allowed_room_ids", []))
+
+
+def serve_hierarchy(txn: Txn, origin: str, room_id: str, suggested_only: bool) -> dict[str, Any]:
+    """The federation /hierarchy answer: the room with its children links, and each child
+    this server knows, or its ID when `origin` may not see it. None when the room is unknown
+    here or hidden from `origin`."""
+    access = _ServerAccess(txn, origin)
+    root = store.room_summaries(txn, [room_id]).get(room_id)
+    if root is None or not access.allows(root):
+        raise not_found("Room not found or not visible to your server")
+    links = (_children(store.space_children(txn, room_id), suggested_only)
+             if root.get("room_type") == "m.space" else [])
+    known = store.room_summaries(txn, [c["state_key"] for c in links])
+    children, inaccessible = [], []
+    for link in links:
+        child = known.get(link["state_key"])
+        if child is None:
+            continue  # not known here: the asking server has to ask elsewhere
+        if access.allows(child):
+            children.append(child)
+        else:
+            inaccessible.append(child["room_id"])
+    return {"room": {**root, "children_state": [_stripped(c) for c in links]},
+            "children": children, "inaccessible_children": inaccessible}

@@ -9,11 +9,14 @@ deletes exactly those, and takes a fresh stream position so the next token is a 
 
 from __future__ import annotations
 
+import secrets
 import time
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError
 from veche.server import register_stream_table
+from veche.storage import federation_queue as queue
+from veche.storage import remote_devices as remote_store
 from veche.storage import to_device as store
 from veche.storage.database import Txn
 
@@ -43,35 +46,92 @@ class ToDeviceService:
         self.hs.ratelimiter.check("message", f"to_device:{sender}")
         local = {u: d for u, d in messages.items()
                  if u.partition(":")[2] == self.hs.server_name}
+        remote = self._remote_edus(sender, event_type, messages)
         now = int(time.time() * 1000)
 
         def run(txn: Txn, pos: int) -> set[str]:
             if not store.add_txn(txn, sender, sender_device, txn_id, now):
                 return set()
-            rows: list[tuple[str, str, dict[str, Any]]] = []
-            for user_id, by_device in local.items():
-                if "*" in by_device:
-                    targets = {d: by_device["*"] for d in store.device_ids(txn, user_id)}
-                    targets.update({d: c for d, c in by_device.items() if d != "*" and d in targets})
-                else:
-                    known = store.existing_devices(txn, user_id, sorted(by_device))
-                    targets = {d: c for d, c in by_device.items() if d in known}
-                for device_id, content in targets.items():
-                    rows.append((user_id, device_id,
-                                 {"type": event_type, "sender": sender, "content": content}))
-                if len(rows) > MAX_RECIPIENTS:
-                    raise MatrixError(413, "M_TOO_LARGE",
-                                      f"At most {MAX_RECIPIENTS} devices per request")
-            store.add_messages(txn, pos, rows)
+            # Queued with the transaction ID, so a retried request sends nothing twice.
+            for destination, edu in remote.items():
+                queue.enqueue_edu(txn, destination, edu, now)
+            if remote:
+                txn.call_after(lambda: self.hs.call_on_loop(self.hs.federation_sender.kick,
+                                                            sorted(remote)))
             store.set_position(txn, sender, pos)
             if now % 100 == 0:  # now and then, forget old transaction IDs
                 store.delete_old_txns(txn, now - TXN_ID_LIFETIME_MS)
-            return {u for u, _, _ in rows}
+            return self._deliver_txn(txn, pos, sender, event_type, local)
 
         with self.hs.stream.get_next() as pos:
             recipients = await self.hs.db.run(run, pos)
         if recipients:
             self.hs.notifier.notify(sorted(recipients))
+
+    def _remote_edus(self, sender: str, event_type: str,
+                     messages: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+        """destination -> the m.direct_to_device EDU with its users' messages."""
+        if not self.hs.config.federation.enabled:
+            return {}
+        by_server: dict[str, dict[str, dict[str, Any]]] = {}
+        for user_id, by_device in messages.items():
+            server = user_id.partition(":")[2]
+            if server and server != self.hs.server_name \
+                    and self.hs.federation_client.allowed(server):
+                by_server.setdefault(server, {})[user_id] = by_device
+        return {server: {"edu_type": "m.direct_to_device", "content": {
+            "sender": sender, "type": event_type, "message_id": secrets.token_urlsafe(16),
+            "messages": msgs}} for server, msgs in by_server.items()}
+
+    async def receive_remote(self, origin: str, content: dict[str, Any]) -> None:
+        """An m.direct_to_device EDU: delivered to local devices once per message_id."""
+        sender, event_type = content.get("sender"), content.get("type")
+        message_id, messages = content.get("message_id"), content.get("messages")
+        if not (isinstance(sender, str) and isinstance(event_type, str)
+                and isinstance(message_id, str) and isinstance(messages, dict)):
+            return
+        if sender.partition(":")[2] != origin:
+            return
+        local = {u: d for u, d in messages.items()
+                 if isinstance(u, str) and u.partition(":")[2] == self.hs.server_name
+                 and isinstance(d, dict) and all(isinstance(c, dict) for c in d.values())}
+        now = int(time.time() * 1000)
+
+        def run(txn: Txn, pos: int) -> set[str]:
+            if not remote_store.first_delivery(txn, origin, message_id, now):
+                return set()
+            if now % 100 == 0:
+                remote_store.forget_deliveries(txn, now - TXN_ID_LIFETIME_MS)
+            try:
+                return self._deliver_txn(txn, pos, sender, event_type, local)
+            except MatrixError:
+                return set()  # too many recipients: nothing delivered, as for a client
+
+        with self.hs.stream.get_next() as pos:
+            recipients = await self.hs.db.run(run, pos)
+        if recipients:
+            self.hs.notifier.notify(sorted(recipients))
+
+    def _deliver_txn(self, txn: Txn, pos: int, sender: str, event_type: str,
+                     local: dict[str, dict[str, Any]]) -> set[str]:
+        """Put messages for local users' devices ("*": all of them) in their inboxes at
+        `pos`; the recipients."""
+        rows: list[tuple[str, str, dict[str, Any]]] = []
+        for user_id, by_device in local.items():
+            if "*" in by_device:
+                targets = {d: by_device["*"] for d in store.device_ids(txn, user_id)}
+                targets.update({d: c for d, c in by_device.items() if d != "*" and d in targets})
+            else:
+                known = store.existing_devices(txn, user_id, sorted(by_device))
+                targets = {d: c for d, c in by_device.items() if d in known}
+            for device_id, content in targets.items():
+                rows.append((user_id, device_id,
+                             {"type": event_type, "sender": sender, "content": content}))
+            if len(rows) > MAX_RECIPIENTS:
+                raise MatrixError(413, "M_TOO_LARGE",
+                                  f"At most {MAX_RECIPIENTS} devices per request")
+        store.add_messages(txn, pos, rows)
+        return {u for u, _, _ in rows}
 
     async def _sync_provider(self, ctx: SyncContext) -> bool:
         user_id, device_id = ctx.user_id, ctx.device_id

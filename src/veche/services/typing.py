@@ -28,6 +28,7 @@ class TypingService:
         if membership is None or membership[0] != "join":
             raise forbidden("You are not in this room")
         self.set_typing(room_id, user_id, typing, timeout_ms)
+        await self.hs.federation_edus.typing(room_id, user_id, typing, timeout_ms)
 
     def set_typing(self, room_id: str, user_id: str, typing: bool, timeout_ms: int) -> None:
         users = self._typing.setdefault(room_id, {})

@@ -46,6 +46,10 @@ def placed_events(txn: Txn, event_ids: list[str]) -> set[str]:
     return out
 
 
+def is_outlier(txn: Txn, event_id: str) -> bool:
+    return bool(txn.fetchval("SELECT outlier FROM events WHERE event_id = ?", (event_id,)))
+
+
 def forget_outlier(txn: Txn, event_id: str) -> bool:
     """Remove an outlier so that it can be persisted again with its place in the graph (its
     prev events are here now). A redaction already applied to it waits for it again."""

@@ -77,13 +77,14 @@ def fill_pending(txn: Txn, media_id: str, sha256: str, content_type: str | None,
     ) == 1
 
 
+# Every table whose rows name a file of the content store: a file goes only when none does.
+_CONTENT_TABLES = ("media", "media_thumbnails", "remote_media", "remote_media_thumbnails")
+
+
 def _unreferenced(txn: Txn, hashes: set[str]) -> list[str]:
-    out = []
-    for sha in hashes:
-        if not txn.fetchval("SELECT 1 FROM media WHERE sha256 = ?", (sha,)) and not txn.fetchval(
-                "SELECT 1 FROM media_thumbnails WHERE sha256 = ?", (sha,)):
-            out.append(sha)
-    return out
+    return [sha for sha in hashes if not any(
+        txn.fetchval(f"SELECT 1 FROM {table} WHERE sha256 = ?", (sha,))
+        for table in _CONTENT_TABLES)]
 
 
 def delete_media(txn: Txn, media_ids: list[str]) -> list[str]:
@@ -118,23 +119,36 @@ def touch(txn: Txn, media_id: str, now: int) -> None:
     txn.execute("UPDATE media SET last_access_ts = ? WHERE media_id = ?", (now, media_id))
 
 
-def thumbnails(txn: Txn, media_id: str) -> list[ThumbnailRow]:
+def _of(origin: str | None, media_id: str) -> tuple[str, str, str, tuple[str, ...]]:
+    """(media table, thumbnail table, WHERE clause on the media's key, its arguments) of
+    local media (origin None) or of cached remote media."""
+    if origin is None:
+        return "media", "media_thumbnails", "media_id = ?", (media_id,)
+    return ("remote_media", "remote_media_thumbnails",
+            "media_origin = ? AND media_id = ?", (origin, media_id))
+
+
+def thumbnails(txn: Txn, media_id: str, origin: str | None = None) -> list[ThumbnailRow]:
+    _, thumbs, where, args = _of(origin, media_id)
     return [ThumbnailRow(r[0], r[1], r[2], bool(r[3]), r[4], r[5], r[6]) for r in txn.fetchall(
         "SELECT width, height, method, animated, content_type, sha256, size"
-        " FROM media_thumbnails WHERE media_id = ?", (media_id,))]
+        f" FROM {thumbs} WHERE {where}", args)]
 
 
 def add_thumbnail(txn: Txn, media_id: str, key: tuple[int, int, str, bool], content_type: str,
-                  sha256: str, size: int) -> None:
-    if txn.fetchval("SELECT 1 FROM media WHERE media_id = ? AND quarantined = 0", (media_id,)) is None:
+                  sha256: str, size: int, origin: str | None = None) -> None:
+    media, thumbs, where, args = _of(origin, media_id)
+    if txn.fetchval(f"SELECT 1 FROM {media} WHERE {where} AND quarantined = 0", args) is None:
         return  # deleted or quarantined meanwhile
     txn.execute(
-        "DELETE FROM media_thumbnails WHERE media_id = ? AND width = ? AND height = ?"
-        " AND method = ? AND animated = ?", (media_id, key[0], key[1], key[2], int(key[3])))
+        f"DELETE FROM {thumbs} WHERE {where} AND width = ? AND height = ?"
+        " AND method = ? AND animated = ?", (*args, key[0], key[1], key[2], int(key[3])))
+    columns = "media_id" if origin is None else "media_origin, media_id"
+    marks = ", ".join("?" * (len(args) + 7))
     txn.execute(
-        "INSERT INTO media_thumbnails (media_id, width, height, method, animated, content_type,"
-        " sha256, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (media_id, key[0], key[1], key[2], int(key[3]), content_type, sha256, size),
+        f"INSERT INTO {thumbs} ({columns}, width, height, method, animated, content_type,"
+        f" sha256, size) VALUES ({marks})",
+        (*args, key[0], key[1], key[2], int(key[3]), content_type, sha256, size),
     )
 
 
@@ -152,3 +166,53 @@ def put_preview(txn: Txn, url: str, ts: int, og_json: str) -> None:
 def legacy_freeze_ts(txn: Txn) -> int:
     """When the unauthenticated legacy download routes froze (recorded by a migration)."""
     return int(txn.fetchval("SELECT MIN(frozen_ts) FROM legacy_media_freeze") or 0)
+
+
+# --- the cache of other servers' media ---------------------------------------------------
+_REMOTE_COLUMNS = "media_id, created_ts, sha256, content_type, upload_name, size, quarantined"
+
+
+def get_remote(txn: Txn, origin: str, media_id: str) -> MediaRow | None:
+    row = txn.fetchone(f"SELECT {_REMOTE_COLUMNS} FROM remote_media"
+                       " WHERE media_origin = ? AND media_id = ?", (origin, media_id))
+    if row is None:
+        return None
+    return MediaRow(row[0], None, row[1], row[2], row[3], row[4], row[5], None, bool(row[6]))
+
+
+def insert_remote(txn: Txn, origin: str, media_id: str, ts: int, sha256: str,
+                  content_type: str | None, upload_name: str | None, size: int) -> None:
+    """Cache a fetched file; a row already there (fetched meanwhile) is replaced."""
+    txn.execute("DELETE FROM remote_media WHERE media_origin = ? AND media_id = ?",
+                (origin, media_id))
+    txn.execute(
+        "INSERT INTO remote_media (media_origin, media_id, created_ts, sha256, content_type,"
+        " upload_name, size, last_access_ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (origin, media_id, ts, sha256, content_type, upload_name, size, ts))
+
+
+def touch_remote(txn: Txn, origin: str, media_id: str, now: int) -> None:
+    txn.execute("UPDATE remote_media SET last_access_ts = ? WHERE media_origin = ? AND media_id = ?",
+                (now, origin, media_id))
+
+
+def remote_not_accessed_since(txn: Txn, before_ts: int) -> list[tuple[str, str]]:
+    return [(r[0], r[1]) for r in txn.fetchall(
+        "SELECT media_origin, media_id FROM remote_media WHERE last_access_ts < ?", (before_ts,))]
+
+
+def delete_remote(txn: Txn, keys: list[tuple[str, str]]) -> list[str]:
+    """Drop cached remote media and their thumbnails; the hashes nothing references now."""
+    hashes: set[str] = set()
+    for origin, media_id in keys:
+        args = (origin, media_id)
+        for table in ("remote_media", "remote_media_thumbnails"):
+            where = f"FROM {table} WHERE media_origin = ? AND media_id = ?"
+            hashes |= {r[0] for r in txn.fetchall(f"SELECT sha256 {where}", args)}
+            txn.execute(f"DELETE {where}", args)
+    return _unreferenced(txn, hashes)
+
+
+def set_remote_quarantined(txn: Txn, origin: str, media_id: str, quarantined: bool) -> bool:
+    return txn.execute("UPDATE remote_media SET quarantined = ? WHERE media_origin = ?"
+                       " AND media_id = ?", (int(quarantined), origin, media_id)) == 1

@@ -51,6 +51,14 @@ def present_users(txn: Txn) -> list[PresenceRow]:
     )
 
 
+def present_members(txn: Txn, room_id: str) -> list[PresenceRow]:
+    """The presence of the room's joined members whose presence is not offline."""
+    return txn.fetchall(  # type: ignore[return-value,unused-ignore]
+        "SELECT p.user_id, p.presence, p.status_msg, p.last_active_ts, p.stream_id FROM presence p"
+        " JOIN room_memberships m ON m.user_id = p.user_id WHERE m.room_id = ?"
+        " AND m.membership = 'join' AND p.presence <> 'offline'", (room_id,))
+
+
 def shares_room(txn: Txn, user_a: str, user_b: str) -> bool:
     return txn.fetchone(
         "SELECT 1 FROM room_memberships a JOIN room_memberships b ON a.room_id = b.room_id"
@@ -96,3 +104,23 @@ def search_users(txn: Txn, searcher: str, term: str, limit: int) -> list[tuple[A
         " ORDER BY CASE WHEN u.user_id = ? THEN 1 ELSE 0 END, u.user_id LIMIT ?",
         (like, like, searcher, searcher, searcher, limit),
     )
+
+
+def search_remote_members(txn: Txn, searcher: str, term: str, limit: int) -> list[tuple[str, str]]:
+    """Users without an account here (other servers' users) joined to a room the searcher is
+    joined to, whose user ID or member event contains `term` (case-insensitive; the caller
+    checks the display name itself): (user_id, member event JSON), at most `limit` users."""
+    like = "%" + term.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    rows = txn.fetchall(
+        "SELECT o.user_id, e.json FROM room_memberships me JOIN room_memberships o"
+        " ON o.room_id = me.room_id JOIN events e ON e.event_id = o.event_id"
+        " WHERE me.user_id = ? AND me.membership = 'join' AND o.membership = 'join'"
+        " AND NOT EXISTS (SELECT 1 FROM users u WHERE u.user_id = o.user_id)"
+        " AND (LOWER(o.user_id) LIKE ? ESCAPE '\\' OR LOWER(e.json) LIKE ? ESCAPE '\\')"
+        " ORDER BY o.user_id, o.stream_ordering DESC LIMIT ?",
+        (searcher, like, like, limit * 5),
+    )
+    out: dict[str, str] = {}
+    for user_id, js in rows:
+        out.setdefault(user_id, js)  # the newest member event of each user
+    return list(out.items())

@@ -4,6 +4,10 @@
 //   node e2ee.mjs <baseUrl> verify     cross-signing + secret storage, then SAS verification of a second device
 //   node e2ee.mjs <baseUrl> backup     key backup filled by one device, restored by a brand-new one
 //   node e2ee.mjs <baseUrl> interop    (stdin: JSON from the nio side) chat with a matrix-nio user
+//   node e2ee.mjs <baseUrl> federated  (stdin: JSON) the same with a nio user of another server,
+//                                      new devices on both sides (tests/federation/e2ee_story.py)
+//   node e2ee.mjs <baseUrl> crossverify (stdin: {"remote_url"}) a user here and one on another
+//                                      server verify each other (SAS over to-device, cross-signing)
 //
 // On success one JSON line goes to stdout: {"secrets": [...plaintexts sent encrypted], "plain": [...]}.
 // On failure a reason goes to stderr and the exit code is 1. Everything the SDK logs goes to stderr.
@@ -198,7 +202,9 @@ async function megolm(baseUrl) {
     const bob = await register(baseUrl, `ebob${tag}`);
     const a1 = await device(baseUrl, alice, "alice-1");
     const b1 = await device(baseUrl, bob, "bob-1");
-    const roomId = await createRoom(a1, [bob]);
+    // (Invited after creation: Veche's createRoom does not send invites to other servers.)
+    const roomId = await createRoom(a1, []);
+    await within("alice invites bob", a1.invite(roomId, bob));
     await join(b1, roomId);
     await waitEncryptionKnown(a1, roomId);
     await waitEncryptionKnown(b1, roomId);
@@ -342,7 +348,9 @@ async function backup(baseUrl) {
     note(`key backup version ${version} active`);
 
     const b1 = await device(baseUrl, bob, "bob-1");
-    const roomId = await createRoom(a1, [bob]);
+    // (Invited after creation: Veche's createRoom does not send invites to other servers.)
+    const roomId = await createRoom(a1, []);
+    await within("alice invites bob", a1.invite(roomId, bob));
     await join(b1, roomId);
     await waitEncryptionKnown(b1, roomId);
     const secrets = [`backup-a-${tag}`, `backup-b-${tag}`];
@@ -388,7 +396,9 @@ async function dehydrate(baseUrl) {
     note(`dehydrated device ${parked.device_id} parked`);
 
     const b1 = await device(baseUrl, bob, "bob-1");
-    const roomId = await createRoom(a1, [bob]);
+    // (Invited after creation: Veche's createRoom does not send invites to other servers.)
+    const roomId = await createRoom(a1, []);
+    await within("alice invites bob", a1.invite(roomId, bob));
     await join(b1, roomId);
     await waitEncryptionKnown(b1, roomId);
     // Alice's only real device goes away: the dehydrated device is all bob can encrypt to.
@@ -439,6 +449,136 @@ async function interop(baseUrl, state) {
     return { secrets: [mine], plain: [] };
 }
 
+/** A message decrypted by `client` whose body starts with `prefix`: its body. */
+async function waitDecryptedPrefix(client, roomId, prefix, ms = WAIT_MS) {
+    const ev = await waitFor(`${client.label} decrypts "${prefix}..."`, () => {
+        const events = client.getRoom(roomId)?.getLiveTimeline().getEvents() || [];
+        return events.find((e) => e.getWireType() === "m.room.encrypted" && e.getType() === "m.room.message"
+            && String(e.getContent().body || "").startsWith(prefix));
+    }, ms);
+    return ev.getContent().body;
+}
+
+/** Issue 13 done-when 1: a nio user of another server (state.nio_user) invited us into its
+ * encrypted room. Each side adds a device; each new device decrypts what is sent after it
+ * appeared. The steps are paced by messages in the room (see tests/federation/e2ee_story.py). */
+async function federated(baseUrl, state) {
+    const { room_id: roomId, tag, nio_user: nio } = state;
+    const j1 = await device(baseUrl, state.js_user, "js-1");
+    const keyRequests = [];
+    j1.on(ClientEvent.ToDeviceEvent, (ev) => {
+        if (ev.getType() === "m.room_key_request" && ev.getSender() === nio) keyRequests.push(ev.getContent());
+    });
+    await join(j1, roomId);
+    await waitEncryptionKnown(j1, roomId);
+    const secrets = [`js-1-${tag}`];
+    await send(j1, roomId, secrets[0]);
+    await waitDecrypted(j1, roomId, `nio-1-${tag}`, 90000);
+    note("js-1 and nio-1 decrypt each other across servers");
+
+    const j2 = await device(baseUrl, state.js_user, "js-2");
+    await waitEncryptionKnown(j2, roomId);
+    await waitFor("js-1 sees its new device", async () => {
+        const map = await j1.getCrypto().getUserDeviceInfo([state.js_user], false);
+        return map.get(state.js_user)?.has(j2.getDeviceId());
+    });
+    secrets.push(`js2-ready:${j2.getDeviceId()}:${tag}`);
+    await send(j1, roomId, secrets[1]);
+    await waitDecrypted(j2, roomId, `nio-2-${tag}`, 90000);
+    note("js-2 (new) decrypts nio's message sent after it appeared");
+
+    const ready = await waitDecryptedPrefix(j1, roomId, "nio2-ready:", 90000);
+    const nio2 = ready.split(":")[1];
+    await waitFor(`js-1 learns of nio's new device ${nio2}`, async () => {
+        const map = await j1.getCrypto().getUserDeviceInfo([nio], false);
+        return map.get(nio)?.has(nio2);
+    }, 60000);
+    secrets.push(`js-3-${tag}`);
+    await send(j1, roomId, secrets[2]);
+    note("sent js-3 for nio's new device");
+    await waitDecrypted(j1, roomId, `bye-${tag}`, 120000);
+    await waitDecrypted(j2, roomId, `bye-${tag}`, 30000);
+    await stop(j1, j2);
+    return { secrets, plain: [], key_requests: keyRequests.length };
+}
+
+/** SAS between request `reqA` (sent) and the request `received` resolves to; both confirm. */
+async function sasBoth(reqA, received) {
+    const reqB = await within("the verification request arrives", received);
+    await within("accept", reqB.accept());
+    await waitFor("request ready", () => reqA.phase === VerificationPhase.Ready);
+    const verifierA = await within("start SAS", reqA.startVerification("m.sas.v1"));
+    const sas = {};
+    const confirmWhenShown = (verifier, who) => verifier.on(VerifierEvent.ShowSas, (s) => {
+        sas[who] = s.sas.emoji.map((e) => e[1]).join(",");
+        s.confirm();
+    });
+    confirmWhenShown(verifierA, "a");
+    const doneA = verifierA.verify();
+    await waitFor("the other side's verifier", () => reqB.verifier);
+    confirmWhenShown(reqB.verifier, "b");
+    await within("SAS (receiver)", reqB.verifier.verify());
+    await within("SAS (sender)", doneA);
+    check(sas.a && sas.a === sas.b, `the two sides showed different emoji: ${sas.a} vs ${sas.b}`);
+    return sas.a;
+}
+
+/** Issue 13: a user here and a user of another server, each cross-signed, verify each other's
+ * device by SAS (to-device messages across the servers); then each trusts the other's device
+ * through cross-signing, and a fresh device here is served its user's signature of the
+ * remote user's master key. */
+async function crossverify(baseUrl, state) {
+    const tag = rand();
+    const remote = state.remote_url;
+    const alice = await register(baseUrl, `xalice${tag}`);
+    const bob = await register(remote, `xbob${tag}`);
+    const a1 = await device(baseUrl, alice, "alice-1");
+    const b1 = await device(remote, bob, "bob-1");
+    for (const [c, u] of [[a1, alice], [b1, bob]]) {
+        await within(`bootstrapCrossSigning ${u}`, c.getCrypto().bootstrapCrossSigning({ authUploadDeviceSigningKeys: uia(u) }));
+    }
+    // An encrypted room makes each crypto track the other user's devices.
+    // (Invited after creation: Veche's createRoom does not send invites to other servers.)
+    const roomId = await createRoom(a1, []);
+    await within("alice invites bob", a1.invite(roomId, bob));
+    await join(b1, roomId);
+    await waitEncryptionKnown(a1, roomId);
+    await waitEncryptionKnown(b1, roomId);
+    await waitFor("alice sees bob's device", async () =>
+        (await a1.getCrypto().getUserDeviceInfo([bob], false)).get(bob)?.has(b1.getDeviceId()));
+    await waitFor("bob sees alice's device", async () =>
+        (await b1.getCrypto().getUserDeviceInfo([alice], false)).get(alice)?.has(a1.getDeviceId()));
+    const before = await a1.getCrypto().getDeviceVerificationStatus(bob, b1.getDeviceId());
+    check(before && !before.crossSigningVerified, `bob-1 trusted before verification: ${JSON.stringify(before)}`);
+
+    const received = new Promise((resolve) => b1.on(CryptoEvent.VerificationRequestReceived, resolve));
+    const reqA = await within("alice requests verification of bob-1",
+        a1.getCrypto().requestDeviceVerification(bob, b1.getDeviceId()));
+    const emoji = await sasBoth(reqA, received);
+    note(`SAS across servers done, emoji ${emoji}`);
+
+    await waitFor("alice trusts bob's identity", async () =>
+        (await a1.getCrypto().getUserVerificationStatus(bob)).isCrossSigningVerified());
+    await waitFor("alice trusts bob-1 through cross-signing", async () =>
+        (await a1.getCrypto().getDeviceVerificationStatus(bob, b1.getDeviceId()))?.crossSigningVerified);
+    await waitFor("bob trusts alice's identity", async () =>
+        (await b1.getCrypto().getUserVerificationStatus(alice)).isCrossSigningVerified());
+    await waitFor("bob trusts alice-1 through cross-signing", async () =>
+        (await b1.getCrypto().getDeviceVerificationStatus(alice, a1.getDeviceId()))?.crossSigningVerified);
+
+    // Alice's user-signing key signed bob's master key; her server keeps the signature.
+    const a2 = await device(baseUrl, alice, "alice-2");
+    const signed = await waitFor("alice-2 is served her signature of bob's master key", async () => {
+        const keys = await a2.http.authedRequest("POST", "/keys/query", undefined, { device_keys: { [alice]: [], [bob]: [] } });
+        const usk = Object.keys(keys.user_signing_keys?.[alice]?.keys || {})[0];
+        const sigs = keys.master_keys?.[bob]?.signatures?.[alice] || {};
+        return usk && sigs[usk];
+    });
+    check(signed, "no signature of alice on bob's master key");
+    await stop(a1, a2, b1);
+    return { secrets: [], plain: [], emoji };
+}
+
 // ---------------------------------------------------------------- main
 const [baseUrl, phase] = process.argv.slice(2);
 try {
@@ -448,6 +588,8 @@ try {
     else if (phase === "backup") result = await backup(baseUrl);
     else if (phase === "dehydrate") result = await dehydrate(baseUrl);
     else if (phase === "interop") result = await interop(baseUrl, JSON.parse(readFileSync(0, "utf8")));
+    else if (phase === "crossverify") result = await crossverify(baseUrl, JSON.parse(readFileSync(0, "utf8")));
+    else if (phase === "federated") result = await federated(baseUrl, JSON.parse(readFileSync(0, "utf8")));
     else fail(`unknown phase ${phase}`);
     check(serverErrors.length === 0, `the server answered with errors: ${serverErrors.join("; ")}`);
     process.stdout.write(JSON.stringify(result) + "\n");

@@ -119,3 +119,14 @@ async def test_a_closed_server_refuses_to_invite_other_servers_users(
     status, body = await alice.post(f"rooms/{room['room_id']}/invite",
                                     {"user_id": "@bob:matrix.example"})
     assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+
+
+async def test_a_closed_server_creates_no_room_to_invite_another_servers_user(
+        make_server: Any, http: aiohttp.ClientSession) -> None:
+    closed = make_server({"VECHE_FEDERATION__ENABLED": "false"}, dev=True)
+    alice = await Client(http, closed.base_url).register("alice")
+    status, body = await alice.post("createRoom", {"is_direct": True,
+                                                   "invite": ["@bob:matrix.example"]})
+    assert (status, body["errcode"]) == (403, "M_FORBIDDEN"), body
+    status, rooms = await alice.get("joined_rooms")
+    assert rooms["joined_rooms"] == []

@@ -1,5 +1,6 @@
 """A room of Synapse's that a Veche user is invited to and joins (make_join / send_join),
-then a second Veche user while Veche is in the room, and a leave. The rest of what users of
+then a second Veche user while Veche is in the room, and a leave; a direct chat a Veche user
+starts with a Synapse user (createRoom with invite). The rest of what users of
 both servers do together (either side's room, alias joins, knocks, ...) is in
 test_synapse_scenario.py; the helpers here serve test_synapse_send.py too.
 
@@ -147,3 +148,35 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
         return alice.user_id not in m.get("joined", {alice.user_id: {}})
 
     await eventually(bob_sees_alice_left, "Synapse seeing the leave")
+
+
+async def test_a_direct_chat_created_with_a_synapse_user_invites_them(
+        veche: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession) -> None:
+    """How Element starts a DM: createRoom with the other user in `invite` and is_direct.
+    The invite goes to their server (it was only stored here before)."""
+    alice = await Client(http, veche.base_url).register("alice")
+    bob = await SynapseClient(http, synapse.client_url).register()
+    status, room = await alice.post("createRoom", {
+        "preset": "trusted_private_chat", "is_direct": True, "invite": [bob.user_id]})
+    assert status == 200, (room, veche.log()[-3000:])
+    room_id = room["room_id"]
+
+    async def bob_invited() -> Any:
+        _, sync = await bob.get("sync", params={"timeout": "0", "filter": '{"room":{"timeline":{"limit":1}}}'})
+        invite = sync.get("rooms", {}).get("invite", {}).get(room_id)
+        if invite is None:
+            return None
+        return next(e for e in invite["invite_state"]["events"]
+                    if e["type"] == "m.room.member" and e["state_key"] == bob.user_id)
+
+    member = await eventually(bob_invited, "the DM invite in Synapse's /sync")
+    assert member["content"].get("is_direct") is True, member
+    status, body = await bob.post(f"join/{quote(room_id)}", {})
+    assert status == 200, (body, veche.log()[-3000:])
+    await send_texts(alice, room_id, ["hello bob"])
+
+    async def bob_reads() -> list[str] | None:
+        got = texts(await messages(bob, room_id))
+        return got if got == ["hello bob"] else None
+
+    await eventually(bob_reads, "the DM message on Synapse")

@@ -129,6 +129,9 @@ class RoomCreationService:
                 check_canonical_json(content, "content")
             except ValueError as e:
                 raise MatrixError(400, "M_INVALID_ROOM_STATE", str(e)) from None
+        remote_invites = {u for u in invites if u.split(":", 1)[1] != self.hs.server_name}
+        if remote_invites and not self.hs.config.federation.enabled:
+            raise forbidden(f"This server does not federate: {min(remote_invites)} is on another server")
         if invites:
             self.hs.ratelimiter.check("invite", user_id, len(invites))
             await self.hs.rooms.require_accounts(invites)
@@ -206,9 +209,15 @@ class RoomCreationService:
             raise
         # 8. invites
         for invitee in invites:
-            content: dict[str, Any] = {"membership": "invite", **await self.hs.rooms.profile(invitee)}
+            content: dict[str, Any] = {"membership": "invite"}
             if is_direct:
                 content["is_direct"] = True
+            if invitee in remote_invites:
+                # Their server countersigns it first (how Element starts a DM with them).
+                # A failure reaches the client; the room stays, as with Synapse.
+                await self.hs.remote_membership.invite(user_id, room_id, invitee, content)
+                continue
+            content.update(await self.hs.rooms.profile(invitee))
             await send(room_id, user_id, "m.room.member", content, invitee)
         if visibility == "public":
             await self.hs.db.run(store.set_public, room_id, True)

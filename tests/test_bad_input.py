@@ -110,7 +110,9 @@ async def test_every_endpoint_survives_bad_input(homeserver: ServerProcess, make
         if query:
             path += "?" + urllib.parse.urlencode(query)
         status, raw = http(base, method, path, body if method != "GET" else None, token)
-        assert status < 500, (method, path, body, status, raw[:300])
+        # 502: another server named in the input (a room ID's, a server_name) could not be
+        # reached, as Synapse answers; a crash here is a 500.
+        assert status < 500 or status == 502, (method, path, body, status, raw[:300])
         if status == 401 and b'"flows"' in raw:
             return  # a user-interactive auth challenge
         if status >= 400:

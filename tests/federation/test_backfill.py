@@ -18,16 +18,8 @@ from signedjson.key import generate_signing_key
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from veche.core.federation_pdus import pdu_for_federation
-
-
-@pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
-    await server.close()
 
 
 @pytest.fixture
@@ -35,11 +27,6 @@ async def second(test_ca: TestCA) -> AsyncIterator[FakeServer]:
     server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
     yield FakeServer(server)
     await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def page(client: Client, room_id: str, **params: str) -> dict[str, Any]:

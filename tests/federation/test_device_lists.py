@@ -9,12 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from types import SimpleNamespace
 from typing import Any
 
 import aiohttp
-import pytest
 from signedjson.sign import sign_json
 
 from tests.conftest import Client, ServerProcess
@@ -29,23 +27,8 @@ from tests.e2e_helpers import (
     upload,
 )
 from tests.federation.fake_origin import F1, FakeServer, q
-from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
-from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import shared_room
 from tests.sync_helpers import sync
-
-
-@pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
-    await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 def remote_device(user_id: str, device_id: str) -> dict[str, Any]:

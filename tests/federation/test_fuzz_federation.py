@@ -14,19 +14,14 @@ import re
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
-from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
-from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import shared_room, texts
 from veche.core.events import compute_event_id, sign_event
 from veche.core.federation_auth import sign_request
@@ -37,18 +32,6 @@ F2 = "/_matrix/federation/v2"
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "3000"))
 DERANDOMIZE = "FUZZ_EXAMPLES" not in os.environ
 KEY = "/_matrix/key/v2"
-
-
-@pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
-    await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 # Every route of the server-server and key APIs the fuzz covers: all those Veche serves

@@ -5,29 +5,13 @@ still answers when a linked room's server cannot be asked."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_peer import FakePeer
-from tests.federation.peers import start_federating_veche
-from tests.federation.pki import TestCA
-
-
-@pytest.fixture
-async def peer(test_ca: TestCA) -> AsyncIterator[FakePeer]:
-    fake = await FakePeer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 def q(value: str) -> str:

@@ -20,7 +20,6 @@ from yarl import URL
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import shared_room, timeline
 from veche.core.events import compute_event_id, sign_event
@@ -31,23 +30,11 @@ OTHER_KEY = generate_signing_key("k1")  # the origin's key ID, not its key
 
 
 @pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
-    await server.close()
-
-
-@pytest.fixture
 async def stranger(test_ca: TestCA) -> AsyncIterator[FakeServer]:
     """A server with nobody in any room."""
     server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
     yield FakeServer(server)
     await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def raw(http: aiohttp.ClientSession, veche: ServerProcess, method: str, target: str,
@@ -501,7 +488,6 @@ async def test_requests_for_what_the_asker_may_not_see(
     served = {compute_event_id(p, room.rv) for p in missing["events"]}
     assert secret not in served and lonely_create not in served, served
     assert await snapshot(alice, rid) == before
-
 
 
 async def test_hostile_answers_when_filling_a_gap(veche: ServerProcess, origin: FakeServer,

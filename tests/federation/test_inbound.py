@@ -17,7 +17,6 @@ from yarl import URL
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from veche.core.federation_auth import XMatrix, build_x_matrix, parse_x_matrix, sign_request
 from veche.core.server_keys import own_keys_response
@@ -49,11 +48,6 @@ async def origin(test_ca: TestCA) -> AsyncIterator[Origin]:
     server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
     yield Origin(server)
     await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def _get(http: aiohttp.ClientSession, veche: ServerProcess, target: str,

@@ -6,33 +6,17 @@ sees, never a 200."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-import pytest
 from signedjson.key import decode_verify_key_bytes
 from unpaddedbase64 import decode_base64
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_peer import FakePeer
-from tests.federation.peers import start_federating_veche
-from tests.federation.pki import TestCA
 from veche.core.events import compute_event_id, verify_event_signature
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS
-
-
-@pytest.fixture
-async def peer(test_ca: TestCA) -> AsyncIterator[FakePeer]:
-    fake = await FakePeer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 def invite_event(peer: FakePeer, room_id: str, invitee: str) -> dict[str, Any]:

@@ -21,7 +21,6 @@ import pytest
 
 from tests.conftest import Client, ServerProcess, free_port
 from tests.federation.fake_origin import F1, FakeServer
-from tests.federation.https_servers import RecordingServer
 from tests.federation.media_peer import (
     BOUNDARY,
     MediaPeer,
@@ -43,13 +42,6 @@ LIMIT = 1 * MiB
 async def peer(test_ca: TestCA) -> AsyncIterator[MediaPeer]:
     server = await MediaPeer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
     yield server
-    await server.close()
-
-
-@pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
     await server.close()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -16,22 +16,8 @@ import pytest
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_peer import FakePeer
-from tests.federation.peers import start_federating_veche
-from tests.federation.pki import TestCA
 from veche.core.events import compute_event_id
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS
-
-
-@pytest.fixture
-async def peer(test_ca: TestCA) -> AsyncIterator[FakePeer]:
-    fake = await FakePeer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield fake
-    await fake.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 20, what: str = "") -> Any:

@@ -6,7 +6,6 @@ remote server (tests/federation/fake_origin.py)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -14,22 +13,8 @@ import pytest
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
-from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from veche.core.federation_pdus import pdu_for_federation
-
-
-@pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
-    await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def shared_room(http: aiohttp.ClientSession, veche: ServerProcess, origin: FakeServer,

@@ -16,17 +16,9 @@ import pytest
 from tests.conftest import ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, q
 from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import shared_room
 from veche.core.events import compute_event_id
-
-
-@pytest.fixture
-async def origin(test_ca: TestCA) -> AsyncIterator[FakeServer]:
-    server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
-    yield FakeServer(server)
-    await server.close()
 
 
 @pytest.fixture
@@ -34,11 +26,6 @@ async def stranger(test_ca: TestCA) -> AsyncIterator[FakeServer]:
     server = await RecordingServer(test_ca.issue(["localhost"], ["127.0.0.1"])).start()
     yield FakeServer(server)
     await server.close()
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def test_serving_a_server_in_the_room(veche: ServerProcess, origin: FakeServer,

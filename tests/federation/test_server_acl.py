@@ -18,7 +18,6 @@ import pytest
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
-from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import texts
 
@@ -42,11 +41,6 @@ async def denied(test_ca: TestCA) -> AsyncIterator[FakeServer]:
 async def allowed(test_ca: TestCA) -> AsyncIterator[FakeServer]:
     async for s in fake_server(test_ca, "localhost"):
         yield s
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def join_over_send(http: aiohttp.ClientSession, veche: ServerProcess, room: SharedRoom,

@@ -19,7 +19,7 @@ from signedjson.sign import verify_signed_json
 from unpaddedbase64 import decode_base64
 
 from tests.conftest import Client, ServerProcess
-from tests.federation.peers import SynapsePeer, start_federating_veche
+from tests.federation.peers import SynapsePeer
 from tests.federation.pki import TestCA
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
@@ -35,11 +35,6 @@ def assert_signed_by(obj: dict[str, Any], server_name: str, keys: dict[str, Any]
     assert signed_with, (server_name, obj["signatures"])
     for key_id in signed_with:
         verify_signed_json(obj, server_name, keys[key_id])
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def test_synapse_reads_a_veche_profile_with_a_request_veche_verifies(

@@ -21,19 +21,13 @@ import pytest
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.e2ee_story import run_federated
-from tests.federation.peers import SynapsePeer, start_federating_veche
-from tests.federation.pki import TestCA
+from tests.federation.peers import SynapsePeer
 from tests.federation.test_synapse_rooms import SynapseClient, eventually, messages, texts
 from tests.integration.test_clients import _run_node, js_scenario
 from tests.integration.test_e2ee import _database_text, _e2ee_lines
 
 __all__ = ["js_scenario"]
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 def synapse_database_text(synapse: SynapsePeer) -> bytes:

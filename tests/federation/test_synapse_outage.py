@@ -20,8 +20,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Client, ServerProcess
-from tests.federation.peers import SynapsePeer, start_federating_veche
-from tests.federation.pki import TestCA
+from tests.federation.peers import SynapsePeer
 from tests.federation.test_synapse_rooms import (
     SynapseClient,
     eventually,
@@ -31,11 +30,6 @@ from tests.federation.test_synapse_rooms import (
 )
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 def body_or_name(event: dict[str, Any]) -> str | None:

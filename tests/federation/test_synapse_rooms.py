@@ -18,8 +18,7 @@ import aiohttp
 import pytest
 
 from tests.conftest import Client, ServerProcess
-from tests.federation.peers import SynapsePeer, start_federating_veche
-from tests.federation.pki import TestCA
+from tests.federation.peers import SynapsePeer
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
 
@@ -36,11 +35,6 @@ class SynapseClient(Client):
         async with self.session.request(method, self.base_url + path, json=json, params=params,
                                         headers=headers) as resp:
             return resp.status, await resp.json(content_type=None)
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def eventually(check: Any, what: str, timeout: float = 30) -> Any:

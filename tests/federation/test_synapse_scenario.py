@@ -48,8 +48,7 @@ from nio import (
 )
 
 from tests.conftest import ServerProcess
-from tests.federation.peers import SynapsePeer, start_federating_veche
-from tests.federation.pki import TestCA
+from tests.federation.peers import SynapsePeer
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
 
@@ -155,11 +154,6 @@ async def put_state(user: User, room_id: str, event_type: str, content: dict[str
                       user.nio.room_put_state(room_id, event_type, content, state_key),
                       RoomPutStateResponse)
     return str(resp.event_id)
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 @pytest.fixture

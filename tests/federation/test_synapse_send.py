@@ -3,15 +3,13 @@ user's messages, a topic change and typing reach the Veche user, in order."""
 
 from __future__ import annotations
 
-from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import pytest
 
 from tests.conftest import Client, ServerProcess
-from tests.federation.peers import SynapsePeer, start_federating_veche
-from tests.federation.pki import TestCA
+from tests.federation.peers import SynapsePeer
 from tests.federation.test_synapse_rooms import (
     SynapseClient,
     eventually,
@@ -21,11 +19,6 @@ from tests.federation.test_synapse_rooms import (
 )
 
 pytestmark = pytest.mark.timeout(900)
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 async def _joined(client: Client, room_id: str, user_id: str) -> bool:

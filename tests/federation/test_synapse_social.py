@@ -17,16 +17,10 @@ import aiohttp
 import pytest
 
 from tests.conftest import Client, ServerProcess
-from tests.federation.peers import SynapsePeer, start_federating_veche
-from tests.federation.pki import TestCA
+from tests.federation.peers import SynapsePeer
 from tests.federation.test_synapse_rooms import SynapseClient, eventually
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
-
-
-@pytest.fixture
-async def veche(make_server: Any, test_ca: TestCA) -> ServerProcess:
-    return start_federating_veche(make_server, test_ca)
 
 
 def q(value: str) -> str:

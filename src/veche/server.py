@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from veche.federation.client import FederationClient
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
+    from veche.services.admin import AdminService
     from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
     from veche.services.backfill import BackfillService
@@ -234,6 +235,12 @@ class HomeServer:
         from veche.services.reports import ReportService
 
         return ReportService(self)
+
+    @cached_property
+    def admin(self) -> AdminService:
+        from veche.services.admin import AdminService
+
+        return AdminService(self)
 
     @cached_property
     def filters(self) -> FilterService:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,10 @@ def test_client_address_has_one_reader() -> None:
     readers = [str(p.relative_to(ROOT)) for p in (ROOT / "src").rglob("*.py")
                if "request.remote" in p.read_text() and p.name != "base.py"]
     assert not readers, readers
+
+
+def test_http_handlers_reach_storage_only_through_services() -> None:
+    # The HTTP layer parses, calls a service and answers; the SQL stays behind the services.
+    importers = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "src/veche/http").glob("*.py")
+                       if re.search(r"^\s*(from|import) veche\.storage", p.read_text(), re.M))
+    assert not importers, importers

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from veche.core.filters import Filter, RoomEventFilter
 from veche.core.push_rules import default_ruleset
 from veche.services.events import client_event
+from veche.services.stripped_state import stripped_state
 from veche.storage import events as event_store
 from veche.storage import presence as presence_store
 from veche.storage import state_groups_read as groups
@@ -38,10 +39,6 @@ if TYPE_CHECKING:
     from veche.services.auth import Requester
 
 StateKey = tuple[str, str]
-STRIPPED_STATE: tuple[StateKey, ...] = (
-    ("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", ""),
-    ("m.room.avatar", ""), ("m.room.canonical_alias", ""), ("m.room.encryption", ""),
-)
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 1000
 # Rows scanned at most per room to fill a type-filtered timeline.
@@ -355,7 +352,7 @@ class SyncService:
         # Invites and knocks.
         for room_id, membership, _pos, event_id in memberships:
             if membership in ("invite", "knock") and (not incremental or room_id in changed):
-                out[membership][room_id] = _stripped_state(txn, room_id, user_id, event_id)
+                out[membership][room_id] = stripped_state(txn, room_id, user_id, event_id)
         # Timeline events the requesting device sent carry their transaction ID.
         own = [e["event_id"] for room in out["rooms"] for _, e in room.events
                if e.get("sender") == user_id]
@@ -578,29 +575,3 @@ def _fetch_timeline(
         cursor = rows[-1][0] - 1
     matched.reverse()
     return scanned, matched, limited
-
-
-def _stripped_state(txn: Txn, room_id: str, user_id: str, member_event_id: str) -> list[dict[str, Any]]:
-    keys = list(STRIPPED_STATE)
-    member = event_store.get_event(txn, member_event_id)
-    # An invite from another server carries the room's state as that server sent it
-    # (services/federation_membership.py): this server may hold none of the room's.
-    given = ((member or {}).get("unsigned") or {}).get("invite_room_state")
-    if isinstance(given, list) and member is not None:
-        own = {k: member[k] for k in ("type", "state_key", "content", "sender", "event_id",
-                                      "origin_server_ts")}
-        return [e for e in given if (e.get("type"), e.get("state_key")) !=
-                ("m.room.member", member["state_key"])] + [own]
-    if member is not None and member["sender"] != user_id:
-        keys.append(("m.room.member", member["sender"]))
-    state = event_store.get_current_state(txn, room_id, keys)
-    events = [
-        {k: e[k] for k in ("type", "state_key", "content", "sender")}
-        for e in state.values()
-    ]
-    if member is not None:
-        own = {k: member[k] for k in ("type", "state_key", "content", "sender")}
-        own["event_id"] = member["event_id"]
-        own["origin_server_ts"] = member["origin_server_ts"]
-        events.append(own)
-    return events

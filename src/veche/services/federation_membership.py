@@ -23,6 +23,7 @@ from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
 from veche.services.persist import MissingPrevEvents
 from veche.services.server_acl import require_allowed
+from veche.services.stripped_state import STRIPPED_STATE
 from veche.storage import event_graph as graph
 from veche.storage import events as ev_store
 from veche.storage import federation_queue as queue
@@ -32,14 +33,6 @@ from veche.storage.event_graph import MAX_PREV_EVENTS, EventContext
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
-
-# What an invite shows of the room (client-server "Stripped state"; v1.16 adds the create).
-INVITE_STATE_KEYS = (
-    ("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", ""),
-    ("m.room.canonical_alias", ""), ("m.room.avatar", ""), ("m.room.encryption", ""),
-    ("m.room.topic", ""),
-)
-
 
 def incompatible(rv: RoomVersion) -> MatrixError:
     return MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION",
@@ -288,7 +281,7 @@ class FederationMembershipService:
         rv, event = await self._received_membership(origin, room_id, event_id, pdu, "knock")
         await self._persist(event)
         await self._pass_on(origin, event)
-        state = await self.hs.db.run(ev_store.get_current_state, room_id, INVITE_STATE_KEYS)
+        state = await self.hs.db.run(ev_store.get_current_state, room_id, STRIPPED_STATE)
         return {"knock_room_state": stripped_state(state.values())}
 
     # --- invites of local users -------------------------------------------------------------

@@ -34,7 +34,8 @@ from veche.federation.errors import (
     HttpResponseError,
     path,
 )
-from veche.services.federation_membership import INVITE_STATE_KEYS, build_event_txn, server_of
+from veche.services.federation_membership import build_event_txn, server_of
+from veche.services.stripped_state import STRIPPED_STATE
 from veche.storage import event_graph as graph
 from veche.storage import events as ev_store
 from veche.storage import federation_queue as queue
@@ -304,7 +305,7 @@ class RemoteMembership:
         signed = event_format.sign_event(event, self.server_name, self.hs.signing_key, rv)
         event_id = event_format.compute_event_id(signed, rv)
         room_state = await self.hs.db.run(
-            ev_store.get_current_state, room_id, [*INVITE_STATE_KEYS, ("m.room.member", sender)])
+            ev_store.get_current_state, room_id, [*STRIPPED_STATE, ("m.room.member", sender)])
         body = {"room_version": rv.identifier, "event": signed,
                 "invite_room_state": [pdu_for_federation(e, rv) for e in room_state.values()]}
         destination = server_of(target)

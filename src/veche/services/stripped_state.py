@@ -9,11 +9,13 @@ from veche.storage import events as event_store
 from veche.storage.database import Txn
 
 StateKey = tuple[str, str]
-# The federation invite's invite_room_state has its own list, with m.room.topic
-# (services/federation_membership.py INVITE_STATE_KEYS).
+# What an invite or knock shows of the room, locally in /sync and to other servers in
+# invite_room_state / knock_room_state (client-server "Stripped state"; v1.16 adds the create;
+# the topic as in Synapse's default room_prejoin_state).
 STRIPPED_STATE: tuple[StateKey, ...] = (
     ("m.room.create", ""), ("m.room.join_rules", ""), ("m.room.name", ""),
     ("m.room.avatar", ""), ("m.room.canonical_alias", ""), ("m.room.encryption", ""),
+    ("m.room.topic", ""),
 )
 
 

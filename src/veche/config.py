@@ -172,6 +172,13 @@ class SupportConfig(_Section):
     support_page: str = ""
 
 
+class ServerNoticesConfig(_Section):
+    # The account that sends server notices (made on first use). Empty: notices are off.
+    system_mxid_localpart: str = "notices"
+    system_mxid_display_name: str = "Server Notices"
+    room_name: str = "Server Notices"
+
+
 class TurnConfig(_Section):
     # TURN servers for VoIP calls, e.g. ["turn:turn.example.org:3478?transport=udp"].
     uris: list[str] = []
@@ -285,6 +292,7 @@ class Config(_Section):
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()
     support: SupportConfig = SupportConfig()
+    server_notices: ServerNoticesConfig = ServerNoticesConfig()
     federation: FederationConfig = FederationConfig()
     tls: TlsConfig = TlsConfig()
     # Registration files (YAML) of application services: bridges and bots.
@@ -479,6 +487,13 @@ timeout_s = 10.0
 # contacts = [{ role = "m.role.admin", matrix_id = "@admin:example.org", email_address = "admin@example.org" }]
 contacts = []
 support_page = ""
+
+[server_notices]
+# The account that sends notices from the operators (POST /_synapse/admin/v1/send_server_notice,
+# `veche admin send-notice`), made on first use. Empty: server notices are off.
+system_mxid_localpart = "notices"
+system_mxid_display_name = "Server Notices"
+room_name = "Server Notices"
 
 [federation]
 # Share rooms with other Matrix servers. false: a closed server (no federation routes, no

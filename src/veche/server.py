@@ -27,6 +27,9 @@ if TYPE_CHECKING:
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
     from veche.services.admin import AdminService
+    from veche.services.admin_content import AdminContent
+    from veche.services.admin_rooms import AdminRooms
+    from veche.services.admin_users import AdminUsers
     from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
     from veche.services.backfill import BackfillService
@@ -241,6 +244,24 @@ class HomeServer:
         from veche.services.admin import AdminService
 
         return AdminService(self)
+
+    @cached_property
+    def admin_users(self) -> AdminUsers:
+        from veche.services.admin_users import AdminUsers
+
+        return AdminUsers(self)
+
+    @cached_property
+    def admin_rooms(self) -> AdminRooms:
+        from veche.services.admin_rooms import AdminRooms
+
+        return AdminRooms(self)
+
+    @cached_property
+    def admin_content(self) -> AdminContent:
+        from veche.services.admin_content import AdminContent
+
+        return AdminContent(self)
 
     @cached_property
     def filters(self) -> FilterService:

@@ -55,6 +55,7 @@ class MembershipService:
         """`servers`: where the client says the room may be joined through (server_name)."""
         reason = reason_field(body)
         room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        await self.hs.admin_rooms.check_joinable(room_id)
         if await self._through_remote("join", user_id, room_id, given, reason):
             return room_id
         await self.hs.rooms.room_version(room_id)
@@ -118,6 +119,7 @@ class MembershipService:
                     servers: list[str] | None = None) -> str:
         reason = reason_field(body)
         room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        await self.hs.admin_rooms.check_joinable(room_id)
         if await self._through_remote("knock", user_id, room_id, given, reason):
             return room_id
         await self.hs.rooms.room_version(room_id)
@@ -140,6 +142,7 @@ class MembershipService:
         current_m = current[0] if current else None
         content: dict[str, Any] = {"membership": membership}
         if membership == "invite":
+            await self.hs.admin_rooms.check_joinable(room_id)
             self.hs.ratelimiter.check("invite", sender)
             await self.hs.rooms.require_accounts([target])
             if current_m in ("join", "ban"):

@@ -174,7 +174,7 @@ class SupportConfig(_Section):
 
 class ServerNoticesConfig(_Section):
     # The account that sends server notices (made on first use). Empty: notices are off.
-    system_mxid_localpart: str = "notices"
+    system_mxid_localpart: str = Field("notices", pattern=r"^[a-z0-9._=/+-]*$", max_length=200)
     system_mxid_display_name: str = "Server Notices"
     room_name: str = "Server Notices"
 

@@ -78,6 +78,11 @@ async def _serve(config: Config) -> None:
     from veche.startup import listen_error, lock_data_dir, open_homeserver
 
     lock = lock_data_dir(config)
+    # Before the port opens: a SIGTERM as soon as it accepts is a graceful stop too.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     hs = open_homeserver(config)
     grace = config.listen.shutdown_grace_s
     try:
@@ -107,10 +112,6 @@ async def _serve(config: Config) -> None:
     if config.federation.enabled:
         hs.federation_sender.start()  # resumes the outbound queues kept in the database
     _release_startup_memory()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await _shut_down(hs, runners, grace)
     lock.release()

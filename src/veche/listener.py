@@ -53,16 +53,17 @@ class _HeadTimeoutHandler(RequestHandler):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
-        if self._close and not self._force_close and self._request_in_progress:
-            # A graceful shutdown closed the connection (aiohttp's pre_shutdown), which makes
-            # aiohttp drop whatever arrives; the request being handled must still get the
-            # rest of its body, or it hangs until the grace period ends. Further requests on
-            # the connection are still refused: it closes after this one.
-            self._close = False
+        if (self._close or self._force_close) and self._request_in_progress:
+            # A graceful shutdown marks the connection closing (aiohttp's pre_shutdown and
+            # shutdown), which makes aiohttp drop whatever arrives; the request being handled
+            # must still get the rest of its body, or it hangs until the grace period ends.
+            # Further requests on the connection are still refused: it closes after this one.
+            closing = self._close, self._force_close
+            self._close = self._force_close = False
             try:
                 super().data_received(data)
             finally:
-                self._close = True
+                self._close, self._force_close = closing
             return
         super().data_received(data)
         if self._messages or (self._waiter is not None and self._waiter.done()):

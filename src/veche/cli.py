@@ -75,13 +75,21 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
 
 async def _serve(config: Config) -> None:
     from veche.listener import listen
-    from veche.startup import listen_error, open_homeserver
+    from veche.startup import listen_error, lock_data_dir, open_homeserver
 
+    lock = lock_data_dir(config)
+    # Before the port opens: a SIGTERM as soon as it accepts is a graceful stop too.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     hs = open_homeserver(config)
+    grace = config.listen.shutdown_grace_s
     try:
         runner = await listen(hs.make_app(), config.listen.host, config.listen.port,
                               header_timeout_s=config.listen.header_timeout_s,
-                              keepalive_timeout_s=config.listen.keepalive_timeout_s)
+                              keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              shutdown_timeout_s=grace)
     except OSError as e:
         await hs.close()
         raise listen_error(config.listen.host, config.listen.port, e) from None
@@ -92,26 +100,78 @@ async def _serve(config: Config) -> None:
     )
     runners = [runner]
     try:
-        tls_runner = await _listen_tls(hs, config)
+        for extra in (_listen_tls, _listen_metrics):
+            extra_runner = await extra(hs, config)
+            if extra_runner is not None:
+                runners.append(extra_runner)
     except BaseException:
-        await runner.cleanup()
+        for r in runners:
+            await r.cleanup()
         await hs.close()
         raise
-    if tls_runner is not None:
-        runners.append(tls_runner)
     if config.federation.enabled:
         hs.federation_sender.start()  # resumes the outbound queues kept in the database
     _release_startup_memory()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    logger.info("shutting down")
-    hs.notifier.close()  # long-polling /syncs answer now instead of at their timeout
+    await _shut_down(hs, runners, grace)
+    lock.release()
+
+
+async def _shut_down(hs: Any, runners: list[Any], grace: float) -> None:
+    """Stop accepting, answer parked long-polls, let requests, event persists and queued
+    application-service transactions finish within `grace` seconds, then close."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    # Past the grace period whatever still runs is abandoned; the federation queue is in the
+    # database, so nothing acknowledged is lost. A hang in closing must not outlive it long.
+    loop.call_later(grace + 5, _exit_now)
+    logger.info("shutting down: %.0f s for requests in progress", grace)
+    hs.stopping = True
     for r in runners:
-        await r.cleanup()
+        for site in list(r.sites):
+            await site.stop()  # no new connections
+    hs.notifier.close()  # long-polling /syncs answer now instead of at their timeout
+    try:
+        # Each connection finishes the request it is handling (and closes); a request still
+        # running at the deadline is cancelled.
+        await asyncio.wait_for(asyncio.gather(*(r.cleanup() for r in runners)),
+                               max(0.0, deadline - loop.time()))
+    except TimeoutError:
+        logger.warning("requests still running at the end of the grace period were cancelled")
+    if not await hs.finish_lasting(max(0.0, deadline - loop.time())):
+        logger.warning("background work still running at the end of the grace period")
+    if "appservices" in hs.__dict__ and \
+            not await hs.appservices.flush(max(0.0, deadline - loop.time())):
+        logger.warning("application-service transactions not delivered before shutdown;"
+                       " they are lost")
     await hs.close()
+    logger.info("stopped")
+
+
+def _exit_now() -> None:
+    logger.error("shutdown took too long; exiting now")
+    logging.shutdown()
+    os._exit(1)
+
+
+async def _listen_metrics(hs: Any, config: Config) -> Any:
+    """The Prometheus listener ([metrics] enabled)."""
+    if not config.metrics.enabled:
+        return None
+    from veche.listener import listen
+    from veche.metrics import MetricsServer
+    from veche.startup import listen_error
+
+    m = config.metrics
+    try:
+        runner = await listen(MetricsServer(hs).app(), m.bind_address, m.port,
+                              header_timeout_s=config.listen.header_timeout_s,
+                              keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              shutdown_timeout_s=1.0)
+    except OSError as e:
+        raise listen_error(m.bind_address, m.port, e) from None
+    logger.info("metrics on http://%s:%s/metrics", m.bind_address, m.port)
+    return runner
 
 
 async def _listen_tls(hs: Any, config: Config) -> Any:
@@ -128,6 +188,7 @@ async def _listen_tls(hs: Any, config: Config) -> Any:
         runner = await listen(make_federation_app(hs), config.listen.host, fed.tls_port,
                               header_timeout_s=config.listen.header_timeout_s,
                               keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              shutdown_timeout_s=config.listen.shutdown_grace_s,
                               ssl_context=context)
     except OSError as e:
         raise listen_error(config.listen.host, fed.tls_port, e) from None

@@ -46,6 +46,16 @@ class ListenConfig(_Section):
     keepalive_timeout_s: float = Field(75.0, gt=0)
     # A JSON request body must arrive within this; an upload may stall at most this long.
     body_timeout_s: float = Field(60.0, gt=0)
+    # On SIGTERM: requests being handled, events being stored and queued application-service
+    # transactions get this long to finish before the process exits.
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+
+class MetricsConfig(_Section):
+    # Prometheus metrics at http://<bind_address>:<port>/metrics, never on the client listener.
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = Field(9100, ge=1, le=65535)
 
 
 class DatabaseConfig(_Section):
@@ -295,6 +305,7 @@ class Config(_Section):
     server_notices: ServerNoticesConfig = ServerNoticesConfig()
     federation: FederationConfig = FederationConfig()
     tls: TlsConfig = TlsConfig()
+    metrics: MetricsConfig = MetricsConfig()
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
@@ -405,6 +416,9 @@ trusted_proxies = []
 header_timeout_s = 30.0
 keepalive_timeout_s = 75.0
 body_timeout_s = 60.0
+# On SIGTERM the server stops accepting connections, answers parked /syncs at once, and gives
+# requests in progress, events being stored and application-service transactions this long.
+shutdown_grace_s = 10.0
 
 [database]
 # Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".
@@ -520,6 +534,13 @@ trusted_key_servers = []
 # Certificate chain and private key (PEM) for the federation TLS port; both or neither.
 certificate_path = ""
 private_key_path = ""
+
+[metrics]
+# Prometheus metrics at http://<bind_address>:<port>/metrics (its own listener, not [listen]).
+# They name endpoints and other servers, not users; keep the port away from the internet.
+enabled = false
+bind_address = "127.0.0.1"
+port = 9100
 
 [turn]
 # TURN relays for voice and video calls; none by default (calls then need a direct path).

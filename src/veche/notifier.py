@@ -70,6 +70,11 @@ class Notifier:
         """Wake every waiter now (something all of them may have been waiting for moved)."""
         self._deliver(list(self._waiters))
 
+    @property
+    def waiting(self) -> int:
+        """How many waits are parked now (long-polling /syncs)."""
+        return len({id(f) for futs in self._waiters.values() for f in futs})
+
     def close(self) -> None:
         """Shutting down: end every wait now, and don't start new ones."""
         self._closed = True

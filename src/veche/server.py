@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from veche.services.federation_sender import FederationSender
     from veche.services.federation_serving import FederationServing
     from veche.services.filters import FilterService
+    from veche.services.health import HealthService
     from veche.services.media import MediaService
     from veche.services.membership import MembershipService
     from veche.services.openid import OpenIdService
@@ -92,6 +93,17 @@ class HomeServer:
         )
         self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
         self._background: set[asyncio.Task[Any]] = set()
+        # Work a graceful shutdown waits for (events being stored, positions being reserved).
+        self._lasting: set[asyncio.Task[Any]] = set()
+        # Set on SIGTERM: readiness answers 503 so load balancers stop sending.
+        self.stopping = False
+        # The veche.metrics module when [metrics] is on (imported only then), else None.
+        self.metrics: Any = None
+        if config.metrics.enabled:
+            from veche import metrics
+
+            self.metrics = metrics
+            self.db.on_transaction = metrics.observe_transaction
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # a CLI command, not the server
@@ -118,7 +130,7 @@ class HomeServer:
             if self.stream.reserved(upto):
                 self.notifier.notify_all()
 
-        self.run_in_background(store())
+        self.run_in_background(store(), lasting=True)
 
     def _max_stream_position(self) -> int:
         import veche.services  # noqa: F401  (modules register their stream tables on import)
@@ -146,10 +158,27 @@ class HomeServer:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def run_in_background(self, coro: Any) -> None:
+    def run_in_background(self, coro: Any, *, lasting: bool = False) -> asyncio.Task[Any]:
+        """Run coro as a task of its own. `lasting`: a graceful shutdown lets it finish
+        (within the grace period) instead of cancelling it."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if lasting:
+            self._lasting.add(task)
+            task.add_done_callback(self._lasting.discard)
+        return task
+
+    async def finish_lasting(self, timeout: float) -> bool:
+        """Wait for the lasting background tasks, new ones included; False if some were still
+        running at `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._lasting:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._lasting), timeout=remaining)
+        return True
 
     # --- services -------------------------------------------------------------------
     @cached_property
@@ -262,6 +291,12 @@ class HomeServer:
         from veche.services.admin_content import AdminContent
 
         return AdminContent(self)
+
+    @cached_property
+    def health(self) -> HealthService:
+        from veche.services.health import HealthService
+
+        return HealthService(self)
 
     @cached_property
     def filters(self) -> FilterService:

@@ -94,8 +94,11 @@ def make_federation_app(hs: HomeServer) -> web.Application:
 
 
 def _application(hs: HomeServer) -> web.Application:
+    middlewares = [matrix_middleware]
+    if hs.metrics is not None:  # outside the Matrix one: it sees the status finally sent
+        middlewares.insert(0, hs.metrics.metrics_middleware)
     app = web.Application(
-        middlewares=[matrix_middleware],
+        middlewares=middlewares,
         client_max_size=hs.config.limits.max_json_body_bytes,
         handler_args={"access_log": None},
     )

@@ -275,6 +275,16 @@ class AppServiceService:
             raise MatrixError(502, "M_CONNECTION_FAILED", f"Could not reach the application service: {e}") from None
         return int((time.monotonic() - started) * 1000)
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued event has been delivered; False if some are still queued
+        at `timeout` (a service that is down keeps them queued)."""
+        deadline = time.monotonic() + timeout
+        while any(s.queue for s in self.services if s.url):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
+
     async def close(self) -> None:
         for task in self._senders.values():
             task.cancel()

@@ -146,7 +146,7 @@ class EventService:
     async def _enqueue(self, room_id: str, request: _SendRequest) -> Persisted:
         self._pending.setdefault(room_id, []).append(request)
         if room_id not in self._draining:
-            self._draining[room_id] = asyncio.ensure_future(self._drain(room_id))
+            self._draining[room_id] = self.hs.run_in_background(self._drain(room_id), lasting=True)
         # A client that goes away stops waiting; its event is still persisted (a retry with
         # the same transaction ID then gets it back).
         return await asyncio.shield(request.result)
@@ -182,6 +182,9 @@ class EventService:
             assert persisted is not None
             req.result.set_result(persisted)
             if is_new:
+                if self.hs.metrics is not None:
+                    origin = "local" if req.received is None else "federation"
+                    self.hs.metrics.EVENTS_PERSISTED.labels(origin).inc()
                 self._announce(persisted.event, persisted.stream_ordering, persisted.members_changed)
 
     def _batch_txn(

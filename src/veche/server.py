@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from veche.services.rooms import RoomService
     from veche.services.search import SearchService
     from veche.services.server_keys import ServerKeyService
+    from veche.services.sliding_sync import SlidingSyncService
     from veche.services.spaces import SpaceService
     from veche.services.sync import SyncService
     from veche.services.timeline import TimelineService
@@ -255,6 +256,12 @@ class HomeServer:
         # The services that fill /sync sections register their providers when created.
         _ = self.e2e_keys, self.to_device
         return service
+
+    @cached_property
+    def sliding_sync(self) -> SlidingSyncService:
+        from veche.services.sliding_sync import SlidingSyncService
+
+        return SlidingSyncService(self)
 
     @cached_property
     def typing(self) -> TypingService:

@@ -30,6 +30,7 @@ async def versions(request: web.Request) -> web.Response:
             "org.matrix.msc3771": True,
             "org.matrix.msc3773": True,
             "org.matrix.msc3814": True,
+            "org.matrix.simplified_msc3575": True,
         },
         "server": {"name": "veche", "version": __version__},
     })

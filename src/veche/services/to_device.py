@@ -156,3 +156,21 @@ class ToDeviceService:
                 await self.hs.db.run(store.set_position, user_id, pos)
         ctx.result["to_device"] = {"events": [m for _, m in rows]}
         return bool(rows)
+
+    async def sync_section(
+        self, user_id: str, device_id: str, since: int | None, upto: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Sliding sync's to_device extension: (messages, next_batch). Messages stay until a
+        request passes a `since` at or past them; a response cut short at `limit` ends its
+        next_batch at its last message."""
+
+        def run(txn: Txn) -> list[tuple[int, dict[str, Any]]]:
+            if since is not None:
+                store.acknowledge(txn, user_id, device_id, since)
+            return store.pending(txn, user_id, device_id, upto, limit + 1)
+
+        rows = await self.hs.db.run(run)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            return [m for _, m in rows], rows[-1][0]
+        return [m for _, m in rows], upto

@@ -41,13 +41,16 @@ class Sizes:
     big_room_messages: int = 4000
     fed_messages: int = 1000
     fed_rate: int = 5  # messages a second each way (0: as fast as the sender and WINDOW allow)
+    shaped_rooms: int = 50
+    shaped_messages: int = 20
+    shaped_live_s: int = 60
 
     @classmethod
     def quick(cls) -> Sizes:
         return cls(senders=4, messages=10, readers=2, rooms=5, room_events=10, polls=40,
                    poll_users=4, joiners=5, history=150, search_events=200, wakes=5,
                    big_room_members=30, big_room_messages=40, fed_messages=20,
-                   fed_rate=10)
+                   fed_rate=10, shaped_rooms=3, shaped_messages=3, shaped_live_s=8)
 
 
 class Api:

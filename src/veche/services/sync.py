@@ -18,14 +18,15 @@ after the rooms have been computed; each returns True if it added anything.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from veche.core.filters import Filter, RoomEventFilter
 from veche.core.push_rules import default_ruleset
+from veche.core.sync_shape import lean_sync
 from veche.services.events import client_event
+from veche.services.lazy_members import LazyMembers, Sent
 from veche.services.stripped_state import stripped_state
 from veche.storage import events as event_store
 from veche.storage import presence as presence_store
@@ -58,6 +59,9 @@ class SyncContext:
     result: dict[str, Any] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)
     empty: bool = True
+    # Lazy-loading members: what the device has (per room) and what this answer adds.
+    members_known: Sent = field(default_factory=dict)
+    members_added: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def since_pos(self) -> int:
@@ -97,8 +101,7 @@ class SyncService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         self.providers: list[SyncProvider] = []
-        # (user, device) -> room -> member state keys already sent (lazy-loading members)
-        self._ll_sent: OrderedDict[tuple[str, str], dict[str, set[str]]] = OrderedDict()
+        self.lazy_members = LazyMembers()
         self.state_groups = groups.StateGroupCache()
 
     def add_provider(self, provider: SyncProvider) -> None:
@@ -116,13 +119,22 @@ class SyncService:
                 # A token from the future (e.g. before a restart that lost positions): clamp.
                 since = StreamToken(upto.stream, since.typing)
             ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter)
+            ctx.members_known = self.lazy_members.known(
+                req.user_id, req.device_id, str(since) if since is not None else None)
             await self._compute(ctx)
             remaining = deadline - time.monotonic()
             if not ctx.empty or since is None or full_state or remaining <= 0:
-                return ctx.result
+                return self._answer(ctx)
             woke = await self.hs.notifier.wait([req.user_id, *ctx.joined], counter, remaining)
             if not woke:
-                return ctx.result
+                return self._answer(ctx)
+
+    def _answer(self, ctx: SyncContext) -> dict[str, Any]:
+        if ctx.filter.room.state.lazy_load_members:
+            # Known to the client only once it comes back with this answer's next_batch.
+            self.lazy_members.record(ctx.user_id, ctx.device_id, ctx.result["next_batch"],
+                                     ctx.members_known, ctx.members_added)
+        return lean_sync(ctx.result)
 
     # --- computing a response ---------------------------------------------------------------
     async def _compute(self, ctx: SyncContext) -> None:
@@ -285,8 +297,6 @@ class SyncService:
         room_filter = flt.room
         incremental = since is not None
         moved = upto > since_pos or not incremental or ctx.full_state
-        if room_filter.state.lazy_load_members and not incremental:
-            self._ll_sent.pop((user_id, ctx.device_id), None)
 
         memberships = [m for m in store.membership_rows(txn, user_id)
                        if room_filter.room_allowed(m[0])]
@@ -498,12 +508,7 @@ class SyncService:
         """Keep non-member state plus the member events of the timeline's senders."""
         room_id, full = w.room.room_id, w.full
         flt = ctx.filter.room.state
-        cache_key = (ctx.user_id, ctx.device_id)
-        sent_rooms = self._ll_sent.setdefault(cache_key, {})
-        self._ll_sent.move_to_end(cache_key)
-        while len(self._ll_sent) > 10_000:
-            self._ll_sent.popitem(last=False)
-        sent = sent_rooms.setdefault(room_id, set())
+        sent = ctx.members_known.get(room_id, frozenset())
         wanted = {e["sender"] for _, e in timeline}
         if ctx.since is None or full:
             wanted.add(ctx.user_id)
@@ -526,8 +531,9 @@ class SyncService:
                                         [("m.room.member", uid) for uid in missing])
             for ev in event_store.get_events(txn, list(ids.values())).values():
                 kept[("m.room.member", ev["state_key"])] = ev
-        sent.update(k[1] for k in kept if k[0] == "m.room.member")
-        sent.update(in_timeline_members)
+        added = ctx.members_added.setdefault(room_id, set())
+        added.update(k[1] for k in kept if k[0] == "m.room.member")
+        added.update(in_timeline_members)
         return kept
 
     def _summaries_txn(self, txn: Txn, ctx: SyncContext, rooms: list[_Room]) -> None:

@@ -267,6 +267,11 @@ def _valid_server_name(name: str) -> str:
     return name
 
 
+class WebClientConfig(_Section):
+    # Serve the bundled web client at `/`; false: `/` only says the server is running.
+    enabled: bool = True
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -287,6 +292,7 @@ class Config(_Section):
     support: SupportConfig = SupportConfig()
     federation: FederationConfig = FederationConfig()
     tls: TlsConfig = TlsConfig()
+    web_client: WebClientConfig = WebClientConfig()
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
@@ -505,6 +511,10 @@ trusted_key_servers = []
 # Certificate chain and private key (PEM) for the federation TLS port; both or neither.
 certificate_path = ""
 private_key_path = ""
+
+[web_client]
+# The web client at http(s)://<this server>/: sign in, chat, encrypted. false: not served.
+enabled = true
 
 [turn]
 # TURN relays for voice and video calls; none by default (calls then need a direct path).

@@ -284,6 +284,11 @@ def _valid_server_name(name: str) -> str:
     return name
 
 
+class WebClientConfig(_Section):
+    # Serve the bundled web client at `/`; false: `/` only says the server is running.
+    enabled: bool = True
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -306,6 +311,7 @@ class Config(_Section):
     federation: FederationConfig = FederationConfig()
     tls: TlsConfig = TlsConfig()
     metrics: MetricsConfig = MetricsConfig()
+    web_client: WebClientConfig = WebClientConfig()
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
@@ -541,6 +547,10 @@ private_key_path = ""
 enabled = false
 bind_address = "127.0.0.1"
 port = 9100
+
+[web_client]
+# The web client at http(s)://<this server>/: sign in, chat, encrypted. false: not served.
+enabled = true
 
 [turn]
 # TURN relays for voice and video calls; none by default (calls then need a direct path).

@@ -63,8 +63,3 @@ async def well_known_support(request: web.Request) -> web.Response:
     if support.support_page:
         out["support_page"] = support.support_page
     return json_response(out)
-
-
-@routes.get("/")
-async def root(request: web.Request) -> web.Response:
-    return web.Response(text="Veche Matrix homeserver is running.\n")

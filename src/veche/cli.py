@@ -41,9 +41,10 @@ def cli() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8008).")
 @click.option("--dev", is_flag=True, help="Open registration and no rate limits (trials, benchmarks).")
+@click.option("--worker-name", help="This process's name among many sharing [bus] (default: host-port).")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(config_path: str | None, host: str | None, port: int | None, dev: bool,
-          log_level: str) -> None:
+          worker_name: str | None, log_level: str) -> None:
     """Run the homeserver."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {}
@@ -51,6 +52,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
         overrides["listen"] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if dev:
         overrides["dev"] = True
+    if worker_name:
+        overrides["bus"] = {"worker_name": worker_name}
     config = _load(config_path, overrides)
     if config.app_service_config_files:
         from veche.services.appservices import load_registrations
@@ -78,6 +81,8 @@ async def _serve(config: Config) -> None:
     from veche.startup import listen_error, open_homeserver
 
     hs = open_homeserver(config)
+    if hs.cluster is not None:
+        await hs.cluster.start()  # before serving: positions must be known first
     try:
         runner = await listen(hs.make_app(), config.listen.host, config.listen.port,
                               header_timeout_s=config.listen.header_timeout_s,
@@ -99,7 +104,7 @@ async def _serve(config: Config) -> None:
         raise
     if tls_runner is not None:
         runners.append(tls_runner)
-    if config.federation.enabled:
+    if config.federation.enabled and hs.cluster is None:  # else one process holds it (cluster/)
         hs.federation_sender.start()  # resumes the outbound queues kept in the database
     _release_startup_memory()
     stop = asyncio.Event()

@@ -272,7 +272,7 @@ class BusConfig(_Section):
     # e.g. "nats://10.0.0.5:4222". Empty: a single process, as on SQLite.
     url: str = ""
     # This process's name among them (`veche serve --worker-name`); unique per process.
-    worker_name: str = ""
+    worker_name: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
 
     @model_validator(mode="after")
     def _named(self) -> BusConfig:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import socket
 import threading
 import time
@@ -57,7 +58,8 @@ class Cluster:
 
         self.hs = hs
         cfg = hs.config.bus
-        self.worker = cfg.worker_name or f"{socket.gethostname()}-{hs.config.listen.port}"
+        self.worker = cfg.worker_name or re.sub(
+            r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{hs.config.listen.port}")
         self.bus = Bus(cfg.url, hs.server_name, self.worker)
         self._conn = psycopg.connect(hs.config.database_url, autocommit=True,
                                      application_name=WRITER_PREFIX + self.worker)
@@ -190,11 +192,17 @@ class Cluster:
                 logger.exception("cluster heartbeat")
 
     # --- one writer per room ----------------------------------------------------------
-    @staticmethod
-    def lock_room(txn: Txn, room_id: str) -> None:
+    def lock_room(self, txn: Txn, room_id: str, count: int) -> list[int]:
         """Inside the transaction that persists the room's events: another process's
-        transaction on the same room waits here until this one commits."""
+        transaction on the same room waits here until this one commits. Returns the
+        positions to persist them at, taken under the lock: a room's stream order is then
+        the order its events joined the graph. (The positions the caller took before stay
+        in flight until it commits, holding readers below these.)"""
         txn.execute("SELECT pg_advisory_xact_lock(?)", (lock_key("room:" + room_id),))
+        rows = txn.fetchall(f"SELECT nextval('{SEQUENCE}') FROM generate_series(1, ?)", (count,))
+        positions = sorted(int(r[0]) for r in rows)
+        self.stream.saw(positions[-1])
+        return positions
 
     # --- leases -----------------------------------------------------------------------
     def lease(self, name: str, start: Callable[[], Awaitable[None]]) -> None:

@@ -34,6 +34,9 @@ class WriterPositions:
         self._unfinished.add(pos)
         self._seen = max(self._seen, pos)
 
+    def saw(self, pos: int) -> None:
+        self._seen = max(self._seen, pos)
+
     def finished(self, pos: int) -> None:
         self._unfinished.discard(pos)
 
@@ -99,6 +102,12 @@ class ClusterStreamIdGenerator:
             with self._lock:
                 self.positions.finished(pos)
             self._changed()
+
+    def saw(self, pos: int) -> None:
+        """A position allocated under one already in flight (which keeps it unreadable)."""
+        with self._lock:
+            self.positions.saw(pos)
+            self._last = max(self._last, pos)
 
     def heard(self, writer: str, safe: int, seen: int) -> None:
         with self._lock:

@@ -41,9 +41,10 @@ def cli() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8008).")
 @click.option("--dev", is_flag=True, help="Open registration and no rate limits (trials, benchmarks).")
+@click.option("--worker-name", help="This process's name among many sharing [bus] (default: host-port).")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(config_path: str | None, host: str | None, port: int | None, dev: bool,
-          log_level: str) -> None:
+          worker_name: str | None, log_level: str) -> None:
     """Run the homeserver."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {}
@@ -51,6 +52,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
         overrides["listen"] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if dev:
         overrides["dev"] = True
+    if worker_name:
+        overrides["bus"] = {"worker_name": worker_name}
     config = _load(config_path, overrides)
     if config.app_service_config_files:
         from veche.services.appservices import load_registrations
@@ -77,7 +80,8 @@ async def _serve(config: Config) -> None:
     from veche.listener import listen
     from veche.startup import listen_error, lock_data_dir, open_homeserver
 
-    lock = lock_data_dir(config)
+    # The processes of a scale-out deployment share one data directory (media, signing key).
+    lock = None if config.clustered else lock_data_dir(config)
     # Before the port opens: a SIGTERM as soon as it accepts is a graceful stop too.
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -85,6 +89,8 @@ async def _serve(config: Config) -> None:
         loop.add_signal_handler(sig, stop.set)
     hs = open_homeserver(config)
     grace = config.listen.shutdown_grace_s
+    if hs.cluster is not None:
+        await hs.cluster.start()  # before serving: positions must be known first
     try:
         runner = await listen(hs.make_app(), config.listen.host, config.listen.port,
                               header_timeout_s=config.listen.header_timeout_s,
@@ -109,12 +115,13 @@ async def _serve(config: Config) -> None:
             await r.cleanup()
         await hs.close()
         raise
-    if config.federation.enabled:
+    if config.federation.enabled and hs.cluster is None:  # else one process holds it (cluster/)
         hs.federation_sender.start()  # resumes the outbound queues kept in the database
     _release_startup_memory()
     await stop.wait()
     await _shut_down(hs, runners, grace)
-    lock.release()
+    if lock is not None:
+        lock.release()
 
 
 async def _shut_down(hs: Any, runners: list[Any], grace: float) -> None:

@@ -289,6 +289,20 @@ class WebClientConfig(_Section):
     enabled: bool = True
 
 
+class BusConfig(_Section):
+    # NATS server shared by every process of a scale-out deployment (README "Many processes"),
+    # e.g. "nats://10.0.0.5:4222". Empty: a single process, as on SQLite.
+    url: str = ""
+    # This process's name among them (`veche serve --worker-name`); unique per process.
+    worker_name: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
+
+    @model_validator(mode="after")
+    def _named(self) -> BusConfig:
+        if self.url and not self.url.startswith(("nats://", "tls://")):
+            raise ValueError("url must be nats://host:port or tls://host:port")
+        return self
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -312,6 +326,7 @@ class Config(_Section):
     tls: TlsConfig = TlsConfig()
     metrics: MetricsConfig = MetricsConfig()
     web_client: WebClientConfig = WebClientConfig()
+    bus: BusConfig = BusConfig()
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
@@ -325,6 +340,17 @@ class Config(_Section):
     @property
     def base_url(self) -> str:
         return (self.public_baseurl or f"http://{self.server_name}").rstrip("/") + "/"
+
+    @model_validator(mode="after")
+    def _bus_needs_postgres(self) -> Config:
+        if self.bus.url and not self.database.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("[bus] url needs a PostgreSQL database (set [database] url): the"
+                             " processes share it; SQLite serves one process only")
+        return self
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.bus.url)
 
     @property
     def database_url(self) -> str:
@@ -535,6 +561,13 @@ well_known_server = ""
 # Notaries asked for a server's keys when it cannot be asked itself; none by default, e.g.
 # trusted_key_servers = [{ server_name = "notary.example.org", verify_keys = { "ed25519:a_1" = "..." } }]
 trusted_key_servers = []
+
+[bus]
+# Many processes on one PostgreSQL (README "Many processes"): the NATS server they share, e.g.
+# "nats://10.0.0.5:4222", and each process's own name (or `veche serve --worker-name`).
+# Empty url: a single process.
+url = ""
+worker_name = ""
 
 [tls]
 # Certificate chain and private key (PEM) for the federation TLS port; both or neither.

@@ -23,6 +23,8 @@ from veche.streams import RESERVE_AHEAD, StreamIdGenerator
 if TYPE_CHECKING:
     from signedjson.key import SigningKey
 
+    from veche.cluster.node import Cluster
+    from veche.cluster.positions import ClusterStreamIdGenerator
     from veche.federation.client import FederationClient
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
@@ -110,9 +112,17 @@ class HomeServer:
         except RuntimeError:  # a CLI command, not the server
             self._loop = None
         last = self._max_stream_position()
-        reserved = last + RESERVE_AHEAD
-        self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
-        self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
+        self.cluster: Cluster | None = None
+        self.stream: StreamIdGenerator | ClusterStreamIdGenerator
+        if config.clustered:
+            from veche.cluster.node import Cluster
+
+            self.cluster = Cluster(self, last)
+            self.stream = self.cluster.stream
+        else:
+            reserved = last + RESERVE_AHEAD
+            self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
+            self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
         self.notifier = Notifier(self.stream)
         # Loaded now, not first inside a send's transaction.
         if config.push.enabled:
@@ -480,3 +490,5 @@ class HomeServer:
             if name in self.__dict__:
                 await self.__dict__[name].close()
         self.db.close()
+        if self.cluster is not None:
+            await self.cluster.close()

@@ -142,6 +142,8 @@ class AppServiceService:
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._txn_prefix = str(int(time.time() * 1000))
+        if hs.cluster is not None:  # processes started in the same millisecond: distinct IDs
+            self._txn_prefix += "-" + hs.cluster.worker
         self._txn_counter = 0
         if self.services:
             hs.db.run_sync(self._create_senders)  # type: ignore[attr-defined]

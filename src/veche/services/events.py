@@ -191,6 +191,8 @@ class EventService:
         self, txn: Txn, room_id: str, batch: list[_SendRequest], positions: list[int]
     ) -> list[tuple[Persisted | None, bool, BaseException | None]]:
         out: list[tuple[Persisted | None, bool, BaseException | None]] = []
+        if self.hs.cluster is not None:  # one process at a time on a room's graph
+            positions = self.hs.cluster.lock_room(txn, room_id, len(positions))
         for req, pos in zip(batch, positions, strict=True):
             # A savepoint per event: one that fails leaves the others of the batch intact.
             txn.execute("SAVEPOINT send_event")

@@ -20,9 +20,10 @@ import aiohttp
 
 from bench import federation, netns, report, shaped
 from bench.scenarios import SCENARIOS, VECHE_ONLY, Api, Sizes
-from bench.servers import Server, start_synapse, start_veche
+from bench.servers import Server, start_synapse, start_veche, start_veche_postgres
 
-STARTERS = {"veche": start_veche, "synapse": start_synapse}
+STARTERS = {"veche": start_veche, "veche-postgres": start_veche_postgres,
+            "synapse": start_synapse}
 # Scenarios that need both servers at once, run once for the pair after the others.
 PAIR_SCENARIOS = {"federation": federation.run_pair}
 # Run only when named: it re-executes the benchmark in a network namespace of its own.
@@ -52,7 +53,13 @@ async def run_server(server: Server, sizes: Sizes, only: list[str]) -> dict[str,
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--servers", default="veche,synapse",
-                        help="comma-separated: veche, synapse (default both)")
+                        help="comma-separated: veche, veche-postgres (Veche on a fresh"
+                        " PostgreSQL database, VECHE_BENCH_POSTGRES), synapse (default"
+                        " veche,synapse)")
+    parser.add_argument("--cycles", type=int, default=1,
+                        help="run the servers this many times, alternating, each fresh; the"
+                        " table shows each metric's median and the chat CPU ratio of each"
+                        " cycle (default 1)")
     parser.add_argument("--scenarios", default=None,
                         help=f"comma-separated subset of"
                         f" {', '.join([*SCENARIOS, *PAIR_SCENARIOS, *NAMED_ONLY])}"
@@ -89,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         only.remove("shaped_link")
     if netns.inside():
         netns.prepare()
-    both = set(STARTERS) <= set(servers)
+    both = {"veche", "synapse"} <= set(servers)
     pairs = [s for s in only if s in PAIR_SCENARIOS]
     if pairs and not both and named:
         parser.error(f"{', '.join(pairs)} needs both servers: --servers veche,synapse")
@@ -100,25 +107,31 @@ def main(argv: list[str] | None = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
 
-    results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="veche-bench-") as tmp:
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for cycle in range(max(1, args.cycles)):
         for name in servers:
             mine = [s for s in only if s in NAMED_ONLY or s in SCENARIOS
-                    and (named or name == "veche" or s not in VECHE_ONLY)]
+                    and (named or name.startswith("veche") or s not in VECHE_ONLY)]
             if not mine and (pairs or skipped):
                 for scenario, reason in skipped.items():
-                    results.setdefault(name, {})[scenario] = {"skipped": reason}
+                    runs.setdefault(name, [{}])[0][scenario] = {"skipped": reason}
                 continue  # only the pair's scenarios were asked for, or nothing can run
-            print(f"{name}: starting", file=sys.stderr, flush=True)
-            if name == "synapse" and "shaped_link" in mine:
-                # Synapse at its best on a slow link: its client listener compresses.
-                server = start_synapse(Path(tmp), compress=True)
-            else:
-                server = STARTERS[name](Path(tmp))
-            try:
-                results[name] = asyncio.run(run_server(server, sizes, mine))
-            finally:
-                server.stop()
+            print(f"{name}: starting (cycle {cycle + 1})", file=sys.stderr, flush=True)
+            with tempfile.TemporaryDirectory(prefix="veche-bench-") as tmp:
+                if name == "synapse" and "shaped_link" in mine:
+                    # Synapse at its best on a slow link: its client listener compresses.
+                    server = start_synapse(Path(tmp), compress=True)
+                else:
+                    server = STARTERS[name](Path(tmp))
+                try:
+                    runs.setdefault(name, []).append(
+                        asyncio.run(run_server(server, sizes, mine)))
+                finally:
+                    server.stop()
+    results: dict[str, Any] = {name: report.median_run(r) for name, r in runs.items()}
+    if args.cycles > 1:
+        results["cycles"] = runs
+    with tempfile.TemporaryDirectory(prefix="veche-bench-") as tmp:
         for name in pairs:
             results[name] = PAIR_SCENARIOS[name](Path(tmp) / name, sizes)
     command = "python -m bench " + shlex.join(argv if argv is not None else sys.argv[1:])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+from collections.abc import Callable
 from typing import Any
 
 from bench.scenarios import Sizes
@@ -51,6 +53,32 @@ ROWS: list[tuple[str, str, str, float | None, bool]] = [
      0.7, True),
     ("shaped_link", "live_lost", "shaped link: live messages lost", None, True),
 ]
+
+
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's results over several cycles: each number is the median of the cycles'
+    (a scenario that failed in any cycle shows that cycle's error)."""
+    if len(runs) == 1:
+        return runs[0]
+    out: dict[str, Any] = {"version": runs[0].get("version")}
+    for key, first in runs[0].items():
+        if not isinstance(first, dict):
+            continue
+        failed = [r[key] for r in runs if "error" in r.get(key, {"error": "missing"})]
+        if failed:
+            out[key] = failed[0] if "error" in failed[0] else {"error": "missing in a cycle"}
+            continue
+        out[key] = {m: statistics.median(r[key][m] for r in runs) for m in first}
+    return out
+
+
+# Pairs of servers compared in the ratio column: (label, ratio of the two values, with targets).
+COMPARE: dict[tuple[str, str], tuple[str, Callable[[float, float], float], bool]] = {
+    ("veche", "synapse"): ("Veche / Synapse", lambda a, b: a / b, True),
+    ("veche", "veche-postgres"): ("PostgreSQL / SQLite", lambda a, b: b / a, False),
+}
+ORDER = ("veche", "veche-postgres", "synapse")
+LABELS = {"veche": "Veche", "veche-postgres": "Veche on PostgreSQL", "synapse": "Synapse"}
 
 
 def _fmt(value: Any) -> str:
@@ -132,11 +160,11 @@ def render_federation(fed: dict[str, Any]) -> list[str]:
 
 
 def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[str, str]) -> str:
-    names = [n for n in ("veche", "synapse") if n in results]
-    both = len(names) == 2
-    head = ["metric", *[f"{n.capitalize()} {results[n].get('version', '')}" for n in names]]
-    if both:
-        head += ["Veche / Synapse", "target"]
+    names = [n for n in ORDER if n in results]
+    compare = COMPARE.get((names[0], names[1])) if len(names) == 2 else None
+    head = ["metric", *[f"{LABELS[n]} {results[n].get('version', '')}" for n in names]]
+    if compare is not None:
+        head += [compare[0], "target"]
     lines = ["# Benchmark results", "",
              f"Command: `{command}`  ", f"Date: {machine.get('date')}  ",
              f"Machine: {machine.get('cpu')}, {machine.get('memory')}, {machine.get('platform')},"
@@ -161,11 +189,12 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
         if all(v is None for v in values):
             continue
         row = [label, *[_fmt(v) for v in values]]
-        if both:
+        if compare is not None:
             v, s = values
-            ratio = v / s if isinstance(v, float) and isinstance(s, float) and s else None
+            ratio = (compare[1](v, s) if isinstance(v, float) and isinstance(s, float) and s
+                     and v else None)
             row.append(_fmt(ratio))
-            if target is not None:
+            if target is not None and compare[2]:
                 ok = ratio is not None and ratio <= target
                 row.append(f"≤ {target:g}: {'met' if ok else 'NOT met'}")
                 verdicts.append(f"- {label}: {'met' if ok else 'NOT met'} "
@@ -182,9 +211,28 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
               if isinstance(v, dict) and "error" in v]
     if verdicts:
         lines += ["", "Targets (ratios are Veche / Synapse, same run):", *verdicts]
+    cycles = results.get("cycles")
+    if cycles and compare is not None:
+        lines += ["", f"Chat CPU per message, {compare[0]}, cycle by cycle (the table shows "
+                  "each metric's median over the cycles):", ""]
+        first, second = names
+        ratios = []
+        for k, (a, b) in enumerate(zip(cycles[first], cycles[second], strict=False)):
+            ca, cb = a.get("chat", {}), b.get("chat", {})
+            if "cpu_s_per_1000_msgs" not in ca or "cpu_s_per_1000_msgs" not in cb:
+                continue
+            va, vb = ca["cpu_s_per_1000_msgs"], cb["cpu_s_per_1000_msgs"]
+            ratios.append(compare[1](va, vb))
+            lines.append(f"- cycle {k + 1}: {_fmt(va)} and {_fmt(vb)} CPU-s per 1,000 "
+                         f"messages, ratio {_fmt(ratios[-1])}")
+        if ratios:
+            lines.append(f"- median ratio {_fmt(statistics.median(ratios))} (lowest "
+                         f"{_fmt(min(ratios))}, highest {_fmt(max(ratios))})")
     if errors:
         lines += ["", "Errors:", *errors]
-    lines += ["", "How measured: each server runs alone on 127.0.0.1 with SQLite, open "
+    database = ("SQLite (Veche on PostgreSQL: a fresh database of its own on the local "
+                "PostgreSQL server)" if "veche-postgres" in names else "SQLite")
+    lines += ["", f"How measured: each server runs alone on 127.0.0.1 with {database}, open "
               "registration and no rate limits; the load generator is one asyncio process on "
               "the same machine. CPU is the server process's utime+stime from /proc/<pid>/stat "
               "over the chat scenario, per message sent (each message is delivered to every "

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +38,8 @@ class Server:
     # An application service's token, for scenarios that need thousands of users: it registers
     # them without passwords, so setup is not hours of password hashing.
     as_token: str | None = None
+    # Clean-up once the process has stopped (a database of its own to drop).
+    on_stop: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def pid(self) -> int:
@@ -61,6 +64,8 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
+        while self.on_stop:
+            self.on_stop.pop()()
 
 
 def _wait_ready(base_url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float) -> None:
@@ -96,13 +101,14 @@ namespaces:
 """
 
 
-def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Server:
-    """`veche serve --dev` on SQLite in workdir/veche; extra_env (e.g. a federating server's
-    name and TLS settings, bench/peers.py) overrides the defaults."""
+def start_veche(workdir: Path, extra_env: dict[str, str] | None = None,
+                name: str = "veche") -> Server:
+    """`veche serve --dev` on SQLite in workdir/<name>; extra_env (e.g. a federating server's
+    name and TLS settings, bench/peers.py, or a PostgreSQL database) overrides the defaults."""
     from veche import __version__
 
     port = free_port()
-    data = workdir / "veche"
+    data = workdir / name
     data.mkdir(parents=True, exist_ok=True)
     as_token = secrets.token_hex(16)
     registration = data / "bench-appservice.yaml"
@@ -114,12 +120,45 @@ def start_veche(workdir: Path, extra_env: dict[str, str] | None = None) -> Serve
     env.update({"VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
                 "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)]),
                 **(extra_env or {})})
-    log = workdir / "veche.log"
+    log = workdir / f"{name}.log"
     proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", BIND_HOST,
                    "--port", str(port), "--log-level", "WARNING"], env, log)
     base_url = f"http://127.0.0.1:{port}"
     _wait_ready(base_url, proc, log, 60)
     return Server("Veche", __version__, base_url, proc, log, as_token=as_token)
+
+
+def bench_postgres() -> str:
+    """The PostgreSQL server the bench creates its databases in (VECHE_BENCH_POSTGRES)."""
+    return os.environ.get("VECHE_BENCH_POSTGRES",
+                          "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def start_veche_postgres(workdir: Path) -> Server:
+    """The same Veche on a fresh PostgreSQL database of its own, dropped when it stops."""
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    admin = bench_postgres()
+    dbname = f"veche_bench_{secrets.token_hex(4)}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    info = conninfo_to_dict(admin)
+    info["dbname"] = dbname
+    url = "postgresql://{user}@{host}:{port}/{db}".format(
+        user=info.get("user", "postgres"), host=info.get("host", "127.0.0.1"),
+        port=info.get("port", 5432), db=dbname)
+
+    def drop() -> None:
+        with psycopg.connect(make_conninfo(admin), autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                sql.Identifier(dbname)))
+
+    server = start_veche(workdir, {"VECHE_DATABASE__URL": url}, name="veche-postgres")
+    server.name = "Veche on PostgreSQL"
+    server.on_stop.append(drop)
+    return server
 
 
 # --- Synapse ---------------------------------------------------------------------------

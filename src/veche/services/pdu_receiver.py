@@ -51,6 +51,8 @@ StateKey = tuple[str, str]
 MISSING_EVENTS_LIMIT = 10  # what Synapse asks for
 MAX_STATE_FETCH = 5000  # events fetched one by one to learn a state; more is refused
 FETCH_CONCURRENCY = 10
+# `_prevs_and_auth`'s answer when some auth events are not here (to be fetched).
+_AUTH_EVENTS_MISSING = "\0auth events missing"
 
 
 class PduRefused(Exception):
@@ -96,15 +98,14 @@ class PduReceiver:
                     keys[(server, key_id)] = cast("VerifyKey", key)
         return keys
 
-    def _auth_failure(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> str | None:
+    def _auth_failure(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any],
+                      stored: dict[str, fstore.StoredEvent] | None = None) -> str | None:
         """Why the event's own auth_events do not allow it; None if they do. Raises LookupError
-        when some of them are not here."""
+        when some of them are not here. `stored`: those of them read already (_auth_ids)."""
         auth_ids = [a for a in event["auth_events"]]
-        stored = fstore.get_stored_events(txn, auth_ids)
-        create_id = None
-        if rv.room_id_is_create_event_hash and event.get("type") != "m.room.create":
-            create_id = create_event_id_from_room_id(event["room_id"])
-            stored.update(fstore.get_stored_events(txn, [create_id]))
+        create_id = _create_id(rv, event)
+        if stored is None:
+            stored = fstore.get_stored_events(txn, _auth_ids(rv, event))
         missing = [a for a in [*auth_ids, *([create_id] if create_id else [])] if a not in stored]
         if missing:
             raise LookupError(missing)
@@ -134,15 +135,17 @@ class PduReceiver:
         """Persist a checked event (`check`) as part of the room's graph (`backfilled`:
         placed before the history here, services/backfill.py)."""
         room_id = event["room_id"]
-        # The gap first, as Synapse does: the event's auth events are often in it.
         missing_states: list[dict[StateKey, str]] = []
-        missing = await self._missing_prevs(event)
-        if missing and fill_gaps:
-            await self._get_missing_events(origin, rv, event)
-            missing = await self._missing_prevs(event)
-        for prev_id in missing:
-            missing_states.append(await self._state_after(origin, rv, room_id, prev_id))
-        rejected = await self._auth_events_failure(origin, rv, event)
+        # The common case in one read: prev events and auth events all here.
+        missing, rejected = await self.hs.db.run(self._prevs_and_auth, rv, event)
+        if missing or rejected is _AUTH_EVENTS_MISSING:
+            # The gap first, as Synapse does: the event's auth events are often in it.
+            if missing and fill_gaps:
+                await self._get_missing_events(origin, rv, event)
+                missing = await self._missing_prevs(event)
+            for prev_id in missing:
+                missing_states.append(await self._state_after(origin, rv, room_id, prev_id))
+            rejected = await self._auth_events_failure(origin, rv, event)
         try:
             return await self.hs.events.persist_received(
                 event, rejected=rejected, missing_prev_states=missing_states,
@@ -163,6 +166,17 @@ class PduReceiver:
             return await self.hs.db.run(self._auth_failure, rv, event)
         except LookupError as e:
             return f"auth events unknown: {e.args[0]}"
+
+    def _prevs_and_auth(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any],
+                        ) -> tuple[list[str], str | None]:
+        """(the prev events not in the graph, `_auth_failure` or _AUTH_EVENTS_MISSING)."""
+        prevs = list(dict.fromkeys(event["prev_events"]))
+        stored, placed = fstore.get_stored_events_and_groups(txn, _auth_ids(rv, event), prevs)
+        try:
+            rejected = self._auth_failure(txn, rv, event, stored)
+        except LookupError:
+            rejected = _AUTH_EVENTS_MISSING
+        return [p for p in prevs if p not in placed], rejected
 
     async def _missing_prevs(self, event: Mapping[str, Any]) -> list[str]:
         prevs = [p for p in dict.fromkeys(event["prev_events"])]
@@ -289,6 +303,19 @@ class PduReceiver:
 
         found = await asyncio.gather(*(one(e) for e in event_ids))
         return [f for f in found if f is not None]
+
+
+def _create_id(rv: RoomVersion, event: Mapping[str, Any]) -> str | None:
+    """A v12 room's create event, which is no auth event but authorises everything."""
+    if rv.room_id_is_create_event_hash and event.get("type") != "m.room.create":
+        return create_event_id_from_room_id(event["room_id"])
+    return None
+
+
+def _auth_ids(rv: RoomVersion, event: Mapping[str, Any]) -> list[str]:
+    """The events `_auth_failure` reads."""
+    create_id = _create_id(rv, event)
+    return [*event["auth_events"], *([create_id] if create_id else [])]
 
 
 def _id_list(value: object) -> list[str]:

@@ -82,7 +82,14 @@ class EventPersister:
         if outlier:
             return EventContext(outlier=True)
         prev_ids = [p for p in dict.fromkeys(event.get("prev_events") or ()) if isinstance(p, str)]
-        after = graph.get_state_groups_after(txn, prev_ids)
+        # The room's extremities, read anyway to know whether the event builds on current
+        # state, tell the groups of prev events that are among them (the common case).
+        extremities = {e: g for e, _, g in graph.get_forward_extremities(txn, event["room_id"])}
+        on_top = bool(prev_ids) and set(prev_ids) == extremities.keys()
+        if all(extremities.get(p) is not None for p in prev_ids):
+            after = {p: int(extremities[p]) for p in prev_ids}  # type: ignore[arg-type]
+        else:
+            after = graph.get_state_groups_after(txn, prev_ids)
         missing = [p for p in prev_ids if p not in after]
         if missing and not missing_prev_states:
             raise MissingPrevEvents(missing)
@@ -100,8 +107,12 @@ class EventPersister:
             else:
                 group = graph.store_state_group(txn, event["room_id"], None, resolved, None)
         rejected = self._auth_failure(txn, rv, event, group)
-        soft_failed = soft_fail and rejected is None and self._fails_current_state(txn, rv, event)
-        return EventContext(group, rejected=rejected, soft_failed=soft_failed)
+        # On top of every extremity, the state before the event is current state, which
+        # then has allowed it already.
+        soft_failed = (soft_fail and rejected is None and not on_top
+                       and self._fails_current_state(txn, rv, event))
+        return EventContext(group, rejected=rejected, soft_failed=soft_failed,
+                            extremities=tuple(extremities))
 
     def _fails_current_state(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> bool:
         """Server-server API "Soft failure": would current state refuse the event?"""

@@ -44,6 +44,7 @@ DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 1000
 # Rows scanned at most per room to fill a type-filtered timeline.
 MAX_SCAN = 2000
+PARKED_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -103,6 +104,8 @@ class SyncService:
         self.providers: list[SyncProvider] = []
         self.lazy_members = LazyMembers()
         self.state_groups = groups.StateGroupCache()
+        # (user, device) -> (position, filter, joined rooms) of the last answer computed
+        self._parked: dict[tuple[str, str], tuple[StreamToken, Filter, list[str]]] = {}
 
     def add_provider(self, provider: SyncProvider) -> None:
         self.providers.append(provider)
@@ -118,10 +121,22 @@ class SyncService:
             if since is not None and since.stream > upto.stream:
                 # A token from the future (e.g. before a restart that lost positions): clamp.
                 since = StreamToken(upto.stream, since.typing)
+            remaining = deadline - time.monotonic()
+            parked = self._parked.get((req.user_id, req.device_id))
+            if (since == upto and parked is not None and parked[0] == upto and remaining > 0
+                    and not full_state and parked[1] == sync_filter):
+                # Nothing is newer than `since` and the last answer to this device was
+                # computed at this very position: this one would be empty. Wait first (the
+                # common case: a client's next long-poll right after an answer).
+                if await self.hs.notifier.wait([req.user_id, *parked[2]], counter, remaining):
+                    continue
             ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter)
             ctx.members_known = self.lazy_members.known(
                 req.user_id, req.device_id, str(since) if since is not None else None)
             await self._compute(ctx)
+            if len(self._parked) >= PARKED_CACHE_SIZE:
+                self._parked.clear()
+            self._parked[(req.user_id, req.device_id)] = (upto, sync_filter, ctx.joined)
             remaining = deadline - time.monotonic()
             if not ctx.empty or since is None or full_state or remaining <= 0:
                 return self._answer(ctx)

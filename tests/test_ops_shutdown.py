@@ -89,7 +89,7 @@ async def test_sigterm_under_load(make_server: Any, http: aiohttp.ClientSession)
     # Every parked long-poll was answered, at once, before the process went.
     for status, answered in await asyncio.gather(*parked):
         assert status == 200
-        assert answered - signalled < 2.0
+        assert answered - signalled < GRACE_S / 2  # at once, not at the end of the grace
         assert answered < exited
     status, uploaded = await upload
     assert status == 200, uploaded
@@ -114,7 +114,7 @@ async def test_idle_server_stops_at_once(make_server: Any) -> None:
     srv.proc.send_signal(signal.SIGTERM)
     rc = await asyncio.to_thread(srv.proc.wait, 30)
     assert rc == 0
-    assert time.monotonic() - started < 3  # the grace is a limit, not a wait
+    assert time.monotonic() - started < 10  # the grace (30 s) is a limit, not a wait
 
 
 async def test_sigterm_delivers_queued_appservice_transactions(bridge: Bridge, http: Any) -> None:

@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import free_port
+from tests.conftest import BACKENDS, free_port
 from tests.ops_helpers import Acknowledged, room_of, send_messages, upload_media
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +145,37 @@ async def test_health_and_readiness(make_server: Any, http: aiohttp.ClientSessio
                 return
         await asyncio.sleep(0.5)
     raise AssertionError("still not ready 30 s after the database came back")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_federation_queue_depth_per_destination(backend: str) -> None:
+    """Items owed to a server that does not answer show as that destination's queue depth."""
+    from aiohttp.test_utils import TestServer
+
+    from tests.conftest import PostgresTestDatabase
+    from veche.config import Config, DatabaseConfig, FederationConfig, MetricsConfig
+    from veche.metrics import MetricsServer
+    from veche.server import HomeServer
+
+    tmp = tempfile.mkdtemp(prefix="veche-metrics-")
+    pg = PostgresTestDatabase() if backend == "postgres" else None
+    hs = HomeServer(Config(server_name="metrics.test", data_dir=tmp,
+                           database=DatabaseConfig(url=pg.url if pg else ""),
+                           metrics=MetricsConfig(enabled=True),
+                           federation=FederationConfig(ip_range_allowlist=["127.0.0.0/8"])))
+    site = TestServer(MetricsServer(hs).app())
+    await site.start_server()
+    down = f"127.0.0.1:{free_port()}"  # nothing listens there
+    try:
+        for i in range(3):
+            await hs.federation_sender.queue_edu(down, "m.test", {"n": i})
+        async with aiohttp.ClientSession() as http:
+            async with http.get(str(site.make_url("/metrics"))) as resp:
+                found = samples(await resp.text())
+        assert total(found, "veche_federation_queue_depth", destination=down) == 3
+    finally:
+        await site.close()
+        await hs.close()
+        if pg is not None:
+            pg.drop()
+        shutil.rmtree(tmp, ignore_errors=True)

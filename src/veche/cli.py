@@ -513,6 +513,44 @@ def rotate_signing_key(config_path: str | None) -> None:
     click.echo(f"signing key {new_id} replaces {old_id}; restart the server to use it")
 
 
+@cli.command("backup")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+def backup_command(directory: str, config_path: str | None) -> None:
+    """Copy the database, media, signing key and config into DIRECTORY (new or empty),
+    consistent as of one moment, while the server runs. SQLite through its online backup
+    API; PostgreSQL with pg_dump (which must be installed)."""
+    from veche.backup import BackupError, backup
+
+    config = _load(config_path, {})
+    try:
+        summary = backup(config, config_path, Path(directory))
+    except (BackupError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"backed up {config.server_name} to {directory}: {summary.database} database,"
+               f" {summary.media_files} media files ({summary.media_bytes} bytes)")
+
+
+@cli.command("restore")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+@click.option("--force", is_flag=True, help="Replace the server already in data_dir.")
+def restore_command(directory: str, config_path: str | None, force: bool) -> None:
+    """Put a backup made by `veche backup` back, into the data_dir and database of the
+    configuration. The server must be stopped."""
+    from veche.backup import BackupError, restore
+
+    config = _load(config_path, {})
+    try:
+        summary = restore(config, Path(directory), force=force)
+    except (BackupError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"restored {config.server_name} from {directory}: {summary.database} database,"
+               f" {summary.media_files} media files; start the server")
+    if (Path(directory) / "config.toml").exists():
+        click.echo(f"the configuration at backup time is in {Path(directory) / 'config.toml'}")
+
+
 def main() -> None:
     cli()
 

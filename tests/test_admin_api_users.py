@@ -114,7 +114,7 @@ async def test_create_modify_and_query(homeserver: Any, make_client: Any) -> Non
     assert (await client.get(f"{V2}/users"))[0] == 403
 
     for bad in ({"admin": "yes"}, {"password": 5}, {"avatar_url": "http://x"},
-                {"deactivated": 1}):
+                {"deactivated": 1}, {"displayname": "x" * 300}):
         status, out = await admin.put(path, bad)
         assert status == 400 and out["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM"), bad
     status, out = await admin.put(f"{V2}/users/{quote('@x:elsewhere.example')}", {})

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, forbidden, invalid_param, not_found
@@ -48,6 +49,7 @@ class AdminRooms:
         self.hs = hs
         self._blocks: dict[str, tuple[str, bool, bool]] | None = None
         self._deletions: dict[str, dict[str, Any]] = {}
+        self._finished: dict[str, float] = {}  # delete_id -> when its task ended
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- blocks, consulted by membership and room endpoints ------------------------------
@@ -234,6 +236,7 @@ class AdminRooms:
         """Synapse's v2 delete: runs in the background; the answer is the delete_id."""
         block, purge = self._options(body)
         await self._known(room_id)
+        self._forget_old_deletions()
         delete_id = secrets.token_urlsafe(12)
         status: dict[str, Any] = {
             "delete_id": delete_id, "room_id": room_id, "status": "active",
@@ -248,11 +251,18 @@ class AdminRooms:
             except Exception as e:  # noqa: BLE001 - the failure is the task's status
                 logger.exception("deleting room %s failed", room_id)
                 status["status"], status["error"] = "failed", str(e)[:200]
+            self._finished[delete_id] = time.monotonic()
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return delete_id
+
+    def _forget_old_deletions(self) -> None:
+        """Statuses are kept for a day after the task ends, as Synapse keeps them."""
+        cutoff = time.monotonic() - 86_400
+        for delete_id in [d for d, ts in self._finished.items() if ts < cutoff]:
+            del self._finished[delete_id], self._deletions[delete_id]
 
     def delete_status(self, delete_id: str) -> dict[str, Any]:
         status = self._deletions.get(delete_id)

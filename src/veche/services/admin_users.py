@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, bad_json, invalid_param, not_found
-from veche.services.accounts import MAX_PASSWORD_LEN
+from veche.services.accounts import MAX_AVATAR_URL_LEN, MAX_DISPLAYNAME_LEN, MAX_PASSWORD_LEN
 from veche.storage import accounts as account_store
 from veche.storage import admin as store
 
@@ -83,6 +83,10 @@ class AdminUsers:
         logout = _bool(body, "logout_devices")
         displayname, avatar_url = _str(body, "displayname"), _str(body, "avatar_url")
         admin, deactivated, locked = (_bool(body, k) for k in ("admin", "deactivated", "locked"))
+        for value, limit, key in ((displayname, MAX_DISPLAYNAME_LEN, "displayname"),
+                                  (avatar_url, MAX_AVATAR_URL_LEN, "avatar_url")):
+            if value is not None and len(value) > limit:
+                raise invalid_param(f"{key} must be at most {limit} characters")
         if avatar_url and not avatar_url.startswith("mxc://"):
             raise invalid_param("avatar_url must be an mxc:// URI")
         for key in ("threepids", "external_ids"):

@@ -149,7 +149,10 @@ async def test_delete_room_v1(homeserver: Any, make_client: Any) -> None:
         "preset": "public_chat", "visibility": "public",
         "room_alias_name": alias[1:].split(":")[0], "invite": [carol.user_id]}))[1]["room_id"]
     await bob.post(f"join/{quote(room)}", {})
-    await send(alice, room, "soon gone")
+    said = await send(alice, room, "soon gone")
+    assert (await bob.post(f"rooms/{quote(room)}/report/{quote(said)}", {"reason": "bad"}))[0] == 200
+    report = (await admin.get(f"{V1}/event_reports", params={"room_id": room}))[1][
+        "event_reports"][0]["id"]
     since = {c.user_id: (await sync(c))["next_batch"] for c in (alice, bob)}
 
     status, out = await admin.delete(f"{V1}/rooms/{quote(room)}", {"block": True})
@@ -172,6 +175,11 @@ async def test_delete_room_v1(homeserver: Any, make_client: Any) -> None:
     assert listed["total_rooms"] == 0
     assert await admin.get(f"{V1}/rooms/{quote(room)}/block") == (
         200, {"block": True, "user_id": admin.user_id})
+    # Purged: what was said is gone from the database too (the report keeps only the
+    # redacted skeleton of the event).
+    status, detail = await admin.get(f"{V1}/event_reports/{report}")
+    assert status == 200 and detail["event_json"]["event_id"] == said
+    assert detail["event_json"]["content"] == {}
 
 
 async def test_delete_room_v2_with_status(homeserver: Any, make_client: Any) -> None:

@@ -3,8 +3,9 @@ state, block, and delete (every local member leaves, the room's aliases and dire
 go; with `purge` its history is no longer served to anyone; with `block` nobody here may join
 or be invited again).
 
-A purged room's rows stay in the database (its members' clients still need their leave
-events from /sync); what purge guarantees is that no API serves the room any more."""
+Purging redacts every event of the room in place (what was said, named and shared is
+gone) and closes it to every API; the rows themselves stay, because its former members'
+clients still need their leave events from /sync."""
 
 from __future__ import annotations
 
@@ -295,7 +296,31 @@ class AdminRooms:
         aliases = await self.hs.db.run(store.remove_room_listing, room_id)
         if purge:
             await self._set_block(room_id, admin_id, block, True)
+            await self._erase_content(room_id)
         return _shutdown_result(kicked, failed, aliases)
+
+    async def _erase_content(self, room_id: str) -> None:
+        """Redact every event of the room in place: what was said, named and shared is gone
+        from the database; the skeleton (membership, auth) that sync and the DAG need stays."""
+        import orjson
+
+        from veche.core.redaction import redact_event
+
+        rv = await self.hs.events.room_version(room_id)
+        after = 0
+        while True:
+            rows = await self.hs.db.run(store.unredacted_events, room_id, after, 500)
+            if not rows:
+                return
+            pruned = []
+            for stream, js in rows:
+                event = orjson.loads(js)
+                erased = redact_event(event, rv)
+                erased["event_id"] = event["event_id"]
+                erased["unsigned"] = {}
+                pruned.append((stream, orjson.dumps(erased).decode()))
+            await self.hs.db.run(store.erase_events, room_id, pruned, "purged")
+            after = rows[-1][0]
 
 
 def _shutdown_result(kicked: list[str], failed: list[str], aliases: list[str]) -> dict[str, Any]:

@@ -291,3 +291,21 @@ def set_notice_room(txn: Txn, user_id: str, room_id: str) -> None:
                    (room_id, user_id)) == 0:
         txn.execute("INSERT INTO server_notice_rooms (user_id, room_id) VALUES (?, ?)",
                     (user_id, room_id))
+
+
+# --- purging a deleted room's content ---------------------------------------------------------
+
+def unredacted_events(txn: Txn, room_id: str, after: int, limit: int
+                      ) -> list[tuple[int, str]]:
+    """(stream ordering, JSON) of the room's events not yet redacted, in stream order."""
+    return [(int(r[0]), r[1]) for r in txn.fetchall(
+        "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
+        " AND redacted_by IS NULL ORDER BY stream_ordering LIMIT ?", (room_id, after, limit))]
+
+
+def erase_events(txn: Txn, room_id: str, pruned: list[tuple[int, str]], marker: str) -> None:
+    """Store the redacted JSON of events (by stream ordering), and drop the room's search
+    index entries."""
+    txn.executemany("UPDATE events SET json = ?, redacted_by = ? WHERE stream_ordering = ?",
+                    [(js, marker, so) for so, js in pruned])
+    txn.execute("DELETE FROM event_search WHERE room_id = ?", (room_id,))

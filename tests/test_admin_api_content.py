@@ -270,3 +270,17 @@ async def test_server_notices(homeserver: Any, make_client: Any) -> None:
 async def test_server_version(homeserver: Any, make_client: Any) -> None:
     status, body = await make_client().get(f"{V1}/server_version", token=False)
     assert status == 200 and body["server_version"].startswith("Veche ")
+
+
+async def test_notices_sender_is_reserved(make_server: Any, http: aiohttp.ClientSession) -> None:
+    """Before any notice was sent, nobody may register the notices account's name."""
+    srv = make_server({}, dev=True)
+    anyone = Client(http, srv.base_url)
+    status, out = await anyone.get("register/available", params={"username": "notices"},
+                                   token=False)
+    assert (status, out["errcode"]) == (400, "M_USER_IN_USE")
+    status, out = await anyone.post("register", {"username": "notices", "password": "p4ssw0rd!",
+                                                 "auth": {"type": "m.login.dummy"}}, token=False)
+    assert (status, out["errcode"]) == (400, "M_USER_IN_USE")
+    assert (await anyone.get("register/available", params={"username": "noticed"},
+                             token=False))[0] == 200

@@ -73,6 +73,19 @@ async def test_list_search_and_order(homeserver: Any, make_client: Any) -> None:
     assert p2["prev_batch"] == 0
     status, by_id = await admin.get(f"{V1}/rooms", params={"search_term": rooms[0]})
     assert [r["room_id"] for r in by_id["rooms"]] == [rooms[0]]
+    status, public = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                             "public_rooms": "true"})
+    assert [r["room_id"] for r in public["rooms"]] == rooms[2:]
+    status, private = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                              "public_rooms": "false"})
+    assert [r["room_id"] for r in private["rooms"]] == rooms[:2]
+    await alice.post(f"rooms/{quote(rooms[0])}/leave", {})
+    status, empty = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                            "empty_rooms": "true"})
+    assert [r["room_id"] for r in empty["rooms"]] == rooms[:1]
+    status, busy = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                           "empty_rooms": "false"})
+    assert [r["room_id"] for r in busy["rooms"]] == rooms[1:]
     for params in ({"order_by": "colour"}, {"dir": "sideways"}, {"limit": "-2"}):
         assert (await admin.get(f"{V1}/rooms", params=params))[0] == 400
 

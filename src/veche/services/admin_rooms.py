@@ -128,6 +128,7 @@ class AdminRooms:
 
     async def list_rooms(
         self, start: int, limit: int, order_by: str, backwards: bool, search_term: str | None,
+        public: bool | None = None, empty: bool | None = None,
     ) -> dict[str, Any]:
         if order_by not in ROOM_ORDER:
             raise invalid_param(f"Unknown order_by {order_by[:40]!r}")
@@ -140,6 +141,10 @@ class AdminRooms:
             rooms = [r for r in rooms if term in (r["name"] or "").lower()
                      or term in (r["canonical_alias"] or "").split(":", 1)[0].lower()
                      or search_term in r["room_id"]]
+        if public is not None:
+            rooms = [r for r in rooms if r["public"] == public]
+        if empty is not None:
+            rooms = [r for r in rooms if (r["joined_members"] == 0) == empty]
         field, largest_first = ROOM_ORDER[order_by]
         rooms.sort(key=lambda r: r["room_id"])
         rooms.sort(key=lambda r: _sort_key(r[field]), reverse=largest_first != backwards)

@@ -40,7 +40,7 @@ def _like(term: str) -> str:
 def list_users(
     txn: Txn, server_name: str, start: int, limit: int, *, name: str | None,
     user_id: str | None, deactivated: bool, admins: bool | None, order_by: str,
-    backwards: bool,
+    backwards: bool, locked: bool = True,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of local users, and how many match in all."""
     where = ["u.user_id LIKE ? ESCAPE '\\'"]
@@ -56,6 +56,8 @@ def list_users(
         args.append(_like(user_id))
     if not deactivated:
         where.append("u.deactivated = 0")
+    if not locked:
+        where.append("u.locked = 0")
     if admins is not None:
         where.append("u.is_admin = ?")
         args.append(int(admins))

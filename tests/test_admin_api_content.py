@@ -284,3 +284,22 @@ async def test_notices_sender_is_reserved(make_server: Any, http: aiohttp.Client
     assert (status, out["errcode"]) == (400, "M_USER_IN_USE")
     assert (await anyone.get("register/available", params={"username": "noticed"},
                              token=False))[0] == 200
+
+
+async def test_hostile_values_get_client_errors(homeserver: Any, make_client: Any) -> None:
+    """Undecodable bytes, huge numbers and odd IDs in paths and queries: 4xx, never 500."""
+    admin = await make_admin(homeserver, make_client)
+    odd = ["%FF", "%ED%A0%80", "1e400", "99999999999999999999999", "-0", "%00", "x" * 3000]
+    paths = [f"{SYNAPSE_ADMIN}/v2/users?name={{v}}", f"{SYNAPSE_ADMIN}/v2/users?from={{v}}",
+             f"{SYNAPSE_ADMIN}/v2/users/{{v}}", f"{SYNAPSE_ADMIN}/v1/rooms?search_term={{v}}",
+             f"{SYNAPSE_ADMIN}/v1/rooms?limit={{v}}", f"{SYNAPSE_ADMIN}/v1/rooms/{{v}}",
+             f"{SYNAPSE_ADMIN}/v1/rooms/{{v}}/state?type={{v}}",
+             f"{SYNAPSE_ADMIN}/v1/users/{{v}}/media", f"{V1}/event_reports?room_id={{v}}",
+             f"{V1}/event_reports/{{v}}", f"{V1}/registration_tokens/{{v}}",
+             f"{V1}/media/delete?before_ts={{v}}", f"{V1}/whois/{{v}}"]
+    for template in paths:
+        for value in odd:
+            path = template.format(v=value)
+            method = "POST" if "/media/delete" in path else "GET"
+            status, body = await admin.request(method, path, {} if method == "POST" else None)
+            assert status < 500, (path, status, body)

@@ -59,6 +59,8 @@ async def test_list_search_and_order(homeserver: Any, make_client: Any) -> None:
             room["joined_members"], room["joined_local_members"]) == (
         f"{tag} room 2", alice.user_id, True, "public", 1, 1)
     assert room["history_visibility"] == "shared" and room["state_events"] >= 5
+    assert (room["guest_access"], page["rooms"][0]["guest_access"]) == ("forbidden", "can_join")
+    assert room["federatable"] is True and room["encryption"] is None
 
     status, by_size = await admin.get(f"{V1}/rooms", params={
         "search_term": tag, "order_by": "joined_members"})

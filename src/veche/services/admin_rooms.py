@@ -100,30 +100,20 @@ class AdminRooms:
             raise not_found("Room not found")
 
     async def _rooms(self, room_ids: list[str]) -> list[dict[str, Any]]:
-        def load(txn: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-            return (room_store.room_summaries(txn, room_ids),
-                    store.room_facts(txn, room_ids, self.hs.server_name))
+        """The listed form of each known room, read 500 rooms at a time."""
+        def load(txn: Any, chunk: list[str]) -> tuple[dict[str, dict[str, Any]], ...]:
+            return (room_store.room_summaries(txn, chunk),
+                    store.room_facts(txn, chunk, self.hs.server_name),
+                    store.state_contents(txn, chunk, _EXTRA_STATE))
 
-        summaries, facts = await self.hs.db.run(load)
         out = []
-        for room_id in room_ids:
-            s, f = summaries.get(room_id), facts.get(room_id)
-            if s is None or f is None:
-                continue
-            out.append({
-                "room_id": room_id, "name": s.get("name"),
-                "canonical_alias": s.get("canonical_alias"),
-                "joined_members": s["num_joined_members"],
-                "joined_local_members": f["joined_local_members"],
-                "version": s["room_version"], "creator": f["creator"],
-                "encryption": s.get("encryption"), "federatable": True,
-                "public": f["public"], "join_rules": s["join_rule"],
-                "guest_access": "can_join" if s["guest_can_join"] else None,
-                "history_visibility": None, "state_events": f["state_events"],
-                "room_type": s.get("room_type"),
-                "_topic": s.get("topic"), "_avatar": s.get("avatar_url"),
-                "_world_readable": s["world_readable"],
-            })
+        for i in range(0, len(room_ids), 500):
+            chunk = room_ids[i:i + 500]
+            summaries, facts, extra = await self.hs.db.run(load, chunk)
+            for room_id in chunk:
+                s, f = summaries.get(room_id), facts.get(room_id)
+                if s is not None and f is not None:
+                    out.append(_listed(room_id, s, f, extra.get(room_id, {})))
         return out
 
     async def list_rooms(
@@ -135,7 +125,7 @@ class AdminRooms:
         blocks = await self._load_blocks()
         room_ids = [r for r in await self.hs.db.run(store.all_room_ids)
                     if not (r in blocks and blocks[r][2])]
-        rooms = await self._fill_state(await self._rooms(room_ids))
+        rooms = await self._rooms(room_ids)
         if search_term:
             term = search_term.lower()
             rooms = [r for r in rooms if term in (r["name"] or "").lower()
@@ -156,20 +146,9 @@ class AdminRooms:
             out["prev_batch"] = max(0, start - limit)
         return out
 
-    async def _fill_state(self, rooms: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """history_visibility and federatable, which the summaries do not carry."""
-        keys = [("m.room.history_visibility", ""), ("m.room.create", "")]
-        for room in rooms:
-            state = await self.hs.db.run(ev_store.get_current_state, room["room_id"], keys)
-            hv = state.get(keys[0], {}).get("content", {}).get("history_visibility")
-            room["history_visibility"] = hv if isinstance(hv, str) else "shared"
-            create = state.get(keys[1], {}).get("content", {})
-            room["federatable"] = create.get("m.federate", True) is not False
-        return rooms
-
     async def room_details(self, room_id: str) -> dict[str, Any]:
         await self._known(room_id)
-        rooms = await self._fill_state(await self._rooms([room_id]))
+        rooms = await self._rooms([room_id])
         if not rooms:
             raise not_found("Room not found")
         room = rooms[0]
@@ -326,6 +305,29 @@ class AdminRooms:
                 pruned.append((stream, orjson.dumps(erased).decode()))
             await self.hs.db.run(store.erase_events, room_id, pruned, "purged")
             after = rows[-1][0]
+
+
+_EXTRA_STATE = ("m.room.history_visibility", "m.room.create", "m.room.guest_access")
+
+
+def _listed(room_id: str, s: dict[str, Any], f: dict[str, Any],
+            extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A room as the list shows it (keys starting with _ are for the details only)."""
+    hv = extra.get("m.room.history_visibility", {}).get("history_visibility")
+    guests = extra.get("m.room.guest_access", {}).get("guest_access")
+    return {
+        "room_id": room_id, "name": s.get("name"), "canonical_alias": s.get("canonical_alias"),
+        "joined_members": s["num_joined_members"],
+        "joined_local_members": f["joined_local_members"],
+        "version": s["room_version"], "creator": f["creator"],
+        "encryption": s.get("encryption"),
+        "federatable": extra.get("m.room.create", {}).get("m.federate", True) is not False,
+        "public": f["public"], "join_rules": s["join_rule"],
+        "guest_access": guests if isinstance(guests, str) else None,
+        "history_visibility": hv if isinstance(hv, str) else "shared",
+        "state_events": f["state_events"], "room_type": s.get("room_type"),
+        "_topic": s.get("topic"), "_avatar": s.get("avatar_url"),
+    }
 
 
 def _shutdown_result(kicked: list[str], failed: list[str], aliases: list[str]) -> dict[str, Any]:

@@ -118,6 +118,24 @@ def room_facts(txn: Txn, rooms: list[str], server_name: str) -> dict[str, dict[s
     return out
 
 
+def state_contents(txn: Txn, rooms: list[str], types: Sequence[str]
+                   ) -> dict[str, dict[str, dict[str, Any]]]:
+    """room -> state type -> content, of the rooms' current state events with an empty
+    state key among `types`."""
+    if not rooms:
+        return {}
+    clause, args = txn.in_list("c.room_id", rooms)
+    tclause, targs = txn.in_list("c.type", list(types))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for room_id, typ, js in txn.fetchall(
+            "SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e"
+            f" ON e.event_id = c.event_id WHERE c.state_key = '' AND {clause} AND {tclause}",
+            [*args, *targs]):
+        content = orjson.loads(js).get("content")
+        out.setdefault(room_id, {})[typ] = content if isinstance(content, dict) else {}
+    return out
+
+
 def local_members_forgotten(txn: Txn, room_id: str, server_name: str) -> bool:
     """Whether every local user who was in the room has forgotten it."""
     suffix = "%:" + server_name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

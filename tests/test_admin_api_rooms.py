@@ -195,6 +195,8 @@ async def test_delete_room_v1(homeserver: Any, make_client: Any) -> None:
     status, detail = await admin.get(f"{V1}/event_reports/{report}")
     assert status == 200 and detail["event_json"]["event_id"] == said
     assert detail["event_json"]["content"] == {}
+    # Former members can still forget it, so their clients stop showing it.
+    assert (await bob.post(f"rooms/{quote(room)}/forget", {}))[0] == 200
 
 
 async def test_delete_room_v2_with_status(homeserver: Any, make_client: Any) -> None:

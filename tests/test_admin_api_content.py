@@ -270,3 +270,36 @@ async def test_server_notices(homeserver: Any, make_client: Any) -> None:
 async def test_server_version(homeserver: Any, make_client: Any) -> None:
     status, body = await make_client().get(f"{V1}/server_version", token=False)
     assert status == 200 and body["server_version"].startswith("Veche ")
+
+
+async def test_notices_sender_is_reserved(make_server: Any, http: aiohttp.ClientSession) -> None:
+    """Before any notice was sent, nobody may register the notices account's name."""
+    srv = make_server({}, dev=True)
+    anyone = Client(http, srv.base_url)
+    status, out = await anyone.get("register/available", params={"username": "notices"},
+                                   token=False)
+    assert (status, out["errcode"]) == (400, "M_USER_IN_USE")
+    status, out = await anyone.post("register", {"username": "notices", "password": "p4ssw0rd!",
+                                                 "auth": {"type": "m.login.dummy"}}, token=False)
+    assert (status, out["errcode"]) == (400, "M_USER_IN_USE")
+    assert (await anyone.get("register/available", params={"username": "noticed"},
+                             token=False))[0] == 200
+
+
+async def test_hostile_values_get_client_errors(homeserver: Any, make_client: Any) -> None:
+    """Undecodable bytes, huge numbers and odd IDs in paths and queries: 4xx, never 500."""
+    admin = await make_admin(homeserver, make_client)
+    odd = ["%FF", "%ED%A0%80", "1e400", "99999999999999999999999", "-0", "%00", "x" * 3000]
+    paths = [f"{SYNAPSE_ADMIN}/v2/users?name={{v}}", f"{SYNAPSE_ADMIN}/v2/users?from={{v}}",
+             f"{SYNAPSE_ADMIN}/v2/users/{{v}}", f"{SYNAPSE_ADMIN}/v1/rooms?search_term={{v}}",
+             f"{SYNAPSE_ADMIN}/v1/rooms?limit={{v}}", f"{SYNAPSE_ADMIN}/v1/rooms/{{v}}",
+             f"{SYNAPSE_ADMIN}/v1/rooms/{{v}}/state?type={{v}}",
+             f"{SYNAPSE_ADMIN}/v1/users/{{v}}/media", f"{V1}/event_reports?room_id={{v}}",
+             f"{V1}/event_reports/{{v}}", f"{V1}/registration_tokens/{{v}}",
+             f"{V1}/media/delete?before_ts={{v}}", f"{V1}/whois/{{v}}"]
+    for template in paths:
+        for value in odd:
+            path = template.format(v=value)
+            method = "POST" if "/media/delete" in path else "GET"
+            status, body = await admin.request(method, path, {} if method == "POST" else None)
+            assert status < 500, (path, status, body)

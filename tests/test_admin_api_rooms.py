@@ -59,6 +59,8 @@ async def test_list_search_and_order(homeserver: Any, make_client: Any) -> None:
             room["joined_members"], room["joined_local_members"]) == (
         f"{tag} room 2", alice.user_id, True, "public", 1, 1)
     assert room["history_visibility"] == "shared" and room["state_events"] >= 5
+    assert (room["guest_access"], page["rooms"][0]["guest_access"]) == ("forbidden", "can_join")
+    assert room["federatable"] is True and room["encryption"] is None
 
     status, by_size = await admin.get(f"{V1}/rooms", params={
         "search_term": tag, "order_by": "joined_members"})
@@ -73,6 +75,19 @@ async def test_list_search_and_order(homeserver: Any, make_client: Any) -> None:
     assert p2["prev_batch"] == 0
     status, by_id = await admin.get(f"{V1}/rooms", params={"search_term": rooms[0]})
     assert [r["room_id"] for r in by_id["rooms"]] == [rooms[0]]
+    status, public = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                             "public_rooms": "true"})
+    assert [r["room_id"] for r in public["rooms"]] == rooms[2:]
+    status, private = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                              "public_rooms": "false"})
+    assert [r["room_id"] for r in private["rooms"]] == rooms[:2]
+    await alice.post(f"rooms/{quote(rooms[0])}/leave", {})
+    status, empty = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                            "empty_rooms": "true"})
+    assert [r["room_id"] for r in empty["rooms"]] == rooms[:1]
+    status, busy = await admin.get(f"{V1}/rooms", params={"search_term": tag,
+                                                           "empty_rooms": "false"})
+    assert [r["room_id"] for r in busy["rooms"]] == rooms[1:]
     for params in ({"order_by": "colour"}, {"dir": "sideways"}, {"limit": "-2"}):
         assert (await admin.get(f"{V1}/rooms", params=params))[0] == 400
 
@@ -149,7 +164,10 @@ async def test_delete_room_v1(homeserver: Any, make_client: Any) -> None:
         "preset": "public_chat", "visibility": "public",
         "room_alias_name": alias[1:].split(":")[0], "invite": [carol.user_id]}))[1]["room_id"]
     await bob.post(f"join/{quote(room)}", {})
-    await send(alice, room, "soon gone")
+    said = await send(alice, room, "soon gone")
+    assert (await bob.post(f"rooms/{quote(room)}/report/{quote(said)}", {"reason": "bad"}))[0] == 200
+    report = (await admin.get(f"{V1}/event_reports", params={"room_id": room}))[1][
+        "event_reports"][0]["id"]
     since = {c.user_id: (await sync(c))["next_batch"] for c in (alice, bob)}
 
     status, out = await admin.delete(f"{V1}/rooms/{quote(room)}", {"block": True})
@@ -172,6 +190,13 @@ async def test_delete_room_v1(homeserver: Any, make_client: Any) -> None:
     assert listed["total_rooms"] == 0
     assert await admin.get(f"{V1}/rooms/{quote(room)}/block") == (
         200, {"block": True, "user_id": admin.user_id})
+    # Purged: what was said is gone from the database too (the report keeps only the
+    # redacted skeleton of the event).
+    status, detail = await admin.get(f"{V1}/event_reports/{report}")
+    assert status == 200 and detail["event_json"]["event_id"] == said
+    assert detail["event_json"]["content"] == {}
+    # Former members can still forget it, so their clients stop showing it.
+    assert (await bob.post(f"rooms/{quote(room)}/forget", {}))[0] == 200
 
 
 async def test_delete_room_v2_with_status(homeserver: Any, make_client: Any) -> None:

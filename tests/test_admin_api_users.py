@@ -71,6 +71,14 @@ async def test_list_users_paging_and_search(homeserver: Any, make_client: Any) -
     assert everyone["total"] == 5
     assert [u["deactivated"] for u in everyone["users"]][0] is True
 
+    # Locked accounts too, as Synapse's list does.
+    assert (await admin.put(f"{V2}/users/{quote(users[1].user_id)}", {"locked": True}))[0] == 200
+    status, unlocked = await admin.get(f"{V2}/users", params={"name": tag})
+    assert users[1].user_id not in [u["name"] for u in unlocked["users"]]
+    status, with_locked = await admin.get(f"{V2}/users", params={"name": tag, "locked": "true"})
+    assert [u["locked"] for u in with_locked["users"] if u["name"] == users[1].user_id] == [True]
+    assert (await users[1].get("account/whoami"))[1]["errcode"] == "M_USER_LOCKED"
+
     for params in ({"limit": "-1"}, {"from": "x"}, {"dir": "up"}, {"order_by": "shoe_size"},
                    {"deactivated": "maybe"}):
         status, out = await admin.get(f"{V2}/users", params=params)
@@ -114,7 +122,7 @@ async def test_create_modify_and_query(homeserver: Any, make_client: Any) -> Non
     assert (await client.get(f"{V2}/users"))[0] == 403
 
     for bad in ({"admin": "yes"}, {"password": 5}, {"avatar_url": "http://x"},
-                {"deactivated": 1}):
+                {"deactivated": 1}, {"displayname": "x" * 300}):
         status, out = await admin.put(path, bad)
         assert status == 400 and out["errcode"] in ("M_BAD_JSON", "M_INVALID_PARAM"), bad
     status, out = await admin.put(f"{V2}/users/{quote('@x:elsewhere.example')}", {})
@@ -186,3 +194,33 @@ async def test_devices_and_whois(homeserver: Any, make_client: Any) -> None:
     assert "connections" in whois["devices"][user.device_id]["sessions"][0]
     unknown = quote("@nobody:" + homeserver.server_name)
     assert (await admin.get(f"{V2}/users/{unknown}/devices"))[0] == 404
+
+    # One device, and logging devices out: their tokens die.
+    path = f"{V2}/users/{quote(user.user_id)}/devices"
+    assert (await admin.get(f"{path}/{user.device_id}"))[1] == device
+    assert (await admin.get(f"{path}/NOSUCHDEVICE"))[0] == 404
+    assert await admin.delete(f"{path}/{user.device_id}") == (200, {})
+    assert (await user.get("account/whoami"))[1]["errcode"] == "M_UNKNOWN_TOKEN"
+    assert (await admin.get(path))[1]["total"] == 0
+    other = make_client()
+    localpart = user.user_id[1:].split(":")[0]
+    other.access_token = (await login(make_client(), localpart, "correct horse battery"))[1][
+        "access_token"]
+    ids = [d["device_id"] for d in (await admin.get(path))[1]["devices"]]
+    assert await admin.post(f"{V2}/users/{quote(user.user_id)}/delete_devices",
+                            {"devices": ids}) == (200, {})
+    assert (await other.get("account/whoami"))[1]["errcode"] == "M_UNKNOWN_TOKEN"
+    assert (await admin.post(f"{V2}/users/{quote(user.user_id)}/delete_devices",
+                             {"devices": "all"}))[0] == 400
+
+
+async def test_joined_rooms(homeserver: Any, make_client: Any) -> None:
+    admin = await make_admin(homeserver, make_client)
+    user = await make_client().register()
+    rooms = sorted([(await user.post("createRoom", {}))[1]["room_id"] for _ in range(2)])
+    status, body = await admin.get(f"{V1}/users/{quote(user.user_id)}/joined_rooms")
+    assert (status, body) == (200, {"joined_rooms": rooms, "total": 2})
+    await user.post(f"rooms/{quote(rooms[0])}/leave", {})
+    status, body = await admin.get(f"{V1}/users/{quote(user.user_id)}/joined_rooms")
+    assert body == {"joined_rooms": rooms[1:], "total": 1}
+    await assert_admin_only(user, "GET", f"{V1}/users/{quote(user.user_id)}/joined_rooms")

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from veche.errors import MatrixError
 from veche.http.admin import SYNAPSE_ADMIN, admin_requester, direction, paging
-from veche.http.base import hs_of, json_body, json_response
+from veche.http.base import hs_of, json_body, json_response, query_bool
 
 routes = web.RouteTableDef()
 
@@ -20,7 +20,12 @@ async def list_rooms(request: web.Request) -> web.Response:
     start, limit = paging(request)
     return json_response(await hs_of(request).admin_rooms.list_rooms(
         start, limit, request.query.get("order_by", "name"), direction(request),
-        request.query.get("search_term")))
+        request.query.get("search_term"), _optional_bool(request, "public_rooms"),
+        _optional_bool(request, "empty_rooms")))
+
+
+def _optional_bool(request: web.Request, name: str) -> bool | None:
+    return None if name not in request.query else query_bool(request, name)
 
 
 @routes.get(V1 + "/rooms/{room_id}")

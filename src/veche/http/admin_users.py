@@ -27,7 +27,8 @@ async def list_users(request: web.Request) -> web.Response:
         start, limit, name=request.query.get("name"), user_id=request.query.get("user_id"),
         deactivated=query_bool(request, "deactivated", False),
         admins=_optional_bool(request, "admins"),
-        order_by=request.query.get("order_by", "name"), backwards=direction(request)))
+        order_by=request.query.get("order_by", "name"), backwards=direction(request),
+        locked=query_bool(request, "locked", False)))
 
 
 @routes.get(V2 + "/users/{user_id}")
@@ -91,6 +92,38 @@ async def set_admin(request: web.Request) -> web.Response:
 async def devices(request: web.Request) -> web.Response:
     await admin_requester(request)
     return json_response(await hs_of(request).admin_users.devices(request.match_info["user_id"]))
+
+
+@routes.get(V2 + "/users/{user_id}/devices/{device_id}")
+async def device(request: web.Request) -> web.Response:
+    await admin_requester(request)
+    return json_response(await hs_of(request).admin_users.device(
+        request.match_info["user_id"], request.match_info["device_id"]))
+
+
+@routes.delete(V2 + "/users/{user_id}/devices/{device_id}")
+async def delete_device(request: web.Request) -> web.Response:
+    await admin_requester(request)
+    await hs_of(request).admin_users.delete_devices(
+        request.match_info["user_id"], [request.match_info["device_id"]])
+    return json_response({})
+
+
+@routes.post(V2 + "/users/{user_id}/delete_devices")
+async def delete_devices(request: web.Request) -> web.Response:
+    await admin_requester(request)
+    devices = (await json_body(request)).get("devices")
+    if not isinstance(devices, list) or not all(isinstance(d, str) for d in devices):
+        raise bad_json("devices must be a list of device IDs")
+    await hs_of(request).admin_users.delete_devices(request.match_info["user_id"], devices)
+    return json_response({})
+
+
+@routes.get(V1 + "/users/{user_id}/joined_rooms")
+async def joined_rooms(request: web.Request) -> web.Response:
+    await admin_requester(request)
+    return json_response(await hs_of(request).admin_users.joined_rooms(
+        request.match_info["user_id"]))
 
 
 @routes.get(V1 + "/whois/{user_id}")

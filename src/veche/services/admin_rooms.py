@@ -3,14 +3,16 @@ state, block, and delete (every local member leaves, the room's aliases and dire
 go; with `purge` its history is no longer served to anyone; with `block` nobody here may join
 or be invited again).
 
-A purged room's rows stay in the database (its members' clients still need their leave
-events from /sync); what purge guarantees is that no API serves the room any more."""
+Purging redacts every event of the room in place (what was said, named and shared is
+gone) and closes it to every API; the rows themselves stay, because its former members'
+clients still need their leave events from /sync."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import secrets
+import time
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, forbidden, invalid_param, not_found
@@ -48,6 +50,7 @@ class AdminRooms:
         self.hs = hs
         self._blocks: dict[str, tuple[str, bool, bool]] | None = None
         self._deletions: dict[str, dict[str, Any]] = {}
+        self._finished: dict[str, float] = {}  # delete_id -> when its task ended
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- blocks, consulted by membership and room endpoints ------------------------------
@@ -97,46 +100,41 @@ class AdminRooms:
             raise not_found("Room not found")
 
     async def _rooms(self, room_ids: list[str]) -> list[dict[str, Any]]:
-        def load(txn: Any) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
-            return (room_store.room_summaries(txn, room_ids),
-                    store.room_facts(txn, room_ids, self.hs.server_name))
+        """The listed form of each known room, read 500 rooms at a time."""
+        def load(txn: Any, chunk: list[str]) -> tuple[dict[str, dict[str, Any]], ...]:
+            return (room_store.room_summaries(txn, chunk),
+                    store.room_facts(txn, chunk, self.hs.server_name),
+                    store.state_contents(txn, chunk, _EXTRA_STATE))
 
-        summaries, facts = await self.hs.db.run(load)
         out = []
-        for room_id in room_ids:
-            s, f = summaries.get(room_id), facts.get(room_id)
-            if s is None or f is None:
-                continue
-            out.append({
-                "room_id": room_id, "name": s.get("name"),
-                "canonical_alias": s.get("canonical_alias"),
-                "joined_members": s["num_joined_members"],
-                "joined_local_members": f["joined_local_members"],
-                "version": s["room_version"], "creator": f["creator"],
-                "encryption": s.get("encryption"), "federatable": True,
-                "public": f["public"], "join_rules": s["join_rule"],
-                "guest_access": "can_join" if s["guest_can_join"] else None,
-                "history_visibility": None, "state_events": f["state_events"],
-                "room_type": s.get("room_type"),
-                "_topic": s.get("topic"), "_avatar": s.get("avatar_url"),
-                "_world_readable": s["world_readable"],
-            })
+        for i in range(0, len(room_ids), 500):
+            chunk = room_ids[i:i + 500]
+            summaries, facts, extra = await self.hs.db.run(load, chunk)
+            for room_id in chunk:
+                s, f = summaries.get(room_id), facts.get(room_id)
+                if s is not None and f is not None:
+                    out.append(_listed(room_id, s, f, extra.get(room_id, {})))
         return out
 
     async def list_rooms(
         self, start: int, limit: int, order_by: str, backwards: bool, search_term: str | None,
+        public: bool | None = None, empty: bool | None = None,
     ) -> dict[str, Any]:
         if order_by not in ROOM_ORDER:
             raise invalid_param(f"Unknown order_by {order_by[:40]!r}")
         blocks = await self._load_blocks()
         room_ids = [r for r in await self.hs.db.run(store.all_room_ids)
                     if not (r in blocks and blocks[r][2])]
-        rooms = await self._fill_state(await self._rooms(room_ids))
+        rooms = await self._rooms(room_ids)
         if search_term:
             term = search_term.lower()
             rooms = [r for r in rooms if term in (r["name"] or "").lower()
                      or term in (r["canonical_alias"] or "").split(":", 1)[0].lower()
                      or search_term in r["room_id"]]
+        if public is not None:
+            rooms = [r for r in rooms if r["public"] == public]
+        if empty is not None:
+            rooms = [r for r in rooms if (r["joined_members"] == 0) == empty]
         field, largest_first = ROOM_ORDER[order_by]
         rooms.sort(key=lambda r: r["room_id"])
         rooms.sort(key=lambda r: _sort_key(r[field]), reverse=largest_first != backwards)
@@ -148,20 +146,9 @@ class AdminRooms:
             out["prev_batch"] = max(0, start - limit)
         return out
 
-    async def _fill_state(self, rooms: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """history_visibility and federatable, which the summaries do not carry."""
-        keys = [("m.room.history_visibility", ""), ("m.room.create", "")]
-        for room in rooms:
-            state = await self.hs.db.run(ev_store.get_current_state, room["room_id"], keys)
-            hv = state.get(keys[0], {}).get("content", {}).get("history_visibility")
-            room["history_visibility"] = hv if isinstance(hv, str) else "shared"
-            create = state.get(keys[1], {}).get("content", {})
-            room["federatable"] = create.get("m.federate", True) is not False
-        return rooms
-
     async def room_details(self, room_id: str) -> dict[str, Any]:
         await self._known(room_id)
-        rooms = await self._fill_state(await self._rooms([room_id]))
+        rooms = await self._rooms([room_id])
         if not rooms:
             raise not_found("Room not found")
         room = rooms[0]
@@ -234,6 +221,7 @@ class AdminRooms:
         """Synapse's v2 delete: runs in the background; the answer is the delete_id."""
         block, purge = self._options(body)
         await self._known(room_id)
+        self._forget_old_deletions()
         delete_id = secrets.token_urlsafe(12)
         status: dict[str, Any] = {
             "delete_id": delete_id, "room_id": room_id, "status": "active",
@@ -248,11 +236,18 @@ class AdminRooms:
             except Exception as e:  # noqa: BLE001 - the failure is the task's status
                 logger.exception("deleting room %s failed", room_id)
                 status["status"], status["error"] = "failed", str(e)[:200]
+            self._finished[delete_id] = time.monotonic()
 
         task = asyncio.create_task(run())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return delete_id
+
+    def _forget_old_deletions(self) -> None:
+        """Statuses are kept for a day after the task ends, as Synapse keeps them."""
+        cutoff = time.monotonic() - 86_400
+        for delete_id in [d for d, ts in self._finished.items() if ts < cutoff]:
+            del self._finished[delete_id], self._deletions[delete_id]
 
     def delete_status(self, delete_id: str) -> dict[str, Any]:
         status = self._deletions.get(delete_id)
@@ -285,7 +280,54 @@ class AdminRooms:
         aliases = await self.hs.db.run(store.remove_room_listing, room_id)
         if purge:
             await self._set_block(room_id, admin_id, block, True)
+            await self._erase_content(room_id)
         return _shutdown_result(kicked, failed, aliases)
+
+    async def _erase_content(self, room_id: str) -> None:
+        """Redact every event of the room in place: what was said, named and shared is gone
+        from the database; the skeleton (membership, auth) that sync and the DAG need stays."""
+        import orjson
+
+        from veche.core.redaction import redact_event
+
+        rv = await self.hs.events.room_version(room_id)
+        after = 0
+        while True:
+            rows = await self.hs.db.run(store.unredacted_events, room_id, after, 500)
+            if not rows:
+                return
+            pruned = []
+            for stream, js in rows:
+                event = orjson.loads(js)
+                erased = redact_event(event, rv)
+                erased["event_id"] = event["event_id"]
+                erased["unsigned"] = {}
+                pruned.append((stream, orjson.dumps(erased).decode()))
+            await self.hs.db.run(store.erase_events, room_id, pruned, "purged")
+            after = rows[-1][0]
+
+
+_EXTRA_STATE = ("m.room.history_visibility", "m.room.create", "m.room.guest_access")
+
+
+def _listed(room_id: str, s: dict[str, Any], f: dict[str, Any],
+            extra: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A room as the list shows it (keys starting with _ are for the details only)."""
+    hv = extra.get("m.room.history_visibility", {}).get("history_visibility")
+    guests = extra.get("m.room.guest_access", {}).get("guest_access")
+    return {
+        "room_id": room_id, "name": s.get("name"), "canonical_alias": s.get("canonical_alias"),
+        "joined_members": s["num_joined_members"],
+        "joined_local_members": f["joined_local_members"],
+        "version": s["room_version"], "creator": f["creator"],
+        "encryption": s.get("encryption"),
+        "federatable": extra.get("m.room.create", {}).get("m.federate", True) is not False,
+        "public": f["public"], "join_rules": s["join_rule"],
+        "guest_access": guests if isinstance(guests, str) else None,
+        "history_visibility": hv if isinstance(hv, str) else "shared",
+        "state_events": f["state_events"], "room_type": s.get("room_type"),
+        "_topic": s.get("topic"), "_avatar": s.get("avatar_url"),
+    }
 
 
 def _shutdown_result(kicked: list[str], failed: list[str], aliases: list[str]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, bad_json, invalid_param, not_found
-from veche.services.accounts import MAX_PASSWORD_LEN
+from veche.services.accounts import MAX_AVATAR_URL_LEN, MAX_DISPLAYNAME_LEN, MAX_PASSWORD_LEN
 from veche.storage import accounts as account_store
 from veche.storage import admin as store
 
@@ -62,12 +62,14 @@ class AdminUsers:
     async def list_users(
         self, start: int, limit: int, *, name: str | None, user_id: str | None,
         deactivated: bool, admins: bool | None, order_by: str, backwards: bool,
+        locked: bool = True,
     ) -> dict[str, Any]:
         if order_by not in store.USER_ORDER:
             raise invalid_param(f"Unknown order_by {order_by[:40]!r}")
         users, total = await self.hs.db.run(lambda txn: store.list_users(
             txn, self.hs.server_name, start, limit, name=name, user_id=user_id,
-            deactivated=deactivated, admins=admins, order_by=order_by, backwards=backwards))
+            deactivated=deactivated, admins=admins, order_by=order_by, backwards=backwards,
+            locked=locked))
         out: dict[str, Any] = {"users": [{**u, **_ABSENT} for u in users], "total": total}
         if start + len(users) < total:
             out["next_token"] = str(start + len(users))
@@ -83,6 +85,10 @@ class AdminUsers:
         logout = _bool(body, "logout_devices")
         displayname, avatar_url = _str(body, "displayname"), _str(body, "avatar_url")
         admin, deactivated, locked = (_bool(body, k) for k in ("admin", "deactivated", "locked"))
+        for value, limit, key in ((displayname, MAX_DISPLAYNAME_LEN, "displayname"),
+                                  (avatar_url, MAX_AVATAR_URL_LEN, "avatar_url")):
+            if value is not None and len(value) > limit:
+                raise invalid_param(f"{key} must be at most {limit} characters")
         if avatar_url and not avatar_url.startswith("mxc://"):
             raise invalid_param("avatar_url must be an mxc:// URI")
         for key in ("threepids", "external_ids"):
@@ -144,6 +150,24 @@ class AdminUsers:
 
     async def is_admin(self, user_id: str) -> bool:
         return bool((await self._existing(user_id))["admin"])
+
+    async def joined_rooms(self, user_id: str) -> dict[str, Any]:
+        from veche.storage import rooms as room_store
+
+        await self._existing(user_id)
+        rooms = sorted(await self.hs.db.run(room_store.joined_rooms, user_id))
+        return {"joined_rooms": rooms, "total": len(rooms)}
+
+    async def device(self, user_id: str, device_id: str) -> dict[str, Any]:
+        for device in (await self.devices(user_id))["devices"]:
+            if device["device_id"] == device_id:
+                return device  # type: ignore[no-any-return]
+        raise not_found("Unknown device")
+
+    async def delete_devices(self, user_id: str, device_ids: list[str]) -> None:
+        """Log devices out (their tokens die); unknown ones are skipped, as Synapse does."""
+        await self._existing(user_id)
+        await self.hs.accounts.delete_devices(user_id, device_ids)
 
     async def devices(self, user_id: str) -> dict[str, Any]:
         await self._existing(user_id)

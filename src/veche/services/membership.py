@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, forbidden, not_found
-from veche.services.rooms import check_alias, reason_field
+from veche.services.rooms import check_alias, check_room_id, reason_field
 from veche.storage import events as ev_store
 from veche.storage import rooms as store
 
@@ -183,7 +183,9 @@ class MembershipService:
         return sorted(mine.intersection(await self.hs.db.run(store.joined_rooms, other)))
 
     async def forget(self, user_id: str, room_id: str) -> None:
-        await self.hs.rooms.room_version(room_id)
+        # Not rooms.room_version: a room a server admin deleted can still be forgotten.
+        check_room_id(room_id)
+        await self.hs.events.room_version(room_id)
         current = await self.hs.rooms.membership(room_id, user_id)
         if current is None:
             raise not_found("You have never been in this room")

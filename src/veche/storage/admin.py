@@ -40,7 +40,7 @@ def _like(term: str) -> str:
 def list_users(
     txn: Txn, server_name: str, start: int, limit: int, *, name: str | None,
     user_id: str | None, deactivated: bool, admins: bool | None, order_by: str,
-    backwards: bool,
+    backwards: bool, locked: bool = True,
 ) -> tuple[list[dict[str, Any]], int]:
     """One page of local users, and how many match in all."""
     where = ["u.user_id LIKE ? ESCAPE '\\'"]
@@ -56,6 +56,8 @@ def list_users(
         args.append(_like(user_id))
     if not deactivated:
         where.append("u.deactivated = 0")
+    if not locked:
+        where.append("u.locked = 0")
     if admins is not None:
         where.append("u.is_admin = ?")
         args.append(int(admins))
@@ -113,6 +115,24 @@ def room_facts(txn: Txn, rooms: list[str], server_name: str) -> dict[str, dict[s
             f" AND user_id LIKE ? ESCAPE '\\' AND {clause} GROUP BY room_id", [suffix, *args]):
         if room_id in out:
             out[room_id]["joined_local_members"] = int(n)
+    return out
+
+
+def state_contents(txn: Txn, rooms: list[str], types: Sequence[str]
+                   ) -> dict[str, dict[str, dict[str, Any]]]:
+    """room -> state type -> content, of the rooms' current state events with an empty
+    state key among `types`."""
+    if not rooms:
+        return {}
+    clause, args = txn.in_list("c.room_id", rooms)
+    tclause, targs = txn.in_list("c.type", list(types))
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for room_id, typ, js in txn.fetchall(
+            "SELECT c.room_id, c.type, e.json FROM current_state c JOIN events e"
+            f" ON e.event_id = c.event_id WHERE c.state_key = '' AND {clause} AND {tclause}",
+            [*args, *targs]):
+        content = orjson.loads(js).get("content")
+        out.setdefault(room_id, {})[typ] = content if isinstance(content, dict) else {}
     return out
 
 
@@ -291,3 +311,21 @@ def set_notice_room(txn: Txn, user_id: str, room_id: str) -> None:
                    (room_id, user_id)) == 0:
         txn.execute("INSERT INTO server_notice_rooms (user_id, room_id) VALUES (?, ?)",
                     (user_id, room_id))
+
+
+# --- purging a deleted room's content ---------------------------------------------------------
+
+def unredacted_events(txn: Txn, room_id: str, after: int, limit: int
+                      ) -> list[tuple[int, str]]:
+    """(stream ordering, JSON) of the room's events not yet redacted, in stream order."""
+    return [(int(r[0]), r[1]) for r in txn.fetchall(
+        "SELECT stream_ordering, json FROM events WHERE room_id = ? AND stream_ordering > ?"
+        " AND redacted_by IS NULL ORDER BY stream_ordering LIMIT ?", (room_id, after, limit))]
+
+
+def erase_events(txn: Txn, room_id: str, pruned: list[tuple[int, str]], marker: str) -> None:
+    """Store the redacted JSON of events (by stream ordering), and drop the room's search
+    index entries."""
+    txn.executemany("UPDATE events SET json = ?, redacted_by = ? WHERE stream_ordering = ?",
+                    [(js, marker, so) for so, js in pruned])
+    txn.execute("DELETE FROM event_search WHERE room_id = ?", (room_id,))

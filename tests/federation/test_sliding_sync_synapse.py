@@ -9,6 +9,8 @@ Where Veche differs from Synapse on purpose, the comparison says so:
 - a list whose ranges cover it whole: Synapse leaves it unsorted; Veche sorts every list.
   The story's lists that hold more than one room are cut by their ranges, so Synapse
   sorts them too.
+- a room's `timeline` and `required_state`: Synapse leaves them out when empty; Veche sends
+  `[]`, as matrix-js-sdk reads both without checking (normalised to `[]` here).
 - account_data.rooms: Synapse lists every room of the response, most with `[]`; Veche only
   those with data.
 """

@@ -148,11 +148,11 @@ def room_txn(
         entry["notification_count"] = entry["highlight_count"] = 0
     if initial:
         entry["initial"] = True
-    if state_ids:
-        entry["required_state"] = [_client(state_events[v], rc.now_ms)
-                                   for v in state_ids.values() if v in state_events]
-    if timeline:
-        entry["timeline"] = timeline
+    # Always present, even empty (Synapse leaves them out): matrix-js-sdk reads both
+    # without checking.
+    entry["required_state"] = [_client(state_events[v], rc.now_ms)
+                               for v in state_ids.values() if v in state_events]
+    entry["timeline"] = timeline
     entry["limited"] = limited
     entry["prev_batch"] = str(StreamToken(rows[0][0] - 1 if rows else room_upto, rc.typing))
     entry["num_live"] = (sum(1 for pos, _ in rows if pos > rc.since) if rc.since is not None else 0)
@@ -192,6 +192,8 @@ def _stripped_room(m: Membership, fact: RoomFacts, initial: bool) -> dict[str, A
     if fact.is_dm:
         entry["is_dm"] = True
     entry["invite_state"] = stripped
+    entry["required_state"] = []
+    entry["timeline"] = []
     return entry
 
 

@@ -120,6 +120,24 @@ async def test_ranges_and_rooms_coming_into_range(make_client: Any) -> None:
     assert list(resp["rooms"]) == [rooms[0]] and resp["rooms"][rooms[0]]["initial"] is True
 
 
+async def test_a_larger_timeline_limit_sends_history_again(make_client: Any) -> None:
+    alice = await make_client().register()
+    room_id = await new_room(alice, "r")
+    for i in range(4):
+        await send(alice, room_id, f"m{i}")
+    resp = await ss(alice, all_rooms(limit=1))
+    assert bodies(resp["rooms"][room_id]) == ["m3"]
+    # Opening the room: a subscription with more timeline than the list's.
+    body = {**all_rooms(limit=1), "room_subscriptions": {room_id: {"timeline_limit": 3}}}
+    resp = await ss(alice, body, pos=resp["pos"])
+    room = resp["rooms"][room_id]
+    assert bodies(room) == ["m1", "m2", "m3"] and room["unstable_expanded_timeline"] is True
+    assert room["limited"] is True and "initial" not in room
+    # Once sent, it is not sent again.
+    resp = await ss(alice, body, pos=resp["pos"])
+    assert room_id not in resp["rooms"]
+
+
 async def test_filters_invites_and_dms(make_client: Any) -> None:
     alice = await make_client().register()
     bob = await make_client().register()
@@ -177,6 +195,24 @@ async def test_required_state_wildcards_and_growth(make_client: Any) -> None:
     topics = [e["content"]["topic"] for e in resp["rooms"][room_id]["required_state"]
               if e["type"] == "m.room.topic"]
     assert topics == ["new"]
+    # Asking for less, then for the same again: what the client had is not sent twice
+    # (wildcards excepted, as in Synapse)...
+    narrow = {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
+        ["m.room.member", "$ME"]]}}}
+    wide = {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
+        ["m.room.member", "$ME"], ["m.room.topic", ""]]}}}
+    resp = await ss(alice, wide, pos=resp["pos"])
+    resp = await ss(alice, narrow, pos=resp["pos"])
+    resp = await ss(alice, wide, pos=resp["pos"])
+    assert room_id not in resp["rooms"]
+    # ...unless it changed while the client was not asking.
+    resp = await ss(alice, narrow, pos=resp["pos"])
+    await set_state(alice, room_id, "m.room.topic", {"topic": "newer"})
+    resp = await ss(alice, narrow, pos=resp["pos"])
+    assert resp["rooms"][room_id]["required_state"] == []
+    resp = await ss(alice, {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
+        ["m.room.topic", ""]]}}}, pos=resp["pos"])
+    assert [e["content"]["topic"] for e in resp["rooms"][room_id]["required_state"]] == ["newer"]
     # A subscription to a room the user is not in shows nothing.
     other = await new_room(await make_client().register())
     resp = await ss(alice, {"room_subscriptions": {other: {"timeline_limit": 5}}})

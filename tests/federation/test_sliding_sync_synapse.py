@@ -140,7 +140,7 @@ class Story:
         # A subscription asking for more state than the list did.
         sub = copy.deepcopy(body)
         sub["room_subscriptions"] = {self.rooms["Secret"]: {
-            "timeline_limit": 1, "required_state": [*ROOM_STATE, ["m.room.create", ""]]}}
+            "timeline_limit": 3, "required_state": [*ROOM_STATE, ["m.room.create", ""]]}}
         fourth = await self.sliding(sub, third["pos"])
         out.append(self.normalise(fourth))
         # Extensions live: a to-device message, typing, a receipt, account data.
@@ -157,6 +157,18 @@ class Story:
                         {"device_keys": device_keys(self.clients["bob"], bob_key)})
         fifth = await self.sliding(sub, fourth["pos"])
         out.append(self.normalise(fifth))
+        # Asking for less state, then for more again after the state changed meanwhile.
+        narrow = copy.deepcopy(body)
+        narrow["lists"]["all"]["required_state"] = [["m.room.member", "$LAZY"]]
+        sixth = await self.sliding(narrow, fifth["pos"])
+        out.append(self.normalise(sixth))
+        await self.call("bob", "PUT", f"rooms/{quote(self.rooms['Named'])}/state/m.room.name/",
+                        {"name": "Renamed"})
+        seventh = await self.sliding(narrow, sixth["pos"])
+        out.append(self.normalise(seventh))
+        await self.send("bob", "Named", "n5")
+        eighth = await self.sliding(body, seventh["pos"])
+        out.append(self.normalise(eighth))
         return out
 
     def normalise(self, resp: dict[str, Any]) -> dict[str, Any]:
@@ -172,7 +184,8 @@ class Story:
         for room_id, room in resp["rooms"].items():
             entry: dict[str, Any] = {
                 k: room[k] for k in ("name", "initial", "is_dm", "limited", "num_live",
-                                     "joined_count", "invited_count") if k in room}
+                                     "joined_count", "invited_count",
+                                     "unstable_expanded_timeline") if k in room}
             entry["counts"] = (room.get("notification_count"), room.get("highlight_count"))
             entry["bump_stamp"] = "bump_stamp" in room
             entry["prev_batch"] = "prev_batch" in room
@@ -223,6 +236,9 @@ TRUE_COUNTS = [
     {"DM": 1},
     {"Secret": 1},
     {"Named": 1},
+    {},
+    {"Named": 1},
+    {"Named": 2},
 ]
 
 
@@ -239,6 +255,14 @@ def _counts_apart(story: list[dict[str, Any]], synapse: bool) -> list[dict[str, 
     return out
 
 
+def _diff(ours: Any, theirs: Any, path: str = "") -> list[str]:
+    """Where two normalised responses differ, as "path: ours != theirs" lines."""
+    if isinstance(ours, dict) and isinstance(theirs, dict):
+        return [d for k in sorted(set(ours) | set(theirs), key=str)
+                for d in _diff(ours.get(k), theirs.get(k), f"{path}.{k}")]
+    return [] if ours == theirs else [f"{path}: Veche {ours!r} != Synapse {theirs!r}"]
+
+
 async def test_sliding_sync_matches_synapse(
     homeserver: ServerProcess, synapse: SynapsePeer, http: aiohttp.ClientSession
 ) -> None:
@@ -248,7 +272,7 @@ async def test_sliding_sync_matches_synapse(
     theirs = _counts_apart(theirs, synapse=True)
     for step, (ours, peer) in enumerate(zip(veche, theirs, strict=True)):
         for part in ("lists", "rooms", "extensions"):
-            assert ours[part] == peer[part], (step, part, ours[part], peer[part])
+            assert ours[part] == peer[part], (step, part, _diff(ours[part], peer[part]))
     # The story did what it says (so the comparison compared something).
     first = veche[0]
     assert first["lists"]["all"] == {"count": 5, "rooms": ["Named", "Invite", "Group", "DM"]}
@@ -262,3 +286,7 @@ async def test_sliding_sync_matches_synapse(
     assert last["to_device"] == [("m.test", "bob", {"hello": "alice"})]
     assert last["e2ee"]["changed"] == ["bob"] and last["typing"] == {"Named": ["bob"]}
     assert last["receipts"] == {"Named": [("m.read", "bob")]}
+    assert veche[3]["rooms"]["Secret"]["unstable_expanded_timeline"] is True
+    # The name changed while not asked for: asked for again, it is sent again.
+    assert veche[6]["rooms"]["Named"]["name"] == "Renamed"
+    assert ("m.room.name", "") in veche[7]["rooms"]["Named"]["required_state"]

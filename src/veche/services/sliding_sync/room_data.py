@@ -60,16 +60,20 @@ def room_txn(
     rs = config.required_state
     added = rs.added_since(prev.required_state) if prev is not None and not initial else rs
     changed_membership = prev is not None and prev.membership != m.membership
-    if not initial and not added.pairs and not changed_membership and (
+    # A larger timeline_limit than the room was sent with (a room opened from the list)
+    # sends that much history again, marked as Synapse marks it.
+    expanded = prev is not None and not initial and prev.timeline_limit < config.timeline_limit
+    if not initial and not added.pairs and not changed_membership and not expanded and (
             from_pos >= room_upto
             or not sync_store.rooms_with_new_events(txn, [room_id], from_pos, room_upto)):
         assert prev is not None
-        return None, RoomSent(max(prev.since, room_upto), rs, config.timeline_limit,
-                              prev.lazy_sent, m.membership)
+        return None, RoomSent(max(prev.since, room_upto),
+                              prev.required_state.remembered_after(rs, set(), rc.user_id),
+                              prev.timeline_limit, prev.lazy_sent, m.membership)
 
     # The timeline: the newest events after what the client has.
     limit = config.timeline_limit
-    rows = sync_store.timeline_rows(txn, room_id, from_pos, room_upto, limit + 1)
+    rows = sync_store.timeline_rows(txn, room_id, 0 if expanded else from_pos, room_upto, limit + 1)
     limited = len(rows) > limit
     rows = list(reversed(rows[:limit]))
     if rows and rows[0][0] < m.pos:
@@ -106,7 +110,9 @@ def room_txn(
                 if added.matches(k[0], k[1], rc.user_id, senders) or (
                         k[0] == MEMBER and k[1] in lazy_new):
                     state_ids[k] = v
-    lazy_sent |= {k[1] for k in state_ids if k[0] == MEMBER and k[1] in senders}
+    if rs.lazy_members:
+        # Any member event sent (by `$ME` too) is one `$LAZY` need not send again.
+        lazy_sent |= {k[1] for k in state_ids if k[0] == MEMBER}
     state_events = event_store.get_events(txn, list(state_ids.values()))
 
     own = [e["event_id"] for _, e in rows if e.get("sender") == rc.user_id]
@@ -148,6 +154,8 @@ def room_txn(
         entry["notification_count"] = entry["highlight_count"] = 0
     if initial:
         entry["initial"] = True
+    if expanded:
+        entry["unstable_expanded_timeline"] = True
     # Always present, even empty (Synapse leaves them out): matrix-js-sdk reads both
     # without checking.
     entry["required_state"] = [_client(state_events[v], rc.now_ms)
@@ -161,7 +169,9 @@ def room_txn(
         entry["bump_stamp"] = bump
     if fact.is_dm:
         entry["is_dm"] = True
-    return entry, RoomSent(room_upto, rs, config.timeline_limit, lazy_sent, m.membership)
+    remembered = rs if initial or prev is None else prev.required_state.remembered_after(
+        rs, changed_keys, rc.user_id)
+    return entry, RoomSent(room_upto, remembered, config.timeline_limit, lazy_sent, m.membership)
 
 
 def _bump_stamp(txn: Txn, room_id: str, m: Membership, rows: list[tuple[int, dict[str, Any]]],

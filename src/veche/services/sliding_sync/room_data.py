@@ -44,9 +44,10 @@ class RoomsContext:
 
 def room_txn(
     hs: HomeServer, txn: Txn, rc: RoomsContext, room_id: str, m: Membership, fact: RoomFacts,
-    config: RoomConfig, prev: RoomSent | None,
+    config: RoomConfig, prev: RoomSent | None, has_events: bool | None = None,
 ) -> tuple[dict[str, Any] | None, RoomSent]:
-    """(the room's entry, or None when the client has all of it; what is now sent)."""
+    """(the room's entry, or None when the client has all of it; what is now sent).
+    `has_events`: whether the room had events since `prev`, if the caller knows."""
     newly_joined = prev is not None and m.membership == "join" and prev.membership != "join"
     initial = prev is None or newly_joined
     if m.membership in ("invite", "knock"):
@@ -63,9 +64,10 @@ def room_txn(
     # A larger timeline_limit than the room was sent with (a room opened from the list)
     # sends that much history again, marked as Synapse marks it.
     expanded = prev is not None and not initial and prev.timeline_limit < config.timeline_limit
+    if has_events is None and not initial and from_pos < room_upto:
+        has_events = bool(sync_store.rooms_with_new_events(txn, [room_id], from_pos, room_upto))
     if not initial and not added.pairs and not changed_membership and not expanded and (
-            from_pos >= room_upto
-            or not sync_store.rooms_with_new_events(txn, [room_id], from_pos, room_upto)):
+            from_pos >= room_upto or not has_events):
         assert prev is not None
         return None, RoomSent(max(prev.since, room_upto),
                               prev.required_state.remembered_after(rs, set(), rc.user_id),

@@ -169,6 +169,16 @@ class Story:
         await self.send("bob", "Named", "n5")
         eighth = await self.sliding(body, seventh["pos"])
         out.append(self.normalise(eighth))
+        # Bob kicks Alice out of Group, and she leaves Secret herself: both come once, the
+        # kick stays in the list, her own leave goes.
+        await self.call("bob", "POST", f"rooms/{quote(self.rooms['Group'])}/kick",
+                        {"user_id": alice, "reason": "tidying"})
+        await self.call("alice", "POST", f"rooms/{quote(self.rooms['Secret'])}/leave", {})
+        ninth = await self.sliding(body, eighth["pos"])
+        out.append(self.normalise(ninth))
+        await self.send("bob", "Named", "n6")
+        tenth = await self.sliding(body, ninth["pos"])
+        out.append(self.normalise(tenth))
         return out
 
     def normalise(self, resp: dict[str, Any]) -> dict[str, Any]:
@@ -239,6 +249,8 @@ TRUE_COUNTS = [
     {},
     {"Named": 1},
     {"Named": 2},
+    {},
+    {"Named": 3},
 ]
 
 
@@ -287,6 +299,9 @@ async def test_sliding_sync_matches_synapse(
     assert last["e2ee"]["changed"] == ["bob"] and last["typing"] == {"Named": ["bob"]}
     assert last["receipts"] == {"Named": [("m.read", "bob")]}
     assert veche[3]["rooms"]["Secret"]["unstable_expanded_timeline"] is True
+    assert veche[8]["rooms"]["Group"]["timeline"][-1] == ("m.room.member", "bob", "leave")
+    assert "Secret" in veche[8]["rooms"] and "Group" in veche[9]["lists"]["all"]["rooms"]
+    assert veche[9]["lists"]["encrypted"]["count"] == 0
     # The name changed while not asked for: asked for again, it is sent again.
     assert veche[6]["rooms"]["Named"]["name"] == "Renamed"
     assert ("m.room.name", "") in veche[7]["rooms"]["Named"]["required_state"]

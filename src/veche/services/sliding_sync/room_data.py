@@ -144,7 +144,9 @@ def room_txn(
         heroes = _heroes(txn, room_id, rc.user_id)
         if heroes:
             entry["heroes"] = heroes
-    if membership_changed:
+    # Counts of a room the user has just left would tell of it after they left (Synapse
+    # leaves them out too).
+    if membership_changed and (initial or m.membership == "join"):
         counts = sync_store.member_counts(txn, [room_id]).get(room_id, {})
         entry["joined_count"] = counts.get("join", 0)
         entry["invited_count"] = counts.get("invite", 0)

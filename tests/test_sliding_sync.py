@@ -333,3 +333,36 @@ async def test_malformed_requests(make_client: Any) -> None:
         assert err["errcode"] == "M_BAD_JSON"
     status, _ = await make_client().post(PATH, {}, token=False)
     assert status == 401
+
+
+async def test_extensions_catch_up_a_room_coming_into_range(make_client: Any) -> None:
+    """Account data and receipts of a room outside the window come when it comes in: all of
+    its account data, the user's own receipts and those on the events shown (as Synapse)."""
+    alice = await make_client().register()
+    bob = await make_client().register()
+    low = await new_room(alice, "low", invite=[bob.user_id])
+    assert (await bob.post(f"join/{quote(low)}", {}))[0] == 200
+    read = await send(alice, low, "read me")
+    assert (await bob.post(f"rooms/{quote(low)}/receipt/m.read/{quote(read)}", {}))[0] == 200
+    assert (await alice.post(f"rooms/{quote(low)}/receipt/m.read/{quote(read)}", {}))[0] == 200
+    assert (await alice.put(f"user/{quote(alice.user_id)}/rooms/{quote(low)}/account_data/m.tag",
+                            {"tags": {"u.x": {}}}))[0] == 200
+    await new_room(alice, "high")
+    ext = {"account_data": {"enabled": True}, "receipts": {"enabled": True}}
+    body = {**all_rooms(limit=1, ranges=[[0, 0]]), "extensions": ext}
+    resp = await ss(alice, body)
+    assert low not in resp["extensions"]["account_data"]["rooms"]
+    assert low not in resp["extensions"]["receipts"]["rooms"]
+    # Bob's message brings the room in: its account data and receipts come along.
+    await send(bob, low, "up")
+    resp = await ss(alice, body, pos=resp["pos"])
+    assert resp["rooms"][low]["initial"] is True
+    assert resp["extensions"]["account_data"]["rooms"][low] == [
+        {"type": "m.tag", "content": {"tags": {"u.x": {}}}}]
+    content = resp["extensions"]["receipts"]["rooms"][low]["content"]
+    assert set(content[read]["m.read"]) == {alice.user_id}  # her own; Bob's is on an unshown event
+    # Nothing is sent twice.
+    await send(bob, low, "again")
+    resp = await ss(alice, body, pos=resp["pos"])
+    assert low not in resp["extensions"]["account_data"]["rooms"]
+    assert low not in resp["extensions"]["receipts"]["rooms"]

@@ -72,6 +72,10 @@ class SlidingSyncService:
                 self.hs, req.user_id, req.device_id, request.extensions, position.since,
                 typing_since, upto, computed.scope)
             computed.result["extensions"] = section
+            # What the extensions sent, for rooms the user is still in.
+            computed.state.extensions = {
+                name: {r: p for r, p in sent.items() if r in computed.scope.joined}
+                for name, sent in computed.scope.sent.items()}
             remaining = deadline - time.monotonic()
             if computed.news or news or position.pos is None or remaining <= 0:
                 break
@@ -105,7 +109,7 @@ class SlidingSyncService:
         rooms = user_rooms_txn(txn, user_id, upto, position.since, spaces)
         prev = position.state
         state = ConnectionState(rooms=dict(prev.rooms))
-        scope = extensions.Scope(joined=set(rooms.joined))
+        scope = extensions.Scope(joined=set(rooms.joined), previously=prev.extensions)
         configs: dict[str, RoomConfig] = {}
         lists_out: dict[str, Any] = {}
         news = False
@@ -147,6 +151,9 @@ class SlidingSyncService:
             state.rooms[room_id] = sent
             if entry is not None:
                 rooms_out[room_id] = entry
+                if entry.get("initial") or entry.get("unstable_expanded_timeline"):
+                    scope.first_seen.add(room_id)
+                scope.timeline_events[room_id] = [e["event_id"] for e in entry["timeline"]]
         # Rooms the user has left for good are forgotten, so a rejoin comes whole.
         for room_id in list(state.rooms):
             if room_id not in rooms.memberships:

@@ -336,8 +336,9 @@ async def test_malformed_requests(make_client: Any) -> None:
 
 
 async def test_extensions_catch_up_a_room_coming_into_range(make_client: Any) -> None:
-    """Account data and receipts of a room outside the window come when it comes in: all of
-    its account data, the user's own receipts and those on the events shown (as Synapse)."""
+    """Account data, receipts and typing of a room outside the window come when it comes in:
+    all of its account data, the user's own receipts and those on the events shown (as
+    Synapse), who is typing."""
     alice = await make_client().register()
     bob = await make_client().register()
     low = await new_room(alice, "low", invite=[bob.user_id])
@@ -347,8 +348,11 @@ async def test_extensions_catch_up_a_room_coming_into_range(make_client: Any) ->
     assert (await alice.post(f"rooms/{quote(low)}/receipt/m.read/{quote(read)}", {}))[0] == 200
     assert (await alice.put(f"user/{quote(alice.user_id)}/rooms/{quote(low)}/account_data/m.tag",
                             {"tags": {"u.x": {}}}))[0] == 200
+    assert (await bob.put(f"rooms/{quote(low)}/typing/{quote(bob.user_id)}",
+                          {"typing": True, "timeout": 60000}))[0] == 200
     await new_room(alice, "high")
-    ext = {"account_data": {"enabled": True}, "receipts": {"enabled": True}}
+    ext = {"account_data": {"enabled": True}, "receipts": {"enabled": True},
+           "typing": {"enabled": True}}
     body = {**all_rooms(limit=1, ranges=[[0, 0]]), "extensions": ext}
     resp = await ss(alice, body)
     assert low not in resp["extensions"]["account_data"]["rooms"]
@@ -361,6 +365,7 @@ async def test_extensions_catch_up_a_room_coming_into_range(make_client: Any) ->
         {"type": "m.tag", "content": {"tags": {"u.x": {}}}}]
     content = resp["extensions"]["receipts"]["rooms"][low]["content"]
     assert set(content[read]["m.read"]) == {alice.user_id}  # her own; Bob's is on an unshown event
+    assert resp["extensions"]["typing"]["rooms"][low]["content"]["user_ids"] == [bob.user_id]
     # Nothing is sent twice.
     await send(bob, low, "again")
     resp = await ss(alice, body, pos=resp["pos"])

@@ -68,7 +68,7 @@ async def compute(
     if ext.typing is not None:
         rooms = {}
         for room_id in scope.rooms(ext.typing):
-            if since is None:
+            if since is None or room_id in scope.first_seen:
                 ev = hs.typing.event(room_id)
                 if not ev["content"]["user_ids"]:
                     continue

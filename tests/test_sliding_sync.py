@@ -96,7 +96,7 @@ async def test_list_order_rooms_and_an_incremental_update(make_client: Any) -> N
     room = resp2["rooms"][rooms[0]]
     assert "initial" not in room and bodies(room) == ["news"] and room["num_live"] == 1
     assert room["limited"] is False and room["notification_count"] == 2
-    assert "required_state" not in room  # Alice's member event was sent already
+    assert room["required_state"] == []  # Alice's member event was sent already
     assert "name" not in room and "joined_count" not in room
     # A topic change moves a room up (any event type counts for the order), the bump stamp
     # does not move.
@@ -118,6 +118,24 @@ async def test_ranges_and_rooms_coming_into_range(make_client: Any) -> None:
     resp = await ss(alice, all_rooms(ranges=[[0, 1]]), pos=resp["pos"])
     assert room_ids(resp) == [rooms[0], rooms[3]]
     assert list(resp["rooms"]) == [rooms[0]] and resp["rooms"][rooms[0]]["initial"] is True
+
+
+async def test_a_larger_timeline_limit_sends_history_again(make_client: Any) -> None:
+    alice = await make_client().register()
+    room_id = await new_room(alice, "r")
+    for i in range(4):
+        await send(alice, room_id, f"m{i}")
+    resp = await ss(alice, all_rooms(limit=1))
+    assert bodies(resp["rooms"][room_id]) == ["m3"]
+    # Opening the room: a subscription with more timeline than the list's.
+    body = {**all_rooms(limit=1), "room_subscriptions": {room_id: {"timeline_limit": 3}}}
+    resp = await ss(alice, body, pos=resp["pos"])
+    room = resp["rooms"][room_id]
+    assert bodies(room) == ["m1", "m2", "m3"] and room["unstable_expanded_timeline"] is True
+    assert room["limited"] is True and "initial" not in room
+    # Once sent, it is not sent again.
+    resp = await ss(alice, body, pos=resp["pos"])
+    assert room_id not in resp["rooms"]
 
 
 async def test_filters_invites_and_dms(make_client: Any) -> None:
@@ -142,7 +160,7 @@ async def test_filters_invites_and_dms(make_client: Any) -> None:
     assert room_ids(resp, "enc") == [encrypted] and room_ids(resp, "spaces") == [space]
     assert set(room_ids(resp, "rooms")) == {plain, encrypted}
     invite = resp["rooms"][dm]
-    assert invite["is_dm"] is True and "timeline" not in invite
+    assert invite["is_dm"] is True and invite["timeline"] == []
     stripped = {(e["type"], e["state_key"]) for e in invite["invite_state"]}
     assert ("m.room.member", bob.user_id) in stripped and ("m.room.create", "") in stripped
     # Joining moves the DM out of the invites; m.direct then keeps it a DM.
@@ -177,6 +195,24 @@ async def test_required_state_wildcards_and_growth(make_client: Any) -> None:
     topics = [e["content"]["topic"] for e in resp["rooms"][room_id]["required_state"]
               if e["type"] == "m.room.topic"]
     assert topics == ["new"]
+    # Asking for less, then for the same again: what the client had is not sent twice
+    # (wildcards excepted, as in Synapse)...
+    narrow = {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
+        ["m.room.member", "$ME"]]}}}
+    wide = {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
+        ["m.room.member", "$ME"], ["m.room.topic", ""]]}}}
+    resp = await ss(alice, wide, pos=resp["pos"])
+    resp = await ss(alice, narrow, pos=resp["pos"])
+    resp = await ss(alice, wide, pos=resp["pos"])
+    assert room_id not in resp["rooms"]
+    # ...unless it changed while the client was not asking.
+    resp = await ss(alice, narrow, pos=resp["pos"])
+    await set_state(alice, room_id, "m.room.topic", {"topic": "newer"})
+    resp = await ss(alice, narrow, pos=resp["pos"])
+    assert resp["rooms"][room_id]["required_state"] == []
+    resp = await ss(alice, {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
+        ["m.room.topic", ""]]}}}, pos=resp["pos"])
+    assert [e["content"]["topic"] for e in resp["rooms"][room_id]["required_state"]] == ["newer"]
     # A subscription to a room the user is not in shows nothing.
     other = await new_room(await make_client().register())
     resp = await ss(alice, {"room_subscriptions": {other: {"timeline_limit": 5}}})
@@ -297,3 +333,41 @@ async def test_malformed_requests(make_client: Any) -> None:
         assert err["errcode"] == "M_BAD_JSON"
     status, _ = await make_client().post(PATH, {}, token=False)
     assert status == 401
+
+
+async def test_extensions_catch_up_a_room_coming_into_range(make_client: Any) -> None:
+    """Account data, receipts and typing of a room outside the window come when it comes in:
+    all of its account data, the user's own receipts and those on the events shown (as
+    Synapse), who is typing."""
+    alice = await make_client().register()
+    bob = await make_client().register()
+    low = await new_room(alice, "low", invite=[bob.user_id])
+    assert (await bob.post(f"join/{quote(low)}", {}))[0] == 200
+    read = await send(alice, low, "read me")
+    assert (await bob.post(f"rooms/{quote(low)}/receipt/m.read/{quote(read)}", {}))[0] == 200
+    assert (await alice.post(f"rooms/{quote(low)}/receipt/m.read/{quote(read)}", {}))[0] == 200
+    assert (await alice.put(f"user/{quote(alice.user_id)}/rooms/{quote(low)}/account_data/m.tag",
+                            {"tags": {"u.x": {}}}))[0] == 200
+    assert (await bob.put(f"rooms/{quote(low)}/typing/{quote(bob.user_id)}",
+                          {"typing": True, "timeout": 60000}))[0] == 200
+    await new_room(alice, "high")
+    ext = {"account_data": {"enabled": True}, "receipts": {"enabled": True},
+           "typing": {"enabled": True}}
+    body = {**all_rooms(limit=1, ranges=[[0, 0]]), "extensions": ext}
+    resp = await ss(alice, body)
+    assert low not in resp["extensions"]["account_data"]["rooms"]
+    assert low not in resp["extensions"]["receipts"]["rooms"]
+    # Bob's message brings the room in: its account data and receipts come along.
+    await send(bob, low, "up")
+    resp = await ss(alice, body, pos=resp["pos"])
+    assert resp["rooms"][low]["initial"] is True
+    assert resp["extensions"]["account_data"]["rooms"][low] == [
+        {"type": "m.tag", "content": {"tags": {"u.x": {}}}}]
+    content = resp["extensions"]["receipts"]["rooms"][low]["content"]
+    assert set(content[read]["m.read"]) == {alice.user_id}  # her own; Bob's is on an unshown event
+    assert resp["extensions"]["typing"]["rooms"][low]["content"]["user_ids"] == [bob.user_id]
+    # Nothing is sent twice.
+    await send(bob, low, "again")
+    resp = await ss(alice, body, pos=resp["pos"])
+    assert low not in resp["extensions"]["account_data"]["rooms"]
+    assert low not in resp["extensions"]["receipts"]["rooms"]

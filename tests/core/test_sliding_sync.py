@@ -141,3 +141,26 @@ def test_list_filters(filters: dict[str, Any], room: RoomFacts, kept: bool) -> N
 def test_extension_scope(scope: RoomScope, lists_of_room: set[str], subscribed: bool,
                          covered: bool) -> None:
     assert scope.covers("!r", lists_of_room, subscribed) is covered
+
+
+@pytest.mark.parametrize(("before", "request_", "changed", "remembered"), [
+    # Dropping a pair keeps it remembered until its state changes.
+    ([["m.room.name", ""], ["m.room.topic", ""]], [["m.room.name", ""]], set(),
+     [["m.room.name", ""], ["m.room.topic", ""]]),
+    ([["m.room.name", ""], ["m.room.topic", ""]], [["m.room.name", ""]], {("m.room.topic", "")},
+     [["m.room.name", ""]]),
+    ([["m.room.member", "$ME"]], [], {("m.room.member", ME)}, []),
+    ([["m.room.member", "$ME"]], [], {("m.room.member", "@other:x")}, [["m.room.member", "$ME"]]),
+    # Wildcards and $LAZY are not remembered once dropped.
+    ([["m.room.member", "*"], ["m.room.member", "$LAZY"]], [], set(), []),
+    ([["*", "*"]], [["m.room.name", ""]], set(), [["m.room.name", ""]]),
+])
+def test_required_state_remembered(before: list[list[str]], request_: list[list[str]],
+                                   changed: set[tuple[str, str]], remembered: list[list[str]]) -> None:
+    old = RequiredState.from_json(before)
+    assert old.remembered_after(RequiredState.from_json(request_), changed, ME).to_json() == remembered
+
+
+def test_after_everything_nothing_is_added() -> None:
+    everything = RequiredState.from_json([["*", "*"]])
+    assert not RequiredState.from_json([["m.room.name", ""]]).added_since(everything).pairs

@@ -80,8 +80,27 @@ class RequiredState:
 
     def added_since(self, before: RequiredState) -> RequiredState:
         """The pairs asked for now that were not before (their state must be sent, as the
-        client has not had it)."""
+        client has not had it). After `*, *` the client has had everything."""
+        if (WILDCARD, WILDCARD) in before.pairs:
+            return RequiredState()
         return RequiredState(self.pairs - before.pairs)
+
+    def remembered_after(self, request: RequiredState, changed: set[StateKey] | frozenset[StateKey],
+                         me: str) -> RequiredState:
+        """What a connection that sent `self` remembers sending once `request` is answered,
+        as Synapse does: a pair the client stopped asking for is still the client's until
+        its state changes (so asking for it again sends nothing new); wildcards and `$LAZY`
+        are not kept."""
+        if (WILDCARD, WILDCARD) in self.pairs:
+            return request
+        kept = set()
+        for typ, key in self.pairs - request.pairs:
+            if WILDCARD in (typ, key) or key == LAZY:
+                continue
+            if (typ, me if key == ME else key) in changed:
+                continue
+            kept.add((typ, key))
+        return RequiredState(request.pairs | kept)
 
 
 @dataclass(frozen=True)

@@ -58,18 +58,24 @@ def delete_expired(txn: Txn, before_ts: int) -> None:
 def latest_positions(
     txn: Txn, room_ids: Sequence[str], upto: int, types: Sequence[str] | None = None
 ) -> dict[str, int]:
-    """room -> the stream position of its latest event up to `upto` (of `types` if given)."""
+    """room -> the stream position of its latest event up to `upto` (of `types` if given).
+    One indexed look from the end per room (events_room_order), not a scan of the rooms'
+    events: a big room costs no more than a small one."""
     out: dict[str, int] = {}
-    for chunk in _chunks(room_ids):
-        clause, args = txn.in_list("room_id", chunk)
-        sql = ("SELECT room_id, MAX(stream_ordering) FROM events WHERE hidden = 0"
-               f" AND stream_ordering <= ? AND {clause}")
-        params: list[Any] = [upto, *args]
-        if types is not None:
-            type_clause, type_args = txn.in_list("type", list(types))
-            sql += f" AND {type_clause}"
-            params.extend(type_args)
-        for room_id, pos in txn.fetchall(sql + " GROUP BY room_id", params):
+    type_clause = ""
+    type_args: list[Any] = []
+    if types is not None:
+        clause, type_args = txn.in_list("e.type", list(types))
+        type_clause = f" AND {clause}"
+    for chunk in _chunks(room_ids, 300):
+        values = ", ".join(["(?)"] * len(chunk))
+        rows = txn.fetchall(
+            "SELECT w.column1, (SELECT e.stream_ordering FROM events e WHERE e.room_id = w.column1"
+            f" AND e.hidden = 0 AND e.stream_ordering <= ?{type_clause}"
+            f" ORDER BY e.stream_ordering DESC LIMIT 1) FROM (VALUES {values}) w",
+            [upto, *type_args, *chunk],
+        )
+        for room_id, pos in rows:
             if pos is not None:
                 out[room_id] = int(pos)
     return out
@@ -101,3 +107,50 @@ def member_rows(txn: Txn, room_id: str, exclude: str, limit: int = 50) -> list[t
         "SELECT user_id, membership, event_id FROM room_memberships WHERE room_id = ?"
         " AND user_id <> ? ORDER BY stream_ordering LIMIT ?", (room_id, exclude, limit),
     )]
+
+
+# --- extensions ------------------------------------------------------------------------------
+
+def account_data_rows(
+    txn: Txn, user_id: str, after: int, upto: int
+) -> list[tuple[str, str, dict[str, Any], int]]:
+    """(room_id or "", type, content, stream_id) of the user's account data in (after, upto]."""
+    return [(r[0], r[1], orjson.loads(r[2]), int(r[3])) for r in txn.fetchall(
+        "SELECT room_id, type, content, stream_id FROM account_data WHERE user_id = ?"
+        " AND stream_id > ? AND stream_id <= ?", (user_id, after, upto),
+    )]
+
+
+_RECEIPT_COLUMNS = "room_id, receipt_type, user_id, thread_id, event_id, ts, stream_id"
+
+
+def receipts_since(
+    txn: Txn, room_ids: Sequence[str], after: int, upto: int
+) -> list[tuple[Any, ...]]:
+    """Receipts of the rooms with stream positions in (after, upto]."""
+    out: list[tuple[Any, ...]] = []
+    for chunk in _chunks(room_ids):
+        clause, args = txn.in_list("room_id", chunk)
+        out.extend(txn.fetchall(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE stream_id > ? AND stream_id <= ?"
+            f" AND {clause}", [after, upto, *args]))
+    return out
+
+
+def receipts_first_seen(
+    txn: Txn, user_id: str, room_ids: Sequence[str], event_ids: Sequence[str], upto: int
+) -> list[tuple[Any, ...]]:
+    """For rooms a client sees for the first time: the user's own receipts in them, and
+    everyone's on the events it is shown."""
+    out: list[tuple[Any, ...]] = []
+    for chunk in _chunks(room_ids):
+        clause, args = txn.in_list("room_id", chunk)
+        out.extend(txn.fetchall(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE user_id = ? AND stream_id <= ?"
+            f" AND {clause}", [user_id, upto, *args]))
+    for chunk in _chunks(event_ids):
+        clause, args = txn.in_list("event_id", chunk)
+        out.extend(txn.fetchall(
+            f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE user_id <> ? AND stream_id <= ?"
+            f" AND {clause}", [user_id, upto, *args]))
+    return out

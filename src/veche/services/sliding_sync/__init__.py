@@ -32,6 +32,7 @@ from veche.services.sliding_sync.connection import ConnectionState, Position
 from veche.services.sliding_sync.room_data import RoomsContext, room_txn
 from veche.services.sliding_sync.room_list import user_rooms_txn
 from veche.storage import sliding_sync as store
+from veche.storage import sync as sync_store
 from veche.storage.database import Txn
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ class SlidingSyncService:
                 self.hs, req.user_id, req.device_id, request.extensions, position.since,
                 typing_since, upto, computed.scope)
             computed.result["extensions"] = section
+            # What the extensions sent, for rooms the user is still in.
+            computed.state.extensions = {
+                name: {r: p for r, p in sent.items() if r in computed.scope.joined}
+                for name, sent in computed.scope.sent.items()}
             remaining = deadline - time.monotonic()
             if computed.news or news or position.pos is None or remaining <= 0:
                 break
@@ -104,7 +109,7 @@ class SlidingSyncService:
         rooms = user_rooms_txn(txn, user_id, upto, position.since, spaces)
         prev = position.state
         state = ConnectionState(rooms=dict(prev.rooms))
-        scope = extensions.Scope(joined=set(rooms.joined))
+        scope = extensions.Scope(joined=set(rooms.joined), previously=prev.extensions)
         configs: dict[str, RoomConfig] = {}
         lists_out: dict[str, Any] = {}
         news = False
@@ -127,13 +132,28 @@ class SlidingSyncService:
 
         rc = RoomsContext(user_id, req.device_id, upto, typing, position.since,
                           int(time.time() * 1000))
+        # Which of the joined rooms sent before had events since: one query per distinct
+        # position (usually one), not one per room.
+        by_since: dict[int, list[str]] = {}
+        for room_id in configs:
+            before = prev.rooms.get(room_id)
+            if before is not None and rooms.memberships[room_id].membership == "join":
+                by_since.setdefault(before.since, []).append(room_id)
+        with_events: set[str] = set()
+        for since, ids in by_since.items():
+            with_events |= sync_store.rooms_with_new_events(txn, ids, since, upto)
+        known = {r for ids in by_since.values() for r in ids}
         rooms_out: dict[str, Any] = {}
         for room_id, config in configs.items():
             entry, sent = room_txn(self.hs, txn, rc, room_id, rooms.memberships[room_id],
-                                   rooms.facts[room_id], config, prev.rooms.get(room_id))
+                                   rooms.facts[room_id], config, prev.rooms.get(room_id),
+                                   room_id in with_events if room_id in known else None)
             state.rooms[room_id] = sent
             if entry is not None:
                 rooms_out[room_id] = entry
+                if entry.get("initial") or entry.get("unstable_expanded_timeline"):
+                    scope.first_seen.add(room_id)
+                scope.timeline_events[room_id] = [e["event_id"] for e in entry["timeline"]]
         # Rooms the user has left for good are forgotten, so a rejoin comes whole.
         for room_id in list(state.rooms):
             if room_id not in rooms.memberships:

@@ -40,15 +40,21 @@ class RoomSent:
 class ConnectionState:
     rooms: dict[str, RoomSent] = field(default_factory=dict)
     lists: dict[str, tuple[int, list[str]]] = field(default_factory=dict)
+    # extension -> room -> the position up to which its data of the room was sent (the
+    # account_data and receipts extensions, whose rooms need not be the lists' own).
+    extensions: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {"rooms": {r: s.to_json() for r, s in self.rooms.items()},
-                "lists": {n: {"count": c, "ids": ids} for n, (c, ids) in self.lists.items()}}
+                "lists": {n: {"count": c, "ids": ids} for n, (c, ids) in self.lists.items()},
+                "ext": self.extensions}
 
     @classmethod
     def from_json(cls, raw: dict[str, Any]) -> ConnectionState:
         return cls({r: RoomSent.from_json(s) for r, s in raw.get("rooms", {}).items()},
-                   {n: (int(v["count"]), list(v["ids"])) for n, v in raw.get("lists", {}).items()})
+                   {n: (int(v["count"]), list(v["ids"])) for n, v in raw.get("lists", {}).items()},
+                   {e: {r: int(p) for r, p in rooms.items()}
+                    for e, rooms in raw.get("ext", {}).items()})
 
 
 @dataclass

@@ -44,9 +44,10 @@ class RoomsContext:
 
 def room_txn(
     hs: HomeServer, txn: Txn, rc: RoomsContext, room_id: str, m: Membership, fact: RoomFacts,
-    config: RoomConfig, prev: RoomSent | None,
+    config: RoomConfig, prev: RoomSent | None, has_events: bool | None = None,
 ) -> tuple[dict[str, Any] | None, RoomSent]:
-    """(the room's entry, or None when the client has all of it; what is now sent)."""
+    """(the room's entry, or None when the client has all of it; what is now sent).
+    `has_events`: whether the room had events since `prev`, if the caller knows."""
     newly_joined = prev is not None and m.membership == "join" and prev.membership != "join"
     initial = prev is None or newly_joined
     if m.membership in ("invite", "knock"):
@@ -60,16 +61,21 @@ def room_txn(
     rs = config.required_state
     added = rs.added_since(prev.required_state) if prev is not None and not initial else rs
     changed_membership = prev is not None and prev.membership != m.membership
-    if not initial and not added.pairs and not changed_membership and (
-            from_pos >= room_upto
-            or not sync_store.rooms_with_new_events(txn, [room_id], from_pos, room_upto)):
+    # A larger timeline_limit than the room was sent with (a room opened from the list)
+    # sends that much history again, marked as Synapse marks it.
+    expanded = prev is not None and not initial and prev.timeline_limit < config.timeline_limit
+    if has_events is None and not initial and from_pos < room_upto:
+        has_events = bool(sync_store.rooms_with_new_events(txn, [room_id], from_pos, room_upto))
+    if not initial and not added.pairs and not changed_membership and not expanded and (
+            from_pos >= room_upto or not has_events):
         assert prev is not None
-        return None, RoomSent(max(prev.since, room_upto), rs, config.timeline_limit,
-                              prev.lazy_sent, m.membership)
+        return None, RoomSent(max(prev.since, room_upto),
+                              prev.required_state.remembered_after(rs, set(), rc.user_id),
+                              prev.timeline_limit, prev.lazy_sent, m.membership)
 
     # The timeline: the newest events after what the client has.
     limit = config.timeline_limit
-    rows = sync_store.timeline_rows(txn, room_id, from_pos, room_upto, limit + 1)
+    rows = sync_store.timeline_rows(txn, room_id, 0 if expanded else from_pos, room_upto, limit + 1)
     limited = len(rows) > limit
     rows = list(reversed(rows[:limit]))
     if rows and rows[0][0] < m.pos:
@@ -106,7 +112,9 @@ def room_txn(
                 if added.matches(k[0], k[1], rc.user_id, senders) or (
                         k[0] == MEMBER and k[1] in lazy_new):
                     state_ids[k] = v
-    lazy_sent |= {k[1] for k in state_ids if k[0] == MEMBER and k[1] in senders}
+    if rs.lazy_members:
+        # Any member event sent (by `$ME` too) is one `$LAZY` need not send again.
+        lazy_sent |= {k[1] for k in state_ids if k[0] == MEMBER}
     state_events = event_store.get_events(txn, list(state_ids.values()))
 
     own = [e["event_id"] for _, e in rows if e.get("sender") == rc.user_id]
@@ -136,7 +144,9 @@ def room_txn(
         heroes = _heroes(txn, room_id, rc.user_id)
         if heroes:
             entry["heroes"] = heroes
-    if membership_changed:
+    # Counts of a room the user has just left would tell of it after they left (Synapse
+    # leaves them out too).
+    if membership_changed and (initial or m.membership == "join"):
         counts = sync_store.member_counts(txn, [room_id]).get(room_id, {})
         entry["joined_count"] = counts.get("join", 0)
         entry["invited_count"] = counts.get("invite", 0)
@@ -148,11 +158,13 @@ def room_txn(
         entry["notification_count"] = entry["highlight_count"] = 0
     if initial:
         entry["initial"] = True
-    if state_ids:
-        entry["required_state"] = [_client(state_events[v], rc.now_ms)
-                                   for v in state_ids.values() if v in state_events]
-    if timeline:
-        entry["timeline"] = timeline
+    if expanded:
+        entry["unstable_expanded_timeline"] = True
+    # Always present, even empty (Synapse leaves them out): matrix-js-sdk reads both
+    # without checking.
+    entry["required_state"] = [_client(state_events[v], rc.now_ms)
+                               for v in state_ids.values() if v in state_events]
+    entry["timeline"] = timeline
     entry["limited"] = limited
     entry["prev_batch"] = str(StreamToken(rows[0][0] - 1 if rows else room_upto, rc.typing))
     entry["num_live"] = (sum(1 for pos, _ in rows if pos > rc.since) if rc.since is not None else 0)
@@ -161,7 +173,9 @@ def room_txn(
         entry["bump_stamp"] = bump
     if fact.is_dm:
         entry["is_dm"] = True
-    return entry, RoomSent(room_upto, rs, config.timeline_limit, lazy_sent, m.membership)
+    remembered = rs if initial or prev is None else prev.required_state.remembered_after(
+        rs, changed_keys, rc.user_id)
+    return entry, RoomSent(room_upto, remembered, config.timeline_limit, lazy_sent, m.membership)
 
 
 def _bump_stamp(txn: Txn, room_id: str, m: Membership, rows: list[tuple[int, dict[str, Any]]],
@@ -192,6 +206,8 @@ def _stripped_room(m: Membership, fact: RoomFacts, initial: bool) -> dict[str, A
     if fact.is_dm:
         entry["is_dm"] = True
     entry["invite_state"] = stripped
+    entry["required_state"] = []
+    entry["timeline"] = []
     return entry
 
 

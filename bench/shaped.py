@@ -90,11 +90,18 @@ async def _fill(api: Api, sizes: Sizes) -> tuple[str, str, list[str]]:
             await api.call("POST", f"join/{quote(room_id)}", friend, {})
             for m in range(sizes.shaped_messages):
                 who = friend if m % 2 else phone
-                await api.send(who, room_id, f"f{m}",
+                await api.send(who, room_id, f"f{r}-{m}",
                                f"Message {m} of room {r}: a line of chat of ordinary length.")
             return room_id
 
     rooms = list(await asyncio.gather(*[room(r) for r in range(sizes.shaped_rooms)]))
+    # Every room has its messages (a transaction ID used twice would not send twice).
+    last = orjson.dumps({"room": {"timeline": {"limit": 1}}}).decode()
+    body, _ = await api.sync(phone, flt=last, presence="offline")
+    for room_id in rooms:
+        (event,) = body["rooms"]["join"][room_id]["timeline"]["events"]
+        if event["type"] != "m.room.message":
+            raise BenchError(f"{room_id} does not end with a message")
     return phone, friend, rooms
 
 

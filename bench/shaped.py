@@ -2,7 +2,7 @@
 
 One user in `shaped_rooms` rooms of `shaped_messages` messages each, syncing through the
 user-space shaper of bench/shaper.py (64 kbit/s shared by both directions, 500 ms one way,
-3 % loss from a fixed seed, a 1,000-packet queue). Set-up and the other user's sending go
+3 % loss from a fixed seed, started again at each phase, a 1,000-packet queue). Set-up and the other user's sending go
 round the shaper, at full speed; only the phone's own requests cross it. Measured:
 
 - the first room list by sliding sync (MSC4186, 20 rooms, timeline_limit 1), as Element X
@@ -126,6 +126,7 @@ async def shaped_link(server: Server, api: Api, sizes: Sizes) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
             phone = Phone(api.base, phone_token, session)
             # 1. The first room list by sliding sync.
+            link.reseed()
             stats0, t = link.stats(), time.perf_counter()
             status, body = await phone.request("POST", SLIDING_PATH, body=FIRST_LIST)
             if status == 404:
@@ -141,6 +142,7 @@ async def shaped_link(server: Server, api: Api, sizes: Sizes) -> dict[str, Any]:
                 out["first_list"] = _link_delta(stats0, link.stats())
             # 2. A classic initial /sync, Element's way.
             phone.bytes = 0
+            link.reseed()
             stats0, t = link.stats(), time.perf_counter()
             status, body = await phone.request("GET", "/_matrix/client/v3/sync", params={
                 "filter": str(filter_id), "timeout": "0", "set_presence": "online"})
@@ -162,6 +164,7 @@ async def _live(api: Api, phone: Phone, friend: str, rooms: list[str], since: st
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
     phone.bytes = 0
+    link.reseed()
     stats0 = link.stats()
     sending_done = asyncio.Event()
 

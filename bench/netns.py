@@ -17,6 +17,7 @@ import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,6 +78,11 @@ class ShapedLink:
     def __init__(self, proc: subprocess.Popen[str], stats_path: Path) -> None:
         self.proc = proc
         self.stats_path = stats_path
+
+    def reseed(self) -> None:
+        """The loss sequence starts again from its seed (a new measured phase)."""
+        self.proc.send_signal(signal.SIGUSR1)
+        time.sleep(0.1)
 
     def stats(self) -> dict[str, int]:
         time.sleep(0.6)  # the shaper writes them every half second

@@ -2,7 +2,7 @@
 
 One user in `shaped_rooms` rooms of `shaped_messages` messages each, syncing through the
 user-space shaper of bench/shaper.py (64 kbit/s shared by both directions, 500 ms one way,
-3 % loss from a fixed seed, a 1,000-packet queue). Set-up and the other user's sending go
+3 % loss from a fixed seed, started again at each phase, a 1,000-packet queue). Set-up and the other user's sending go
 round the shaper, at full speed; only the phone's own requests cross it. Measured:
 
 - the first room list by sliding sync (MSC4186, 20 rooms, timeline_limit 1), as Element X
@@ -90,11 +90,18 @@ async def _fill(api: Api, sizes: Sizes) -> tuple[str, str, list[str]]:
             await api.call("POST", f"join/{quote(room_id)}", friend, {})
             for m in range(sizes.shaped_messages):
                 who = friend if m % 2 else phone
-                await api.send(who, room_id, f"f{m}",
+                await api.send(who, room_id, f"f{r}-{m}",
                                f"Message {m} of room {r}: a line of chat of ordinary length.")
             return room_id
 
     rooms = list(await asyncio.gather(*[room(r) for r in range(sizes.shaped_rooms)]))
+    # Every room has its messages (a transaction ID used twice would not send twice).
+    last = orjson.dumps({"room": {"timeline": {"limit": 1}}}).decode()
+    body, _ = await api.sync(phone, flt=last, presence="offline")
+    for room_id in rooms:
+        (event,) = body["rooms"]["join"][room_id]["timeline"]["events"]
+        if event["type"] != "m.room.message":
+            raise BenchError(f"{room_id} does not end with a message")
     return phone, friend, rooms
 
 
@@ -119,6 +126,7 @@ async def shaped_link(server: Server, api: Api, sizes: Sizes) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
             phone = Phone(api.base, phone_token, session)
             # 1. The first room list by sliding sync.
+            link.reseed()
             stats0, t = link.stats(), time.perf_counter()
             status, body = await phone.request("POST", SLIDING_PATH, body=FIRST_LIST)
             if status == 404:
@@ -134,6 +142,7 @@ async def shaped_link(server: Server, api: Api, sizes: Sizes) -> dict[str, Any]:
                 out["first_list"] = _link_delta(stats0, link.stats())
             # 2. A classic initial /sync, Element's way.
             phone.bytes = 0
+            link.reseed()
             stats0, t = link.stats(), time.perf_counter()
             status, body = await phone.request("GET", "/_matrix/client/v3/sync", params={
                 "filter": str(filter_id), "timeout": "0", "set_presence": "online"})
@@ -155,6 +164,7 @@ async def _live(api: Api, phone: Phone, friend: str, rooms: list[str], since: st
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
     phone.bytes = 0
+    link.reseed()
     stats0 = link.stats()
     sending_done = asyncio.Event()
 

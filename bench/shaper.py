@@ -15,7 +15,8 @@ then a fixed one-way delay. Loss is drawn per packet offered to the link from a 
 generator, so each run (each server) sees the same sequence of losses.
 
 Run as `python -m bench.shaper` inside the namespace; it prints "ready" once the device is
-up and counts bytes per direction into --stats (JSON) every half second.
+up, counts bytes per direction into --stats (JSON) every half second, and starts its loss
+sequence again on SIGUSR1.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import json
 import os
 import random
 import select
+import signal
 import struct
 import sys
 import time
@@ -73,6 +75,11 @@ class Link:
     overflowed: int = 0
 
     def __post_init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        """Start the loss sequence again (each measured phase starts it afresh, so both
+        servers' phases see the same one whatever came before)."""
         self._rng = random.Random(self.seed)
 
     def queued(self, now: float) -> int:
@@ -192,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     fd = open_tun()
     print("ready", flush=True)
     link = Link(args.rate, args.delay, args.loss, args.queue, args.seed)
+    signal.signal(signal.SIGUSR1, lambda *_: link.reseed())
     try:
         run(fd, link, args.stats)
     except KeyboardInterrupt:

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
 
 from tests.conftest import ServerProcess
 from tests.sync_helpers import send
-from veche.http.compression import accepts_gzip
+from veche.http.compression import THREAD_BYTES, accepts_gzip
 
 
 async def _raw(homeserver: ServerProcess, path: str, token: str | None = None,
@@ -29,7 +30,10 @@ async def test_big_json_is_gzipped_when_accepted(homeserver: ServerProcess, make
     assert status == 200
     for i in range(5):
         await send(alice, room["room_id"], f"message {i} " + "words " * 20)
-    path = "/_matrix/client/v3/sync"
+    # Big enough to be compressed in a thread (compression.THREAD_BYTES).
+    for i in range(40):
+        await send(alice, room["room_id"], f"more {i} " + "lorem ipsum dolor " * 100)
+    path = "/_matrix/client/v3/sync?filter=" + quote('{"room":{"timeline":{"limit":50}}}')
     plain_resp, plain = await _raw(homeserver, path, alice.access_token)
     assert "Content-Encoding" not in plain_resp.headers
     assert plain_resp.headers["Vary"] == "Accept-Encoding"
@@ -45,6 +49,7 @@ async def test_big_json_is_gzipped_when_accepted(homeserver: ServerProcess, make
     assert unpacked["next_batch"] == body["next_batch"]
     assert unpacked["rooms"]["join"].keys() == body["rooms"]["join"].keys()
     assert len(wire) < len(plain) / 2
+    assert len(plain) >= THREAD_BYTES
 
     # q=0 refuses gzip.
     resp, wire = await _raw(homeserver, path, alice.access_token, **{"Accept-Encoding": "gzip;q=0"})
@@ -57,6 +62,7 @@ async def test_small_answers_are_not_compressed(homeserver: ServerProcess, make_
     resp, wire = await _raw(homeserver, "/_matrix/client/v3/account/whoami", alice.access_token,
                             **{"Accept-Encoding": "gzip"})
     assert resp.status == 200 and "Content-Encoding" not in resp.headers
+    assert "Vary" not in resp.headers  # never compressed, so the same for every client
     assert orjson.loads(wire)["user_id"] == alice.user_id
 
 

@@ -80,3 +80,10 @@ def test_reflection_rewrites_addresses_and_checksums() -> None:
     # Anything else is not carried.
     assert reflect(_ipv4_tcp("10.9.9.9", SERVER_ALIAS)) is None
     assert reflect(b"\x60" + b"\0" * 59) is None  # IPv6
+
+
+def test_reseeding_starts_the_loss_sequence_again() -> None:
+    link = Link(loss=0.3, seed=3, rate_bps=1e12, delay_s=0)
+    first = [link.offer(float(i), 100) is None for i in range(200)]
+    link.reseed()
+    assert [link.offer(1000.0 + i, 100) is None for i in range(200)] == first

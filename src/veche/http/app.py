@@ -72,7 +72,7 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
         # headers, and on a slow link their ~250 bytes on every /sync answer add up.
         if "Origin" in request.headers:
             resp.headers.update(CORS_HEADERS)
-        maybe_compress(request, resp)
+        await maybe_compress(request, resp)
     return resp
 
 

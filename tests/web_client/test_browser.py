@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import secrets
 import subprocess
 import time
@@ -78,6 +79,15 @@ class Person:
     def shot(self, step: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{step}-{self.name}.png"))
 
+    def last_words(self) -> str:
+        """On failure: a screenshot and the page's errors, for the log."""
+        try:
+            if not self.page.is_closed():
+                self.shot("99-failure")
+        except Exception:  # the failure itself may have taken the page down
+            pass
+        return f"{self.name} console errors: {self.console[-8:]}"
+
     def sign_up_or_in(self, user: str, *, register: bool) -> None:
         p = self.page
         if register:
@@ -103,6 +113,16 @@ class Person:
 
 
 def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path: Path) -> None:
+    people: list[Person] = []
+    try:
+        _story(homeserver, browser, tmp_path, people)
+    except BaseException:
+        for person in people:
+            print(person.last_words())
+        raise
+
+
+def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     base = homeserver.base_url
     shots = ARTIFACTS / f"{homeserver.backend}-{time.strftime('%Y%m%d-%H%M%S')}"
     shots.mkdir(parents=True, exist_ok=True)
@@ -115,6 +135,7 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
     # Both register; each is shown a recovery key once encryption is set up.
     alice = Person(browser, base, "alice", shots, requests)
     bob = Person(browser, base, "bob", shots, requests)
+    people += [alice, bob]
     alice.shot("01-sign-in-screen")
     keys = {}
     for person, user in ((alice, alice_id), (bob, bob_id)):
@@ -178,12 +199,23 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
     dl.value.save_as(saved)
     assert saved.read_bytes() == original, "the downloaded image differs from the uploaded one"
 
+    # Before leaving, Bob checks that the server keeps his message keys (his and Alice's
+    # sessions): the backup uploads in the background, a few seconds after the keys arrive.
+    bob.page.get_by_test_id("open-settings").click()
+    status = bob.page.get_by_test_id("backup-status")
+    deadline = time.monotonic() + STEP_MS / 1000
+    while not re.search(r"Key backup: ([2-9]|\d\d+) message keys saved", status.inner_text()):
+        assert time.monotonic() < deadline, status.inner_text()
+        time.sleep(0.5)
+    bob.shot("09-backup-done")
+
     # Bob's new browser: no keys until he gives his recovery key, then the history reads.
     bob.context.close()
     bob2 = Person(browser, base, "bob-new", shots, requests)
+    people.append(bob2)
     bob2.sign_up_or_in(bob_id, register=False)
     bob2.page.get_by_test_id("recovery-input").fill(keys["bob"])
-    bob2.shot("09-recovery-prompt")
+    bob2.shot("10-recovery-prompt")
     bob2.page.get_by_test_id("recovery-restore").click()
     restored = bob2.page.get_by_test_id("restored-count")
     restored.wait_for()
@@ -195,7 +227,7 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
         bob2.sees(text)
     bob2.page.get_by_test_id("thumbnail").wait_for()
     assert bob2.page.get_by_test_id("undecryptable").count() == 0
-    bob2.shot("10-history-restored")
+    bob2.shot("11-history-restored")
 
     # Alice verifies Bob's new session by emoji.
     bob2.page.get_by_test_id("open-settings").click()
@@ -210,13 +242,13 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
         sas = person.page.get_by_test_id("sas-emoji")
         sas.wait_for()
         emoji[person.name] = sas.locator("li").evaluate_all("items => items.map(i => i.dataset.name)")
-        person.shot("11-sas-emoji")
+        person.shot("12-sas-emoji")
     assert len(emoji["alice"]) == 7 and emoji["alice"] == emoji["bob-new"], emoji
     for person in (alice, bob2):
         person.page.get_by_test_id("sas-match").click()
     for person in (alice, bob2):
         person.page.get_by_test_id("verification-done").wait_for()
-        person.shot("12-verified")
+        person.shot("13-verified")
 
     # Done when 2: nothing left the Veche origin (blob: URLs are the page's own memory).
     outside = [u for u in requests if not (u.startswith(base + "/") or u.startswith("blob:") or u.startswith("data:"))]

@@ -113,8 +113,14 @@ function JoinDialog({ client, onClose, onJoined }) {
 
 function SettingsDialog({ client, onClose, onSignOut }) {
   const [devices, setDevices] = useState([]);
+  const [backup, setBackup] = useState(null);
   useEffect(() => {
     client.getDevices().then((r) => setDevices(r.devices || [])).catch(() => {});
+    // How many message keys the server keeps for a new browser: worth knowing before signing out.
+    const look = () => client.http.authedRequest("GET", "/room_keys/version").then(setBackup, () => setBackup({ count: null }));
+    look();
+    const timer = setInterval(look, 2000);
+    return () => clearInterval(timer);
   }, [client]);
   return (
     <div className="modal-back">
@@ -122,6 +128,9 @@ function SettingsDialog({ client, onClose, onSignOut }) {
         <h2>Account</h2>
         <p>{client.getUserId()}</p>
         <p className="muted">This session: <span data-testid="own-device-id">{client.getDeviceId()}</span></p>
+        <p data-testid="backup-status">
+          {backup === null ? "Key backup: checking…" : backup.count === null ? "Key backup: off" : `Key backup: ${backup.count} message keys saved`}
+        </p>
         <h3>Sessions</h3>
         <ul className="sessions">
           {devices.map((d) => (

@@ -250,6 +250,19 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
         person.page.get_by_test_id("verification-done").wait_for()
         person.shot("13-verified")
 
+    # The installed app opens with no network on the rooms last seen, says so, and recovers
+    # when the network returns, without a reload.
+    a.get_by_test_id("verification-close").click()
+    a.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    alice.context.set_offline(True)
+    a.reload()
+    a.get_by_role("status").filter(has_text="retrying").wait_for()
+    a.locator(".rooms li.cached").first.wait_for()
+    alice.shot("14-offline")
+    alice.context.set_offline(False)
+    a.get_by_role("status").wait_for(state="detached")
+    a.get_by_test_id("room").first.wait_for()
+
     # Done when 2: nothing left the Veche origin (blob: URLs are the page's own memory).
     outside = [u for u in requests if not (u.startswith(base + "/") or u.startswith("blob:") or u.startswith("data:"))]
     assert requests and not outside, f"requests left the Veche origin: {outside[:10]}"

@@ -84,6 +84,13 @@ function EncryptionSetup({ client, password, fresh, onDone }) {
   );
 }
 
+// Installable, and opens offline on the last-seen rooms (sw.js). Registered only once the SDK and
+// its crypto engine have loaded: the worker then copies them from the HTTP cache, where a
+// worker started earlier would download them a second time over the same slow link.
+function keepOffline() {
+  if ("serviceWorker" in navigator && window.isSecureContext) navigator.serviceWorker.register("/sw.js").catch(() => {});
+}
+
 // A signed-in session: matrix-js-sdk, its Rust crypto and the chat screens (a chunk of its own).
 export default function Session({ session, setup, onSignedOut }) {
   const [client, setClient] = useState(null);
@@ -95,6 +102,7 @@ export default function Session({ session, setup, onSignedOut }) {
     startClient(session).then((c) => {
       started = c;
       setClient(c);
+      keepOffline();
     }).catch((e) => setError(e.message || String(e)));
     return () => started?.stopClient();
   }, [session]);

@@ -1,7 +1,7 @@
 // Veche web client service worker: keeps the app itself (never the Matrix API) so that it opens
 // offline; the rooms last seen come from the page's own storage. The build fills in PRECACHE.
-const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-BSnBRrAo.js","/assets/index-D6-d0h6L.js","/assets/index-oKyASKMx.css","/assets/matrix-sdk-crypto-wasm-Dbt52TKd.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-B5-4Ju3R.js"];
-const CACHE = "veche-web-a3855097d699a4a4";
+const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-DmZ3BPyH.js","/assets/index-eRHiAC_d.js","/assets/index-oKyASKMx.css","/assets/matrix-sdk-crypto-wasm-C5vJkXLV.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-C-SheUaI.js"];
+const CACHE = "veche-web-3a9214cdc95277cb";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));

@@ -181,6 +181,17 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     bob.message("now edited").first.get_by_test_id("reaction").filter(has_text="👍 1").wait_for()
     bob.shot("07-reaction")
 
+    # A thread: Bob answers Alice's first message in a thread, Alice reads it there.
+    bob.act_on("Hello Bob, this is end-to-end encrypted", "thread")
+    bob.page.get_by_test_id("thread-composer").fill("A word in a thread")
+    bob.page.get_by_test_id("thread-send").click()
+    alice.message("Hello Bob, this is end-to-end encrypted").first.get_by_test_id("thread-summary").click()
+    a.get_by_test_id("thread-panel").get_by_test_id("message").filter(has_text="A word in a thread").wait_for()
+    assert alice.page.get_by_test_id("timeline").get_by_text("A word in a thread").count() == 0
+    alice.shot("08-thread")
+    a.get_by_test_id("thread-panel").get_by_title("Close the thread").click()
+    bob.page.get_by_test_id("thread-panel").get_by_title("Close the thread").click()
+
     # An image: encrypted upload, a thumbnail on the other side, a byte-identical download.
     original = _image()
     picture = tmp_path / "holiday.png"
@@ -192,7 +203,7 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     bob.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
     natural = thumb.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [320, 213], f"the thumbnail is not the 320px one: {natural}"
-    bob.shot("08-image")
+    bob.shot("09-image")
     with bob.page.expect_download() as dl:
         tile.get_by_test_id("download").click()
     saved = tmp_path / "downloaded.png"
@@ -207,7 +218,7 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     while not re.search(r"Key backup: ([2-9]|\d\d+) message keys saved", status.inner_text()):
         assert time.monotonic() < deadline, status.inner_text()
         time.sleep(0.5)
-    bob.shot("09-backup-done")
+    bob.shot("10-backup-done")
 
     # Bob's new browser: no keys until he gives his recovery key, then the history reads.
     bob.context.close()
@@ -215,7 +226,7 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     people.append(bob2)
     bob2.sign_up_or_in(bob_id, register=False)
     bob2.page.get_by_test_id("recovery-input").fill(keys["bob"])
-    bob2.shot("10-recovery-prompt")
+    bob2.shot("11-recovery-prompt")
     bob2.page.get_by_test_id("recovery-restore").click()
     restored = bob2.page.get_by_test_id("restored-count")
     restored.wait_for()
@@ -223,11 +234,11 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     bob2.page.get_by_test_id("restore-done").click()
     bob2.page.get_by_test_id("room").first.click()
     for text in ("Hello Bob, this is end-to-end encrypted", "Replying to your message",
-                 "Hi Alice, loud and clear (now edited)"):
+                 "Hi Alice, loud and clear (now edited)", "💬 1 reply"):
         bob2.sees(text)
     bob2.page.get_by_test_id("thumbnail").wait_for()
     assert bob2.page.get_by_test_id("undecryptable").count() == 0
-    bob2.shot("11-history-restored")
+    bob2.shot("12-history-restored")
 
     # Alice verifies Bob's new session by emoji.
     bob2.page.get_by_test_id("open-settings").click()
@@ -242,13 +253,13 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
         sas = person.page.get_by_test_id("sas-emoji")
         sas.wait_for()
         emoji[person.name] = sas.locator("li").evaluate_all("items => items.map(i => i.dataset.name)")
-        person.shot("12-sas-emoji")
+        person.shot("13-sas-emoji")
     assert len(emoji["alice"]) == 7 and emoji["alice"] == emoji["bob-new"], emoji
     for person in (alice, bob2):
         person.page.get_by_test_id("sas-match").click()
     for person in (alice, bob2):
         person.page.get_by_test_id("verification-done").wait_for()
-        person.shot("13-verified")
+        person.shot("14-verified")
 
     # The installed app opens with no network on the rooms last seen, says so, and recovers
     # when the network returns, without a reload.
@@ -258,7 +269,7 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     a.reload()
     a.get_by_role("status").filter(has_text="retrying").wait_for()
     a.locator(".rooms li.cached").first.wait_for()
-    alice.shot("14-offline")
+    alice.shot("15-offline")
     alice.context.set_offline(False)
     a.get_by_role("status").wait_for(state="detached")
     a.get_by_test_id("room").first.wait_for()

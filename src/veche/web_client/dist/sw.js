@@ -1,7 +1,7 @@
 // Veche web client service worker: keeps the app itself (never the Matrix API) so that it opens
 // offline; the rooms last seen come from the page's own storage. The build fills in PRECACHE.
-const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-DmZ3BPyH.js","/assets/index-eRHiAC_d.js","/assets/index-oKyASKMx.css","/assets/matrix-sdk-crypto-wasm-C5vJkXLV.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-C-SheUaI.js"];
-const CACHE = "veche-web-3a9214cdc95277cb";
+const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-DMXWnavk.js","/assets/index-WYBEaIAB.js","/assets/index-t48WtPwB.css","/assets/matrix-sdk-crypto-wasm-DxLwMuRK.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-CVVTnFAi.js"];
+const CACHE = "veche-web-a7dde4e7c0f850e2";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));

@@ -1,7 +1,7 @@
 // Veche web client service worker: keeps the app itself (never the Matrix API) so that it opens
 // offline; the rooms last seen come from the page's own storage. The build fills in PRECACHE.
 const PRECACHE = __PRECACHE__;
-const CACHE = `veche-web-${__VERSION__}`;
+const CACHE = "veche-web-__VERSION__";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));

@@ -17,7 +17,7 @@ function serviceWorker() {
       const version = createHash("sha256").update(precache.join("\n")).digest("hex").slice(0, 16);
       const source = readFileSync(new URL("./sw-template.js", import.meta.url), "utf8")
         .replace("__PRECACHE__", JSON.stringify(precache))
-        .replace("__VERSION__", JSON.stringify(version).slice(1, -1));
+        .replace("__VERSION__", version);
       this.emitFile({ type: "asset", fileName: "sw.js", source });
     },
   };

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import random
+import re
 import secrets
 import subprocess
 import time
@@ -78,6 +79,15 @@ class Person:
     def shot(self, step: str) -> None:
         self.page.screenshot(path=str(self.shots / f"{step}-{self.name}.png"))
 
+    def last_words(self) -> str:
+        """On failure: a screenshot and the page's errors, for the log."""
+        try:
+            if not self.page.is_closed():
+                self.shot("99-failure")
+        except Exception:  # the failure itself may have taken the page down
+            pass
+        return f"{self.name} console errors: {self.console[-8:]}"
+
     def sign_up_or_in(self, user: str, *, register: bool) -> None:
         p = self.page
         if register:
@@ -103,6 +113,16 @@ class Person:
 
 
 def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path: Path) -> None:
+    people: list[Person] = []
+    try:
+        _story(homeserver, browser, tmp_path, people)
+    except BaseException:
+        for person in people:
+            print(person.last_words())
+        raise
+
+
+def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     base = homeserver.base_url
     shots = ARTIFACTS / f"{homeserver.backend}-{time.strftime('%Y%m%d-%H%M%S')}"
     shots.mkdir(parents=True, exist_ok=True)
@@ -115,6 +135,7 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
     # Both register; each is shown a recovery key once encryption is set up.
     alice = Person(browser, base, "alice", shots, requests)
     bob = Person(browser, base, "bob", shots, requests)
+    people += [alice, bob]
     alice.shot("01-sign-in-screen")
     keys = {}
     for person, user in ((alice, alice_id), (bob, bob_id)):
@@ -160,6 +181,17 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
     bob.message("now edited").first.get_by_test_id("reaction").filter(has_text="👍 1").wait_for()
     bob.shot("07-reaction")
 
+    # A thread: Bob answers Alice's first message in a thread, Alice reads it there.
+    bob.act_on("Hello Bob, this is end-to-end encrypted", "thread")
+    bob.page.get_by_test_id("thread-composer").fill("A word in a thread")
+    bob.page.get_by_test_id("thread-send").click()
+    alice.message("Hello Bob, this is end-to-end encrypted").first.get_by_test_id("thread-summary").click()
+    a.get_by_test_id("thread-panel").get_by_test_id("message").filter(has_text="A word in a thread").wait_for()
+    assert alice.page.get_by_test_id("timeline").get_by_text("A word in a thread").count() == 0
+    alice.shot("08-thread")
+    a.get_by_test_id("thread-panel").get_by_title("Close the thread").click()
+    bob.page.get_by_test_id("thread-panel").get_by_title("Close the thread").click()
+
     # An image: encrypted upload, a thumbnail on the other side, a byte-identical download.
     original = _image()
     picture = tmp_path / "holiday.png"
@@ -171,19 +203,30 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
     bob.page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=thumb.element_handle())
     natural = thumb.evaluate("img => [img.naturalWidth, img.naturalHeight]")
     assert natural == [320, 213], f"the thumbnail is not the 320px one: {natural}"
-    bob.shot("08-image")
+    bob.shot("09-image")
     with bob.page.expect_download() as dl:
         tile.get_by_test_id("download").click()
     saved = tmp_path / "downloaded.png"
     dl.value.save_as(saved)
     assert saved.read_bytes() == original, "the downloaded image differs from the uploaded one"
 
+    # Before leaving, Bob checks that the server keeps his message keys (his and Alice's
+    # sessions): the backup uploads in the background, a few seconds after the keys arrive.
+    bob.page.get_by_test_id("open-settings").click()
+    status = bob.page.get_by_test_id("backup-status")
+    deadline = time.monotonic() + STEP_MS / 1000
+    while not re.search(r"Key backup: ([2-9]|\d\d+) message keys saved", status.inner_text()):
+        assert time.monotonic() < deadline, status.inner_text()
+        time.sleep(0.5)
+    bob.shot("10-backup-done")
+
     # Bob's new browser: no keys until he gives his recovery key, then the history reads.
     bob.context.close()
     bob2 = Person(browser, base, "bob-new", shots, requests)
+    people.append(bob2)
     bob2.sign_up_or_in(bob_id, register=False)
     bob2.page.get_by_test_id("recovery-input").fill(keys["bob"])
-    bob2.shot("09-recovery-prompt")
+    bob2.shot("11-recovery-prompt")
     bob2.page.get_by_test_id("recovery-restore").click()
     restored = bob2.page.get_by_test_id("restored-count")
     restored.wait_for()
@@ -191,11 +234,11 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
     bob2.page.get_by_test_id("restore-done").click()
     bob2.page.get_by_test_id("room").first.click()
     for text in ("Hello Bob, this is end-to-end encrypted", "Replying to your message",
-                 "Hi Alice, loud and clear (now edited)"):
+                 "Hi Alice, loud and clear (now edited)", "💬 1 reply"):
         bob2.sees(text)
     bob2.page.get_by_test_id("thumbnail").wait_for()
     assert bob2.page.get_by_test_id("undecryptable").count() == 0
-    bob2.shot("10-history-restored")
+    bob2.shot("12-history-restored")
 
     # Alice verifies Bob's new session by emoji.
     bob2.page.get_by_test_id("open-settings").click()
@@ -210,13 +253,26 @@ def test_two_people_chat_encrypted_in_the_browser(homeserver, browser, tmp_path:
         sas = person.page.get_by_test_id("sas-emoji")
         sas.wait_for()
         emoji[person.name] = sas.locator("li").evaluate_all("items => items.map(i => i.dataset.name)")
-        person.shot("11-sas-emoji")
+        person.shot("13-sas-emoji")
     assert len(emoji["alice"]) == 7 and emoji["alice"] == emoji["bob-new"], emoji
     for person in (alice, bob2):
         person.page.get_by_test_id("sas-match").click()
     for person in (alice, bob2):
         person.page.get_by_test_id("verification-done").wait_for()
-        person.shot("12-verified")
+        person.shot("14-verified")
+
+    # The installed app opens with no network on the rooms last seen, says so, and recovers
+    # when the network returns, without a reload.
+    a.get_by_test_id("verification-close").click()
+    a.evaluate("navigator.serviceWorker.ready.then(() => true)")
+    alice.context.set_offline(True)
+    a.reload()
+    a.get_by_role("status").filter(has_text="retrying").wait_for()
+    a.locator(".rooms li.cached").first.wait_for()
+    alice.shot("15-offline")
+    alice.context.set_offline(False)
+    a.get_by_role("status").wait_for(state="detached")
+    a.get_by_test_id("room").first.wait_for()
 
     # Done when 2: nothing left the Veche origin (blob: URLs are the page's own memory).
     outside = [u for u in requests if not (u.startswith(base + "/") or u.startswith("blob:") or u.startswith("data:"))]

@@ -1,132 +1,32 @@
-import { useEffect, useState } from "react";
+import { lazy, Suspense, useEffect, useState } from "react";
 import SignIn from "./SignIn.jsx";
-import Chat from "./Chat.jsx";
-import { accountHasRecovery, restoreWithRecoveryKey, savedSession, setUpEncryption, signOut, startClient } from "./matrix.js";
+import { savedSession } from "./auth.js";
 
-// After sign-in: a new account gets cross-signing, secret storage and key backup (and shows its
-// recovery key once); a new session of an existing account is offered to restore with it.
-function EncryptionSetup({ client, password, fresh, onDone }) {
-  const [stage, setStage] = useState("working");
-  const [recoveryKey, setRecoveryKey] = useState("");
-  const [entered, setEntered] = useState("");
-  const [error, setError] = useState("");
-  const [restored, setRestored] = useState(null);
-
-  useEffect(() => {
-    (async () => {
-      try {
-        const has = !fresh && (await accountHasRecovery(client));
-        if (has) {
-          setStage("restore");
-        } else {
-          setRecoveryKey(await setUpEncryption(client, password));
-          setStage("show");
-        }
-      } catch (e) {
-        setError(e.message || String(e));
-        setStage("error");
-      }
-    })();
-  }, [client, password, fresh]);
-
-  async function restore(e) {
-    e.preventDefault();
-    setStage("restoring");
-    setError("");
-    try {
-      const r = await restoreWithRecoveryKey(client, entered);
-      setRestored(r);
-      setStage("restored");
-    } catch (err) {
-      setError(err.message || String(err));
-      setStage("restore");
-    }
-  }
-
-  return (
-    <div className="modal-back">
-      <div className="card modal" data-testid="encryption-setup">
-        {stage === "working" && <p>Setting up encryption…</p>}
-        {stage === "show" && (
-          <>
-            <h2>Your recovery key</h2>
-            <p>Write it down or store it in a password manager. A new browser or phone needs it to read your encrypted history.</p>
-            <code className="recovery" data-testid="recovery-key">{recoveryKey}</code>
-            <button className="primary" onClick={onDone} data-testid="recovery-saved">I saved it</button>
-          </>
-        )}
-        {(stage === "restore" || stage === "restoring") && (
-          <form onSubmit={restore}>
-            <h2>Confirm it is you</h2>
-            <p>Enter your recovery key to read your encrypted history in this browser.</p>
-            <input name="recovery" value={entered} onChange={(e) => setEntered(e.target.value)} placeholder="EsT… …" data-testid="recovery-input" />
-            {error && <p className="error" role="alert">{error}</p>}
-            <div className="row">
-              <button type="button" onClick={onDone}>Skip</button>
-              <button type="submit" className="primary" disabled={stage === "restoring"} data-testid="recovery-restore">{stage === "restoring" ? "Restoring…" : "Restore"}</button>
-            </div>
-          </form>
-        )}
-        {stage === "restored" && (
-          <>
-            <h2>History restored</h2>
-            <p data-testid="restored-count">{restored ? `${restored.imported} message keys restored from backup.` : ""}</p>
-            <button className="primary" onClick={onDone} data-testid="restore-done">Continue</button>
-          </>
-        )}
-        {stage === "error" && (
-          <>
-            <p className="error" role="alert">Encryption set-up failed: {error}</p>
-            <button onClick={onDone}>Continue without</button>
-          </>
-        )}
-      </div>
-    </div>
-  );
-}
+// Everything past the sign-in screen (the SDK, the crypto engine, the chat) loads on its own,
+// and starts loading as soon as the sign-in screen shows: a slow link draws the form first.
+const loadSession = () => import("./Session.jsx");
+const Session = lazy(loadSession);
 
 export default function App() {
-  const [client, setClient] = useState(null);
+  const [session, setSession] = useState(savedSession);
   const [setup, setSetup] = useState(null);
-  const [error, setError] = useState("");
-  const [starting, setStarting] = useState(Boolean(savedSession()));
-
-  async function begin(session, password, fresh) {
-    setStarting(true);
-    try {
-      const c = await startClient(session);
-      setClient(c);
-      if (password) setSetup({ password, fresh });
-    } catch (e) {
-      setError(e.message || String(e));
-    }
-    setStarting(false);
-  }
 
   useEffect(() => {
-    const s = savedSession();
-    if (s) begin(s);
+    loadSession();
+    // The crypto engine (WebAssembly, most of the bytes) downloads and compiles while the user
+    // types; matrix-js-sdk's initRustCrypto then finds it ready.
+    import("@matrix-org/matrix-sdk-crypto-wasm").then((m) => m.initAsync()).catch(() => {});
   }, []);
 
-  async function logout() {
-    await signOut(client);
-    setClient(null);
-    setSetup(null);
+  function signedIn(s, password, fresh) {
+    setSetup({ password, fresh });
+    setSession(s);
   }
 
-  if (!client) {
-    if (starting) return <div className="signin"><p className="muted">Loading…</p></div>;
-    return (
-      <>
-        {error && <p className="error banner">{error}</p>}
-        <SignIn onSession={begin} />
-      </>
-    );
-  }
+  if (!session) return <SignIn onSession={signedIn} />;
   return (
-    <>
-      <Chat client={client} onSignOut={logout} />
-      {setup && <EncryptionSetup client={client} password={setup.password} fresh={setup.fresh} onDone={() => setSetup(null)} />}
-    </>
+    <Suspense fallback={<div className="signin"><p className="muted">Loading…</p></div>}>
+      <Session session={session} setup={setup} onSignedOut={() => { setSession(null); setSetup(null); }} />
+    </Suspense>
   );
 }

@@ -113,8 +113,14 @@ function JoinDialog({ client, onClose, onJoined }) {
 
 function SettingsDialog({ client, onClose, onSignOut }) {
   const [devices, setDevices] = useState([]);
+  const [backup, setBackup] = useState(null);
   useEffect(() => {
     client.getDevices().then((r) => setDevices(r.devices || [])).catch(() => {});
+    // How many message keys the server keeps for a new browser: worth knowing before signing out.
+    const look = () => client.http.authedRequest("GET", "/room_keys/version").then(setBackup, () => setBackup({ count: null }));
+    look();
+    const timer = setInterval(look, 2000);
+    return () => clearInterval(timer);
   }, [client]);
   return (
     <div className="modal-back">
@@ -122,6 +128,9 @@ function SettingsDialog({ client, onClose, onSignOut }) {
         <h2>Account</h2>
         <p>{client.getUserId()}</p>
         <p className="muted">This session: <span data-testid="own-device-id">{client.getDeviceId()}</span></p>
+        <p data-testid="backup-status">
+          {backup === null ? "Key backup: checking…" : backup.count === null ? "Key backup: off" : `Key backup: ${backup.count} message keys saved`}
+        </p>
         <h3>Sessions</h3>
         <ul className="sessions">
           {devices.map((d) => (
@@ -130,6 +139,9 @@ function SettingsDialog({ client, onClose, onSignOut }) {
             </li>
           ))}
         </ul>
+        {"Notification" in window && Notification.permission !== "granted" && (
+          <p><button onClick={() => Notification.requestPermission()}>Notify me of new messages</button></p>
+        )}
         <div className="row">
           <button onClick={onSignOut} data-testid="sign-out">Sign out</button>
           <button className="primary" onClick={onClose}>Close</button>
@@ -152,6 +164,24 @@ export default function Chat({ client, onSignOut }) {
   const [roomId, setRoomId] = useState(() => window.location.hash.replace(/^#\/room\//, "") || null);
   const [dialog, setDialog] = useState(null);
   const [verification, setVerification] = useState(null);
+
+  // Browser notifications while the tab is open but not looked at.
+  useEffect(() => {
+    const onEvent = async (ev, room, toStart, _removed, data) => {
+      if (toStart || !data?.liveEvent || ev.getSender() === client.getUserId() || !document.hidden) return;
+      if (!("Notification" in window) || Notification.permission !== "granted") return;
+      await client.decryptEventIfNeeded(ev);
+      if (ev.getType() !== "m.room.message" || ev.isRelation("m.replace")) return;
+      const n = new Notification(room?.name || "Veche", { body: `${room?.getMember(ev.getSender())?.name || ev.getSender()}: ${ev.getContent().body || ""}`, tag: room?.roomId });
+      n.onclick = () => {
+        window.focus();
+        window.location.hash = `#/room/${room.roomId}`;
+        setRoomId(room.roomId);
+      };
+    };
+    client.on(RoomEvent.Timeline, onEvent);
+    return () => client.off(RoomEvent.Timeline, onEvent);
+  }, [client]);
 
   useEffect(() => {
     const onRequest = (request) => setVerification(request);

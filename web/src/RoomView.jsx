@@ -11,6 +11,7 @@ function relation(ev) {
 function aggregate(events) {
   const edits = new Map();
   const reactions = new Map();
+  const threads = new Map();
   const shown = [];
   for (const ev of events) {
     const rel = relation(ev);
@@ -29,9 +30,13 @@ function aggregate(events) {
       edits.set(rel.event_id, ev);
       continue;
     }
+    if (rel?.rel_type === "m.thread" && rel.event_id) {
+      threads.set(rel.event_id, [...(threads.get(rel.event_id) || []), ev]);
+      continue;
+    }
     shown.push(ev);
   }
-  return { shown, edits, reactions };
+  return { shown, edits, reactions, threads };
 }
 
 function Attachment({ client, content }) {
@@ -95,10 +100,12 @@ function stateText(ev) {
   }
 }
 
-function Tile({ client, room, ev, edit, reactions, onReply, onEdit }) {
+function Tile({ client, room, ev, edit, reactions, onReply, onEdit, replies, onThread }) {
   const me = client.getUserId();
   const content = edit ? edit.getContent()["m.new_content"] || edit.getContent() : ev.getContent();
-  const replyTo = relation(ev)?.["m.in_reply_to"]?.event_id;
+  const rel = relation(ev);
+  // A thread reply's in_reply_to is only a fallback for clients without threads.
+  const replyTo = rel?.rel_type === "m.thread" && rel.is_falling_back ? null : rel?.["m.in_reply_to"]?.event_id;
   const quoted = replyTo ? room.findEventById(replyTo) : null;
   const mine = ev.getSender() === me;
 
@@ -127,10 +134,14 @@ function Tile({ client, room, ev, edit, reactions, onReply, onEdit }) {
           ))}
         </div>
       )}
+      {replies > 0 && onThread && (
+        <button className="link thread-link" onClick={() => onThread(ev)} data-testid="thread-summary">💬 {replies} {replies === 1 ? "reply" : "replies"}</button>
+      )}
       {!ev.isRedacted() && ev.getId()?.startsWith("$") && (
         <div className="tile-actions">
           {QUICK_REACTIONS.map((k) => <button key={k} onClick={() => react(k)} data-testid={`react-${k}`}>{k}</button>)}
           <button onClick={() => onReply(ev)} data-testid="reply">Reply</button>
+          {onThread && <button onClick={() => onThread(ev)} data-testid="thread">Thread</button>}
           {mine && content.msgtype === "m.text" && <button onClick={() => onEdit(ev, content.body)} data-testid="edit">Edit</button>}
           {mine && <button onClick={() => client.redactEvent(room.roomId, ev.getId())} data-testid="delete">Delete</button>}
         </div>
@@ -139,7 +150,7 @@ function Tile({ client, room, ev, edit, reactions, onReply, onEdit }) {
   );
 }
 
-function Composer({ client, room, replyTo, editing, onDone }) {
+function Composer({ client, room, replyTo, editing, onDone, threadRoot, threadLast }) {
   const [text, setText] = useState("");
   const [progress, setProgress] = useState(null);
   const [error, setError] = useState("");
@@ -168,6 +179,10 @@ function Composer({ client, room, replyTo, editing, onDone }) {
     let content = { msgtype: "m.text", body };
     if (editing) {
       content = { msgtype: "m.text", body: `* ${body}`, "m.new_content": content, "m.relates_to": { rel_type: "m.replace", event_id: editing.ev.getId() } };
+    } else if (threadRoot) {
+      // A thread reply; clients without threads show it as a reply to the thread's last message.
+      const last = replyTo || threadLast || threadRoot;
+      content["m.relates_to"] = { rel_type: "m.thread", event_id: threadRoot.getId(), is_falling_back: !replyTo, "m.in_reply_to": { event_id: last.getId() } };
     } else if (replyTo) {
       content["m.relates_to"] = { "m.in_reply_to": { event_id: replyTo.getId() } };
     }
@@ -205,11 +220,31 @@ function Composer({ client, room, replyTo, editing, onDone }) {
       {error && <p className="error">{error}</p>}
       <div className="row">
         <button type="button" onClick={() => fileInput.current.click()} title="Attach a file">📎</button>
-        <input ref={fileInput} type="file" hidden onChange={upload} data-testid="file-input" />
-        <input className="grow" name="message" placeholder={room.hasEncryptionStateEvent() ? "Encrypted message…" : "Message…"} value={text} onChange={(e) => changed(e.target.value)} autoComplete="off" data-testid="composer" />
-        <button type="submit" className="primary" data-testid="send">Send</button>
+        <input ref={fileInput} type="file" hidden onChange={upload} data-testid={threadRoot ? "thread-file-input" : "file-input"} />
+        <input className="grow" name="message" placeholder={threadRoot ? "Reply in thread…" : room.hasEncryptionStateEvent() ? "Encrypted message…" : "Message…"} value={text} onChange={(e) => changed(e.target.value)} autoComplete="off" data-testid={threadRoot ? "thread-composer" : "composer"} />
+        <button type="submit" className="primary" data-testid={threadRoot ? "thread-send" : "send"}>Send</button>
       </div>
     </form>
+  );
+}
+
+function ThreadPanel({ client, room, root, replies, edits, reactions, onClose }) {
+  const [replyTo, setReplyTo] = useState(null);
+  const [editing, setEditing] = useState(null);
+  const tile = (ev) => (
+    <Tile key={ev.getId() || ev.getTxnId()} client={client} room={room} ev={ev} edit={edits.get(ev.getId())} reactions={reactions.get(ev.getId())}
+      onReply={(e) => { setEditing(null); setReplyTo(e); }} onEdit={(e, body) => { setReplyTo(null); setEditing({ ev: e, body }); }} />
+  );
+  return (
+    <aside className="thread" data-testid="thread-panel">
+      <header><b>Thread</b><button onClick={onClose} title="Close the thread">✕</button></header>
+      <ul className="timeline">
+        {tile(root)}
+        {replies.map(tile)}
+      </ul>
+      <Composer client={client} room={room} replyTo={replyTo} editing={editing} threadRoot={root} threadLast={replies[replies.length - 1]}
+        onDone={() => { setReplyTo(null); setEditing(null); }} />
+    </aside>
   );
 }
 
@@ -218,13 +253,15 @@ export default function RoomView({ client, room, onBack, onVerify }) {
   const [editing, setEditing] = useState(null);
   const [loading, setLoading] = useState(false);
   const [inviting, setInviting] = useState(false);
+  const [threadId, setThreadId] = useState(null);
   const [invitee, setInvitee] = useState("");
   const list = useRef(null);
   const atBottom = useRef(true);
 
   const timeline = room.getLiveTimeline();
   const events = timeline.getEvents();
-  const { shown, edits, reactions } = aggregate(events);
+  const { shown, edits, reactions, threads } = aggregate(events);
+  const threadRoot = threadId ? room.findEventById(threadId) : null;
   const last = events[events.length - 1];
   const me = client.getUserId();
   const others = room.getMembers().filter((m) => m.userId !== me && ["join", "invite"].includes(m.membership));
@@ -233,9 +270,10 @@ export default function RoomView({ client, room, onBack, onVerify }) {
 
   useEffect(() => {
     if (last && last.getId()?.startsWith("$") && last.getSender() !== me && document.visibilityState === "visible") {
-      client.sendReadReceipt(last).catch(() => {});
+      // The read marker (m.fully_read) and the public receipt in one request.
+      client.setRoomReadMarkers(room.roomId, last.getId(), last).catch(() => {});
     }
-  }, [client, last, me]);
+  }, [client, room, last, me]);
 
   useLayoutEffect(() => {
     if (atBottom.current && list.current) list.current.scrollTop = list.current.scrollHeight;
@@ -290,6 +328,8 @@ export default function RoomView({ client, room, onBack, onVerify }) {
           <button type="button" onClick={() => setInviting(false)}>Cancel</button>
         </form>
       )}
+      <div className="room-body">
+      <div className="main-column">
       <ul className="timeline" ref={list} onScroll={onScroll} data-testid="timeline">
         {canPaginate && <li className="more"><button onClick={older} disabled={loading} data-testid="load-older">{loading ? "Loading…" : "Load older messages"}</button></li>}
         {shown.map((ev) => {
@@ -301,13 +341,19 @@ export default function RoomView({ client, room, onBack, onVerify }) {
           return (
             <Tile key={ev.getId() || ev.getTxnId()} client={client} room={room} ev={ev} edit={edits.get(ev.getId())} reactions={reactions.get(ev.getId())}
               onReply={(e) => { setEditing(null); setReplyTo(e); }}
-              onEdit={(e, body) => { setReplyTo(null); setEditing({ ev: e, body }); }} />
+              onEdit={(e, body) => { setReplyTo(null); setEditing({ ev: e, body }); }}
+              replies={threads.get(ev.getId())?.length || 0} onThread={(e) => setThreadId(e.getId())} />
           );
         })}
         {readers.length > 0 && <li className="receipts muted">Seen by {readers.join(", ")}</li>}
       </ul>
       {typing.length > 0 && <div className="typing muted">{typing.map((m) => m.name).join(", ")} typing…</div>}
       <Composer client={client} room={room} replyTo={replyTo} editing={editing} onDone={() => { setReplyTo(null); setEditing(null); }} />
+      </div>
+      {threadRoot && (
+        <ThreadPanel client={client} room={room} root={threadRoot} replies={threads.get(threadRoot.getId()) || []} edits={edits} reactions={reactions} onClose={() => setThreadId(null)} />
+      )}
+      </div>
     </section>
   );
 }

@@ -1,5 +1,5 @@
 import { useEffect, useState } from "react";
-import { homeserverUrl, loginWithPassword, register, registrationFlow, setHomeserverUrl } from "./matrix.js";
+import { homeserverUrl, loginWithPassword, register, registrationFlow, setHomeserverUrl } from "./auth.js";
 
 export default function SignIn({ onSession }) {
   const [mode, setMode] = useState("signin");

@@ -1,32 +1,7 @@
 // Session, sign-in, registration and encryption set-up around one matrix-js-sdk client.
 import { createClient, ClientEvent } from "matrix-js-sdk";
+import { forgetSession } from "./auth.js";
 import { decodeRecoveryKey } from "matrix-js-sdk/lib/crypto-api/recovery-key.js";
-
-const SESSION_KEY = "veche.session";
-const HS_KEY = "veche.homeserver";
-
-// The server that served this page; another one only when the user asked for it.
-export function homeserverUrl() {
-  return localStorage.getItem(HS_KEY) || window.location.origin;
-}
-
-export function setHomeserverUrl(url) {
-  const clean = (url || "").trim().replace(/\/+$/, "");
-  if (!clean || clean === window.location.origin) localStorage.removeItem(HS_KEY);
-  else localStorage.setItem(HS_KEY, clean);
-}
-
-export function savedSession() {
-  try {
-    return JSON.parse(localStorage.getItem(SESSION_KEY) || "null");
-  } catch {
-    return null;
-  }
-}
-
-function saveSession(s) {
-  localStorage.setItem(SESSION_KEY, JSON.stringify(s));
-}
 
 // The recovery key of this tab: secret storage asks for it while bootstrapping and restoring.
 const secretKey = { keyId: null, privateKey: null };
@@ -34,56 +9,6 @@ const secretKey = { keyId: null, privateKey: null };
 export function useRecoveryKey(text) {
   secretKey.privateKey = decodeRecoveryKey(text.trim());
   secretKey.keyId = null;
-}
-
-export async function loginWithPassword(baseUrl, user, password) {
-  const bare = createClient({ baseUrl });
-  const res = await bare.loginRequest({
-    type: "m.login.password",
-    identifier: { type: "m.id.user", user },
-    password,
-    initial_device_display_name: "Veche web",
-  });
-  const session = { baseUrl, userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-  saveSession(session);
-  return session;
-}
-
-// The stages the server wants for registration, e.g. ["m.login.registration_token"].
-// (Some servers check the request's fields before answering with the flows: send plausible ones.)
-export async function registrationFlow(baseUrl, probe = { password: "flows-probe-only" }) {
-  const res = await fetch(`${baseUrl}/_matrix/client/v3/register`, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(probe),
-  });
-  const body = await res.json();
-  if (res.status === 403) throw new Error(body.error || "Registration is closed on this server");
-  if (res.status !== 401) throw new Error(body.error || `Unexpected answer ${res.status}`);
-  const flows = (body.flows || []).map((f) => f.stages || []);
-  const usable = flows.find((s) => s.every((t) => t === "m.login.dummy" || t === "m.login.registration_token"));
-  if (!usable) throw new Error("This server asks for registration steps this client cannot do");
-  return { session: body.session, stages: usable };
-}
-
-export async function register(baseUrl, username, password, token) {
-  const body = { username, password, initial_device_display_name: "Veche web" };
-  const { session, stages } = await registrationFlow(baseUrl, body);
-  const bare = createClient({ baseUrl });
-  let res = null;
-  const todo = stages.length ? stages : ["m.login.dummy"];
-  for (const stage of todo) {
-    const auth = stage === "m.login.registration_token" ? { type: stage, token, session } : { type: stage, session };
-    try {
-      res = await bare.registerRequest({ ...body, auth });
-    } catch (e) {
-      if (e.httpStatus === 401 && e.data && e.data.completed) continue;
-      throw e;
-    }
-  }
-  const s = { baseUrl, userId: res.user_id, accessToken: res.access_token, deviceId: res.device_id };
-  saveSession(s);
-  return s;
 }
 
 export async function startClient(session) {
@@ -167,6 +92,6 @@ export async function signOut(client) {
   }
   client.stopClient();
   await client.clearStores();
-  localStorage.removeItem(SESSION_KEY);
+  forgetSession();
   localStorage.removeItem("veche.lastRooms");
 }

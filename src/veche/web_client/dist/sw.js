@@ -1,7 +1,7 @@
 // Veche web client service worker: keeps the app itself (never the Matrix API) so that it opens
 // offline; the rooms last seen come from the page's own storage. The build fills in PRECACHE.
-const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/index-oKyASKMx.css","/assets/index-wOgyUNdq.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rolldown-runtime-DUjHZjTj.js","/assets/rust-crypto-9i6VusUZ.js"];
-const CACHE = `veche-web-${6974d5c271df2f2e}`;
+const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-DMXWnavk.js","/assets/index-WYBEaIAB.js","/assets/index-t48WtPwB.css","/assets/matrix-sdk-crypto-wasm-DxLwMuRK.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-CVVTnFAi.js"];
+const CACHE = "veche-web-a7dde4e7c0f850e2";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));

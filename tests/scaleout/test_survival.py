@@ -20,7 +20,7 @@ import pytest
 from nio import AsyncClient, AsyncClientConfig, SyncResponse
 
 from tests.conftest import Client
-from tests.scaleout.conftest import Cluster, Worker, client_on
+from tests.scaleout.conftest import Cluster, Recorder, Worker, client_on, send
 
 SENDERS = 4
 LOAD_BEFORE_S = 3.0
@@ -69,7 +69,7 @@ def _lease_times(worker: Worker, lease: str) -> list[float]:
 
 
 async def test_kill_9_under_load_loses_no_acknowledged_message(
-        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+        recorder: Recorder, cluster: Cluster, http: aiohttp.ClientSession) -> None:
     owner = await Client(http, cluster.base_url).register()
     status, body = await owner.post("createRoom", {"preset": "public_chat"})
     assert status == 200, body
@@ -149,6 +149,55 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(
     took = min(taken) - killed_at_wall
     print(f"media expiry taken over {took:.1f} s after the kill")
     assert took < TAKEOVER_BUDGET_S
+
+
+async def test_pushes_and_transactions_owed_by_a_dead_process_go_out_from_another(
+        recorder: Recorder, cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    live = [w for w in cluster.workers if w.proc is not None]
+    assert len(live) >= 2
+    victim, survivor = live[0], live[1]
+    alice = await Client(http, survivor.base_url).register()
+    bob = await Client(http, survivor.base_url).register()
+    status, body = await alice.post("createRoom", {"preset": "private_chat", "invite": [bob.user_id]})
+    assert status == 200, body
+    room_id = body["room_id"]
+    assert (await bob.post(f"join/{quote(room_id)}", {}))[0] == 200
+    status, body = await bob.post("pushers/set", {
+        "kind": "http", "app_id": "org.example.app", "pushkey": "bob-phone",
+        "app_display_name": "Example", "device_display_name": "Phone", "lang": "en",
+        "data": {"url": recorder.url + "/_matrix/push/v1/notify"}})
+    assert status == 200, body
+    await asyncio.sleep(0.2)
+
+    # The gateway and the application service take the requests and never answer: the
+    # victim dies owing them.
+    recorder.answering.clear()
+    on_victim = client_on(http, victim.base_url, alice)
+    sent = [await send(on_victim, room_id, f"owed {i}") for i in range(5)]
+    await asyncio.sleep(1)
+    killed_at = time.monotonic()
+    victim.kill9()
+    await asyncio.sleep(0.3)  # the recorder sees the victim's connections close
+    recorder.answering.set()
+
+    deadline = killed_at + TAKEOVER_BUDGET_S
+    while time.monotonic() < deadline and not (
+            set(sent) <= set(recorder.event_ids("push", room_id))
+            and set(sent) <= set(recorder.event_ids("appservice", room_id))):
+        await asyncio.sleep(0.1)
+    took = time.monotonic() - killed_at
+    assert set(sent) <= set(recorder.event_ids("push", room_id)), (
+        "pushes owed by the dead process never went out:\n" + cluster.logs())
+    assert set(sent) <= set(recorder.event_ids("appservice", room_id)), (
+        "application-service events owed by the dead process never went out:\n" + cluster.logs())
+    print(f"owed pushes and transactions sent by {survivor.name} {took:.1f} s after the kill")
+    await asyncio.sleep(1)
+    import psycopg
+
+    with psycopg.connect(cluster.pg.url) as conn:
+        left = conn.execute("SELECT kind, owner FROM cluster_outbox WHERE event_id = ANY(%s)",
+                            (sent,)).fetchall()
+    assert not left, f"sent but still in the outbox: {left}"
 
 
 pytestmark = pytest.mark.timeout(300)

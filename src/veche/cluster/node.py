@@ -105,7 +105,7 @@ class Cluster:
             logger.info("writer %s gone", writer)
         self.stream.forget(writer)
 
-    def _live_writers(self) -> set[str]:
+    def live_writers(self) -> set[str]:
         with self._conn_lock:
             rows = self._conn.execute(
                 "SELECT DISTINCT application_name FROM pg_stat_activity"
@@ -147,10 +147,10 @@ class Cluster:
         self.publish("notify", {"k": keys, "p": position})
 
     async def start(self) -> None:
-        from veche.cluster import caches
+        from veche.cluster import caches, outbox
 
         self._loop = asyncio.get_running_loop()
-        expected = self._live_writers()
+        expected = self.live_writers()
         await self.bus.connect({"pos": self._on_pos, "bye": self._on_bye,
                                 "notify": self._on_notify, "inval": self._on_inval},
                                self._resend)
@@ -169,6 +169,7 @@ class Cluster:
         self.stream.refresh()
         self.hs.notifier.publish = self._publish_notify
         caches.share_caches(self.hs, self)
+        outbox.install(self.hs, self)
         self._tasks.append(asyncio.ensure_future(self._heartbeat()))
         self._tasks.append(asyncio.ensure_future(self._leases_loop()))
         logger.info("worker %s joined the bus at %s (stream at %d)", self.worker, self.bus.url,
@@ -184,7 +185,7 @@ class Cluster:
                 self._announce(*self.stream.announcement())
                 silent = [w for w, t in self._heard.items() if time.monotonic() - t > SILENT_S]
                 if silent:
-                    live = await asyncio.to_thread(self._live_writers)
+                    live = await asyncio.to_thread(self.live_writers)
                     for writer in silent:
                         if writer not in live:
                             self._gone(writer)

@@ -185,4 +185,42 @@ async def test_pushes_go_out_exactly_once(cluster: Cluster, http: aiohttp.Client
     assert set(counts) == set(sent) and set(counts.values()) == {1}, counts
 
 
+async def test_typing_on_one_process_shows_on_the_others_once(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    alice, bob, room_id = await _room_of_two(http, cluster)
+    w1, w2, w3 = cluster.workers
+    bob_w3, bob_w2 = client_on(http, w3.base_url, bob), client_on(http, w2.base_url, bob)
+    status, body = await bob_w3.get("sync", params={"timeout": "0"})
+    assert status == 200
+    since = body["next_batch"]
+
+    def typing_in(body: Any) -> list[str] | None:
+        room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+        for ev in room.get("ephemeral", {}).get("events", []):
+            if ev["type"] == "m.typing":
+                return list(ev["content"]["user_ids"])
+        return None
+
+    async def poll(c: Client, since: str) -> Any:
+        status, body = await c.get("sync", params={"since": since, "timeout": "10000"})
+        assert status == 200, body
+        return body
+
+    polling = asyncio.ensure_future(poll(bob_w3, since))
+    await asyncio.sleep(0.3)
+    alice_w1 = client_on(http, w1.base_url, alice)
+    status, body = await alice_w1.put(f"rooms/{quote(room_id)}/typing/{quote(alice.user_id or '')}",
+                                      {"typing": True, "timeout": 30000})
+    assert status == 200, body
+    started = time.monotonic()
+    body = await asyncio.wait_for(polling, 15)
+    while typing_in(body) is None and time.monotonic() - started < 2:
+        body = await poll(bob_w3, body["next_batch"])  # woken by something else first
+    assert typing_in(body) == [alice.user_id], body
+    assert time.monotonic() - started < 1.0
+    # Bob's next sync lands on another process: the notice he has is not sent again.
+    status, again = await bob_w2.get("sync", params={"since": body["next_batch"], "timeout": "0"})
+    assert status == 200 and typing_in(again) is None, again
+
+
 pytestmark = pytest.mark.timeout(300)

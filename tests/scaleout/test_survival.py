@@ -9,9 +9,11 @@ through the other processes; the background work the dead process held is taken 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import secrets
 import time
+from collections import Counter
 from datetime import datetime
 from urllib.parse import quote
 
@@ -103,6 +105,29 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(
                     gaps.append(len(timeline.events))
                 seen.extend((time.monotonic(), e.event_id) for e in timeline.events)
 
+    # And a client talking to the victim itself, which moves to a survivor when it dies,
+    # taking its sync token along.
+    hopped: list[str] = []
+
+    async def hop_read() -> None:
+        c = client_on(http, victim.base_url, users[0])
+        status, body = await c.get("sync", params={"timeout": "0"})
+        assert status == 200
+        since = body["next_batch"]
+        while not stop_reading.is_set():
+            try:
+                status, body = await c.get("sync", params={
+                    "since": since, "timeout": "2000", "filter": json.dumps(SYNC_FILTER)})
+            except (aiohttp.ClientError, OSError):
+                c = client_on(http, survivors[0].base_url, users[0])
+                continue
+            assert status == 200, body
+            room = body.get("rooms", {}).get("join", {}).get(room_id, {})
+            assert not room.get("timeline", {}).get("limited"), "a gap"
+            hopped.extend(e["event_id"] for e in room.get("timeline", {}).get("events", []))
+            since = body["next_batch"]
+
+    hopping = asyncio.ensure_future(hop_read())
     senders = [Sender(u, room_id) for u in users]
     tasks = [asyncio.ensure_future(s.run(stop)) for s in senders]
     reading = asyncio.ensure_future(read())
@@ -134,12 +159,21 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(
     deadline = time.monotonic() + 15
     while not set(acked) <= {eid for _, eid in seen} and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
+    while not set(acked) <= set(hopped) and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
     stop_reading.set()
     await asyncio.wait_for(reading, 30)
+    await asyncio.wait_for(hopping, 30)
+    assert not set(acked) - set(hopped), "the client that moved to a survivor missed messages"
+    twice = [eid for eid, n in Counter(hopped).items() if n > 1]
+    assert not twice, f"the client that moved to a survivor got {len(twice)} event(s) twice"
     await reader.close()
     missing = set(acked) - {eid for _, eid in seen}
     assert not missing, (f"the syncing client never saw {len(missing)} of {len(acked)}"
                          f" message(s); limited timelines: {gaps}")
+    # Its sync token, handed out by one process, is taken as it is by another.
+    repeated = [eid for eid, n in Counter(eid for _, eid in seen).items() if n > 1]
+    assert not repeated, f"the syncing client got {len(repeated)} event(s) twice"
     print(f"{len(acked)} messages acknowledged, {sum(s.failures for s in senders)} retries;"
           f" last ack {last_acked - killed_at:.1f} s after the kill")
 

@@ -44,6 +44,9 @@ SILENT_S = 2.5
 LEASE_POLL_S = 2.0
 # How long a starting process listens for the others' positions before it serves.
 JOIN_WAIT_S = 2.5
+# How long a /sync with a token from a process further ahead waits for this one to catch up
+# (past SILENT_S + HEARTBEAT_S: the others wait that long for a writer that died).
+CATCH_UP_S = 5.0
 
 
 def lock_key(name: str) -> int:
@@ -191,6 +194,27 @@ class Cluster:
                             self._gone(writer)
             except Exception:
                 logger.exception("cluster heartbeat")
+
+    async def caught_up(self, position: int, timeout: float = CATCH_UP_S) -> bool:
+        """Wait until this process reads up to `position` (a sync token another process
+        handed out, ahead of this one by a moment, or by the time it takes to notice a dead
+        writer); False if it did not within `timeout`."""
+        if self.stream.current >= position:
+            return True
+        reached = asyncio.get_running_loop().create_future()
+
+        def advanced(current: int) -> None:
+            if current >= position and not reached.done():
+                reached.set_result(None)
+
+        self.stream.on_advance(advanced)
+        try:
+            await asyncio.wait_for(reached, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.stream.remove_listener(advanced)
 
     # --- one writer per room ----------------------------------------------------------
     def lock_room(self, txn: Txn, room_id: str, count: int) -> list[int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import socket
 import threading
@@ -61,8 +62,10 @@ class Cluster:
 
         self.hs = hs
         cfg = hs.config.bus
+        # `veche serve` always names its worker; other commands (register-user, …) are
+        # writers for a moment, under a name of their own.
         self.worker = cfg.worker_name or re.sub(
-            r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{hs.config.listen.port}")
+            r"[^A-Za-z0-9._-]", "-", f"cli-{socket.gethostname()}-{os.getpid()}")
         self.bus = Bus(cfg.url, hs.server_name, self.worker)
         self._conn = psycopg.connect(hs.config.database_url, autocommit=True,
                                      application_name=WRITER_PREFIX + self.worker)

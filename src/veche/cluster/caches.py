@@ -25,7 +25,7 @@ MEDIA_EXPIRY_INTERVAL_S = 60.0
 
 
 def _mirror(cluster: Cluster, service: Any, method: str, name: str,
-            remote: Callable[..., None] | None = None) -> None:
+            remote: Callable[..., object] | None = None) -> None:
     """`service.method(*args)` runs here and, after it, as `remote(*args)` everywhere else."""
     local = getattr(service, method)
 
@@ -110,7 +110,7 @@ def share_caches(hs: HomeServer, cluster: Cluster) -> None:
             typing._room_serial[room_id] = serial
             typing.serial = max(typing.serial, serial)
 
-    typing.set_typing = set_typing_and_share  # type: ignore[method-assign]
+    typing.set_typing = set_typing_and_share  # type: ignore[method-assign,assignment]
     cluster.handle("typing", typing_elsewhere)
 
     if hs.config.federation.enabled:

@@ -85,7 +85,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[Any]] = []
         self._leases: dict[str, Callable[[], Awaitable[None]]] = {}
         self.held: set[str] = set()
-        self._handlers: dict[str, Callable[..., None]] = {}
+        self._handlers: dict[str, Callable[..., object]] = {}
 
     # --- positions --------------------------------------------------------------------
     def _nextval(self) -> int:
@@ -134,7 +134,7 @@ class Cluster:
         else:
             loop.call_soon_threadsafe(self.bus.publish, kind, body)
 
-    def handle(self, name: str, fn: Callable[..., None]) -> None:
+    def handle(self, name: str, fn: Callable[..., object]) -> None:
         """Run `fn(*args)` when another process calls `share(name, *args)`."""
         self._handlers[name] = fn
 

@@ -105,3 +105,26 @@ def test_three_writers_interleaved_never_expose_a_gap() -> None:
         committed.add(pos)
         ctx.__exit__(None, None, None)  # type: ignore[attr-defined]
     assert {gen.current for gen in gens.values()} == {max(allocated)}
+
+
+async def test_a_token_from_a_process_further_ahead_waits_for_this_one() -> None:
+    """A /sync token handed out by another process may be ahead of this one's `current` by
+    a moment: the sync waits for it (veche.cluster.node.Cluster.caught_up) instead of
+    clamping it down and sending the difference again."""
+    import asyncio
+    import types
+
+    from veche.cluster.node import Cluster
+
+    seq = itertools.count(11)
+    gen = ClusterStreamIdGenerator(10, lambda: next(seq), lambda safe, seen: None)
+    gen.heard("other", 10, 10)
+    gen.refresh()
+    node = types.SimpleNamespace(stream=gen)
+    assert await Cluster.caught_up(node, 10, timeout=0.1)  # type: ignore[arg-type]
+    assert not await Cluster.caught_up(node, 12, timeout=0.1)  # type: ignore[arg-type]
+    waiting = asyncio.ensure_future(Cluster.caught_up(node, 12, timeout=5))  # type: ignore[arg-type]
+    await asyncio.sleep(0.05)
+    gen.heard("other", 12, 12)  # the other writer committed up to 12, this one is idle
+    assert await waiting
+    assert gen.current == 12

@@ -55,6 +55,12 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
     if worker_name:
         overrides["bus"] = {"worker_name": worker_name}
     config = _load(config_path, overrides)
+    if config.clustered and not config.bus.worker_name:
+        import re
+        import socket
+
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{config.listen.port}")
+        config.bus.worker_name = name
     if config.app_service_config_files:
         from veche.services.appservices import load_registrations
 

@@ -7,6 +7,7 @@ nats://127.0.0.1:4222); HAProxy comes from Debian's package, installed here when
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -165,12 +166,30 @@ class Recorder:
     requests it is sent."""
 
     def __init__(self) -> None:
-        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self.requests: list[tuple[str, dict[str, Any]]] = []  # answered with 200
         self.url = ""
+        self.answering = asyncio.Event()  # cleared: requests wait for an answer
+        self.answering.set()
 
     async def record(self, request: web.Request) -> web.Response:
-        self.requests.append((request.match_info.get("txn", ""), await request.json()))
+        body = await request.json()
+        await self.answering.wait()
+        if request.transport is None or request.transport.is_closing():
+            raise web.HTTPServiceUnavailable()  # the sender died waiting: nothing delivered
+        self.requests.append((request.match_info.get("txn", ""), body))
         return web.json_response({})
+
+    def event_ids(self, kind: str, room_id: str) -> list[str]:
+        """The event IDs of `room_id` answered so far, as application-service transaction
+        events ("appservice") or pushes ("push"), with repeats."""
+        out = []
+        for txn_id, body in self.requests:
+            if kind == "appservice" and txn_id:
+                out += [e["event_id"] for e in body.get("events", [])
+                        if e.get("room_id") == room_id and e["type"] == "m.room.message"]
+            elif kind == "push" and not txn_id and body["notification"].get("room_id") == room_id:
+                out.append(body["notification"]["event_id"])
+        return out
 
 
 @pytest.fixture(scope="module")

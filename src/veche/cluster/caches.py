@@ -25,7 +25,7 @@ MEDIA_EXPIRY_INTERVAL_S = 60.0
 
 
 def _mirror(cluster: Cluster, service: Any, method: str, name: str,
-            remote: Callable[..., None] | None = None) -> None:
+            remote: Callable[..., object] | None = None) -> None:
     """`service.method(*args)` runs here and, after it, as `remote(*args)` everywhere else."""
     local = getattr(service, method)
 
@@ -93,17 +93,24 @@ def share_caches(hs: HomeServer, cluster: Cluster) -> None:
 
     def set_typing_and_share(room_id: str, user_id: str, on: bool, timeout_ms: int) -> None:
         set_typing(room_id, user_id, on, timeout_ms)
-        cluster.share("typing", room_id, user_id, on, timeout_ms)
+        cluster.share("typing", room_id, user_id, on, timeout_ms,
+                      typing._room_serial.get(room_id, 0))
 
-    def typing_elsewhere(room_id: str, user_id: str, on: bool, timeout_ms: int) -> None:
+    def typing_elsewhere(room_id: str, user_id: str, on: bool, timeout_ms: int,
+                         serial: int) -> None:
         # Every process wakes its own waiters: no need to pass the wake-up on again.
         publish, hs.notifier.publish = hs.notifier.publish, None
         try:
             set_typing(room_id, user_id, on, timeout_ms)
         finally:
             hs.notifier.publish = publish
+        # The change has the same serial everywhere: a sync token from any process that
+        # has shown it is past it on every other.
+        if serial and room_id in typing._room_serial:
+            typing._room_serial[room_id] = serial
+            typing.serial = max(typing.serial, serial)
 
-    typing.set_typing = set_typing_and_share  # type: ignore[method-assign]
+    typing.set_typing = set_typing_and_share  # type: ignore[method-assign,assignment]
     cluster.handle("typing", typing_elsewhere)
 
     if hs.config.federation.enabled:

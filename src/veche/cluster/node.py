@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import re
 import socket
 import threading
@@ -44,6 +45,9 @@ SILENT_S = 2.5
 LEASE_POLL_S = 2.0
 # How long a starting process listens for the others' positions before it serves.
 JOIN_WAIT_S = 2.5
+# How long a /sync with a token from a process further ahead waits for this one to catch up
+# (past SILENT_S + HEARTBEAT_S: the others wait that long for a writer that died).
+CATCH_UP_S = 5.0
 
 
 def lock_key(name: str) -> int:
@@ -58,8 +62,10 @@ class Cluster:
 
         self.hs = hs
         cfg = hs.config.bus
+        # `veche serve` always names its worker; other commands (register-user, …) are
+        # writers for a moment, under a name of their own.
         self.worker = cfg.worker_name or re.sub(
-            r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{hs.config.listen.port}")
+            r"[^A-Za-z0-9._-]", "-", f"cli-{socket.gethostname()}-{os.getpid()}")
         self.bus = Bus(cfg.url, hs.server_name, self.worker)
         self._conn = psycopg.connect(hs.config.database_url, autocommit=True,
                                      application_name=WRITER_PREFIX + self.worker)
@@ -79,7 +85,7 @@ class Cluster:
         self._tasks: list[asyncio.Task[Any]] = []
         self._leases: dict[str, Callable[[], Awaitable[None]]] = {}
         self.held: set[str] = set()
-        self._handlers: dict[str, Callable[..., None]] = {}
+        self._handlers: dict[str, Callable[..., object]] = {}
 
     # --- positions --------------------------------------------------------------------
     def _nextval(self) -> int:
@@ -105,7 +111,7 @@ class Cluster:
             logger.info("writer %s gone", writer)
         self.stream.forget(writer)
 
-    def _live_writers(self) -> set[str]:
+    def live_writers(self) -> set[str]:
         with self._conn_lock:
             rows = self._conn.execute(
                 "SELECT DISTINCT application_name FROM pg_stat_activity"
@@ -128,7 +134,7 @@ class Cluster:
         else:
             loop.call_soon_threadsafe(self.bus.publish, kind, body)
 
-    def handle(self, name: str, fn: Callable[..., None]) -> None:
+    def handle(self, name: str, fn: Callable[..., object]) -> None:
         """Run `fn(*args)` when another process calls `share(name, *args)`."""
         self._handlers[name] = fn
 
@@ -147,10 +153,10 @@ class Cluster:
         self.publish("notify", {"k": keys, "p": position})
 
     async def start(self) -> None:
-        from veche.cluster import caches
+        from veche.cluster import caches, outbox
 
         self._loop = asyncio.get_running_loop()
-        expected = self._live_writers()
+        expected = self.live_writers()
         await self.bus.connect({"pos": self._on_pos, "bye": self._on_bye,
                                 "notify": self._on_notify, "inval": self._on_inval},
                                self._resend)
@@ -169,6 +175,7 @@ class Cluster:
         self.stream.refresh()
         self.hs.notifier.publish = self._publish_notify
         caches.share_caches(self.hs, self)
+        outbox.install(self.hs, self)
         self._tasks.append(asyncio.ensure_future(self._heartbeat()))
         self._tasks.append(asyncio.ensure_future(self._leases_loop()))
         logger.info("worker %s joined the bus at %s (stream at %d)", self.worker, self.bus.url,
@@ -184,12 +191,33 @@ class Cluster:
                 self._announce(*self.stream.announcement())
                 silent = [w for w, t in self._heard.items() if time.monotonic() - t > SILENT_S]
                 if silent:
-                    live = await asyncio.to_thread(self._live_writers)
+                    live = await asyncio.to_thread(self.live_writers)
                     for writer in silent:
                         if writer not in live:
                             self._gone(writer)
             except Exception:
                 logger.exception("cluster heartbeat")
+
+    async def caught_up(self, position: int, timeout: float = CATCH_UP_S) -> bool:
+        """Wait until this process reads up to `position` (a sync token another process
+        handed out, ahead of this one by a moment, or by the time it takes to notice a dead
+        writer); False if it did not within `timeout`."""
+        if self.stream.current >= position:
+            return True
+        reached = asyncio.get_running_loop().create_future()
+
+        def advanced(current: int) -> None:
+            if current >= position and not reached.done():
+                reached.set_result(None)
+
+        self.stream.on_advance(advanced)
+        try:
+            await asyncio.wait_for(reached, timeout)
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self.stream.remove_listener(advanced)
 
     # --- one writer per room ----------------------------------------------------------
     def lock_room(self, txn: Txn, room_id: str, count: int) -> list[int]:

@@ -90,6 +90,9 @@ class ClusterStreamIdGenerator:
     def on_advance(self, listener: Callable[[int], None]) -> None:
         self._listeners.append(listener)
 
+    def remove_listener(self, listener: Callable[[int], None]) -> None:
+        self._listeners.remove(listener)
+
     @contextlib.contextmanager
     def get_next(self) -> Iterator[int]:
         with self._lock:
@@ -133,7 +136,7 @@ class ClusterStreamIdGenerator:
         if announce:
             self._announce(*mine)
         if current != before:
-            for listener in self._listeners:
+            for listener in list(self._listeners):
                 listener(current)
 
     def announcement(self) -> tuple[int, int]:

@@ -119,6 +119,8 @@ class SyncService:
             counter = self.hs.notifier.counter
             upto = StreamToken(self.hs.stream.current, self.hs.typing.serial)
             if since is not None and since.stream > upto.stream:
+                if self.hs.cluster is not None and await self.hs.cluster.caught_up(since.stream):
+                    continue  # another process's token: this one has caught up with it
                 # A token from the future (e.g. before a restart that lost positions): clamp.
                 since = StreamToken(upto.stream, since.typing)
             remaining = deadline - time.monotonic()

@@ -30,7 +30,7 @@ from veche.core.identifiers import server_name_of
 from veche.core.room_versions import RoomVersion
 from veche.core.server_acl import server_allowed
 from veche.errors import MatrixError, bad_json
-from veche.services.pdu_receiver import PduReceiver, PduRefused
+from veche.services.pdu_receiver import PduReceiver, PduRefused, Prefetched
 from veche.services.server_acl import DENIED, origin_allowed
 from veche.storage import events as store
 from veche.storage import federation_events as fstore
@@ -47,6 +47,7 @@ FORGET_TRANSACTIONS_EVERY = 64
 # `_receive_pdu`'s gate not asked yet (a PDU after the first of its room in a transaction).
 _UNGATED = "\0ungated"
 _RoomPdus = tuple[RoomVersion, list[tuple[str, dict[str, Any]]]]
+_Gated = tuple[str | None, Prefetched | None]
 MAX_EDUS = 100
 TYPING_TIMEOUT_MS = 30_000  # a remote typing notice lasts as Synapse's federation one does
 
@@ -73,7 +74,7 @@ class FederationInbound:
             # The replay check and the gate of each room's first PDU share one database
             # transaction (the later PDUs of a room are gated in turn: the earlier ones may
             # change who is in it).
-            firsts = [(room_id, *room_pdus[0]) for room_id, (_, room_pdus) in by_room.items()]
+            firsts = [(room_id, rv, *room_pdus[0]) for room_id, (rv, room_pdus) in by_room.items()]
             done, gates = await self.hs.db.run(self._open, origin, txn_id, firsts)
             if done is not None:
                 return done
@@ -110,41 +111,47 @@ class FederationInbound:
         return {r: v for r, v in by_room.items() if v[1]}
 
     def _open(self, txn: Txn, origin: str, txn_id: str,
-              firsts: list[tuple[str, str, dict[str, Any]]],
-              ) -> tuple[dict[str, Any] | None, dict[str, str | None]]:
-        """(the stored answer of a transaction seen before, or None; `_gate` of each
-        (room, event ID, PDU) of `firsts`, by event ID)."""
+              firsts: list[tuple[str, RoomVersion, str, dict[str, Any]]],
+              ) -> tuple[dict[str, Any] | None, dict[str, _Gated]]:
+        """(the stored answer of a transaction seen before, or None; by event ID, `_gate` of
+        each (room, room version, event ID, PDU) of `firsts` and, for those it lets in, what
+        receiving them reads first)."""
         done = fstore.get_received_transaction(txn, origin, txn_id)
         if done is not None:
             return done, {}
-        return None, {event_id: self._gate(txn, origin, room_id, event_id, pdu)
-                      for room_id, event_id, pdu in firsts}
+        gates: dict[str, _Gated] = {}
+        for room_id, rv, event_id, pdu in firsts:
+            refusal = self._gate(txn, origin, room_id, event_id, pdu)
+            gates[event_id] = (refusal, None if refusal is not None
+                               else self.receiver.prefetch(txn, rv, pdu))
+        return None, gates
 
     async def _receive_pdus(self, origin: str, by_room: dict[str, _RoomPdus],
-                            gates: dict[str, str | None]) -> dict[str, dict[str, Any]]:
+                            gates: dict[str, _Gated]) -> dict[str, dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
 
         async def room(room_id: str, rv: RoomVersion, room_pdus: list[tuple[str, dict[str, Any]]],
                        ) -> None:
             for i, (event_id, pdu) in enumerate(room_pdus):
                 error = await self._receive_pdu(origin, room_id, rv, event_id, pdu,
-                                                gates[event_id] if i == 0 else _UNGATED)
+                                                *(gates[event_id] if i == 0 else (_UNGATED, None)))
                 results[event_id] = {} if error is None else {"error": error}
 
         await asyncio.gather(*(room(r, rv, p) for r, (rv, p) in by_room.items()))
         return results
 
     async def _receive_pdu(self, origin: str, room_id: str, rv: RoomVersion, event_id: str,
-                           pdu: dict[str, Any], gate: str | None) -> str | None:
+                           pdu: dict[str, Any], gate: str | None, known: Prefetched | None,
+                           ) -> str | None:
         """The error to answer for the PDU, or None. `gate`: what `_gate` said of it, if it
-        was asked already."""
+        was asked already; `known`: PduReceiver.prefetch of it."""
         try:
             if gate is _UNGATED:
                 gate = await self.hs.db.run(self._gate, origin, room_id, event_id, pdu)
             if gate is not None:
                 return gate or None
-            event = await self.receiver.check(rv, pdu)
-            persisted = await self.receiver.receive(origin, rv, event)
+            event = await self.receiver.check(rv, pdu, event_id=event_id)
+            persisted = await self.receiver.receive(origin, rv, event, known=known)
         except PduRefused as e:
             logger.info("PDU %s from %s refused: %s", event_id, origin, e)
             return str(e)

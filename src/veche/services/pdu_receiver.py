@@ -55,6 +55,10 @@ FETCH_CONCURRENCY = 10
 _AUTH_EVENTS_MISSING = "\0auth events missing"
 
 
+# A PDU's auth events as stored and the state groups of its prev events in the graph.
+Prefetched = tuple[dict[str, fstore.StoredEvent], dict[str, int]]
+
+
 class PduRefused(Exception):
     """The PDU is dropped (bad format or signature); the message says why."""
 
@@ -66,9 +70,10 @@ class PduReceiver:
     # --- checks ---------------------------------------------------------------------------
 
     async def check(self, rv: RoomVersion, pdu: Mapping[str, Any], *,
-                    limits: bool = True) -> dict[str, Any]:
+                    limits: bool = True, event_id: str | None = None) -> dict[str, Any]:
         """The PDU as it will be stored (event ID added, redacted if its hash fails) if its
-        format and signatures hold; PduRefused otherwise."""
+        format and signatures hold; PduRefused otherwise. `event_id`: the PDU's, computed
+        already (core.events.compute_event_id)."""
         try:
             check_pdu_format(rv, pdu, limits=limits)
             # Hashes and signatures cover the PDU without event_id (a claimed one is
@@ -83,7 +88,10 @@ class PduReceiver:
         except PduError as e:
             raise PduRefused(str(e)) from None
         received, hash_ok = checked_content(rv, received)
-        event = with_event_id(rv, received)
+        if event_id is None or is_v12_create(received, rv):
+            event = with_event_id(rv, received)
+        else:  # the reference hash, of the redacted PDU: the same for `received`
+            event = {**received, "event_id": event_id}
         if not hash_ok:
             logger.info("content hash of %s does not match: keeping it redacted", event["event_id"])
         return event
@@ -98,13 +106,14 @@ class PduReceiver:
                     keys[(server, key_id)] = cast("VerifyKey", key)
         return keys
 
-    def _auth_failure(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any],
+    def _auth_failure(self, txn: Txn | None, rv: RoomVersion, event: Mapping[str, Any],
                       stored: dict[str, fstore.StoredEvent] | None = None) -> str | None:
         """Why the event's own auth_events do not allow it; None if they do. Raises LookupError
         when some of them are not here. `stored`: those of them read already (_auth_ids)."""
         auth_ids = [a for a in event["auth_events"]]
         create_id = _create_id(rv, event)
         if stored is None:
+            assert txn is not None
             stored = fstore.get_stored_events(txn, _auth_ids(rv, event))
         missing = [a for a in [*auth_ids, *([create_id] if create_id else [])] if a not in stored]
         if missing:
@@ -131,13 +140,18 @@ class PduReceiver:
     # --- receiving --------------------------------------------------------------------------
 
     async def receive(self, origin: str, rv: RoomVersion, event: dict[str, Any], *,
-                      fill_gaps: bool = True, backfilled: bool = False) -> Persisted:
+                      fill_gaps: bool = True, backfilled: bool = False,
+                      known: Prefetched | None = None) -> Persisted:
         """Persist a checked event (`check`) as part of the room's graph (`backfilled`:
-        placed before the history here, services/backfill.py)."""
+        placed before the history here, services/backfill.py). `known`: `prefetch` of its
+        PDU."""
         room_id = event["room_id"]
         missing_states: list[dict[StateKey, str]] = []
-        # The common case in one read: prev events and auth events all here.
-        missing, rejected = await self.hs.db.run(self._prevs_and_auth, rv, event)
+        # The common case in one read (or none: `known`): prev events and auth events all here.
+        if known is not None:
+            missing, rejected = self._prevs_and_auth_of(rv, event, known)
+        else:
+            missing, rejected = await self.hs.db.run(self._prevs_and_auth, rv, event)
         if missing or rejected is _AUTH_EVENTS_MISSING:
             # The gap first, as Synapse does: the event's auth events are often in it.
             if missing and fill_gaps:
@@ -167,16 +181,34 @@ class PduReceiver:
         except LookupError as e:
             return f"auth events unknown: {e.args[0]}"
 
+    def prefetch(self, txn: Txn, rv: RoomVersion, pdu: Mapping[str, Any]) -> Prefetched | None:
+        """What `receive` reads first about a PDU, read before it is checked (in a
+        transaction the caller has open anyway); None if the PDU is too malformed to tell.
+        Still true when `receive` comes: events stored stay stored, and as they were."""
+        try:
+            prevs = list(dict.fromkeys(pdu["prev_events"]))
+            auth_ids = _auth_ids(rv, pdu)
+        except (KeyError, TypeError, EventFormatError):
+            return None
+        if not all(isinstance(e, str) for e in (*prevs, *auth_ids)):
+            return None
+        return fstore.get_stored_events_and_groups(txn, auth_ids, prevs)
+
     def _prevs_and_auth(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any],
                         ) -> tuple[list[str], str | None]:
         """(the prev events not in the graph, `_auth_failure` or _AUTH_EVENTS_MISSING)."""
         prevs = list(dict.fromkeys(event["prev_events"]))
-        stored, placed = fstore.get_stored_events_and_groups(txn, _auth_ids(rv, event), prevs)
+        known = fstore.get_stored_events_and_groups(txn, _auth_ids(rv, event), prevs)
+        return self._prevs_and_auth_of(rv, event, known, txn)
+
+    def _prevs_and_auth_of(self, rv: RoomVersion, event: Mapping[str, Any], known: Prefetched,
+                           txn: Txn | None = None) -> tuple[list[str], str | None]:
+        stored, placed = known
         try:
             rejected = self._auth_failure(txn, rv, event, stored)
         except LookupError:
             rejected = _AUTH_EVENTS_MISSING
-        return [p for p in prevs if p not in placed], rejected
+        return [p for p in dict.fromkeys(event["prev_events"]) if p not in placed], rejected
 
     async def _missing_prevs(self, event: Mapping[str, Any]) -> list[str]:
         prevs = [p for p in dict.fromkeys(event["prev_events"])]

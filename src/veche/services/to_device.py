@@ -30,6 +30,7 @@ register_stream_table("to_device_positions")
 DELIVERY_LIMIT = 100
 # Recipient devices one request may address (after expanding "*").
 MAX_RECIPIENTS = 10_000
+EMPTY_CACHE_SIZE = 100_000
 TXN_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
 
 
@@ -37,6 +38,11 @@ class ToDeviceService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         hs.sync.add_provider(self._sync_provider)
+        # Devices whose inbox a sync found empty, and no delivery since: their syncs read
+        # nothing (most devices, most of the time). `_deliveries` counts deliveries per
+        # device, so that a sync racing one (PostgreSQL) does not mark its device empty.
+        self._empty: set[tuple[str, str]] = set()
+        self._deliveries: dict[tuple[str, str], int] = {}
 
     async def send(
         self, sender: str, sender_device: str, event_type: str, txn_id: str,
@@ -131,14 +137,27 @@ class ToDeviceService:
                 raise MatrixError(413, "M_TOO_LARGE",
                                   f"At most {MAX_RECIPIENTS} devices per request")
         store.add_messages(txn, pos, rows)
+        devices = {(u, d) for u, d, _ in rows}
+        self._delivering(devices)
+        txn.call_after(lambda: self._delivering(devices))
         return {u for u, _, _ in rows}
+
+    def _delivering(self, devices: set[tuple[str, str]]) -> None:
+        """Called in the delivering transaction and again once it committed."""
+        self._empty.difference_update(devices)
+        for key in devices:
+            self._deliveries[key] = self._deliveries.get(key, 0) + 1
 
     async def _sync_provider(self, ctx: SyncContext) -> bool:
         user_id, device_id = ctx.user_id, ctx.device_id
         upto = ctx.upto.stream
         since = ctx.since.stream if ctx.since is not None else None
+        key = (user_id, device_id)
+        if key in self._empty:
+            return False
+        deliveries = self._deliveries.get(key, 0)
 
-        def run(txn: Txn) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
+        def run(txn: Txn) -> tuple[list[tuple[int, dict[str, Any]]], bool, bool]:
             if since is not None:
                 store.acknowledge(txn, user_id, device_id, since)
             rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
@@ -146,9 +165,14 @@ class ToDeviceService:
             rows = rows[:DELIVERY_LIMIT]
             if cut:
                 store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
-            return rows, cut
+            # Messages past `upto` (delivered since it was read) count too.
+            return rows, cut, bool(rows) or store.has_messages(txn, user_id, device_id)
 
-        rows, cut = await self.hs.db.run(run)
+        rows, cut, has_any = await self.hs.db.run(run)
+        if not has_any and self._deliveries.get(key, 0) == deliveries:
+            if len(self._empty) >= EMPTY_CACHE_SIZE:
+                self._empty.clear()
+            self._empty.add(key)
         if cut:
             # A fresh position, so the next response's token differs from this one's even if
             # nothing else happens, and the record above keeps meaning one response.

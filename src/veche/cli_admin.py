@@ -32,8 +32,7 @@ def _admin_op(config_path: str | None, op: Any, *, offline: bool = False) -> Any
     server is not running (it sends events or ends sessions, which one process does)."""
     from veche.errors import MatrixError
 
-    if offline:
-        _refuse_while_running(_load(config_path, {}))
+    lock = _refuse_while_running(_load(config_path, {})) if offline else None
 
     async def run() -> Any:
         hs = _open_hs(config_path)
@@ -44,20 +43,40 @@ def _admin_op(config_path: str | None, op: Any, *, offline: bool = False) -> Any
         finally:
             await hs.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    finally:
+        if lock is not None:
+            lock.release()
 
 
-def _refuse_while_running(config: Config) -> None:
+def _refuse_while_running(config: Config) -> Any:
+    """The data directory's lock, held while the command runs so no server starts meanwhile;
+    refused when a server holds it, or (processes of a scale-out deployment take no lock)
+    answers on the config's port."""
     import socket
+    from pathlib import Path
 
+    from veche.datalock import DataDirLock, DataDirLocked
+
+    refusal = click.ClickException(
+        f"the server is running (http://{config.listen.host}:{config.listen.port}): stop it "
+        "first, or use the admin API (/_synapse/admin)")
+    lock = DataDirLock(Path(config.data_dir))
+    try:
+        lock.acquire()
+    except DataDirLocked:
+        raise refusal from None
+    except OSError:
+        lock = None  # no data directory yet: no server has run there
     try:
         with socket.create_connection((config.listen.host, config.listen.port), timeout=1):
             pass
     except OSError:
-        return
-    raise click.ClickException(
-        f"the server is running (http://{config.listen.host}:{config.listen.port}): stop it "
-        "first, or use the admin API (/_synapse/admin)")
+        return lock
+    if lock is not None:
+        lock.release()
+    raise refusal
 
 
 def _user_id(config_path: str | None, user: str) -> str:

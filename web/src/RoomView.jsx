@@ -83,18 +83,23 @@ function Body({ client, ev, content }) {
   return <span className="text" data-testid="body">{content.body}</span>;
 }
 
-function stateText(ev) {
+function nameOf(room, userId) {
+  return room.getMember(userId)?.name || userId;
+}
+
+function stateText(room, ev) {
   const c = ev.getContent();
-  const who = ev.getStateKey();
+  const who = nameOf(room, ev.getStateKey());
+  const sender = nameOf(room, ev.getSender());
   switch (ev.getType()) {
     case "m.room.member":
-      return { join: `${who} joined`, invite: `${ev.getSender()} invited ${who}`, leave: ev.getSender() === who ? `${who} left` : `${ev.getSender()} removed ${who}`, ban: `${who} was banned` }[c.membership] || null;
+      return { join: `${who} joined`, invite: `${sender} invited ${who}`, leave: ev.getSender() === ev.getStateKey() ? `${who} left` : `${sender} removed ${who}`, ban: `${who} was banned` }[c.membership] || null;
     case "m.room.encryption":
       return "Messages here are end-to-end encrypted";
     case "m.room.name":
       return `Room name: ${c.name}`;
     case "m.room.create":
-      return `${ev.getSender()} created the room`;
+      return `${sender} created the room`;
     default:
       return null;
   }
@@ -117,10 +122,10 @@ function Tile({ client, room, ev, edit, reactions, onReply, onEdit, replies, onT
 
   return (
     <li className={`tile ${mine ? "mine" : ""}`} data-testid="message" data-event-id={ev.getId()} data-sender={ev.getSender()}>
-      <div className="sender">{room.getMember(ev.getSender())?.name || ev.getSender()}</div>
+      <div className="sender" title={ev.getSender()}>{nameOf(room, ev.getSender())}</div>
       {quoted && (
         <blockquote className="reply" data-testid="reply-quote">
-          <b>{quoted.getSender()}</b> {quoted.isRedacted() ? "(deleted)" : quoted.getContent().body}
+          <b>{nameOf(room, quoted.getSender())}</b> {quoted.isRedacted() ? "(deleted)" : quoted.getContent().body}
         </blockquote>
       )}
       <Body client={client} ev={ev} content={content} />
@@ -212,7 +217,7 @@ function Composer({ client, room, replyTo, editing, onDone, threadRoot, threadLa
     <form className="composer" onSubmit={send}>
       {(replyTo || editing) && (
         <div className="composer-context">
-          {editing ? "Editing" : `Replying to ${replyTo.getSender()}`}
+          {editing ? "Editing" : `Replying to ${nameOf(room, replyTo.getSender())}`}
           <button type="button" className="link" onClick={() => { onDone(); setText(""); }}>cancel</button>
         </div>
       )}
@@ -334,7 +339,7 @@ export default function RoomView({ client, room, onBack, onVerify }) {
         {canPaginate && <li className="more"><button onClick={older} disabled={loading} data-testid="load-older">{loading ? "Loading…" : "Load older messages"}</button></li>}
         {shown.map((ev) => {
           if (ev.isState()) {
-            const text = stateText(ev);
+            const text = stateText(room, ev);
             return text ? <li key={ev.getId()} className="notice muted">{text}</li> : null;
           }
           if (!["m.room.message", "m.room.encrypted", "m.sticker"].includes(ev.getType())) return null;
@@ -345,7 +350,7 @@ export default function RoomView({ client, room, onBack, onVerify }) {
               replies={threads.get(ev.getId())?.length || 0} onThread={(e) => setThreadId(e.getId())} />
           );
         })}
-        {readers.length > 0 && <li className="receipts muted">Seen by {readers.join(", ")}</li>}
+        {readers.length > 0 && <li className="receipts muted">Seen by {readers.map((u) => nameOf(room, u)).join(", ")}</li>}
       </ul>
       {typing.length > 0 && <div className="typing muted">{typing.map((m) => m.name).join(", ")} typing…</div>}
       <Composer client={client} room={room} replyTo={replyTo} editing={editing} onDone={() => { setReplyTo(null); setEditing(null); }} />

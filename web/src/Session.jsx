@@ -91,6 +91,14 @@ function keepOffline() {
   if ("serviceWorker" in navigator && window.isSecureContext) navigator.serviceWorker.register("/sw.js").catch(() => {});
 }
 
+// A new account without a display name shows as its full ID in others' room lists: use the
+// user name, as most servers do at registration.
+async function nameIfNameless(client) {
+  const me = client.getUserId();
+  const profile = await client.getProfileInfo(me).catch(() => ({}));
+  if (!profile.displayname) await client.setDisplayName(me.slice(1).split(":")[0]).catch(() => {});
+}
+
 // A signed-in session: matrix-js-sdk, its Rust crypto and the chat screens (a chunk of its own).
 export default function Session({ session, setup, onSignedOut }) {
   const [client, setClient] = useState(null);
@@ -103,6 +111,7 @@ export default function Session({ session, setup, onSignedOut }) {
       started = c;
       setClient(c);
       keepOffline();
+      if (setup?.fresh) nameIfNameless(c);
     }).catch((e) => setError(e.message || String(e)));
     return () => started?.stopClient();
   }, [session]);

@@ -1,7 +1,7 @@
 // Veche web client service worker: keeps the app itself (never the Matrix API) so that it opens
 // offline; the rooms last seen come from the page's own storage. The build fills in PRECACHE.
-const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-DMXWnavk.js","/assets/index-WYBEaIAB.js","/assets/index-t48WtPwB.css","/assets/matrix-sdk-crypto-wasm-DxLwMuRK.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-CVVTnFAi.js"];
-const CACHE = "veche-web-a7dde4e7c0f850e2";
+const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-BT2WJDfe.js","/assets/index-DGQ7jCWJ.js","/assets/index-t48WtPwB.css","/assets/matrix-sdk-crypto-wasm-Bj8TwsKM.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-Dyzkpv_b.js"];
+const CACHE = "veche-web-f261c37290daff68";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));

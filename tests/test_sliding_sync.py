@@ -107,6 +107,22 @@ async def test_list_order_rooms_and_an_incremental_update(make_client: Any) -> N
     assert resp3["rooms"][rooms[1]].get("bump_stamp", bump) == bump
 
 
+async def test_reading_elsewhere_updates_the_counts(make_client: Any) -> None:
+    alice = await make_client().register()
+    bob = await make_client().register()
+    room_id = await new_room(alice, "r", invite=[bob.user_id])
+    assert (await bob.post(f"join/{quote(room_id)}", {}))[0] == 200
+    last = await send(alice, room_id, "one")
+    resp = await ss(bob, all_rooms(limit=1))
+    assert resp["rooms"][room_id]["notification_count"] == 1
+    # Bob reads (another of his clients could have): the connection learns the count went
+    # down, with no new event in the room (Synapse sends nothing here; its counts are 0).
+    assert (await bob.post(f"rooms/{quote(room_id)}/receipt/m.read/{quote(last)}", {}))[0] == 200
+    resp = await ss(bob, all_rooms(limit=1), pos=resp["pos"], timeout=5000)
+    room = resp["rooms"][room_id]
+    assert room["notification_count"] == 0 and room["timeline"] == []
+
+
 async def test_ranges_and_rooms_coming_into_range(make_client: Any) -> None:
     alice = await make_client().register()
     rooms = [await new_room(alice, f"r{i}") for i in range(4)]

@@ -132,8 +132,9 @@ class SlidingSyncService:
 
         rc = RoomsContext(user_id, req.device_id, upto, typing, position.since,
                           int(time.time() * 1000))
-        # Which of the joined rooms sent before had events since: one query per distinct
-        # position (usually one), not one per room.
+        # Which of the joined rooms sent before had events since, or a read receipt of the
+        # user's (read elsewhere: its notification counts changed, which Veche, unlike
+        # Synapse, sends): one query each per distinct position (usually one).
         by_since: dict[int, list[str]] = {}
         for room_id in configs:
             before = prev.rooms.get(room_id)
@@ -142,6 +143,7 @@ class SlidingSyncService:
         with_events: set[str] = set()
         for since, ids in by_since.items():
             with_events |= sync_store.rooms_with_new_events(txn, ids, since, upto)
+            with_events |= store.rooms_with_own_receipts(txn, user_id, ids, since, upto)
         known = {r for ids in by_since.values() for r in ids}
         rooms_out: dict[str, Any] = {}
         for room_id, config in configs.items():

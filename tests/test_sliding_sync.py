@@ -190,6 +190,21 @@ async def test_filters_invites_and_dms(make_client: Any) -> None:
     assert [h["user_id"] for h in resp["rooms"][dm]["heroes"]] == [alice.user_id]
 
 
+async def test_spaces_filter(make_client: Any) -> None:
+    alice = await make_client().register()
+    space = await new_room(alice, "space", creation_content={"type": "m.space"})
+    child = await new_room(alice, "child")
+    await new_room(alice, "elsewhere")
+    await set_state(alice, space, "m.space.child", {"via": ["localhost"]}, child)
+    body = {"lists": {"in": {"ranges": [[0, 9]], "timeline_limit": 0,
+                             "filters": {"spaces": [space]}}}}
+    resp = await ss(alice, body)
+    assert room_ids(resp, "in") == [child]
+    # A child entry without `via` is no child.
+    await set_state(alice, space, "m.space.child", {}, child)
+    assert room_ids(await ss(alice, body), "in") == []
+
+
 async def test_required_state_wildcards_and_growth(make_client: Any) -> None:
     alice = await make_client().register()
     room_id = await new_room(alice, "r", topic="a topic")

@@ -324,6 +324,16 @@ async def test_long_poll_wakes_on_a_message(make_client: Any) -> None:
     woke = await asyncio.wait_for(poll, 10)
     assert bodies(woke["rooms"][room_id]) == ["wake"]
     assert time.monotonic() - started < 10
+    # A to-device message wakes it too.
+    body = {**all_rooms(), "extensions": {"to_device": {"enabled": True}}}
+    resp = await ss(alice, body, pos=woke["pos"])
+    poll = asyncio.ensure_future(ss(alice, body, pos=resp["pos"], timeout=20000))
+    await asyncio.sleep(0.5)
+    assert not poll.done()
+    assert (await alice.put("sendToDevice/m.test/wake", {"messages": {
+        alice.user_id: {alice.device_id: {"wake": True}}}}))[0] == 200
+    woke = await asyncio.wait_for(poll, 10)
+    assert [m["content"] for m in woke["extensions"]["to_device"]["events"]] == [{"wake": True}]
     # Nothing new: the wait runs to its timeout and answers an empty update.
     started = time.monotonic()
     idle = await ss(alice, all_rooms(), pos=woke["pos"], timeout=700)

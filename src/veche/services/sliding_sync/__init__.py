@@ -160,7 +160,8 @@ class SlidingSyncService:
         for room_id in list(state.rooms):
             if room_id not in rooms.memberships:
                 del state.rooms[room_id]
-        result: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out}
+        result: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out} if lists_out \
+            else {"rooms": rooms_out}  # no lists asked for: none answered (as Synapse)
         return _Computed(result, state, rooms.joined, scope, news or bool(rooms_out))
 
     async def _bundle(self, rooms: dict[str, Any], user_id: str) -> None:

@@ -107,6 +107,22 @@ async def test_list_order_rooms_and_an_incremental_update(make_client: Any) -> N
     assert resp3["rooms"][rooms[1]].get("bump_stamp", bump) == bump
 
 
+async def test_reading_elsewhere_updates_the_counts(make_client: Any) -> None:
+    alice = await make_client().register()
+    bob = await make_client().register()
+    room_id = await new_room(alice, "r", invite=[bob.user_id])
+    assert (await bob.post(f"join/{quote(room_id)}", {}))[0] == 200
+    last = await send(alice, room_id, "one")
+    resp = await ss(bob, all_rooms(limit=1))
+    assert resp["rooms"][room_id]["notification_count"] == 1
+    # Bob reads (another of his clients could have): the connection learns the count went
+    # down, with no new event in the room (Synapse sends nothing here; its counts are 0).
+    assert (await bob.post(f"rooms/{quote(room_id)}/receipt/m.read/{quote(last)}", {}))[0] == 200
+    resp = await ss(bob, all_rooms(limit=1), pos=resp["pos"], timeout=5000)
+    room = resp["rooms"][room_id]
+    assert room["notification_count"] == 0 and room["timeline"] == []
+
+
 async def test_ranges_and_rooms_coming_into_range(make_client: Any) -> None:
     alice = await make_client().register()
     rooms = [await new_room(alice, f"r{i}") for i in range(4)]
@@ -174,13 +190,28 @@ async def test_filters_invites_and_dms(make_client: Any) -> None:
     assert [h["user_id"] for h in resp["rooms"][dm]["heroes"]] == [alice.user_id]
 
 
+async def test_spaces_filter(make_client: Any) -> None:
+    alice = await make_client().register()
+    space = await new_room(alice, "space", creation_content={"type": "m.space"})
+    child = await new_room(alice, "child")
+    await new_room(alice, "elsewhere")
+    await set_state(alice, space, "m.space.child", {"via": ["localhost"]}, child)
+    body = {"lists": {"in": {"ranges": [[0, 9]], "timeline_limit": 0,
+                             "filters": {"spaces": [space]}}}}
+    resp = await ss(alice, body)
+    assert room_ids(resp, "in") == [child]
+    # A child entry without `via` is no child.
+    await set_state(alice, space, "m.space.child", {}, child)
+    assert room_ids(await ss(alice, body), "in") == []
+
+
 async def test_required_state_wildcards_and_growth(make_client: Any) -> None:
     alice = await make_client().register()
     room_id = await new_room(alice, "r", topic="a topic")
     sub = {"room_subscriptions": {room_id: {"timeline_limit": 0, "required_state": [
         ["m.room.member", "$ME"], ["m.room.topic", "*"]]}}}
     resp = await ss(alice, sub)
-    assert "lists" not in resp or resp["lists"] == {}
+    assert "lists" not in resp
     state = {(e["type"], e["state_key"]) for e in resp["rooms"][room_id]["required_state"]}
     assert state == {("m.room.member", alice.user_id), ("m.room.topic", "")}
     # Asking for more sends what was added, and only that.
@@ -293,6 +324,16 @@ async def test_long_poll_wakes_on_a_message(make_client: Any) -> None:
     woke = await asyncio.wait_for(poll, 10)
     assert bodies(woke["rooms"][room_id]) == ["wake"]
     assert time.monotonic() - started < 10
+    # A to-device message wakes it too.
+    body = {**all_rooms(), "extensions": {"to_device": {"enabled": True}}}
+    resp = await ss(alice, body, pos=woke["pos"])
+    poll = asyncio.ensure_future(ss(alice, body, pos=resp["pos"], timeout=20000))
+    await asyncio.sleep(0.5)
+    assert not poll.done()
+    assert (await alice.put("sendToDevice/m.test/wake", {"messages": {
+        alice.user_id: {alice.device_id: {"wake": True}}}}))[0] == 200
+    woke = await asyncio.wait_for(poll, 10)
+    assert [m["content"] for m in woke["extensions"]["to_device"]["events"]] == [{"wake": True}]
     # Nothing new: the wait runs to its timeout and answers an empty update.
     started = time.monotonic()
     idle = await ss(alice, all_rooms(), pos=woke["pos"], timeout=700)

@@ -154,3 +154,16 @@ def receipts_first_seen(
             f"SELECT {_RECEIPT_COLUMNS} FROM receipts WHERE user_id <> ? AND stream_id <= ?"
             f" AND {clause}", [user_id, upto, *args]))
     return out
+
+
+def rooms_with_own_receipts(
+    txn: Txn, user_id: str, room_ids: Sequence[str], after: int, upto: int
+) -> set[str]:
+    """The rooms where the user moved a read receipt in (after, upto]."""
+    out: set[str] = set()
+    for chunk in _chunks(room_ids):
+        clause, args = txn.in_list("room_id", chunk)
+        out.update(r[0] for r in txn.fetchall(
+            "SELECT DISTINCT room_id FROM receipts WHERE user_id = ? AND stream_id > ?"
+            f" AND stream_id <= ? AND {clause}", [user_id, after, upto, *args]))
+    return out

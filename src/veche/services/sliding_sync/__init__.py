@@ -132,8 +132,9 @@ class SlidingSyncService:
 
         rc = RoomsContext(user_id, req.device_id, upto, typing, position.since,
                           int(time.time() * 1000))
-        # Which of the joined rooms sent before had events since: one query per distinct
-        # position (usually one), not one per room.
+        # Which of the joined rooms sent before had events since, or a read receipt of the
+        # user's (read elsewhere: its notification counts changed, which Veche, unlike
+        # Synapse, sends): one query each per distinct position (usually one).
         by_since: dict[int, list[str]] = {}
         for room_id in configs:
             before = prev.rooms.get(room_id)
@@ -142,6 +143,7 @@ class SlidingSyncService:
         with_events: set[str] = set()
         for since, ids in by_since.items():
             with_events |= sync_store.rooms_with_new_events(txn, ids, since, upto)
+            with_events |= store.rooms_with_own_receipts(txn, user_id, ids, since, upto)
         known = {r for ids in by_since.values() for r in ids}
         rooms_out: dict[str, Any] = {}
         for room_id, config in configs.items():
@@ -158,7 +160,8 @@ class SlidingSyncService:
         for room_id in list(state.rooms):
             if room_id not in rooms.memberships:
                 del state.rooms[room_id]
-        result: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out}
+        result: dict[str, Any] = {"lists": lists_out, "rooms": rooms_out} if lists_out \
+            else {"rooms": rooms_out}  # no lists asked for: none answered (as Synapse)
         return _Computed(result, state, rooms.joined, scope, news or bool(rooms_out))
 
     async def _bundle(self, rooms: dict[str, Any], user_id: str) -> None:

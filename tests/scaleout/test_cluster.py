@@ -223,4 +223,30 @@ async def test_typing_on_one_process_shows_on_the_others_once(
     assert status == 200 and typing_in(again) is None, again
 
 
+async def test_a_process_whose_cluster_connection_is_cut_goes_on(
+        cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    """PostgreSQL ended the session a process takes its positions through (a restart, a
+    fail-over, an administrator): the next send opens it again, and the others read it."""
+    import psycopg
+
+    alice, bob, room_id = await _room_of_two(http, cluster)
+    w1, w2, _ = cluster.workers
+    with psycopg.connect(cluster.pg.url, autocommit=True) as conn:
+        cut = conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                           " WHERE application_name = 'veche-writer:w1'"
+                           " AND datname = current_database()").fetchall()
+    assert cut == [(True,)]
+    event_id = await send(client_on(http, w1.base_url, alice), room_id, "still here")
+    bob_w2 = client_on(http, w2.base_url, bob)
+    deadline = time.monotonic() + 5
+    while True:
+        status, body = await bob_w2.get(f"rooms/{quote(room_id)}/messages",
+                                        params={"dir": "b", "limit": "5"})
+        assert status == 200, body
+        if event_id in [e["event_id"] for e in body["chunk"]]:
+            break
+        assert time.monotonic() < deadline, "the other process never served the event"
+        await asyncio.sleep(0.1)
+
+
 pytestmark = pytest.mark.timeout(300)

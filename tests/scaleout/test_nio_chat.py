@@ -131,6 +131,16 @@ async def test_clients_on_different_processes_see_every_message_in_order(
     for n in nios:
         await n.first_sync()
     js = await _js_client(js_scenario.parent, w2.base_url, bob, room_id, "bob-js-w2", total)
+    try:
+        await _chat(js, nios, total, http, cluster, alice, room_id)
+    finally:
+        if js.returncode is None:
+            js.kill()
+            await js.wait()
+
+
+async def _chat(js: asyncio.subprocess.Process, nios: list[NioChatter], total: int,
+                http: aiohttp.ClientSession, cluster: Cluster, alice: Client, room_id: str) -> None:
     assert js.stdout is not None and js.stdin is not None
     ready = await asyncio.wait_for(js.stdout.readline(), 90)
     assert json.loads(ready or b"{}").get("ready"), (ready, await js.stderr.read())  # type: ignore[union-attr]

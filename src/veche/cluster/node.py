@@ -58,8 +58,6 @@ def lock_key(name: str) -> int:
 
 class Cluster:
     def __init__(self, hs: HomeServer, last: int) -> None:
-        import psycopg
-
         self.hs = hs
         cfg = hs.config.bus
         # `veche serve` always names its worker; other commands (register-user, …) are
@@ -67,8 +65,7 @@ class Cluster:
         self.worker = cfg.worker_name or re.sub(
             r"[^A-Za-z0-9._-]", "-", f"cli-{socket.gethostname()}-{os.getpid()}")
         self.bus = Bus(cfg.url, hs.server_name, self.worker)
-        self._conn = psycopg.connect(hs.config.database_url, autocommit=True,
-                                     application_name=WRITER_PREFIX + self.worker)
+        self._conn = self._connect()
         self._conn_lock = threading.Lock()
         with self._conn_lock, self._conn.transaction():
             # One process at a time sets the sequence up (the first on a database that a
@@ -78,20 +75,44 @@ class Cluster:
             self._conn.execute(
                 f"SELECT setval('{SEQUENCE}', GREATEST((SELECT last_value FROM {SEQUENCE}), %s))",
                 (max(last, 1),))
-            start = self._conn.execute(f"SELECT last_value FROM {SEQUENCE}").fetchone()[0]  # type: ignore[index]
+            start = self._conn.execute(f"SELECT last_value FROM {SEQUENCE}").fetchone()[0]
         self.stream = ClusterStreamIdGenerator(int(start), self._nextval, self._announce)
         self._heard: dict[str, float] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[Any]] = []
         self._leases: dict[str, Callable[[], Awaitable[None]]] = {}
         self.held: set[str] = set()
+        self._started: set[str] = set()
         self._handlers: dict[str, Callable[..., object]] = {}
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        return psycopg.connect(self.hs.config.database_url, autocommit=True,
+                               application_name=WRITER_PREFIX + self.worker)
+
+    def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        """On this process's own connection; a lost one (PostgreSQL restarted, failed over)
+        is opened again once. Its session's leases are gone with it: they are taken again,
+        by whichever process gets them first."""
+        import psycopg
+
+        with self._conn_lock:
+            try:
+                return list(self._conn.execute(sql, args).fetchall())
+            except psycopg.OperationalError:
+                if not self._conn.closed:
+                    raise
+                logger.warning("lost the cluster's database connection; opening it again")
+                self._conn = self._connect()
+                if self.held:
+                    logger.warning("leases %s lost with it", ", ".join(sorted(self.held)))
+                    self.held.clear()
+                return list(self._conn.execute(sql, args).fetchall())
 
     # --- positions --------------------------------------------------------------------
     def _nextval(self) -> int:
-        with self._conn_lock:
-            row = self._conn.execute(f"SELECT nextval('{SEQUENCE}')").fetchone()
-        return int(row[0])  # type: ignore[index]
+        return int(self._query(f"SELECT nextval('{SEQUENCE}')")[0][0])
 
     def _announce(self, safe: int, seen: int) -> None:
         self.publish("pos", {"s": safe, "l": seen})
@@ -112,11 +133,10 @@ class Cluster:
         self.stream.forget(writer)
 
     def live_writers(self) -> set[str]:
-        with self._conn_lock:
-            rows = self._conn.execute(
-                "SELECT DISTINCT application_name FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name LIKE %s",
-                (WRITER_PREFIX + "%",)).fetchall()
+        rows = self._query(
+            "SELECT DISTINCT application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE %s",
+            (WRITER_PREFIX + "%",))
         return {r[0][len(WRITER_PREFIX):] for r in rows} - {self.worker}
 
     # --- the bus ----------------------------------------------------------------------
@@ -254,6 +274,9 @@ class Cluster:
                 if got:
                     self.held.add(name)
                     logger.info("worker %s holds lease %s", self.worker, name)
+                    if name in self._started:
+                        continue  # taken again after a lost connection: still running
+                    self._started.add(name)
                     try:
                         await start()
                     except Exception:
@@ -261,10 +284,8 @@ class Cluster:
             await asyncio.sleep(LEASE_POLL_S)
 
     def _try_lock(self, name: str) -> bool:
-        with self._conn_lock:
-            row = self._conn.execute("SELECT pg_try_advisory_lock(%s)",
-                                     (lock_key("lease:" + name),)).fetchone()
-        return bool(row and row[0])
+        rows = self._query("SELECT pg_try_advisory_lock(%s)", (lock_key("lease:" + name),))
+        return bool(rows and rows[0][0])
 
     async def close(self) -> None:
         for task in self._tasks:

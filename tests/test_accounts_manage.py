@@ -205,9 +205,10 @@ async def test_profile_get_set(make_client: Any) -> None:
     alice = await make_client().register()
     bob = await make_client().register()
     me = quote(alice.user_id)
+    # A new account is named by its localpart, as in Synapse; it has no avatar.
     status, body = await bob.get(f"profile/{me}")
-    assert status == 200 and body == {}
-    assert (await bob.get(f"profile/{me}/displayname"))[0] == 404
+    assert status == 200 and body == {"displayname": alice.user_id[1:].split(":")[0]}
+    assert (await bob.get(f"profile/{me}/avatar_url"))[0] == 404
     assert (await alice.put(f"profile/{me}/displayname", {"displayname": "Alice"}))[0] == 200
     assert (await alice.put(f"profile/{me}/avatar_url", {"avatar_url": "mxc://x.y/abc"}))[0] == 200
     status, body = await bob.get(f"profile/{me}")

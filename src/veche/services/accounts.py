@@ -101,7 +101,9 @@ class AccountService:
                 txn, registration_token, now_ms()
             ):
                 raise MatrixError(401, "M_FORBIDDEN", "Registration token no longer valid")
-            store.create_user(txn, user_id, pw_hash, now_ms(), admin=admin)
+            # As in Synapse, a new account is named by its localpart until it picks a name,
+            # so clients show "alice", not "@alice:example.org".
+            store.create_user(txn, user_id, pw_hash, now_ms(), admin=admin, displayname=localpart)
 
         await self.hs.db.run(create)
         return user_id

@@ -167,8 +167,9 @@ class EventService:
 
     async def _persist_batch(self, room_id: str, batch: list[_SendRequest]) -> None:
         with contextlib.ExitStack() as stack:
-            positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
             try:
+                # Inside the try: a failure to take positions must answer the senders too.
+                positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
                 outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
             except Exception as e:
                 if disk_full_at(e, self.hs.config.database_url) is None:  # else each sender's answer logs it

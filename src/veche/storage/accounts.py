@@ -9,11 +9,13 @@ from veche.storage.database import Txn
 
 
 def create_user(
-    txn: Txn, user_id: str, password_hash: str | None, now_ms: int, *, admin: bool = False
+    txn: Txn, user_id: str, password_hash: str | None, now_ms: int, *, admin: bool = False,
+    displayname: str | None = None,
 ) -> None:
     txn.execute(
-        "INSERT INTO users (user_id, password_hash, is_admin, created_ts) VALUES (?, ?, ?, ?)",
-        (user_id, password_hash, int(admin), now_ms),
+        "INSERT INTO users (user_id, password_hash, is_admin, created_ts, displayname)"
+        " VALUES (?, ?, ?, ?, ?)",
+        (user_id, password_hash, int(admin), now_ms, displayname),
     )
 
 

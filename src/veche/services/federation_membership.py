@@ -324,7 +324,6 @@ class FederationMembershipService:
             raise forbidden(f"{target} is {current[0]} in the room")
         if not await self.verify_signed_by(event, origin, rv):
             raise invalid_param(f"The invite is not signed by {origin}")
-        await self._check_invite_room_state(rv, room_id, body.get("invite_room_state"))
         signed = self.sign(event, rv)
         if known is not None and self.server_name in await self.hs.db.run(
                 queue.joined_servers, room_id):
@@ -341,7 +340,10 @@ class FederationMembershipService:
                 if persisted.rejected is not None:
                     raise forbidden(f"The invite is not allowed: {persisted.rejected}")
                 return {"event": pdu_for_federation(signed, rv)}
+        # An invite alone: what the invitee is shown of the room is invite_room_state, so
+        # it must hold up (a room in the graph here is shown from its own state).
         room_state = body.get("invite_room_state")
+        await self._check_invite_room_state(rv, room_id, room_state)
         shown = stripped_state(room_state if isinstance(room_state, list) else [])
         await self._store_invite(signed, rv, shown)
         return {"event": pdu_for_federation(signed, rv)}

@@ -39,6 +39,10 @@ class RoomVersion:
     # v12 state resolution: the full conflicted set also holds the conflicted state subgraph,
     # and the first iterative auth checks start from an empty state, not the unconflicted map.
     state_res_conflicted_subgraph: bool
+    # Invites v2 (spec v1.16): an invite whose invite_room_state lacks the create event as a
+    # signed PDU of this room is refused (M_INVALID_PARAM); v1-11 servers only warn, as the
+    # spec asks while the ecosystem migrates.
+    invite_room_state_checked: bool
 
 
 ROOM_VERSION_10 = RoomVersion(
@@ -56,6 +60,7 @@ ROOM_VERSION_10 = RoomVersion(
     restricted_join_rule=True,
     knock_restricted_join_rule=True,
     state_res_conflicted_subgraph=False,
+    invite_room_state_checked=False,
 )
 ROOM_VERSION_11 = replace(
     ROOM_VERSION_10,
@@ -71,6 +76,7 @@ ROOM_VERSION_12 = replace(
     creators_have_infinite_power=True,
     create_event_in_auth_events=False,
     state_res_conflicted_subgraph=True,
+    invite_room_state_checked=True,
 )
 
 KNOWN_ROOM_VERSIONS: dict[str, RoomVersion] = {

@@ -10,6 +10,7 @@ Events the asking server sends through us go through the one persist entry
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from veche.core import auth as auth_rules
 from veche.core import events as event_format
 from veche.core.events import EventFormatError
 from veche.core.federation_pdus import event_from_federation, pdu_for_federation, stripped_state
+from veche.core.invite_state import InviteStateError, invite_state_pdus
 from veche.core.pdu import PduError, check_pdu_format, checked_content
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS, RoomVersion
 from veche.errors import MatrixError, bad_json, forbidden, invalid_param, not_found
@@ -33,6 +35,9 @@ from veche.storage.event_graph import MAX_PREV_EVENTS, EventContext
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
+
+logger = logging.getLogger(__name__)
+
 
 def incompatible(rv: RoomVersion) -> MatrixError:
     return MatrixError(400, "M_INCOMPATIBLE_ROOM_VERSION",
@@ -338,10 +343,32 @@ class FederationMembershipService:
                 if persisted.rejected is not None:
                     raise forbidden(f"The invite is not allowed: {persisted.rejected}")
                 return {"event": pdu_for_federation(signed, rv)}
+        # An invite alone: what the invitee is shown of the room is invite_room_state, so
+        # it must hold up (a room in the graph here is shown from its own state).
         room_state = body.get("invite_room_state")
+        await self._check_invite_room_state(rv, room_id, room_state)
         shown = stripped_state(room_state if isinstance(room_state, list) else [])
         await self._store_invite(signed, rv, shown)
         return {"event": pdu_for_federation(signed, rv)}
+
+    async def _check_invite_room_state(self, rv: RoomVersion, room_id: str,
+                                       entries: object) -> None:
+        """400 M_INVALID_PARAM for invite_room_state that fails the v1.16 checks (its PDUs
+        signed by their senders' servers too), in room versions that flag it; a warning
+        only in older ones (core/invite_state.py)."""
+        try:
+            pdus = invite_state_pdus(rv, room_id, entries)
+        except InviteStateError as e:
+            if rv.invite_room_state_checked:
+                raise invalid_param(str(e)) from None
+            logger.warning("Invite into %s (room version %s): %s", room_id, rv.identifier, e)
+            return
+        if not rv.invite_room_state_checked:
+            return
+        for pdu in pdus:
+            if not await self.verify_signed_by(pdu, server_of(pdu["sender"]), rv):
+                raise invalid_param(f"{pdu['type']!r} in invite_room_state is not signed by "
+                                    f"{server_of(pdu['sender'])}")
 
     async def invite_v1(self, origin: str, room_id: str, event_id: str, event: Any) -> list[Any]:
         """The v1 form: the body is the event, and the room version "must be assumed" to be

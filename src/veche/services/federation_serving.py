@@ -6,7 +6,10 @@
   room may know is nothing).
 - Events are served as the asking server may see them (core/server_visibility.py, at the
   state after each event): whole, or redacted when history visibility hides them from it, so
-  the graph can still be walked. The state at an event it may not see is refused (403).
+  the graph can still be walked. The state at an event it may not see is refused (403), and
+  /timestamp_to_event never names one (it answers the nearest event the server may see).
+- A server that has left is refused even the history it saw while it had members: Synapse
+  asks the same (assert_host_in_room before filter_events_for_server).
 - Rejected events are never served; soft-failed ones are (the spec says so), but walks from
   other events do not pass through them unless they are cited.
 - PDUs go out without `event_id`, a v12 create event without `room_id` (core/pdu.py).
@@ -39,6 +42,10 @@ if TYPE_CHECKING:
 
 MAX_BACKFILL = 100
 MAX_MISSING_EVENTS = 50
+# /timestamp_to_event passes over events hidden from the asker in batches, this many at most
+# (a bound on the work one request costs).
+TIMESTAMP_BATCH = 50
+MAX_TIMESTAMP_SCAN = 500
 
 
 def _now_ms() -> int:
@@ -173,12 +180,24 @@ class FederationServing:
 
     async def timestamp_to_event(self, origin: str, room_id: str, ts: int,
                                  direction: str) -> dict[str, Any]:
+        """The nearest event the asking server may see: events hidden from it are passed
+        over (never named), up to MAX_TIMESTAMP_SCAN of them, then 404."""
         def run(txn: Txn) -> dict[str, Any]:
             self._room_access(txn, origin, room_id)
-            found = fstore.event_by_timestamp(txn, room_id, ts, direction)
-            if found is None or not self._visible(txn, origin, room_id, [found[0]])[found[0]]:
-                raise not_found(f"Unable to find event from {ts} in direction {direction}")
-            return {"event_id": found[0], "origin_server_ts": found[1]}
+            after: tuple[int, int] | None = None
+            scanned = 0
+            while scanned < MAX_TIMESTAMP_SCAN:
+                batch = fstore.events_by_timestamp(txn, room_id, ts, direction,
+                                                   TIMESTAMP_BATCH, after)
+                visible = self._visible(txn, origin, room_id, [b[0] for b in batch])
+                for event_id, origin_ts, _ in batch:
+                    if visible[event_id]:
+                        return {"event_id": event_id, "origin_server_ts": origin_ts}
+                if len(batch) < TIMESTAMP_BATCH:
+                    break
+                scanned += len(batch)
+                after = (batch[-1][1], batch[-1][2])
+            raise not_found(f"Unable to find event from {ts} in direction {direction}")
 
         return await self.hs.db.run_read(run)
 

@@ -4,9 +4,14 @@ redactions waiting for their targets."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from veche.storage.database import Txn
+
+# A redaction from another server waits this long for its target, and at most this many wait.
+PENDING_REDACTION_MAX_AGE_MS = 7 * 24 * 3600 * 1000
+PENDING_REDACTION_MAX_ROWS = 10_000
 
 
 def next_backfill_position(txn: Txn) -> int:
@@ -64,10 +69,33 @@ def forget_outlier(txn: Txn, event_id: str) -> bool:
     return True
 
 
-def add_pending_redaction(txn: Txn, target_id: str, redaction_id: str) -> None:
+def add_pending_redaction(txn: Txn, target_id: str, redaction_id: str,
+                          now_ms: int | None = None) -> None:
+    """The redaction waits for its target; those that waited too long are cleaned up now
+    (a pending redaction is rare: this is often enough, and costs an index range)."""
+    now = int(time.time() * 1000) if now_ms is None else now_ms
     txn.execute(
-        "INSERT INTO pending_redactions (target_id, redaction_id) VALUES (?, ?)"
-        " ON CONFLICT (target_id, redaction_id) DO NOTHING", (target_id, redaction_id))
+        "INSERT INTO pending_redactions (target_id, redaction_id, received_ts) VALUES (?, ?, ?)"
+        " ON CONFLICT (target_id, redaction_id) DO NOTHING", (target_id, redaction_id, now))
+    drop_stale_pending_redactions(txn, now)
+
+
+def drop_stale_pending_redactions(txn: Txn, now_ms: int) -> int:
+    """Forget redactions whose target has not come in PENDING_REDACTION_MAX_AGE_MS, and the
+    oldest beyond PENDING_REDACTION_MAX_ROWS (a peer citing targets that never exist must
+    not grow the table without end). The redaction events stay; only the wait ends, so a
+    target that comes after all is shown unredacted. How many were dropped."""
+    # Rows from before received_ts existed start their wait now.
+    txn.execute("UPDATE pending_redactions SET received_ts = ? WHERE received_ts = 0", (now_ms,))
+    dropped = txn.execute("DELETE FROM pending_redactions WHERE received_ts < ?",
+                          (now_ms - PENDING_REDACTION_MAX_AGE_MS,))
+    newest_kept = txn.fetchval(
+        "SELECT received_ts FROM pending_redactions ORDER BY received_ts DESC LIMIT 1 OFFSET ?",
+        (PENDING_REDACTION_MAX_ROWS - 1,))
+    if newest_kept is not None:
+        dropped += txn.execute("DELETE FROM pending_redactions WHERE received_ts < ?",
+                               (int(newest_kept),))
+    return dropped
 
 
 def take_pending_redactions(txn: Txn, target_id: str) -> list[tuple[str, int | None]]:

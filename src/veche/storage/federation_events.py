@@ -191,16 +191,25 @@ def walk_prev_events(
     return found
 
 
-def event_by_timestamp(txn: Txn, room_id: str, ts: int, direction: str) -> tuple[str, int] | None:
-    """The accepted, non-outlier event closest to `ts` in direction `f` (at or after) or
-    `b` (at or before)."""
-    op, order = (">=", "ASC") if direction == "f" else ("<=", "DESC")
-    row = txn.fetchone(
-        f"SELECT e.event_id, e.origin_server_ts FROM events e WHERE e.room_id = ?"
-        f" AND e.origin_server_ts {op} ? AND {CLIENT_VISIBLE}"
-        f" ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT 1",
-        (room_id, ts))
-    return (row[0], int(row[1])) if row else None
+def events_by_timestamp(txn: Txn, room_id: str, ts: int, direction: str, limit: int,
+                        after: tuple[int, int] | None = None) -> list[tuple[str, int, int]]:
+    """Accepted, non-outlier events nearest to `ts` in direction `f` (at or after) or `b`
+    (at or before), nearest first, at most `limit`: (event ID, origin_server_ts, stream
+    ordering). `after`: the (origin_server_ts, stream ordering) of the last one of a
+    previous batch, to go on past it."""
+    op, order = (">", "ASC") if direction == "f" else ("<", "DESC")
+    if after is None:
+        where, args = f"e.origin_server_ts {op}= ?", [ts]
+    else:
+        where = (f"(e.origin_server_ts {op} ? OR (e.origin_server_ts = ?"
+                 f" AND e.stream_ordering {op} ?))")
+        args = [after[0], after[0], after[1]]
+    rows = txn.fetchall(
+        f"SELECT e.event_id, e.origin_server_ts, e.stream_ordering FROM events e"
+        f" WHERE e.room_id = ? AND {where} AND {CLIENT_VISIBLE}"
+        f" ORDER BY e.origin_server_ts {order}, e.stream_ordering {order} LIMIT ?",
+        (room_id, *args, limit))
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
 
 # --- servers in rooms -----------------------------------------------------------------------

@@ -341,6 +341,25 @@ async def test_send_is_idempotent(make_client: Any) -> None:
         assert await send_text(second, room_id, "hello", txn="same") != first
 
 
+async def test_transaction_ids_are_scoped_to_the_endpoint(make_client: Any) -> None:
+    # A bot counting its transaction IDs per room must not lose its messages in the second
+    # room to "retries" of the first; nor may a redaction be taken for a send.
+    alice = await make_client().register()
+    kitchen, garden = await create_room(alice), await create_room(alice)
+    in_kitchen = await send_text(alice, kitchen, "in the kitchen", txn="1")
+    in_garden = await send_text(alice, garden, "in the garden", txn="1")
+    assert in_garden != in_kitchen
+    status, body = await alice.get(f"rooms/{q(garden)}/event/{q(in_garden)}")
+    assert status == 200 and body["content"]["body"] == "in the garden"
+    assert await send_text(alice, garden, "in the garden", txn="1") == in_garden
+    status, redaction = await alice.put(f"rooms/{q(kitchen)}/redact/{q(in_kitchen)}/1", {})
+    assert status == 200 and redaction["event_id"] != in_kitchen
+    status, again = await alice.put(f"rooms/{q(kitchen)}/redact/{q(in_kitchen)}/1", {})
+    assert status == 200 and again["event_id"] == redaction["event_id"]
+    status, body = await alice.get(f"rooms/{q(kitchen)}/event/{q(in_kitchen)}")
+    assert status == 200 and body["content"] == {}
+
+
 async def test_send_forbidden_and_bad_input(make_client: Any) -> None:
     alice = await make_client().register()
     bob = await make_client().register()

@@ -157,5 +157,6 @@ async def send_server_notice(request: web.Request) -> web.Response:
 async def send_server_notice_txn(request: web.Request) -> web.Response:
     req = await admin_requester(request)
     event_id = await hs_of(request).admin_content.send_server_notice(
-        await json_body(request), (f"admin:{req.user_id}", request.match_info["txn_id"]))
+        await json_body(request), (f"admin:{req.user_id}", request.match_info["txn_id"],
+                                   "send_server_notice"))
     return json_response({"event_id": event_id})

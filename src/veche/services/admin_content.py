@@ -159,7 +159,7 @@ class AdminContent:
             r["name"], r["canonical_alias"] = s.get("name"), s.get("canonical_alias")
 
     # --- server notices ----------------------------------------------------------------------
-    async def send_server_notice(self, body: dict[str, Any], txn: tuple[str, str] | None
+    async def send_server_notice(self, body: dict[str, Any], txn: tuple[str, str, str] | None
                                  ) -> str:
         """Send a notice to a local user in their server-notices room (made, and the user
         invited, the first time; invited again after they left it)."""

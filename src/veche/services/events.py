@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# (device_id, txn_id, endpoint): a transaction ID is scoped to a device and an endpoint, the
+# request's path without the ID (spec "Transaction identifiers").
+TxnKey = tuple[str, str, str]
+
 # PDU keys that clients see (client-server API "Room Event Format").
 CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
 
@@ -64,7 +68,7 @@ class _SendRequest:
     event_type: str
     content: dict[str, Any]
     state_key: str | None
-    txn_key: tuple[str, str] | None
+    txn_key: TxnKey | None
     redacts: str | None
     result: asyncio.Future[Any]  # the stored PDU; a received event's Persisted
     received: dict[str, Any] | None = None  # an event made elsewhere, persisted as it is
@@ -104,13 +108,13 @@ class EventService:
         content: dict[str, Any],
         state_key: str | None = None,
         *,
-        txn_key: tuple[str, str] | None = None,
+        txn_key: TxnKey | None = None,
         redacts: str | None = None,
     ) -> dict[str, Any]:
         """Create and persist an event; returns the stored PDU.
 
-        txn_key is (device_id, txn_id): a retried send with the same key returns the
-        event created the first time instead of a new one.
+        txn_key is (device_id, txn_id, endpoint): a retried send with the same key returns
+        the event created the first time instead of a new one.
         """
         rv = await self.room_version(room_id)
         request = _SendRequest(
@@ -218,7 +222,7 @@ class EventService:
 
     def _send_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
-        content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
+        content: dict[str, Any], state_key: str | None, txn_key: TxnKey | None,
         redacts: str | None, pos: int,
     ) -> tuple[Persisted, bool]:
         if txn_key is not None:
@@ -294,7 +298,7 @@ class EventService:
 
     def _build_and_persist_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
-        content: dict[str, Any], state_key: str | None, txn_key: tuple[str, str] | None,
+        content: dict[str, Any], state_key: str | None, txn_key: TxnKey | None,
         redacts: str | None, pos: int,
     ) -> Persisted:
         parents = graph.prev_events_for_local_event(txn, room_id)
@@ -355,7 +359,7 @@ class EventService:
                     unsigned["prev_content"] = prev["content"]
                     unsigned["prev_sender"] = prev["sender"]
                 event["unsigned"] = unsigned
-        key = (sender, txn_key[0], txn_key[1]) if txn_key else None
+        key = (sender, *txn_key) if txn_key else None
         state_after = dict(auth_state)
         if state_key is not None:
             state_after[(event_type, state_key)] = event
@@ -473,8 +477,8 @@ class EventService:
         return event
 
 
-def _existing_txn_event(txn: Txn, sender: str, txn_key: tuple[str, str]) -> dict[str, Any] | None:
-    event_id = store.get_event_for_txn_id(txn, sender, txn_key[0], txn_key[1])
+def _existing_txn_event(txn: Txn, sender: str, txn_key: TxnKey) -> dict[str, Any] | None:
+    event_id = store.get_event_for_txn_id(txn, sender, *txn_key)
     return store.get_event(txn, event_id) if event_id else None
 
 

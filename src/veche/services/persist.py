@@ -156,7 +156,7 @@ class EventPersister:
 
     def persist_event(
         self, txn: Txn, event: dict[str, Any], context: EventContext, pos: int, *,
-        rv: RoomVersion | None = None, txn_key: tuple[str, str, str] | None = None,
+        rv: RoomVersion | None = None, txn_key: tuple[str, str, str, str] | None = None,
         auth_state: dict[StateKey, dict[str, Any]] | None = None, backfilled: bool = False,
     ) -> Persisted:
         """Store the event, move current state and run the hooks, in the caller's transaction.

@@ -152,7 +152,8 @@ class RoomService:
         await self.room_version(room_id)
         self.hs.ratelimiter.check("message", user_id)
         event = await self.hs.events.send(
-            room_id, user_id, event_type, content, txn_key=(device_id, txn_id)
+            room_id, user_id, event_type, content,
+            txn_key=(device_id, txn_id, f"send/{room_id}/{event_type}"),
         )
         self.hs.presence.user_active(user_id)
         return str(event["event_id"])
@@ -195,7 +196,8 @@ class RoomService:
         if reason is not None:
             content["reason"] = reason
         event = await self.hs.events.send(
-            room_id, user_id, "m.room.redaction", content, txn_key=(device_id, txn_id),
+            room_id, user_id, "m.room.redaction", content,
+            txn_key=(device_id, txn_id, f"redact/{room_id}/{event_id}"),
             redacts=event_id,
         )
         return str(event["event_id"])

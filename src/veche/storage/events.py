@@ -89,10 +89,13 @@ def get_current_state(
     return {k: events[eid] for k, eid in ids.items() if eid in events}
 
 
-def get_event_for_txn_id(txn: Txn, user_id: str, device_id: str, txn_id: str) -> str | None:
+def get_event_for_txn_id(
+    txn: Txn, user_id: str, device_id: str, txn_id: str, endpoint: str
+) -> str | None:
     return txn.fetchval(  # type: ignore[no-any-return]
-        "SELECT event_id FROM event_txn_ids WHERE user_id = ? AND device_id = ? AND txn_id = ?",
-        (user_id, device_id, txn_id),
+        "SELECT event_id FROM event_txn_ids"
+        " WHERE user_id = ? AND device_id = ? AND endpoint = ? AND txn_id = ?",
+        (user_id, device_id, endpoint, txn_id),
     )
 
 
@@ -141,7 +144,7 @@ def _relation(event: dict[str, Any]) -> tuple[str | None, str | None, str | None
 
 def store_event(
     txn: Txn, event: dict[str, Any], stream_ordering: int, context: EventContext,
-    txn_key: tuple[str, str, str] | None = None,
+    txn_key: tuple[str, str, str, str] | None = None,
 ) -> int | None:
     """Store an event and its place in the room's graph and state groups; returns the state
     group after it. Current state is the persist step's (services/persist.py)."""
@@ -167,7 +170,8 @@ def store_event(
     group = persist_event_graph(txn, event, context)
     if txn_key is not None and not context.outlier and context.rejected is None:
         txn.execute(
-            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, event_id) VALUES (?, ?, ?, ?)",
+            "INSERT INTO event_txn_ids (user_id, device_id, txn_id, endpoint, event_id)"
+            " VALUES (?, ?, ?, ?, ?)",
             (*txn_key, event_id),
         )
     return group

@@ -426,7 +426,9 @@ async def check_members(api: Api, rooms: list[MemberRoom], sizes_by_room: tuple[
     for n, room in zip(sizes_by_room, rooms, strict=True):
         body, _ = await api.sync(room.reader, None, 0, TIMELINE_1000, "offline")
         state = body["rooms"]["join"][room.room_id]
-        joined = {e["state_key"] for e in state["state"]["events"] + state["timeline"]["events"]
+        # An empty section is left out (a timeline of 1,000 holds all the state here).
+        events = [*state.get("state", {}).get("events", []), *state.get("timeline", {}).get("events", [])]
+        joined = {e["state_key"] for e in events
                   if e["type"] == "m.room.member" and e["content"].get("membership") == "join"}
         if len(joined) != n:
             raise BenchError(f"a room of {n} members has {len(joined)} joined")

@@ -2,9 +2,9 @@
 
 On a slow link the bytes are the time: an Element-like initial /sync of 50 rooms shrinks to
 a sixth. Level 9 is the measured choice (`python -m bench.gzip_levels`, bench/RESULTS.md,
-"Throttled link"): on that 171 KB body it gives 26.4 KB against 27.7 KB at level 6 and
-31.8 KB at level 1, for 3.2 ms of CPU against 1.4 and 0.65 ms; 1.3 KB is 160 ms at
-64 kbit/s, worth far more to the phone than 2 ms is to the server. Small bodies compress
+"Throttled link"): on that 443 KB body it gives 75.4 KB against 78.0 KB at level 6 and
+88.7 KB at level 1, for 9.2 ms of CPU against 4.5 and 2.8 ms; 2.6 KB is 330 ms at
+64 kbit/s, worth far more to the phone than 5 ms is to the server. Small bodies compress
 the same at every level. Bodies under MIN_BYTES are sent as they are: the gzip header and
 trailer (18 bytes) and the `Content-Encoding` line (24) eat what they would save (a
 147-byte empty /sync answer gzips to 132). Big bodies are compressed in a thread (zlib lets

@@ -11,8 +11,11 @@ from the state after the room's last event up to `since`; plus the current-state
 that changed in the window without the client seeing them (see `_became_current`).
 
 Sections that other features fill (to-device messages, device list changes, one-time key
-counts) are produced by `SyncService.providers`: async callables given the SyncContext
-after the rooms have been computed; each returns True if it added anything.
+counts) are produced by `SyncService.txn_providers`: each reads what it needs inside the
+sync's own transaction (one connection checkout and commit per /sync, not one per section;
+on PostgreSQL each is a thread hop and round trips) and returns a finisher that fills the
+response afterwards and says whether it added anything. `SyncService.providers` are async
+callables given the SyncContext after the rooms, for what needs no database.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 from veche.core.filters import Filter, RoomEventFilter
 from veche.core.push_rules import default_ruleset
 from veche.services.events import client_event
+from veche.services.relations import aggregations_txn
 from veche.services.stripped_state import stripped_state
 from veche.storage import events as event_store
 from veche.storage import presence as presence_store
@@ -65,6 +69,9 @@ class SyncContext:
 
 
 SyncProvider = Callable[[SyncContext], Awaitable[bool]]
+# Run inside the sync's transaction; the finisher it returns runs after it, on the loop.
+SyncFinisher = Callable[[SyncContext], Awaitable[bool]]
+SyncTxnProvider = Callable[[Txn, SyncContext], SyncFinisher]
 
 
 @dataclass
@@ -97,32 +104,68 @@ class SyncService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         self.providers: list[SyncProvider] = []
+        self.txn_providers: list[SyncTxnProvider] = []
         # (user, device) -> room -> member state keys already sent (lazy-loading members)
         self._ll_sent: OrderedDict[tuple[str, str], dict[str, set[str]]] = OrderedDict()
         self.state_groups = groups.StateGroupCache()
+        # user -> (stream position, the filter's rooms and not_rooms, the joined rooms it
+        # allowed) of the user's last computed /sync: what an unchanged one waits on.
+        self._joined: OrderedDict[
+            str, tuple[int, frozenset[str] | None, frozenset[str], list[str]]] = OrderedDict()
 
     def add_provider(self, provider: SyncProvider) -> None:
         self.providers.append(provider)
+
+    def add_txn_provider(self, provider: SyncTxnProvider) -> None:
+        self.txn_providers.append(provider)
 
     async def sync(
         self, req: Requester, since: StreamToken | None, timeout_ms: int, full_state: bool,
         sync_filter: Filter,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_ms / 1000
+        timed_out = False
         while True:
             counter = self.hs.notifier.counter
             upto = StreamToken(self.hs.stream.current, self.hs.typing.serial)
             if since is not None and since.stream > upto.stream:
                 # A token from the future (e.g. before a restart that lost positions): clamp.
                 since = StreamToken(upto.stream, since.typing)
+            if since == upto and not full_state and not timed_out:
+                # Nothing at all was written since the client's token (every section is read
+                # by stream position), so the answer would be empty: wait without reading,
+                # on the rooms the last computation at this position found. The common
+                # long-poll, back at once after its previous answer, then costs no query.
+                joined = self._joined_at(req.user_id, upto.stream, sync_filter)
+                remaining = deadline - time.monotonic()
+                if joined is not None and remaining > 0:
+                    if not await self.hs.notifier.wait([req.user_id, *joined], counter,
+                                                       remaining):
+                        timed_out = True  # answer (empty) from a computation
+                    continue
             ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter)
             await self._compute(ctx)
+            self._remember_joined(ctx)
             remaining = deadline - time.monotonic()
-            if not ctx.empty or since is None or full_state or remaining <= 0:
+            if not ctx.empty or since is None or full_state or remaining <= 0 or timed_out:
                 return ctx.result
             woke = await self.hs.notifier.wait([req.user_id, *ctx.joined], counter, remaining)
             if not woke:
                 return ctx.result
+
+    def _joined_at(self, user_id: str, pos: int, flt: Filter) -> list[str] | None:
+        hit = self._joined.get(user_id)
+        if hit is None or hit[0] != pos or hit[1] != flt.room.rooms \
+                or hit[2] != flt.room.not_rooms:
+            return None
+        return hit[3]
+
+    def _remember_joined(self, ctx: SyncContext) -> None:
+        room = ctx.filter.room
+        self._joined[ctx.user_id] = (ctx.upto.stream, room.rooms, room.not_rooms, ctx.joined)
+        self._joined.move_to_end(ctx.user_id)
+        while len(self._joined) > 10_000:
+            self._joined.popitem(last=False)
 
     # --- computing a response ---------------------------------------------------------------
     async def _compute(self, ctx: SyncContext) -> None:
@@ -151,7 +194,7 @@ class SyncService:
                 entry["unread_notifications"] = {"notification_count": 0, "highlight_count": 0}
                 entry["summary"] = room.summary or {}
             rooms_out[room.kind][room.room_id] = entry
-        await self._bundle(all_timeline, ctx.user_id)
+        _apply_aggregations(all_timeline, data["aggregations"])
         if flt.event_fields is not None:
             for section in ("join", "leave"):
                 for entry in rooms_out[section].values():
@@ -257,6 +300,9 @@ class SyncService:
             "device_one_time_keys_count": {},
         }
         ctx.empty = not (any(rooms_out.values()) or global_data or presence_events)
+        for finish in data["finishers"]:
+            if await finish(ctx):
+                ctx.empty = False
         for provider in self.providers:
             if await provider(ctx):
                 ctx.empty = False
@@ -267,15 +313,6 @@ class SyncService:
         out = client_event(event, now_ms=now_ms)
         out.pop("room_id", None)
         return out
-
-    async def _bundle(self, events: list[dict[str, Any]], user_id: str) -> None:
-        if not events:
-            return
-        try:
-            from veche.services.relations import bundle_aggregations
-        except ImportError:  # pragma: no cover - relations are optional
-            return
-        await bundle_aggregations(self.hs, events, user_id)
 
     # --- the transaction ----------------------------------------------------------------------
     def _compute_txn(self, txn: Txn, ctx: SyncContext) -> dict[str, Any]:
@@ -295,7 +332,8 @@ class SyncService:
         out: dict[str, Any] = {
             "rooms": [], "receipts": [], "account_data": [], "presence": [], "invite": {},
             "knock": {}, "txn_ids": {}, "joined_set": set(joined), "counted": set(),
-            "counts": {},
+            "counts": {}, "aggregations": {},
+            "finishers": [provider(txn, ctx) for provider in self.txn_providers],
         }
         if not moved:
             return out
@@ -376,6 +414,9 @@ class SyncService:
         out["counted"] = counted
         out["counts"] = (self.hs.push.unread_counts_txn(txn, user_id, list(counted), upto)
                          if counted else {})
+        timeline = [e for room in out["rooms"] for _, e in room.events]
+        if timeline:
+            out["aggregations"] = aggregations_txn(txn, timeline, user_id, int(time.time() * 1000))
         return out
 
     def _timeline_txn(
@@ -575,3 +616,11 @@ def _fetch_timeline(
         cursor = rows[-1][0] - 1
     matched.reverse()
     return scanned, matched, limited
+
+
+def _apply_aggregations(events: list[dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
+    for event in events:
+        agg = found.get(event["event_id"]) if found else None
+        if agg:
+            unsigned = event.setdefault("unsigned", {})
+            unsigned["m.relations"] = {**unsigned.get("m.relations", {}), **agg}

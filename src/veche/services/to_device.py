@@ -22,7 +22,7 @@ from veche.storage.database import Txn
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
-    from veche.services.sync import SyncContext
+    from veche.services.sync import SyncContext, SyncFinisher
 
 register_stream_table("device_inbox")
 register_stream_table("to_device_positions")
@@ -36,7 +36,7 @@ TXN_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
 class ToDeviceService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        hs.sync.add_provider(self._sync_provider)
+        hs.sync.add_txn_provider(self._sync_provider)
 
     async def send(
         self, sender: str, sender_device: str, event_type: str, txn_id: str,
@@ -133,26 +133,25 @@ class ToDeviceService:
         store.add_messages(txn, pos, rows)
         return {u for u, _, _ in rows}
 
-    async def _sync_provider(self, ctx: SyncContext) -> bool:
+    def _sync_provider(self, txn: Txn, ctx: SyncContext) -> SyncFinisher:
+        """The device's messages up to the sync's position, read in the sync's transaction
+        (those the client acknowledged by coming back with `since` are deleted first)."""
         user_id, device_id = ctx.user_id, ctx.device_id
         upto = ctx.upto.stream
-        since = ctx.since.stream if ctx.since is not None else None
-
-        def run(txn: Txn) -> tuple[list[tuple[int, dict[str, Any]]], bool]:
-            if since is not None:
-                store.acknowledge(txn, user_id, device_id, since)
-            rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
-            cut = len(rows) > DELIVERY_LIMIT
-            rows = rows[:DELIVERY_LIMIT]
-            if cut:
-                store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
-            return rows, cut
-
-        rows, cut = await self.hs.db.run(run)
+        if ctx.since is not None:
+            store.acknowledge(txn, user_id, device_id, ctx.since.stream)
+        rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
+        cut = len(rows) > DELIVERY_LIMIT
+        rows = rows[:DELIVERY_LIMIT]
         if cut:
-            # A fresh position, so the next response's token differs from this one's even if
-            # nothing else happens, and the record above keeps meaning one response.
-            with self.hs.stream.get_next() as pos:
-                await self.hs.db.run(store.set_position, user_id, pos)
-        ctx.result["to_device"] = {"events": [m for _, m in rows]}
-        return bool(rows)
+            store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
+
+        async def finish(ctx: SyncContext) -> bool:
+            if cut:
+                # A fresh position, so the next response's token differs from this one's even
+                # if nothing else happens, and the record above keeps meaning one response.
+                with self.hs.stream.get_next() as pos:
+                    await self.hs.db.run(store.set_position, user_id, pos)
+            ctx.result["to_device"] = {"events": [m for _, m in rows]}
+            return bool(rows)
+        return finish

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from bench import federation, report
+from bench import federation, netns, report, shaped
 from bench.scenarios import SCENARIOS, VECHE_ONLY, Api, Sizes
 from bench.servers import Server, start_synapse, start_veche, start_veche_postgres
 
@@ -26,6 +26,8 @@ STARTERS = {"veche": start_veche, "veche-postgres": start_veche_postgres,
             "synapse": start_synapse}
 # Scenarios that need both servers at once, run once for the pair after the others.
 PAIR_SCENARIOS = {"federation": federation.run_pair}
+# Run only when named: it re-executes the benchmark in a network namespace of its own.
+NAMED_ONLY = {"shaped_link": shaped.shaped_link}
 
 
 async def run_server(server: Server, sizes: Sizes, only: list[str]) -> dict[str, Any]:
@@ -39,7 +41,7 @@ async def run_server(server: Server, sizes: Sizes, only: list[str]) -> dict[str,
             print(f"  {server.name}: {name} ...", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
             try:
-                results[name] = await SCENARIOS[name](server, api, sizes)
+                results[name] = await {**SCENARIOS, **NAMED_ONLY}[name](server, api, sizes)
             except Exception as e:  # one failing scenario must not hide the others
                 traceback.print_exc()
                 results[name] = {"error": f"{type(e).__name__}: {e}"[:300]}
@@ -59,8 +61,10 @@ def main(argv: list[str] | None = None) -> int:
                         " table shows each metric's median and the chat CPU ratio of each"
                         " cycle (default 1)")
     parser.add_argument("--scenarios", default=None,
-                        help=f"comma-separated subset of {', '.join([*SCENARIOS, *PAIR_SCENARIOS])}"
-                        f" (default all; {', '.join(VECHE_ONLY)} only against Veche unless named;"
+                        help=f"comma-separated subset of"
+                        f" {', '.join([*SCENARIOS, *PAIR_SCENARIOS, *NAMED_ONLY])}"
+                        f" (default all but {', '.join(NAMED_ONLY)};"
+                        f" {', '.join(VECHE_ONLY)} only against Veche unless named;"
                         f" {', '.join(PAIR_SCENARIOS)} only when both servers are)")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: a smoke test")
     parser.add_argument("--out", default=str(Path(__file__).parent / "RESULTS.md"),
@@ -78,9 +82,20 @@ def main(argv: list[str] | None = None) -> int:
     named = args.scenarios is not None
     every = [*SCENARIOS, *PAIR_SCENARIOS]
     only = [s.strip() for s in (args.scenarios or ",".join(every)).split(",") if s.strip()]
-    unknown = [s for s in servers if s not in STARTERS] + [s for s in only if s not in every]
+    unknown = [s for s in servers if s not in STARTERS] + [
+        s for s in only if s not in every and s not in NAMED_ONLY]
     if unknown:
         parser.error(f"unknown: {', '.join(unknown)}")
+    skipped: dict[str, str] = {}
+    if "shaped_link" in only and not netns.inside():
+        reason = netns.unavailable()
+        if reason is None:
+            netns.reexec(argv if argv is not None else sys.argv[1:])
+        print(f"shaped_link skipped: {reason}", file=sys.stderr, flush=True)
+        skipped["shaped_link"] = str(reason)
+        only.remove("shaped_link")
+    if netns.inside():
+        netns.prepare()
     both = {"veche", "synapse"} <= set(servers)
     pairs = [s for s in only if s in PAIR_SCENARIOS]
     if pairs and not both and named:
@@ -95,13 +110,19 @@ def main(argv: list[str] | None = None) -> int:
     runs: dict[str, list[dict[str, Any]]] = {}
     for cycle in range(max(1, args.cycles)):
         for name in servers:
-            mine = [s for s in only if s in SCENARIOS
+            mine = [s for s in only if s in NAMED_ONLY or s in SCENARIOS
                     and (named or name.startswith("veche") or s not in VECHE_ONLY)]
-            if not mine and pairs:
-                continue  # only the pair's scenarios were asked for
+            if not mine and (pairs or skipped):
+                for scenario, reason in skipped.items():
+                    runs.setdefault(name, [{}])[0][scenario] = {"skipped": reason}
+                continue  # only the pair's scenarios were asked for, or nothing can run
             print(f"{name}: starting (cycle {cycle + 1})", file=sys.stderr, flush=True)
             with tempfile.TemporaryDirectory(prefix="veche-bench-") as tmp:
-                server = STARTERS[name](Path(tmp))
+                if name == "synapse" and "shaped_link" in mine:
+                    # Synapse at its best on a slow link: its client listener compresses.
+                    server = start_synapse(Path(tmp), compress=True)
+                else:
+                    server = STARTERS[name](Path(tmp))
                 try:
                     runs.setdefault(name, []).append(
                         asyncio.run(run_server(server, sizes, mine)))

@@ -43,6 +43,15 @@ ROWS: list[tuple[str, str, str, float | None, bool]] = [
      None, True),
     ("big_room", "big_over_small_min", "  lowest cycle", None, True),
     ("big_room", "big_over_small_max", "  highest cycle", None, True),
+    ("shaped_link", "first_list_s", "shaped link: first room list, sliding sync (s)", 0.5, True),
+    ("shaped_link", "first_list_kib", "shaped link: first room list (KiB received)", 0.5, True),
+    ("shaped_link", "initial_sync_s", "shaped link: initial /sync, Element's filter (s)", 0.8, True),
+    ("shaped_link", "initial_sync_kib", "shaped link: initial /sync (KiB received)", 0.8, True),
+    ("shaped_link", "live_p50_ms", "shaped link: live send-to-arrival p50 (ms)", None, True),
+    ("shaped_link", "live_p99_ms", "shaped link: live send-to-arrival p99 (ms)", 1.0, True),
+    ("shaped_link", "live_bytes_per_msg", "shaped link: response bytes per delivered message",
+     0.7, True),
+    ("shaped_link", "live_lost", "shaped link: live messages lost", None, True),
 ]
 
 
@@ -230,6 +239,8 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
               "reader). Latency is from the start of the send request to the reader's /sync "
               "response that carries it. Wall-clock figures are noisy on a shared 2-core "
               "machine; CPU per message is the steadier figure.", ""]
+    if any("shaped_link" in results[n] for n in names):
+        lines += _shaped_notes(results, names, sizes)
     if any("big_room" in results[n] for n in names):
         lines += [f"Big room: {sizes.big_room_messages:,} messages in all, half into a room of 5 "
                   f"members and half into one of {sizes.big_room_members:,}, in cycles of "
@@ -237,3 +248,31 @@ def render(results: dict[str, Any], sizes: Sizes, command: str, machine: dict[st
                   "member long-polls /sync; CPU per message counts the sends and that delivery; "
                   "the ratio is the median of the cycles' ratios.", ""]
     return "\n".join(lines)
+
+
+def _shaped_notes(results: dict[str, Any], names: list[str], sizes: Sizes) -> list[str]:
+    lines = []
+    for n in names:
+        section = results[n].get("shaped_link") or {}
+        for key in ("skipped", "first_list_skipped"):
+            if key in section:
+                lines.append(f"Shaped link, {n}: {key.replace('_', ' ')}: {section[key]}  ")
+        for phase in ("first_list", "initial_sync", "live"):
+            link = section.get(phase)
+            if isinstance(link, dict):
+                lines.append(f"Shaped link, {n}, {phase.replace('_', ' ')}: on the link "
+                             f"{link['link_down_kib']:.1f} KiB down, {link['link_up_kib']:.1f} KiB "
+                             f"up (IP packets, retransmissions included), "
+                             f"{link['link_lost_packets']} packets lost  ")
+    lines += ["", f"Shaped link: one user in {sizes.shaped_rooms} rooms of "
+              f"{sizes.shaped_messages} messages, syncing through a user-space shaper "
+              "(bench/shaper.py: a TUN device in a network namespace of its own, 64 kbit/s "
+              "shared by both directions, 500 ms one-way delay, 3 % loss drawn per packet from "
+              "a fixed seed, started again at each measured phase so both servers see the same "
+              "sequence, a 1,000-packet queue); "
+              "Synapse with `compress: true` on its client listener. The client sends "
+              "`Accept-Encoding: gzip` and keeps one connection. Bytes are the response "
+              "status lines, headers and bodies as received. Live: one message every 2 s "
+              f"for {sizes.shaped_live_s} s from another user (not through the shaper), "
+              "into the rooms in turn, while the user long-polls.", ""]
+    return lines

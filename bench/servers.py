@@ -16,6 +16,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+# Where the servers listen: loopback; inside the shaped-link namespace (bench/netns.py) every
+# address of that closed namespace, so that the shaper's reflected packets reach them too.
+BIND_HOST = "127.0.0.1"
 
 
 def free_port() -> int:
@@ -118,7 +121,7 @@ def start_veche(workdir: Path, extra_env: dict[str, str] | None = None,
                 "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)]),
                 **(extra_env or {})})
     log = workdir / f"{name}.log"
-    proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", "127.0.0.1",
+    proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", BIND_HOST,
                    "--port", str(port), "--log-level", "WARNING"], env, log)
     base_url = f"http://127.0.0.1:{port}"
     _wait_ready(base_url, proc, log, 60)
@@ -183,13 +186,13 @@ server_name: "bench.local"
 pid_file: {dir}/homeserver.pid
 listeners:
   - port: {port}
-    bind_addresses: ['127.0.0.1']
+    bind_addresses: ['{host}']
     type: http
     tls: false
     x_forwarded: false
     resources:
       - names: [client]
-        compress: false
+        compress: {compress}
 database:
   name: sqlite3
   args:
@@ -238,13 +241,16 @@ disable_existing_loggers: false
 """
 
 
-def start_synapse(workdir: Path) -> Server:
+def start_synapse(workdir: Path, compress: bool = False) -> Server:
+    """`compress`: gzip on the client listener (Synapse's `compress` option), its best on
+    a slow link; off by default as in Synapse's sample configuration."""
     python = ensure_synapse(synapse_venv())
     port = free_port()
     d = workdir / "synapse"
     d.mkdir(parents=True, exist_ok=True)
     cfg = d / "homeserver.yaml"
-    cfg.write_text(SYNAPSE_CONFIG.format(dir=d, port=port, unlimited=_UNLIMITED,
+    cfg.write_text(SYNAPSE_CONFIG.format(dir=d, port=port, unlimited=_UNLIMITED, host=BIND_HOST,
+                                         compress="true" if compress else "false",
                                          secret1=secrets.token_hex(16),
                                          secret2=secrets.token_hex(16)))
     (d / "log.yaml").write_text(SYNAPSE_LOG.format(dir=d))

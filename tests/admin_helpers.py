@@ -23,3 +23,20 @@ async def make_admin(homeserver: Any, make_client: Any) -> Any:
     admin.access_token, admin.user_id, admin.device_id = (
         body["access_token"], body["user_id"], body["device_id"])
     return admin
+
+
+SYNAPSE_ADMIN = "/_synapse/admin"
+
+
+async def assert_admin_only(client: Any, method: str, path: str, body: Any = None) -> None:
+    """A user who is no server admin gets 403 M_FORBIDDEN, and no token 401."""
+    status, out = await client.request(method, path, body)
+    assert (status, out.get("errcode")) == (403, "M_FORBIDDEN"), (method, path, status, out)
+    status, out = await client.request(method, path, body, token=False)
+    assert (status, out.get("errcode")) == (401, "M_MISSING_TOKEN"), (method, path, status, out)
+
+
+async def login(client: Any, localpart: str, password: str) -> tuple[int, Any]:
+    return await client.post("login", {  # type: ignore[no-any-return]
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": localpart},
+        "password": password}, token=False)

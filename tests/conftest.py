@@ -72,6 +72,8 @@ class ServerProcess:
         self.extra_env = extra_env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir / "server.log"
+        self.args: list[str] = []  # more `veche serve` options
+        self.log_level = "WARNING"
 
     @property
     def env(self) -> dict[str, str]:
@@ -88,7 +90,7 @@ class ServerProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "veche", "serve", *(["--dev"] if self.dev else []),
-             "--port", str(self.port), "--log-level", "WARNING"],
+             "--port", str(self.port), "--log-level", self.log_level, *self.args],
             env=self.env, stdout=log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 30

@@ -44,8 +44,24 @@ async def sync(client: Any, since: str | None = None, **params: str) -> dict[str
 
 
 def joined(body: dict[str, Any], room_id: str) -> dict[str, Any]:
-    return body["rooms"]["join"][room_id]  # type: ignore[no-any-return]
+    return section(body, "rooms", "join")[room_id]  # type: ignore[no-any-return]
 
 
 def timeline_bodies(room: dict[str, Any]) -> list[str]:
-    return [e["content"].get("body") for e in room["timeline"]["events"] if e["type"] == "m.room.message"]
+    return [e["content"].get("body") for e in events_of(room, "timeline") if e["type"] == "m.room.message"]
+
+
+def section(body: dict[str, Any], *path: str) -> Any:
+    """The part of a /sync answer (or of a room in it) at `path`; an empty one where the
+    server left it out, as it does with empty sections (core/sync_shape.py)."""
+    node: Any = body
+    for key in path:
+        if not isinstance(node, dict) or key not in node:
+            return [] if path[-1] in ("events", "changed", "left") else {}
+        node = node[key]
+    return node
+
+
+def events_of(body: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    """The events of a section (`timeline`, `state`, `to_device`...), [] if left out."""
+    return section(body, name, "events")  # type: ignore[no-any-return]

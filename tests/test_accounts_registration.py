@@ -66,7 +66,15 @@ async def test_register_details(make_client: Any) -> None:
     assert status == 400 and err["errcode"] == "M_INVALID_USERNAME"
     status, err = await client.post("register", {"username": 5, "password": "x"}, token=False)
     assert status == 400 and err["errcode"] == "M_BAD_JSON"
+    # An empty body asks for the flows, as Element's first call does; the password is missing
+    # only once the client goes through them without it.
+    status, err = await client.post("register", {}, token=False)
+    assert status == 401 and err["flows"] and err["session"]
     status, err = await client.post("register", {"username": "nopassword1"}, token=False)
+    assert status == 401 and err["flows"]
+    status, err = await client.post("register", {
+        "username": "nopassword1", "auth": {"type": "m.login.dummy", "session": err["session"]}},
+        token=False)
     assert status == 400 and err["errcode"] == "M_MISSING_PARAM"
     status, err = await client.post("register", {"password": "x", "auth": "dummy"}, token=False)
     assert status == 400 and err["errcode"] == "M_BAD_JSON"

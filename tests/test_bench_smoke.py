@@ -82,3 +82,29 @@ def test_bench_veche_on_postgres_quick(tmp_path: Path) -> None:
     cycles = [line for line in table.splitlines() if line.startswith("- cycle ")]
     assert len(cycles) == 2, table
     assert "- median ratio" in table
+
+
+def test_bench_shaped_link_quick(tmp_path: Path) -> None:
+    """The shaped-link scenario at tiny size: through the user-space shaper in a namespace
+    of its own, or skipped with a line saying why where namespaces or TUN are unavailable."""
+    from bench import netns
+
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--servers", "veche",
+         "--scenarios", "shaped_link", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    reason = netns.unavailable()
+    if reason is not None:
+        assert f"shaped_link skipped: {reason}" in proc.stderr
+        assert "skipped" in table
+        return
+    row = next(line for line in table.splitlines()
+               if line.startswith("| shaped link: initial /sync, Element's filter (s)"))
+    # 500 ms each way: the request and its answer take a round trip at least.
+    assert float(row.split("|")[2].replace(",", "")) > 1.0, row
+    lost = next(line for line in table.splitlines() if line.startswith("| shaped link: live messages lost"))
+    assert lost.split("|")[2].strip() == "0", lost

@@ -21,7 +21,7 @@ from tests.e2e_helpers import (
     setup_cross_signing,
     upload,
 )
-from tests.sync_helpers import room_with, sync
+from tests.sync_helpers import room_with, section, sync
 
 PASSWORD = "correct horse battery"
 
@@ -231,7 +231,7 @@ async def test_signatures_upload_good_and_bad(make_client: Any) -> None:
         bob.user_id: {bob_master_id: bad}})
     assert status == 200, body
     # New signatures on her keys are a device list change for those sharing a room.
-    assert uid in (await sync(bob, mark))["device_lists"]["changed"]
+    assert uid in section(await sync(bob, mark), "device_lists", "changed")
     assert body["failures"] == {bob.user_id: {bob_master_id: {
         "errcode": "M_INVALID_SIGNATURE", "error": body["failures"][bob.user_id][bob_master_id]["error"]}}}
     _, body = await bob.post("keys/query", {"device_keys": {uid: []}})
@@ -266,19 +266,19 @@ async def test_device_lists_changed_and_left(make_client: Any) -> None:
     key = device_signing_key(alice.device_id)
     await upload(alice, {"device_keys": device_keys(alice, key)})
     body = await sync(bob, start, timeout="5000")
-    assert alice.user_id in body["device_lists"]["changed"]
-    assert alice.user_id not in (await sync(stranger, s_start))["device_lists"]["changed"]
+    assert alice.user_id in section(body, "device_lists", "changed")
+    assert alice.user_id not in section(await sync(stranger, s_start), "device_lists", "changed")
     own = await sync(alice, start)
-    assert alice.user_id in own["device_lists"]["changed"]
+    assert alice.user_id in section(own, "device_lists", "changed")
     # Only one-time keys: no device list change.
     mark = body["next_batch"]
     await upload(alice, {"one_time_keys": one_time_keys(key, alice.user_id, 2)})
-    assert alice.user_id not in (await sync(bob, mark))["device_lists"]["changed"]
+    assert alice.user_id not in section(await sync(bob, mark), "device_lists", "changed")
     # A new device logging in and uploading keys, then being deleted.
     second = await login_again(alice, make_client)
     await upload(second, {"device_keys": device_keys(second, device_signing_key(second.device_id))})
     body = await sync(bob, mark, timeout="5000")
-    assert alice.user_id in body["device_lists"]["changed"]
+    assert alice.user_id in section(body, "device_lists", "changed")
     mark = body["next_batch"]
     status, challenge = await alice.delete(f"devices/{quote(second.device_id)}", {})
     assert status == 401
@@ -287,22 +287,22 @@ async def test_device_lists_changed_and_left(make_client: Any) -> None:
         "password": PASSWORD, "session": challenge["session"]}})
     assert status == 200
     body = await sync(bob, mark, timeout="5000")
-    assert alice.user_id in body["device_lists"]["changed"]
+    assert alice.user_id in section(body, "device_lists", "changed")
     _, q = await bob.post("keys/query", {"device_keys": {alice.user_id: []}})
     assert list(q["device_keys"][alice.user_id]) == [alice.device_id]
     # The stranger joins: both now see each other as changed.
     mark, s_mark = body["next_batch"], (await sync(stranger))["next_batch"]
     await alice.post(f"rooms/{quote(room_id)}/invite", {"user_id": stranger.user_id})
     assert (await stranger.post(f"join/{quote(room_id)}", {}))[0] == 200
-    assert stranger.user_id in (await sync(bob, mark))["device_lists"]["changed"]
+    assert stranger.user_id in section(await sync(bob, mark), "device_lists", "changed")
     body = await sync(stranger, s_mark)
-    assert {alice.user_id, bob.user_id} <= set(body["device_lists"]["changed"])
+    assert {alice.user_id, bob.user_id} <= set(section(body, "device_lists", "changed"))
     # The stranger leaves: Bob has no room left with them.
     mark = (await sync(bob))["next_batch"]
     assert (await stranger.post(f"rooms/{quote(room_id)}/leave", {}))[0] == 200
     body = await sync(bob, mark)
-    assert body["device_lists"]["left"] == [stranger.user_id]
-    assert stranger.user_id not in body["device_lists"]["changed"]
+    assert section(body, "device_lists", "left") == [stranger.user_id]
+    assert stranger.user_id not in section(body, "device_lists", "changed")
     # /keys/changes answers the same between two tokens.
     status, changes = await bob.get("keys/changes", params={"from": mark, "to": body["next_batch"]})
     assert status == 200 and changes == {"changed": [], "left": [stranger.user_id]}
@@ -317,7 +317,7 @@ async def test_bob_leaving_reports_left(make_client: Any) -> None:
     mark = (await sync(bob))["next_batch"]
     assert (await bob.post(f"rooms/{quote(room_id)}/leave", {}))[0] == 200
     body = await sync(bob, mark)
-    assert body["device_lists"]["left"] == [alice.user_id]
+    assert section(body, "device_lists", "left") == [alice.user_id]
 
 
 async def test_cross_signing_change_is_a_device_list_change(make_client: Any) -> None:
@@ -325,7 +325,7 @@ async def test_cross_signing_change_is_a_device_list_change(make_client: Any) ->
     mark = (await sync(bob))["next_batch"]
     await setup_cross_signing(alice)
     body = await sync(bob, mark, timeout="5000")
-    assert alice.user_id in body["device_lists"]["changed"]
+    assert alice.user_id in section(body, "device_lists", "changed")
 
 
 async def test_long_poll_wakes_on_device_change(make_client: Any) -> None:
@@ -335,7 +335,7 @@ async def test_long_poll_wakes_on_device_change(make_client: Any) -> None:
     await asyncio.sleep(0.3)
     await upload(alice, {"device_keys": device_keys(alice, device_signing_key(alice.device_id))})
     body = await asyncio.wait_for(waiter, 5)
-    assert alice.user_id in body["device_lists"]["changed"]
+    assert alice.user_id in section(body, "device_lists", "changed")
 
 
 async def test_logout_and_deactivation_remove_keys(make_client: Any) -> None:

@@ -46,7 +46,8 @@ async def test_cors_preflight_and_headers(homeserver: ServerProcess, http: aioht
         assert resp.status in (200, 204)
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
         assert "Authorization" in resp.headers["Access-Control-Allow-Headers"]
-    async with http.get(homeserver.base_url + "/_matrix/client/versions") as resp:
+    async with http.get(homeserver.base_url + "/_matrix/client/versions",
+                        headers={"Origin": "https://app.element.io"}) as resp:
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
 
 

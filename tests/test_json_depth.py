@@ -11,7 +11,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.conftest import ServerProcess
-from tests.sync_helpers import joined, room_with, send, sync
+from tests.sync_helpers import events_of, joined, room_with, section, send, sync
 from veche.core.json_limits import MAX_JSON_DEPTH
 
 _txn = itertools.count()
@@ -44,12 +44,12 @@ async def test_deep_to_device_message_refused_and_recipient_syncs(make_client: A
         f"sendToDevice/m.test/td{next(_txn)}",
         {"messages": {bob.user_id: {bob.device_id: nested(SNEAKY - 3)}}})
     assert_bad_json(status, body)
-    assert (await sync(bob))["to_device"]["events"] == []
+    assert section(await sync(bob), "to_device", "events") == []
     status, body = await alice.put(
         f"sendToDevice/m.test/td{next(_txn)}",
         {"messages": {bob.user_id: {"*": nested(MAX_JSON_DEPTH - 3)}}})
     assert status == 200, body
-    events = (await sync(bob))["to_device"]["events"]
+    events = section(await sync(bob), "to_device", "events")
     assert [e["content"] for e in events] == [nested(MAX_JSON_DEPTH - 3)]
 
 
@@ -80,7 +80,7 @@ async def test_deep_account_data_refused(make_client: Any) -> None:
         f"user/{user}/rooms/{quote(room_id)}/account_data/org.example.deep", nested(SNEAKY))
     assert_bad_json(status, body)
     body = await sync(alice)
-    assert "org.example.deep" not in [e["type"] for e in body["account_data"]["events"]]
+    assert "org.example.deep" not in [e["type"] for e in events_of(body, "account_data")]
 
 
 async def test_over_deep_bodies_and_filters_are_400(make_client: Any) -> None:
@@ -165,10 +165,10 @@ async def test_stored_unencodable_items_are_skipped_and_logged(
               bob.user_id))
 
     initial = await sync(bob)
-    ids = [e["event_id"] for e in joined(initial, room_id)["timeline"]["events"]]
+    ids = [e["event_id"] for e in events_of(joined(initial, room_id), "timeline")]
     assert before in ids and after in ids and bad not in ids, ids
-    assert "org.example.bad" not in [e["type"] for e in initial["account_data"]["events"]]
-    assert initial["to_device"]["events"] == []
+    assert "org.example.bad" not in [e["type"] for e in events_of(initial, "account_data")]
+    assert events_of(initial, "to_device") == []
     status, body = await bob.get(f"rooms/{room}/messages", params={"dir": "b"})
     assert status == 200, body
     ids = [e["event_id"] for e in body["chunk"]]

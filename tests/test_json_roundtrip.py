@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.conftest import ServerProcess
-from tests.sync_helpers import room_with
+from tests.sync_helpers import events_of, room_with, section
 
 EXAMPLES = 40
 KEYS = st.sampled_from(["body", "msgtype", "name", "topic", "url", "format", "", "é",
@@ -166,7 +166,7 @@ async def test_to_device_messages_round_trip(apis: tuple[Api, Api, str]) -> None
     def check(content: dict[str, Any]) -> None:
         status, _ = alice.put(f"sendToDevice/org.example.td/rt{next(_n)}",
                               {"messages": {bob.user_id: {bob.device_id: content}}})
-        served = [e for e in bob.sync()["to_device"]["events"] if e["type"] == "org.example.td"]
+        served = [e for e in events_of(bob.sync(), "to_device") if e["type"] == "org.example.td"]
         expected = [{"type": "org.example.td", "sender": alice.user_id, "content": content}]
         assert [canonical(e) for e in served] == ([canonical(e) for e in expected]
                                                   if status == 200 else [])
@@ -185,8 +185,8 @@ async def test_account_data_round_trips(apis: tuple[Api, Api, str]) -> None:
             return
         assert canonical(alice.get(path)) == canonical(content)
         body = alice.sync()
-        section = (body["rooms"]["join"][room_id] if in_room else body)["account_data"]
-        served = [e["content"] for e in section["events"] if e["type"] == data_type]
+        where_served = section(body, "rooms", "join")[room_id] if in_room else body
+        served = [e["content"] for e in events_of(where_served, "account_data") if e["type"] == data_type]
         assert [canonical(c) for c in served] == [canonical(content)]
 
     await run(check, in_room=st.booleans(),

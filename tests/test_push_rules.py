@@ -6,7 +6,7 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from tests.sync_helpers import joined, room_with, send, sync
+from tests.sync_helpers import events_of, joined, room_with, send, sync
 
 RULES = "pushrules/global"
 
@@ -72,7 +72,7 @@ async def test_put_ordering_enable_actions_delete(make_client: Any) -> None:
     assert (await alice.get(f"{RULES}/bogus/x"))[0] == 400
     # the ruleset shows in /sync account data
     body = await sync(alice)
-    pr = [e for e in body["account_data"]["events"] if e["type"] == "m.push_rules"]
+    pr = [e for e in events_of(body, "account_data") if e["type"] == "m.push_rules"]
     assert [r for r in _ids(pr[0]["content"]["global"], "content") if not r.startswith(".")] == ["d", "b", "c"]
 
 
@@ -138,7 +138,7 @@ async def test_counts_stay_right_in_ephemeral_only_updates(make_client: Any) -> 
                             {"typing": True, "timeout": 5000}))[0] == 200
     body = await sync(bob, first["next_batch"], timeout="5000")
     room = joined(body, room_id)
-    assert room["timeline"]["events"] == []
+    assert events_of(room, "timeline") == []
     assert room["unread_notifications"]["notification_count"] == 2
 
 

@@ -9,7 +9,7 @@ from tests.sync_helpers import joined, room_with, send, sync
 
 
 def _receipts(body: dict[str, Any], room_id: str) -> dict[str, Any]:
-    room = body["rooms"]["join"].get(room_id, {})
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
     out: dict[str, Any] = {}
     for e in room.get("ephemeral", {}).get("events", []):
         if e["type"] == "m.receipt":

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import aiohttp
 
 from tests.conftest import Client
-from tests.sync_helpers import joined, send, sync, timeline_bodies
+from tests.sync_helpers import events_of, joined, section, send, sync, timeline_bodies
 
 
 async def _room_with(make_client: Any) -> tuple[Any, Any, str]:
@@ -34,7 +34,7 @@ async def _send(client: Any, room_id: str, body: str) -> str:
 async def test_long_poll_wakes_on_message(make_client: Any) -> None:
     alice, bob, room_id = await _room_with(make_client)
     status, initial = await bob.get("sync")
-    assert status == 200 and room_id in initial["rooms"]["join"]
+    assert status == 200 and room_id in section(initial, "rooms", "join")
 
     async def later() -> float:
         await asyncio.sleep(0.5)
@@ -47,7 +47,7 @@ async def test_long_poll_wakes_on_message(make_client: Any) -> None:
     arrived = time.monotonic()
     sent_at = await sender
     assert status == 200
-    bodies = [e["content"].get("body") for e in body["rooms"]["join"][room_id]["timeline"]["events"]]
+    bodies = [e["content"].get("body") for e in events_of(section(body, "rooms", "join")[room_id], "timeline")]
     assert bodies == ["wake up"]
     assert arrived - sent_at < 1.0, arrived - sent_at
 
@@ -58,7 +58,7 @@ async def test_empty_incremental_sync_times_out_with_same_position(make_client: 
     started = time.monotonic()
     status, body = await alice.get("sync", params={"since": initial["next_batch"], "timeout": "300"})
     assert status == 200 and time.monotonic() - started >= 0.25
-    assert body["rooms"]["join"] == {}
+    assert section(body, "rooms", "join") == {}
 
 
 async def test_limited_timeline_and_prev_batch(make_client: Any) -> None:
@@ -66,7 +66,7 @@ async def test_limited_timeline_and_prev_batch(make_client: Any) -> None:
     _, initial = await bob.get("sync")
     sent = [await _send(alice, room_id, f"m{i}") for i in range(15)]
     status, body = await bob.get("sync", params={"since": initial["next_batch"]})
-    timeline = body["rooms"]["join"][room_id]["timeline"]
+    timeline = section(body, "rooms", "join")[room_id]["timeline"]
     assert timeline["limited"] is True
     assert [e["event_id"] for e in timeline["events"]] == sent[-10:]
     status, older = await bob.get(f"rooms/{quote(room_id)}/messages",
@@ -81,7 +81,7 @@ async def test_own_messages_carry_transaction_id(make_client: Any) -> None:
                                    {"msgtype": "m.text", "body": "hi"})
     assert status == 200
     _, body = await alice.get("sync")
-    events = body["rooms"]["join"][room_id]["timeline"]["events"]
+    events = events_of(section(body, "rooms", "join")[room_id], "timeline")
     mine = [e for e in events if e["event_id"] == resp["event_id"]]
     assert mine[0]["unsigned"]["transaction_id"] == "my-txn-1"
 
@@ -93,7 +93,7 @@ async def test_invite_appears_with_stripped_state(make_client: Any) -> None:
     status, room = await alice.post("createRoom", {"name": "Invited here", "invite": [bob.user_id]})
     assert status == 200
     _, body = await bob.get("sync", params={"since": initial["next_batch"], "timeout": "5000"})
-    invite = body["rooms"]["invite"][room["room_id"]]["invite_state"]["events"]
+    invite = section(body, "rooms", "invite")[room["room_id"]]["invite_state"]["events"]
     assert {"m.room.create", "m.room.name", "m.room.member"} <= {e["type"] for e in invite}
 
 
@@ -104,17 +104,17 @@ async def test_typing_and_private_receipts(make_client: Any) -> None:
     assert (await bob.put(f"rooms/{quote(room_id)}/typing/{quote(bob.user_id)}",
                           {"typing": True, "timeout": 10000}))[0] == 200
     _, body = await alice.get("sync", params={"since": initial["next_batch"], "timeout": "5000"})
-    ephemeral = body["rooms"]["join"][room_id]["ephemeral"]["events"]
+    ephemeral = events_of(section(body, "rooms", "join")[room_id], "ephemeral")
     typing = [e for e in ephemeral if e["type"] == "m.typing"]
     assert typing and typing[0]["content"]["user_ids"] == [bob.user_id]
     assert (await bob.post(f"rooms/{quote(room_id)}/receipt/m.read.private/{quote(event_id)}", {}))[0] == 200
     assert (await bob.post(f"rooms/{quote(room_id)}/receipt/m.read/{quote(event_id)}", {}))[0] == 200
     _, full = await alice.get("sync")
-    receipts = [e for e in full["rooms"]["join"][room_id]["ephemeral"]["events"] if e["type"] == "m.receipt"]
+    receipts = [e for e in events_of(section(full, "rooms", "join")[room_id], "ephemeral") if e["type"] == "m.receipt"]
     content = receipts[0]["content"][event_id]
     assert bob.user_id in content["m.read"] and "m.read.private" not in content
     _, bobs = await bob.get("sync")
-    mine = [e for e in bobs["rooms"]["join"][room_id]["ephemeral"]["events"] if e["type"] == "m.receipt"]
+    mine = [e for e in events_of(section(bobs, "rooms", "join")[room_id], "ephemeral") if e["type"] == "m.receipt"]
     assert bob.user_id in mine[0]["content"][event_id]["m.read.private"]
 
 
@@ -122,10 +122,10 @@ async def test_unread_count_follows_receipts(make_client: Any) -> None:
     alice, bob, room_id = await _room_with(make_client)
     ids = [await _send(alice, room_id, f"n{i}") for i in range(3)]
     _, body = await bob.get("sync")
-    assert body["rooms"]["join"][room_id]["unread_notifications"]["notification_count"] == 3
+    assert section(body, "rooms", "join")[room_id]["unread_notifications"]["notification_count"] == 3
     assert (await bob.post(f"rooms/{quote(room_id)}/receipt/m.read/{quote(ids[1])}", {}))[0] == 200
     _, body = await bob.get("sync")
-    assert body["rooms"]["join"][room_id]["unread_notifications"]["notification_count"] == 1
+    assert section(body, "rooms", "join")[room_id]["unread_notifications"]["notification_count"] == 1
 
 
 async def test_filters_and_account_data(make_client: Any) -> None:
@@ -138,13 +138,13 @@ async def test_filters_and_account_data(make_client: Any) -> None:
     for i in range(4):
         await _send(alice, room_id, f"f{i}")
     _, body = await alice.get("sync", params={"filter": created["filter_id"]})
-    assert len(body["rooms"]["join"][room_id]["timeline"]["events"]) == 2
+    assert len(events_of(section(body, "rooms", "join")[room_id], "timeline")) == 2
     assert (await alice.put(f"user/{quote(alice.user_id)}/account_data/org.example.settings",
                             {"theme": "dark"}))[0] == 200
     status, data = await alice.get(f"user/{quote(alice.user_id)}/account_data/org.example.settings")
     assert status == 200 and data == {"theme": "dark"}
     _, body = await alice.get("sync")
-    types = {e["type"]: e["content"] for e in body["account_data"]["events"]}
+    types = {e["type"]: e["content"] for e in events_of(body, "account_data")}
     assert types["org.example.settings"] == {"theme": "dark"} and "m.push_rules" in types
 
 

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import BACKENDS, Client
 from tests.inprocess import inprocess_server
-from tests.sync_helpers import joined, room_with, send, set_state, sync
+from tests.sync_helpers import events_of, joined, room_with, section, send, set_state, sync
 from veche.server import HomeServer
 from veche.storage import events as event_store
 from veche.storage.database import Txn
@@ -44,7 +44,7 @@ async def fillers(client: Any, room_id: str, n: int = 5) -> None:
 def client_view(room: dict[str, Any], before: dict[StateKey, str]) -> dict[StateKey, str]:
     """The room state a client holds after a sync: what it had, then `state`, then the
     timeline's state events."""
-    return {**before, **ids(room["state"]["events"]), **ids(room["timeline"]["events"])}
+    return {**before, **ids(events_of(room, "state")), **ids(events_of(room, "timeline"))}
 
 
 async def test_limited_sync_reports_the_net_delta(make_client: Any) -> None:
@@ -63,7 +63,7 @@ async def test_limited_sync_reports_the_net_delta(make_client: Any) -> None:
 
     room = joined(await sync(bob, since, filter=LIMIT_3), room_id)
     assert room["timeline"]["limited"] is True
-    assert ids(room["state"]["events"]) == {
+    assert ids(events_of(room, "state")) == {
         ("m.room.topic", ""): topic,
         ("m.room.member", carol.user_id): carol_left,
     }
@@ -87,8 +87,8 @@ async def test_a_change_undone_in_the_gap_reports_the_last_event(make_client: An
 
     room = joined(await sync(bob, since, filter=LIMIT_3), room_id)
     assert room["timeline"]["limited"] is True
-    state = {(e["type"], e["state_key"]): e for e in room["state"]["events"]}
-    assert ids(room["state"]["events"]) == {
+    state = {(e["type"], e["state_key"]): e for e in events_of(room, "state")}
+    assert ids(events_of(room, "state")) == {
         ("m.room.name", ""): name, ("m.room.join_rules", ""): rules}
     assert state[("m.room.name", "")]["content"] == {"name": "Kitchen"}
     assert state[("m.room.join_rules", "")]["content"] == {"join_rule": "invite"}
@@ -106,9 +106,9 @@ async def test_state_changes_inside_the_timeline_are_left_to_it(make_client: Any
 
     room = joined(await sync(bob, since, filter=LIMIT_3), room_id)
     assert room["timeline"]["limited"] is True
-    assert topic in {e["event_id"] for e in room["timeline"]["events"]}
+    assert topic in {e["event_id"] for e in events_of(room, "timeline")}
     # The state section is the state at the start of the timeline: the gap's topic.
-    [state_topic] = [e for e in room["state"]["events"] if e["type"] == "m.room.topic"]
+    [state_topic] = [e for e in events_of(room, "state") if e["type"] == "m.room.topic"]
     assert state_topic["content"] == {"topic": "in the gap"}
     assert client_view(room, before) == await room_state(alice, room_id)
 
@@ -123,8 +123,8 @@ async def test_state_events_the_timeline_filter_leaves_out(make_client: Any) -> 
 
     room = joined(await sync(bob, since, filter=messages_only), room_id)
     assert room["timeline"]["limited"] is False
-    assert [e["event_id"] for e in room["timeline"]["events"]] == [message]
-    assert ids(room["state"]["events"]) == {("m.room.topic", ""): topic}
+    assert [e["event_id"] for e in events_of(room, "timeline")] == [message]
+    assert ids(events_of(room, "state")) == {("m.room.topic", ""): topic}
     assert client_view(room, before) == await room_state(alice, room_id)
 
 
@@ -136,7 +136,7 @@ async def test_redacted_state_events(make_client: Any) -> None:
     await fillers(alice, room_id)
     body = await sync(bob, filter=LIMIT_3)
     room = joined(body, room_id)
-    state = {(e["type"], e["state_key"]): e for e in room["state"]["events"]}
+    state = {(e["type"], e["state_key"]): e for e in events_of(room, "state")}
     assert state[("m.room.topic", "")]["event_id"] == topic
     assert state[("m.room.topic", "")]["content"] == {}
     assert client_view(room, {}) == await room_state(alice, room_id)
@@ -149,7 +149,7 @@ async def test_redacted_state_events(make_client: Any) -> None:
     await fillers(alice, room_id)
     room2 = joined(await sync(bob, body["next_batch"], filter=LIMIT_3), room_id)
     assert room2["timeline"]["limited"] is True
-    [name_event] = room2["state"]["events"]
+    [name_event] = events_of(room2, "state")
     assert name_event["event_id"] == name and name_event["content"] == {}
 
 
@@ -167,16 +167,16 @@ async def test_initial_sync_state_is_the_state_before_the_timeline(make_client: 
         flt = json.dumps({"room": {"timeline": {"limit": limit}}})
         for params in ({}, {"full_state": "true"}):
             room = joined(await sync(bob, filter=flt, **params), room_id)
-            state, timeline = ids(room["state"]["events"]), ids(room["timeline"]["events"])
+            state, timeline = ids(events_of(room, "state")), ids(events_of(room, "timeline"))
             assert {**state, **timeline} == current, limit
             # the state section is the state before the first timeline event: no event
             # of the timeline is in it, and every key the timeline sets is older there
-            assert not set(state.values()) & {e["event_id"] for e in room["timeline"]["events"]}
+            assert not set(state.values()) & {e["event_id"] for e in events_of(room, "timeline")}
     # Timeline of messages only: the state section still ends up at the room's state.
     flt = json.dumps({"room": {"timeline": {"limit": 1, "types": ["m.room.message"]}}})
     room = joined(await sync(bob, filter=flt), room_id)
-    assert [e["content"]["body"] for e in room["timeline"]["events"]] == ["hello"]
-    assert ids(room["state"]["events"]) == current
+    assert [e["content"]["body"] for e in events_of(room, "timeline")] == ["hello"]
+    assert ids(events_of(room, "state")) == current
 
 
 async def test_deltas_across_more_changes_than_the_snapshot_interval(make_client: Any) -> None:
@@ -197,10 +197,10 @@ async def test_deltas_across_more_changes_than_the_snapshot_interval(make_client
         room = joined(await sync(bob, since, filter=LIMIT_3), room_id)
         assert room["timeline"]["limited"] is True
         expected = {k: v for k, v in current.items() if then.get(k) != v}
-        assert ids(room["state"]["events"]) == expected
+        assert ids(events_of(room, "state")) == expected
     body = await sync(bob, filter=LIMIT_3)
     room = joined(body, room_id)
-    assert {**ids(room["state"]["events"]), **ids(room["timeline"]["events"])} == current
+    assert {**ids(events_of(room, "state")), **ids(events_of(room, "timeline"))} == current
 
 
 @pytest.fixture(params=BACKENDS)
@@ -247,7 +247,7 @@ async def test_state_a_resolution_chose_is_reported(
     body = await sync(bob, since)
     room = joined(body, room_id)
     assert room["timeline"]["limited"] is False
-    assert [e["event_id"] for e in room["timeline"]["events"]] == [merge]
-    assert ids(room["state"]["events"]) == {("m.room.topic", ""): old_topic}
+    assert [e["event_id"] for e in events_of(room, "timeline")] == [merge]
+    assert ids(events_of(room, "state")) == {("m.room.topic", ""): old_topic}
     # Said once: the next sync has nothing more to say.
-    assert room_id not in (await sync(bob, body["next_batch"]))["rooms"]["join"]
+    assert room_id not in section(await sync(bob, body["next_batch"]), "rooms", "join")

@@ -22,7 +22,7 @@ WAKE_BOUND_S = 0.1
 async def _long_poll(client: Any, since: str, room_id: str) -> tuple[float, list[str]]:
     body = await sync(client, since, timeout="20000")
     arrived = time.monotonic()
-    room = body["rooms"]["join"].get(room_id, {})
+    room = body.get("rooms", {}).get("join", {}).get(room_id, {})
     return arrived, [e["content"].get("body") for e in room.get("timeline", {}).get("events", [])
                      if e["type"] == "m.room.message"]
 

@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import quote
 
 from tests.e2e_helpers import login_again
-from tests.sync_helpers import sync
+from tests.sync_helpers import events_of, section, sync
 
 _txn = itertools.count()
 PASSWORD = "correct horse battery"
@@ -22,7 +22,7 @@ async def send(client: Any, messages: dict[str, Any], event_type: str = "m.test"
 
 
 def events(body: dict[str, Any]) -> list[dict[str, Any]]:
-    return body["to_device"]["events"]  # type: ignore[no-any-return]
+    return events_of(body, "to_device")
 
 
 async def test_delivery_and_acknowledgement(make_client: Any) -> None:
@@ -123,11 +123,11 @@ async def test_cap_keeps_room_events(make_client: Any) -> None:
                     {"msgtype": "m.text", "body": "between"})
     first = await sync(bob, mark)
     assert len(events(first)) == 100
-    timeline = first["rooms"]["join"][room["room_id"]]["timeline"]["events"]
+    timeline = section(first, "rooms", "join")[room["room_id"]]["timeline"]["events"]
     assert [e["content"].get("body") for e in timeline] == ["between"]
     second = await sync(bob, first["next_batch"])
     assert [e["content"]["i"] for e in events(second)] == list(range(100, 150))
-    assert room["room_id"] not in second["rooms"]["join"]
+    assert room["room_id"] not in section(second, "rooms", "join")
 
 
 async def test_deleted_device_inbox_is_dropped(make_client: Any) -> None:
@@ -179,6 +179,6 @@ async def test_stream_positions_survive_restart(homeserver: Any, make_client: An
     assert status == 200, sent
     await send(alice, {bob.user_id: {bob.device_id: {"i": "after"}}})
     body = await sync(bob, acked["next_batch"])
-    timeline = body["rooms"]["join"][room_id]["timeline"]["events"]
+    timeline = events_of(section(body, "rooms", "join")[room_id], "timeline")
     assert [e["content"].get("body") for e in timeline] == ["after restart"]
     assert [e["content"]["i"] for e in events(body)] == ["after"]

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import Client
-from tests.sync_helpers import room_with, sync
+from tests.sync_helpers import events_of, room_with, section, sync
 from tests.test_pushers import Gateway, gateway, pusher  # noqa: F401 (gateway: the fixture)
 from tests.test_rooms import create_room, q
 from tests.test_rooms_relations import edit, send, thread_reply
@@ -177,25 +177,25 @@ async def test_sync_of_a_left_room(make_client: Any) -> None:
     s = await scene(make_client, "kick", before_leave=mark)
     flt = json.dumps({"room": {"include_leave": True, "timeline": {"limit": 50}}})
     initial = await sync(s.bob, filter=flt)
-    assert s.room_id not in initial["rooms"]["join"]
-    left = initial["rooms"]["leave"][s.room_id]
-    events = by_id(left["timeline"]["events"])
+    assert s.room_id not in section(initial, "rooms", "join")
+    left = section(initial, "rooms", "leave")[s.room_id]
+    events = by_id(events_of(left, "timeline"))
     assert not s.later & set(events)
     assert_left_view(s, events[s.ids["M"]])
     assert "secret" not in json.dumps(left)
 
     # An incremental sync over the leave: the timeline ends at the leave, nothing bundled after.
     body = await sync(s.bob, tokens["before"])
-    assert s.room_id not in body["rooms"]["join"]
-    left = body["rooms"]["leave"][s.room_id]
-    assert left["timeline"]["events"][-1]["type"] == "m.room.member"
+    assert s.room_id not in section(body, "rooms", "join")
+    left = section(body, "rooms", "leave")[s.room_id]
+    assert events_of(left, "timeline")[-1]["type"] == "m.room.member"
     assert "secret" not in json.dumps(left)
     later = await sync(s.bob, body["next_batch"])
-    assert s.room_id not in later["rooms"]["join"] and s.room_id not in later["rooms"]["leave"]
+    assert s.room_id not in section(later, "rooms", "join") and s.room_id not in section(later, "rooms", "leave")
 
     status, page = await s.carol.get("sync", params={"filter": flt})
     assert status == 200
-    assert_stayed_view(s, by_id(page["rooms"]["join"][s.room_id]["timeline"]["events"])[s.ids["M"]])
+    assert_stayed_view(s, by_id(events_of(section(page, "rooms", "join")[s.room_id], "timeline"))[s.ids["M"]])
 
 
 async def test_rejoin_under_joined_visibility(make_client: Any) -> None:
@@ -206,7 +206,7 @@ async def test_rejoin_under_joined_visibility(make_client: Any) -> None:
     # What was sent while bob was away is not in his timeline nor in what is bundled.
     flt = json.dumps({"room": {"timeline": {"limit": 50}}})
     body = await sync(s.bob, filter=flt)
-    timeline = by_id(body["rooms"]["join"][s.room_id]["timeline"]["events"])
+    timeline = by_id(events_of(section(body, "rooms", "join")[s.room_id], "timeline"))
     assert not s.later & set(timeline)
     assert_left_view(s, timeline[s.ids["M"]])
     status, ev = await s.bob.get(f"rooms/{room}/event/{m}")
@@ -226,7 +226,7 @@ async def test_rejoin_under_joined_visibility(make_client: Any) -> None:
     assert rel["m.replace"]["event_id"] == e2
     assert rel["m.thread"]["count"] == 2 and rel["m.thread"]["latest_event"]["event_id"] == t3
     body = await sync(s.bob, body["next_batch"])
-    assert {e2, t3} <= set(by_id(body["rooms"]["join"][s.room_id]["timeline"]["events"]))
+    assert {e2, t3} <= set(by_id(events_of(section(body, "rooms", "join")[s.room_id], "timeline")))
     status, ev = await s.carol.get(f"rooms/{room}/event/{m}")
     assert ev["unsigned"]["m.relations"]["m.thread"]["count"] == 3
 

@@ -41,9 +41,10 @@ def cli() -> None:
 @click.option("--host", help="Address to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, help="Port to listen on (default 8008).")
 @click.option("--dev", is_flag=True, help="Open registration and no rate limits (trials, benchmarks).")
+@click.option("--worker-name", help="This process's name among many sharing [bus] (default: host-port).")
 @click.option("--log-level", default="INFO", show_default=True)
 def serve(config_path: str | None, host: str | None, port: int | None, dev: bool,
-          log_level: str) -> None:
+          worker_name: str | None, log_level: str) -> None:
     """Run the homeserver."""
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     overrides: dict[str, Any] = {}
@@ -51,7 +52,15 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
         overrides["listen"] = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     if dev:
         overrides["dev"] = True
+    if worker_name:
+        overrides["bus"] = {"worker_name": worker_name}
     config = _load(config_path, overrides)
+    if config.clustered and not config.bus.worker_name:
+        import re
+        import socket
+
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{socket.gethostname()}-{config.listen.port}")
+        config.bus.worker_name = name
     if config.app_service_config_files:
         from veche.services.appservices import load_registrations
 
@@ -75,13 +84,24 @@ def serve(config_path: str | None, host: str | None, port: int | None, dev: bool
 
 async def _serve(config: Config) -> None:
     from veche.listener import listen
-    from veche.startup import listen_error, open_homeserver
+    from veche.startup import listen_error, lock_data_dir, open_homeserver
 
+    # The processes of a scale-out deployment share one data directory (media, signing key).
+    lock = None if config.clustered else lock_data_dir(config)
+    # Before the port opens: a SIGTERM as soon as it accepts is a graceful stop too.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
     hs = open_homeserver(config)
+    grace = config.listen.shutdown_grace_s
+    if hs.cluster is not None:
+        await hs.cluster.start()  # before serving: positions must be known first
     try:
         runner = await listen(hs.make_app(), config.listen.host, config.listen.port,
                               header_timeout_s=config.listen.header_timeout_s,
-                              keepalive_timeout_s=config.listen.keepalive_timeout_s)
+                              keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              shutdown_timeout_s=grace)
     except OSError as e:
         await hs.close()
         raise listen_error(config.listen.host, config.listen.port, e) from None
@@ -92,26 +112,79 @@ async def _serve(config: Config) -> None:
     )
     runners = [runner]
     try:
-        tls_runner = await _listen_tls(hs, config)
+        for extra in (_listen_tls, _listen_metrics):
+            extra_runner = await extra(hs, config)
+            if extra_runner is not None:
+                runners.append(extra_runner)
     except BaseException:
-        await runner.cleanup()
+        for r in runners:
+            await r.cleanup()
         await hs.close()
         raise
-    if tls_runner is not None:
-        runners.append(tls_runner)
-    if config.federation.enabled:
+    if config.federation.enabled and hs.cluster is None:  # else one process holds it (cluster/)
         hs.federation_sender.start()  # resumes the outbound queues kept in the database
     _release_startup_memory()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    logger.info("shutting down")
-    hs.notifier.close()  # long-polling /syncs answer now instead of at their timeout
+    await _shut_down(hs, runners, grace)
+    if lock is not None:
+        lock.release()
+
+
+async def _shut_down(hs: Any, runners: list[Any], grace: float) -> None:
+    """Stop accepting, answer parked long-polls, let requests, event persists and queued
+    application-service transactions finish within `grace` seconds, then close."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + grace
+    # Past the grace period whatever still runs is abandoned; the federation queue is in the
+    # database, so nothing acknowledged is lost. A hang in closing must not outlive it long.
+    loop.call_later(grace + 5, _exit_now)
+    logger.info("shutting down: %.0f s for requests in progress", grace)
+    hs.stopping = True
     for r in runners:
-        await r.cleanup()
+        for site in list(r.sites):
+            await site.stop()  # no new connections
+    hs.notifier.close()  # long-polling /syncs answer now instead of at their timeout
+    try:
+        # Each connection finishes the request it is handling (and closes); a request still
+        # running at the deadline is cancelled.
+        await asyncio.wait_for(asyncio.gather(*(r.cleanup() for r in runners)),
+                               max(0.0, deadline - loop.time()))
+    except TimeoutError:
+        logger.warning("requests still running at the end of the grace period were cancelled")
+    if not await hs.finish_lasting(max(0.0, deadline - loop.time())):
+        logger.warning("background work still running at the end of the grace period")
+    if "appservices" in hs.__dict__ and \
+            not await hs.appservices.flush(max(0.0, deadline - loop.time())):
+        logger.warning("application-service transactions not delivered before shutdown;"
+                       " they are lost")
     await hs.close()
+    logger.info("stopped")
+
+
+def _exit_now() -> None:
+    logger.error("shutdown took too long; exiting now")
+    logging.shutdown()
+    os._exit(1)
+
+
+async def _listen_metrics(hs: Any, config: Config) -> Any:
+    """The Prometheus listener ([metrics] enabled)."""
+    if not config.metrics.enabled:
+        return None
+    from veche.listener import listen
+    from veche.metrics import MetricsServer
+    from veche.startup import listen_error
+
+    m = config.metrics
+    try:
+        runner = await listen(MetricsServer(hs).app(), m.bind_address, m.port,
+                              header_timeout_s=config.listen.header_timeout_s,
+                              keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              shutdown_timeout_s=1.0)
+    except OSError as e:
+        raise listen_error(m.bind_address, m.port, e) from None
+    logger.info("metrics on http://%s:%s/metrics", m.bind_address, m.port)
+    return runner
 
 
 async def _listen_tls(hs: Any, config: Config) -> Any:
@@ -128,6 +201,7 @@ async def _listen_tls(hs: Any, config: Config) -> Any:
         runner = await listen(make_federation_app(hs), config.listen.host, fed.tls_port,
                               header_timeout_s=config.listen.header_timeout_s,
                               keepalive_timeout_s=config.listen.keepalive_timeout_s,
+                              shutdown_timeout_s=config.listen.shutdown_grace_s,
                               ssl_context=context)
     except OSError as e:
         raise listen_error(config.listen.host, fed.tls_port, e) from None
@@ -297,6 +371,44 @@ def rotate_signing_key(config_path: str | None) -> None:
     click.echo(f"signing key {new_id} replaces {old_id}; restart the server to use it")
 
 
+@cli.command("backup")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+def backup_command(directory: str, config_path: str | None) -> None:
+    """Copy the database, media, signing key and config into DIRECTORY (new or empty),
+    consistent as of one moment, while the server runs. SQLite through its online backup
+    API; PostgreSQL with pg_dump (which must be installed)."""
+    from veche.backup import BackupError, backup
+
+    config = _load(config_path, {})
+    try:
+        summary = backup(config, config_path, Path(directory))
+    except (BackupError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"backed up {config.server_name} to {directory}: {summary.database} database,"
+               f" {summary.media_files} media files ({summary.media_bytes} bytes)")
+
+
+@cli.command("restore")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="VECHE_CONFIG")
+@click.option("--force", is_flag=True, help="Replace the server already in data_dir.")
+def restore_command(directory: str, config_path: str | None, force: bool) -> None:
+    """Put a backup made by `veche backup` back, into the data_dir and database of the
+    configuration. The server must be stopped."""
+    from veche.backup import BackupError, restore
+
+    config = _load(config_path, {})
+    try:
+        summary = restore(config, Path(directory), force=force)
+    except (BackupError, OSError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"restored {config.server_name} from {directory}: {summary.database} database,"
+               f" {summary.media_files} media files; start the server")
+    if (Path(directory) / "config.toml").exists():
+        click.echo(f"the configuration at backup time is in {Path(directory) / 'config.toml'}")
+
+
 def main() -> None:
     cli()
 
@@ -315,3 +427,9 @@ def _release_startup_memory() -> None:
         libc.malloc_trim(0)
     except (OSError, AttributeError, TypeError):
         pass  # not glibc
+
+
+# `veche admin ...` lives in its own module; it uses _load and _open_hs from here.
+from veche.cli_admin import admin_group  # noqa: E402
+
+cli.add_command(admin_group)

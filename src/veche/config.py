@@ -46,6 +46,16 @@ class ListenConfig(_Section):
     keepalive_timeout_s: float = Field(75.0, gt=0)
     # A JSON request body must arrive within this; an upload may stall at most this long.
     body_timeout_s: float = Field(60.0, gt=0)
+    # On SIGTERM: requests being handled, events being stored and queued application-service
+    # transactions get this long to finish before the process exits.
+    shutdown_grace_s: float = Field(10.0, ge=0)
+
+
+class MetricsConfig(_Section):
+    # Prometheus metrics at http://<bind_address>:<port>/metrics, never on the client listener.
+    enabled: bool = False
+    bind_address: str = "127.0.0.1"
+    port: int = Field(9100, ge=1, le=65535)
 
 
 class DatabaseConfig(_Section):
@@ -172,6 +182,13 @@ class SupportConfig(_Section):
     support_page: str = ""
 
 
+class ServerNoticesConfig(_Section):
+    # The account that sends server notices (made on first use). Empty: notices are off.
+    system_mxid_localpart: str = Field("notices", pattern=r"^[a-z0-9._=/+-]*$", max_length=200)
+    system_mxid_display_name: str = "Server Notices"
+    room_name: str = "Server Notices"
+
+
 class TurnConfig(_Section):
     # TURN servers for VoIP calls, e.g. ["turn:turn.example.org:3478?transport=udp"].
     uris: list[str] = []
@@ -267,6 +284,25 @@ def _valid_server_name(name: str) -> str:
     return name
 
 
+class WebClientConfig(_Section):
+    # Serve the bundled web client at `/`; false: `/` only says the server is running.
+    enabled: bool = True
+
+
+class BusConfig(_Section):
+    # NATS server shared by every process of a scale-out deployment (README "Many processes"),
+    # e.g. "nats://10.0.0.5:4222". Empty: a single process, as on SQLite.
+    url: str = ""
+    # This process's name among them (`veche serve --worker-name`); unique per process.
+    worker_name: str = Field("", pattern=r"^[A-Za-z0-9._-]*$", max_length=64)
+
+    @model_validator(mode="after")
+    def _named(self) -> BusConfig:
+        if self.url and not self.url.startswith(("nats://", "tls://")):
+            raise ValueError("url must be nats://host:port or tls://host:port")
+        return self
+
+
 class Config(_Section):
     server_name: str = "localhost:8008"
     # Where clients reach us, e.g. "https://matrix.example.org/". Defaults to http://<server_name>/.
@@ -285,8 +321,12 @@ class Config(_Section):
     turn: TurnConfig = TurnConfig()
     push: PushConfig = PushConfig()
     support: SupportConfig = SupportConfig()
+    server_notices: ServerNoticesConfig = ServerNoticesConfig()
     federation: FederationConfig = FederationConfig()
     tls: TlsConfig = TlsConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    web_client: WebClientConfig = WebClientConfig()
+    bus: BusConfig = BusConfig()
     # Registration files (YAML) of application services: bridges and bots.
     app_service_config_files: list[str] = []
     access_token_lifetime_ms: int | None = Field(None, ge=60_000)
@@ -300,6 +340,17 @@ class Config(_Section):
     @property
     def base_url(self) -> str:
         return (self.public_baseurl or f"http://{self.server_name}").rstrip("/") + "/"
+
+    @model_validator(mode="after")
+    def _bus_needs_postgres(self) -> Config:
+        if self.bus.url and not self.database.url.startswith(("postgresql://", "postgres://")):
+            raise ValueError("[bus] url needs a PostgreSQL database (set [database] url): the"
+                             " processes share it; SQLite serves one process only")
+        return self
+
+    @property
+    def clustered(self) -> bool:
+        return bool(self.bus.url)
 
     @property
     def database_url(self) -> str:
@@ -397,6 +448,9 @@ trusted_proxies = []
 header_timeout_s = 30.0
 keepalive_timeout_s = 75.0
 body_timeout_s = 60.0
+# On SIGTERM the server stops accepting connections, answers parked /syncs at once, and gives
+# requests in progress, events being stored and application-service transactions this long.
+shutdown_grace_s = 10.0
 
 [database]
 # Empty: SQLite at <data_dir>/veche.db. For PostgreSQL: "postgresql://user@host:5432/dbname".
@@ -480,6 +534,13 @@ timeout_s = 10.0
 contacts = []
 support_page = ""
 
+[server_notices]
+# The account that sends notices from the operators (POST /_synapse/admin/v1/send_server_notice,
+# `veche admin send-notice`), made on first use. Empty: server notices are off.
+system_mxid_localpart = "notices"
+system_mxid_display_name = "Server Notices"
+room_name = "Server Notices"
+
 [federation]
 # Share rooms with other Matrix servers. false: a closed server (no federation routes, no
 # outbound federation requests).
@@ -501,10 +562,28 @@ well_known_server = ""
 # trusted_key_servers = [{ server_name = "notary.example.org", verify_keys = { "ed25519:a_1" = "..." } }]
 trusted_key_servers = []
 
+[bus]
+# Many processes on one PostgreSQL (README "Many processes"): the NATS server they share, e.g.
+# "nats://10.0.0.5:4222", and each process's own name (or `veche serve --worker-name`).
+# Empty url: a single process.
+url = ""
+worker_name = ""
+
 [tls]
 # Certificate chain and private key (PEM) for the federation TLS port; both or neither.
 certificate_path = ""
 private_key_path = ""
+
+[metrics]
+# Prometheus metrics at http://<bind_address>:<port>/metrics (its own listener, not [listen]).
+# They name endpoints and other servers, not users; keep the port away from the internet.
+enabled = false
+bind_address = "127.0.0.1"
+port = 9100
+
+[web_client]
+# The web client at http(s)://<this server>/: sign in, chat, encrypted. false: not served.
+enabled = true
 
 [turn]
 # TURN relays for voice and video calls; none by default (calls then need a direct path).

@@ -7,6 +7,9 @@ request head must arrive within `header_timeout_s` of its first byte (or of the 
 opening), and an idle keep-alive connection is closed after `keepalive_timeout_s`. Neither
 applies while a request is being handled, so long-polling /sync and streamed uploads keep
 their own pace.
+
+On shutdown the listening socket closes first; a request being handled, its body still
+arriving, gets `shutdown_timeout_s` to finish.
 """
 
 from __future__ import annotations
@@ -50,6 +53,18 @@ class _HeadTimeoutHandler(RequestHandler):
         self._arm()
 
     def data_received(self, data: bytes) -> None:
+        if (self._close or self._force_close) and self._request_in_progress:
+            # A graceful shutdown marks the connection closing (aiohttp's pre_shutdown and
+            # shutdown), which makes aiohttp drop whatever arrives; the request being handled
+            # must still get the rest of its body, or it hangs until the grace period ends.
+            # Further requests on the connection are still refused: it closes after this one.
+            closing = self._close, self._force_close
+            self._close = self._force_close = False
+            try:
+                super().data_received(data)
+            finally:
+                self._close, self._force_close = closing
+            return
         super().data_received(data)
         if self._messages or (self._waiter is not None and self._waiter.done()):
             self._disarm()  # a whole request head arrived
@@ -63,8 +78,9 @@ class _HeadTimeoutHandler(RequestHandler):
 
 class _Runner(web.AppRunner):
     def __init__(self, app: web.Application, *, header_timeout: float, keepalive_timeout: float,
-                 **kwargs: Any) -> None:
-        super().__init__(app, keepalive_timeout=keepalive_timeout, **kwargs)
+                 shutdown_timeout: float, **kwargs: Any) -> None:
+        super().__init__(app, keepalive_timeout=keepalive_timeout,
+                         shutdown_timeout=shutdown_timeout, **kwargs)
         self._handler_args = {"header_timeout": header_timeout,
                               "keepalive_timeout": keepalive_timeout, **kwargs}
 
@@ -80,12 +96,12 @@ class _Runner(web.AppRunner):
 
 
 async def listen(app: web.Application, host: str, port: int, *, header_timeout_s: float,
-                 keepalive_timeout_s: float,
+                 keepalive_timeout_s: float, shutdown_timeout_s: float = 10.0,
                  ssl_context: ssl.SSLContext | None = None) -> web.AppRunner:
     """Serve app on host:port (over TLS with `ssl_context`); raises OSError when the address
     cannot be bound."""
     runner = _Runner(app, header_timeout=header_timeout_s, keepalive_timeout=keepalive_timeout_s,
-                     access_log=None, handle_signals=False)
+                     access_log=None, handle_signals=False, shutdown_timeout=shutdown_timeout_s)
     await runner.setup()
     try:
         await web.TCPSite(runner, host, port, backlog=4096, ssl_context=ssl_context).start()

@@ -10,10 +10,11 @@ import asyncio
 import heapq
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from veche.cluster.positions import ClusterStreamIdGenerator
     from veche.streams import StreamIdGenerator
 
 
@@ -30,7 +31,7 @@ class Notifier:
     notify is held until `current` reaches the writer's position.
     """
 
-    def __init__(self, stream: StreamIdGenerator | None = None) -> None:
+    def __init__(self, stream: StreamIdGenerator | ClusterStreamIdGenerator | None = None) -> None:
         self.counter = 0
         self._closed = False
         self._last: dict[str, int] = {}
@@ -38,15 +39,24 @@ class Notifier:
         self._stream = stream
         self._held: list[tuple[int, int, list[str]]] = []  # heap of (position, seq, keys)
         self._seq = itertools.count()
+        # Set by veche.cluster: passes every notify on to the other processes.
+        self.publish: Callable[[list[str], int], None] | None = None
         if stream is not None:
             stream.on_advance(self._release)
 
     def notify(self, keys: Iterable[str], position: int | None = None) -> None:
         """Wake the waiters on `keys` once everything up to `position` is readable (by
         default, every position handed out so far: the caller's write is among them)."""
-        if self._stream is not None:
-            if position is None:
-                position = self._stream.last
+        if self._stream is not None and position is None:
+            position = self._stream.last
+        if self.publish is not None and position is not None:
+            keys = list(keys)
+            self.publish(keys, position)
+        self.notify_local(keys, position)
+
+    def notify_local(self, keys: Iterable[str], position: int | None) -> None:
+        """Wake this process's waiters (another process's notify arrives here)."""
+        if self._stream is not None and position is not None:
             if position > self._stream.current:
                 heapq.heappush(self._held, (position, next(self._seq), list(keys)))
                 return
@@ -69,6 +79,11 @@ class Notifier:
     def notify_all(self) -> None:
         """Wake every waiter now (something all of them may have been waiting for moved)."""
         self._deliver(list(self._waiters))
+
+    @property
+    def waiting(self) -> int:
+        """How many waits are parked now (long-polling /syncs)."""
+        return len({id(f) for futs in self._waiters.values() for f in futs})
 
     def close(self) -> None:
         """Shutting down: end every wait now, and don't start new ones."""

@@ -23,10 +23,15 @@ from veche.streams import RESERVE_AHEAD, StreamIdGenerator
 if TYPE_CHECKING:
     from signedjson.key import SigningKey
 
+    from veche.cluster.node import Cluster
+    from veche.cluster.positions import ClusterStreamIdGenerator
     from veche.federation.client import FederationClient
     from veche.services.account_data import AccountDataService
     from veche.services.accounts import AccountService
     from veche.services.admin import AdminService
+    from veche.services.admin_content import AdminContent
+    from veche.services.admin_rooms import AdminRooms
+    from veche.services.admin_users import AdminUsers
     from veche.services.appservices import AppServiceService
     from veche.services.auth import AuthService
     from veche.services.backfill import BackfillService
@@ -42,6 +47,7 @@ if TYPE_CHECKING:
     from veche.services.federation_sender import FederationSender
     from veche.services.federation_serving import FederationServing
     from veche.services.filters import FilterService
+    from veche.services.health import HealthService
     from veche.services.media import MediaService
     from veche.services.membership import MembershipService
     from veche.services.openid import OpenIdService
@@ -58,6 +64,7 @@ if TYPE_CHECKING:
     from veche.services.rooms import RoomService
     from veche.services.search import SearchService
     from veche.services.server_keys import ServerKeyService
+    from veche.services.sliding_sync import SlidingSyncService
     from veche.services.spaces import SpaceService
     from veche.services.sync import SyncService
     from veche.services.timeline import TimelineService
@@ -89,14 +96,33 @@ class HomeServer:
         )
         self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
         self._background: set[asyncio.Task[Any]] = set()
+        # Work a graceful shutdown waits for (events being stored, positions being reserved).
+        self._lasting: set[asyncio.Task[Any]] = set()
+        # Set on SIGTERM: readiness answers 503 so load balancers stop sending.
+        self.stopping = False
+        # The veche.metrics module when [metrics] is on (imported only then), else None.
+        self.metrics: Any = None
+        if config.metrics.enabled:
+            from veche import metrics
+
+            self.metrics = metrics
+            self.db.on_transaction = metrics.observe_transaction
         try:
             self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:  # a CLI command, not the server
             self._loop = None
         last = self._max_stream_position()
-        reserved = last + RESERVE_AHEAD
-        self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
-        self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
+        self.cluster: Cluster | None = None
+        self.stream: StreamIdGenerator | ClusterStreamIdGenerator
+        if config.clustered:
+            from veche.cluster.node import Cluster
+
+            self.cluster = Cluster(self, last)
+            self.stream = self.cluster.stream
+        else:
+            reserved = last + RESERVE_AHEAD
+            self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]
+            self.stream = StreamIdGenerator(last, reserved, self._extend_reservation)
         self.notifier = Notifier(self.stream)
         # Loaded now, not first inside a send's transaction.
         if config.push.enabled:
@@ -115,7 +141,7 @@ class HomeServer:
             if self.stream.reserved(upto):
                 self.notifier.notify_all()
 
-        self.run_in_background(store())
+        self.run_in_background(store(), lasting=True)
 
     def _max_stream_position(self) -> int:
         import veche.services  # noqa: F401  (modules register their stream tables on import)
@@ -143,10 +169,27 @@ class HomeServer:
         if self._loop is not None:
             self._loop.call_soon_threadsafe(fn, *args)
 
-    def run_in_background(self, coro: Any) -> None:
+    def run_in_background(self, coro: Any, *, lasting: bool = False) -> asyncio.Task[Any]:
+        """Run coro as a task of its own. `lasting`: a graceful shutdown lets it finish
+        (within the grace period) instead of cancelling it."""
         task = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        if lasting:
+            self._lasting.add(task)
+            task.add_done_callback(self._lasting.discard)
+        return task
+
+    async def finish_lasting(self, timeout: float) -> bool:
+        """Wait for the lasting background tasks, new ones included; False if some were still
+        running at `timeout`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._lasting:
+            remaining = deadline - asyncio.get_running_loop().time()
+            if remaining <= 0:
+                return False
+            await asyncio.wait(set(self._lasting), timeout=remaining)
+        return True
 
     # --- services -------------------------------------------------------------------
     @cached_property
@@ -225,6 +268,12 @@ class HomeServer:
         return service
 
     @cached_property
+    def sliding_sync(self) -> SlidingSyncService:
+        from veche.services.sliding_sync import SlidingSyncService
+
+        return SlidingSyncService(self)
+
+    @cached_property
     def typing(self) -> TypingService:
         from veche.services.typing import TypingService
 
@@ -241,6 +290,30 @@ class HomeServer:
         from veche.services.admin import AdminService
 
         return AdminService(self)
+
+    @cached_property
+    def admin_users(self) -> AdminUsers:
+        from veche.services.admin_users import AdminUsers
+
+        return AdminUsers(self)
+
+    @cached_property
+    def admin_rooms(self) -> AdminRooms:
+        from veche.services.admin_rooms import AdminRooms
+
+        return AdminRooms(self)
+
+    @cached_property
+    def admin_content(self) -> AdminContent:
+        from veche.services.admin_content import AdminContent
+
+        return AdminContent(self)
+
+    @cached_property
+    def health(self) -> HealthService:
+        from veche.services.health import HealthService
+
+        return HealthService(self)
 
     @cached_property
     def filters(self) -> FilterService:
@@ -417,3 +490,5 @@ class HomeServer:
             if name in self.__dict__:
                 await self.__dict__[name].close()
         self.db.close()
+        if self.cluster is not None:
+            await self.cluster.close()

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import ssl
 
     from veche.config import Config, TlsConfig
+    from veche.datalock import DataDirLock
     from veche.server import HomeServer
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,24 @@ def prepare_dir(path: Path, what: str, setting: str) -> None:
         logger.warning("the %s %s was open to other users (mode %o); making it private (700)",
                        what, path, mode)
         path.chmod(0o700)
+
+
+def lock_data_dir(config: Config) -> DataDirLock:
+    """Take the data directory's lock for as long as the server runs (`veche restore` refuses
+    to run while it is held); a second server on the same data directory stops here."""
+    from veche.datalock import DataDirLock, DataDirLocked
+
+    data_dir = Path(config.data_dir)
+    prepare_dir(data_dir, "data directory", "data_dir (VECHE_DATA_DIR)")
+    lock = DataDirLock(data_dir)
+    try:
+        lock.acquire()
+    except DataDirLocked as e:
+        raise StartupError(f"{e}; stop it first, or give this server another data_dir") from None
+    except OSError as e:
+        raise StartupError(f"{lock.path}: {e.strerror or e}; check that user {_user()} can"
+                           " write there") from None
+    return lock
 
 
 def open_homeserver(config: Config) -> HomeServer:

@@ -19,6 +19,7 @@ from tests.conftest import Client, ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
 from tests.federation.pki import TestCA
+from tests.sync_helpers import events_of, section
 from veche.core.federation_pdus import pdu_for_federation
 
 
@@ -120,7 +121,7 @@ async def test_backfill_fills_a_gap_when_paging_back(
     assert bodies(rest["chunk"]) == ["h1", None, "h3", "h4"]
     # They were never news: an incremental /sync from before shows the new messages only.
     status, sync = await alice.get("sync", params={"since": since, "timeout": "0"})
-    timeline = sync["rooms"]["join"][room_id]["timeline"]["events"]
+    timeline = events_of(section(sync, "rooms", "join")[room_id], "timeline")
     assert [e["content"].get("body") for e in timeline if e["type"] == "m.room.message"] == ["after"]
     # What is stored is not asked for again.
     await page(alice, room_id)

@@ -16,6 +16,7 @@ from tests.conftest import Client, ServerProcess
 from tests.federation.fake_peer import FakePeer
 from tests.federation.peers import start_federating_veche
 from tests.federation.pki import TestCA
+from tests.sync_helpers import events_of
 
 
 def q(value: str) -> str:
@@ -109,7 +110,7 @@ async def test_presence_is_taken_for_the_origins_users_sharing_a_room(
     assert status == 200 and got["presence"] == "unavailable" and got["status_msg"] == "away", got
     assert 5000 <= got["last_active_ago"] < 60_000
     status, sync = await alice.get("sync", params={"timeout": "0"})
-    shown = {e["sender"]: e["content"] for e in sync["presence"]["events"]}
+    shown = {e["sender"]: e["content"] for e in events_of(sync, "presence")}
     assert shown[bob]["status_msg"] == "away"
     status, mine = await alice.get(f"presence/{q(a)}/status")
     assert mine["status_msg"] == "mine", mine

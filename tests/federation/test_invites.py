@@ -15,6 +15,7 @@ from unpaddedbase64 import decode_base64
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_peer import FakePeer
+from tests.sync_helpers import section
 from veche.core.events import compute_event_id, verify_event_signature
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS
 
@@ -67,7 +68,7 @@ async def test_an_invite_from_another_server_is_countersigned_shown_and_rejectab
 
     # The invitee sees it, with the state the inviting server sent.
     status, sync = await alice.get("sync")
-    invite = sync["rooms"]["invite"][room_id]["invite_state"]["events"]
+    invite = section(sync, "rooms", "invite")[room_id]["invite_state"]["events"]
     by_type = {e["type"]: e for e in invite}
     assert by_type["m.room.name"]["content"] == {"name": "Across the river"}
     assert by_type["m.room.member"]["sender"] == peer.user("carol")
@@ -77,9 +78,9 @@ async def test_an_invite_from_another_server_is_countersigned_shown_and_rejectab
     status, body = await alice.post(f"rooms/{quote(room_id)}/leave", {})
     assert status == 200, (body, veche.log())
     status, sync = await alice.get("sync", params={"since": sync["next_batch"], "timeout": "0"})
-    assert room_id not in sync["rooms"]["invite"]
+    assert room_id not in section(sync, "rooms", "invite")
     status, sync = await alice.get("sync")
-    assert room_id not in sync["rooms"]["invite"]
+    assert room_id not in section(sync, "rooms", "invite")
 
 
 async def test_inviting_a_user_of_an_unreachable_server_is_an_error(

@@ -14,6 +14,7 @@ import pytest
 from tests.conftest import Client, ServerProcess
 from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.pki import TestCA
+from tests.sync_helpers import events_of, section
 from veche.core.federation_pdus import pdu_for_federation
 
 
@@ -248,8 +249,8 @@ async def test_typing_and_receipts(veche: ServerProcess, origin: FakeServer,
     ]
     assert await origin.send(http, veche, [], edus) == (200, {"pdus": {}})
     status, sync = await alice.get("sync", params={"timeout": "0"})
-    joined = sync["rooms"]["join"][room.room_id]
-    ephemeral = {e["type"]: e["content"] for e in joined["ephemeral"]["events"]}
+    joined = section(sync, "rooms", "join")[room.room_id]
+    ephemeral = {e["type"]: e["content"] for e in events_of(joined, "ephemeral")}
     assert ephemeral["m.typing"] == {"user_ids": [bob]}
     assert bob in ephemeral["m.receipt"][mine]["m.read"]
 

@@ -20,6 +20,7 @@ from tests.federation.fake_origin import F1, FakeServer, SharedRoom, q
 from tests.federation.https_servers import RecordingServer
 from tests.federation.pki import TestCA
 from tests.federation.test_receive_pdus import texts
+from tests.sync_helpers import events_of, section
 
 F2 = "/_matrix/federation/v2"
 ACL = {"allow": ["*"], "deny": ["127.0.0.1"], "allow_ip_literals": True}
@@ -51,7 +52,7 @@ async def join_over_send(http: aiohttp.ClientSession, veche: ServerProcess, room
 
 async def ephemeral(alice: Client, room_id: str) -> dict[str, Any]:
     _, sync = await alice.get("sync", params={"timeout": "0"})
-    events = sync["rooms"]["join"][room_id]["ephemeral"]["events"]
+    events = events_of(section(sync, "rooms", "join")[room_id], "ephemeral")
     return {e["type"]: e["content"] for e in events}
 
 

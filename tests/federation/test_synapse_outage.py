@@ -28,6 +28,7 @@ from tests.federation.test_synapse_rooms import (
     send_texts,
     texts,
 )
+from tests.sync_helpers import events_of
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
 
@@ -103,13 +104,13 @@ async def test_veche_down_while_synapse_users_talk(
     async def synced() -> Any:
         _, got = await alice.get("sync", params={"since": since, "timeout": "0"})
         joined = got.get("rooms", {}).get("join", {}).get(room_id)
-        timeline = joined["timeline"] if joined else {"events": []}
+        timeline = {"events": events_of(joined, "timeline") if joined else []}
         return joined if [body_or_name(e) for e in timeline["events"]][-1:] == ["m 49"] else None
 
     joined = await eventually(synced, "the newest message in Veche's /sync", timeout=90)
     timeline = joined["timeline"]
     # The new name is in the room's state as /sync gives it, and as the room's state is.
-    changed = joined["state"]["events"] + timeline["events"]
+    changed = events_of(joined, "state") + timeline["events"]
     assert any(e["type"] == "m.room.name" and e["content"] == {"name": "After"} for e in changed)
     status, name = await alice.get(f"rooms/{quote(room_id)}/state/m.room.name")
     assert (status, name) == (200, {"name": "After"})

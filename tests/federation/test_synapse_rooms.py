@@ -19,6 +19,7 @@ import pytest
 
 from tests.conftest import Client, ServerProcess
 from tests.federation.peers import SynapsePeer
+from tests.sync_helpers import events_of, section
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
 
@@ -83,7 +84,7 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
 
     async def invited() -> Any:
         _, sync = await alice.get("sync", params={"timeout": "0"})
-        return sync["rooms"]["invite"].get(room_id)
+        return section(sync, "rooms", "invite").get(room_id)
 
     invite = await eventually(invited, "the invite in Veche's /sync")
     shown = {e["type"]: e for e in invite["invite_state"]["events"]}
@@ -93,8 +94,8 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
     status, body = await alice.post(f"join/{quote(room_id)}", {})
     assert status == 200, (body, veche.log(), synapse.log())
     _, sync = await alice.get("sync", params={"timeout": "0"})
-    joined = sync["rooms"]["join"][room_id]
-    state = {(e["type"], e["state_key"]) for e in joined["state"]["events"] + joined["timeline"]["events"]}
+    joined = section(sync, "rooms", "join")[room_id]
+    state = {(e["type"], e["state_key"]) for e in events_of(joined, "state") + events_of(joined, "timeline")}
     assert ("m.room.name", "") in state and ("m.room.member", bob.user_id) in state
     status, members = await alice.get(f"rooms/{quote(room_id)}/joined_members")
     assert set(members["joined"]) == {alice.user_id, bob.user_id}
@@ -121,7 +122,7 @@ async def test_a_veche_user_joins_a_synapse_room_it_was_invited_to(
 
     async def carol_invited() -> Any:
         _, sync = await carol.get("sync", params={"timeout": "0"})
-        return sync["rooms"]["invite"].get(room_id)
+        return section(sync, "rooms", "invite").get(room_id)
 
     await eventually(carol_invited, "the second invite")
     status, body = await carol.post(f"join/{quote(room_id)}", {})

@@ -49,6 +49,7 @@ from nio import (
 
 from tests.conftest import ServerProcess
 from tests.federation.peers import SynapsePeer
+from tests.sync_helpers import events_of, section
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
 
@@ -224,7 +225,7 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
         status, sync = await user.raw("GET", "sync", params={"timeout": "0", "filter": (
             '{"room": {"timeline": {"limit": 100, "types": ["m.room.message"]}}}')})
         assert status == 200, sync
-        synced = [e["event_id"] for e in sync["rooms"]["join"][room]["timeline"]["events"]]
+        synced = [e["event_id"] for e in events_of(section(sync, "rooms", "join")[room], "timeline")]
         assert synced == sent, f"/sync order on {user.side.name}"
 
     # Edits (each by the message's sender), reactions, a thread, redactions.
@@ -327,7 +328,7 @@ async def _scenario(owner: User, guest: User, guest2: User, guest3: User, versio
     await eventually(lambda: _is(owner.membership(knock_room, guest2.user_id), "knock"),
                      f"the remote knock on {here.name}", both)
     _, sync = await guest2.raw("GET", "sync", params={"timeout": "0"})
-    shown = {e["type"]: e["content"] for e in sync["rooms"]["knock"][knock_room]["knock_state"]["events"]}
+    shown = {e["type"]: e["content"] for e in section(sync, "rooms", "knock")[knock_room]["knock_state"]["events"]}
     assert shown["m.room.name"] == {"name": "Knock first"}, shown
     await call("accept the knock", owner.nio.room_invite(knock_room, guest2.user_id), RoomInviteResponse)
 
@@ -444,7 +445,7 @@ async def _left_as(user: User, room_id: str, membership: str) -> bool:
     left = sync.get("rooms", {}).get("leave", {}).get(room_id)
     if not left:
         return False
-    events = left["timeline"]["events"] + left.get("state", {}).get("events", [])
+    events = events_of(left, "timeline") + left.get("state", {}).get("events", [])
     return any(e["type"] == "m.room.member" and e["state_key"] == user.user_id
                and e["content"]["membership"] == membership and e["sender"] != user.user_id
                for e in events)

@@ -17,6 +17,7 @@ from tests.federation.test_synapse_rooms import (
     send_texts,
     texts,
 )
+from tests.sync_helpers import section
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -68,7 +69,7 @@ async def test_synapse_messages_reach_veche(veche: ServerProcess, synapse: Synap
 
     async def typing() -> bool:
         _, sync = await alice.get("sync", params={"timeout": "0"})
-        ephemeral = sync["rooms"]["join"].get(room_id, {}).get("ephemeral", {}).get("events", [])
+        ephemeral = section(sync, "rooms", "join").get(room_id, {}).get("ephemeral", {}).get("events", [])
         return any(e["type"] == "m.typing" and bob.user_id in e["content"]["user_ids"]
                    for e in ephemeral)
 

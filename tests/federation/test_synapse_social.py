@@ -19,6 +19,7 @@ import pytest
 from tests.conftest import Client, ServerProcess
 from tests.federation.peers import SynapsePeer
 from tests.federation.test_synapse_rooms import SynapseClient, eventually
+from tests.sync_helpers import events_of
 
 pytestmark = pytest.mark.timeout(900)  # the first run installs Synapse
 
@@ -138,7 +139,7 @@ async def test_typing_receipts_and_presence_both_ways(
 
     await eventually(alice_sees_bob_present, "Veche seeing Synapse's presence")
     status, sync = await alice.get("sync", params={"timeout": str(next(_timeouts))})
-    shown = [e for e in sync["presence"]["events"] if e["sender"] == b]
+    shown = [e for e in events_of(sync, "presence") if e["sender"] == b]
     assert shown and shown[-1]["content"]["status_msg"] == "on Synapse", sync["presence"]
 
 

@@ -8,6 +8,7 @@ percent-encoded — since that is what the sender signed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,14 +34,20 @@ class XMatrix:
     destination: str | None = None
 
 
+_TOKEN_RE = re.compile("[" + re.escape("".join(sorted(_TCHAR))) + "]*")
+_UNQUOTED_RE = re.compile("[" + re.escape("".join(sorted(_UNQUOTED))) + "]*")
+_SPACE_RE = re.compile("[ \t]*")
+
+
 def _skip(text: str, i: int) -> int:
-    while i < len(text) and text[i] in _SPACE:
-        i += 1
-    return i
+    return _SPACE_RE.match(text, i).end()  # type: ignore[union-attr]
 
 
 def _quoted(text: str, i: int) -> tuple[str, int]:
     """The quoted-string starting at text[i] == '"', unescaped, and the index past it."""
+    end = text.find('"', i + 1)
+    if end >= 0 and text.find("\\", i + 1, end) < 0:
+        return text[i + 1:end], end + 1  # nothing escaped: every header we see
     out = []
     i += 1
     while i < len(text):
@@ -64,8 +71,7 @@ def parse_params(text: str) -> dict[str, str]:
     i = _skip(text, 0)
     while i < len(text):
         start = i
-        while i < len(text) and text[i] in _TCHAR:
-            i += 1
+        i = _TOKEN_RE.match(text, i).end()  # type: ignore[union-attr]
         name = text[start:i].lower()
         if not name:
             raise XMatrixError(f"expected a parameter name at {text[i:i + 10]!r}")
@@ -77,8 +83,7 @@ def parse_params(text: str) -> dict[str, str]:
             value, i = _quoted(text, i)
         else:
             start = i
-            while i < len(text) and text[i] in _UNQUOTED:
-                i += 1
+            i = _UNQUOTED_RE.match(text, i).end()  # type: ignore[union-attr]
             value = text[start:i]
             if not value:
                 raise XMatrixError(f"parameter {name} has an empty value")

@@ -8,8 +8,18 @@ from typing import Any
 
 from aiohttp import web
 
-from veche.errors import bad_json
-from veche.http.base import CLIENT_V1, CLIENT_V3, hs_of, json_body, json_response, requester
+from veche import __version__
+from veche.errors import bad_json, invalid_param
+from veche.http.base import (
+    CLIENT_V1,
+    CLIENT_V3,
+    hs_of,
+    json_body,
+    json_response,
+    query_int,
+    requester,
+)
+from veche.services.auth import Requester
 
 routes = web.RouteTableDef()
 
@@ -45,3 +55,36 @@ for _flag, _path in (("locked", "lock"), ("suspended", "suspend")):
     _get, _put = _moderation(_flag)
     routes.get(f"{CLIENT_V1}/admin/{_path}/{{user_id}}")(_get)
     routes.put(f"{CLIENT_V1}/admin/{_path}/{{user_id}}")(_put)
+
+
+# --- Synapse's admin API (/_synapse/admin): admin_users.py, admin_rooms.py, admin_content.py ---
+SYNAPSE_ADMIN = "/_synapse/admin"
+
+
+async def admin_requester(request: web.Request) -> Requester:
+    """The request's user, who must be a server admin (403 M_FORBIDDEN otherwise)."""
+    req = await requester(request)
+    await hs_of(request).admin.require_admin(req.user_id)
+    return req
+
+
+def paging(request: web.Request, default_limit: int = 100) -> tuple[int, int]:
+    """`from` and `limit` of Synapse's offset-paginated lists."""
+    start = query_int(request, "from", 0)
+    limit = query_int(request, "limit", default_limit, maximum=10_000)
+    assert start is not None and limit is not None
+    return start, limit
+
+
+def direction(request: web.Request, default: str = "f") -> bool:
+    """Whether `dir` asks for backwards order."""
+    value = request.query.get("dir", default)
+    if value not in ("f", "b"):
+        raise invalid_param("dir must be f or b")
+    return value == "b"
+
+
+@routes.get(SYNAPSE_ADMIN + "/v1/server_version")
+async def server_version(request: web.Request) -> web.Response:
+    # Open to anyone, as Synapse's is.
+    return json_response({"server_version": f"Veche {__version__}"})

@@ -1,4 +1,4 @@
-"""The aiohttp application: routing, Matrix error bodies, CORS, body size limits."""
+"""The aiohttp application: routing, Matrix error bodies, CORS, compression, body size limits."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from aiohttp import web
 from veche.diskfull import disk_full_at
 from veche.errors import MatrixError
 from veche.http.base import Handler, json_response
+from veche.http.compression import maybe_compress
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
@@ -67,7 +68,11 @@ async def matrix_middleware(request: web.Request, handler: Handler) -> web.Strea
                 logger.error("disk full: %s (%s %s failed)", where, request.method, request.path)
                 resp = _error(500, "M_UNKNOWN", "The server is out of disk space")
     if not resp.prepared:
-        resp.headers.update(CORS_HEADERS)
+        # Browsers send Origin on every cross-origin request; other clients need no CORS
+        # headers, and on a slow link their ~250 bytes on every /sync answer add up.
+        if "Origin" in request.headers:
+            resp.headers.update(CORS_HEADERS)
+        await maybe_compress(request, resp)
     return resp
 
 
@@ -94,8 +99,11 @@ def make_federation_app(hs: HomeServer) -> web.Application:
 
 
 def _application(hs: HomeServer) -> web.Application:
+    middlewares = [matrix_middleware]
+    if hs.metrics is not None:  # outside the Matrix one: it sees the status finally sent
+        middlewares.insert(0, hs.metrics.metrics_middleware)
     app = web.Application(
-        middlewares=[matrix_middleware],
+        middlewares=middlewares,
         client_max_size=hs.config.limits.max_json_body_bytes,
         handler_args={"access_log": None},
     )

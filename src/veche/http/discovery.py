@@ -30,6 +30,7 @@ async def versions(request: web.Request) -> web.Response:
             "org.matrix.msc3771": True,
             "org.matrix.msc3773": True,
             "org.matrix.msc3814": True,
+            "org.matrix.simplified_msc3575": True,
         },
         "server": {"name": "veche", "version": __version__},
     })
@@ -62,8 +63,3 @@ async def well_known_support(request: web.Request) -> web.Response:
     if support.support_page:
         out["support_page"] = support.support_page
     return json_response(out)
-
-
-@routes.get("/")
-async def root(request: web.Request) -> web.Response:
-    return web.Response(text="Veche Matrix homeserver is running.\n")

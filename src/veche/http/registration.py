@@ -56,7 +56,9 @@ async def register(request: web.Request) -> web.Response:
         _check_not_exclusive(request, username)
         if not await hs.accounts.is_available(username):
             raise MatrixError(400, "M_USER_IN_USE", "User ID already taken.")
-    if not password:
+    # A body without auth is the client asking for the flows (Element sends `{}`): the 401
+    # challenge comes first, the missing password only once it would be used.
+    if not password and body.get("auth") is not None:
         raise missing_param("password is required")
     if device_id is not None and not device_id:
         raise invalid_param("device_id must not be empty")
@@ -65,6 +67,8 @@ async def register(request: web.Request) -> web.Response:
     else:
         flows = [["m.login.dummy"]]
     result = await hs.accounts.user_interactive_auth(body, flows, "/register", "POST")
+    if not password:
+        raise missing_param("password is required")
     token = result["params"].get("m.login.registration_token")
     localpart = username or await hs.accounts.generate_localpart()
     user_id = await hs.accounts.create_user(localpart, password, registration_token=token)

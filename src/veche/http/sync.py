@@ -22,18 +22,33 @@ from veche.streams import StreamToken
 routes = web.RouteTableDef()
 
 
+# Inline filters parsed, by their text: a client sends the same one with every long-poll.
+_INLINE: dict[str, Filter] = {}
+_INLINE_SIZE = 1000
+
+
 async def load_filter(request: web.Request, user_id: str, raw: str | None) -> Filter:
     if not raw:
         return Filter.default()
     if raw.lstrip().startswith("{"):
+        parsed = _INLINE.get(raw)
+        if parsed is not None:
+            return parsed
         body = json_query_param(raw, "filter")
-    else:
-        filter_id = parse_count(raw)
-        if filter_id is None:
-            raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
-        body = await hs_of(request).filters.get(user_id, filter_id)
-        if body is None:
-            raise MatrixError(404, "M_NOT_FOUND", "Unknown filter")
+        try:
+            parsed = Filter.from_json(body)
+        except ValueError as e:
+            raise MatrixError(400, "M_BAD_JSON", str(e)) from None
+        if len(_INLINE) >= _INLINE_SIZE:
+            _INLINE.clear()
+        _INLINE[raw] = parsed
+        return parsed
+    filter_id = parse_count(raw)
+    if filter_id is None:
+        raise MatrixError(400, "M_INVALID_PARAM", "filter must be a filter ID or JSON")
+    body = await hs_of(request).filters.get(user_id, filter_id)
+    if body is None:
+        raise MatrixError(404, "M_NOT_FOUND", "Unknown filter")
     try:
         return Filter.from_json(body)
     except ValueError as e:

@@ -78,6 +78,8 @@ class AccountService:
 
     async def is_available(self, localpart: str) -> bool:
         user_id = self.check_localpart(localpart)
+        if localpart == self.hs.config.server_notices.system_mxid_localpart:
+            return False  # the server notices' sender, made on first use: nobody may take it
         return not await self.hs.db.run(store.user_exists, user_id)
 
     # --- accounts ---------------------------------------------------------------------

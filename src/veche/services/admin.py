@@ -1,5 +1,7 @@
 """Server administration (client-server API "Server Administration" and "Account
-moderation"): who may administer, whois, and locking and suspending local accounts."""
+moderation"): who may administer, whois, and locking and suspending local accounts. The
+admin API of Synapse (/_synapse/admin) is in admin_users.py, admin_rooms.py and
+admin_content.py."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ class AdminService:
 
     async def require_admin(self, user_id: str) -> None:
         if not await self.hs.db.run(room_store.is_admin, user_id):
-            raise forbidden("Only server admins may do this")
+            raise forbidden("You are not a server admin")
 
     async def _local_user(self, user_id: str) -> None:
         if not user_id.endswith(":" + self.hs.server_name) or await self.hs.db.run(

@@ -142,6 +142,8 @@ class AppServiceService:
         self._senders: dict[str, asyncio.Task[None]] = {}
         self._session: aiohttp.ClientSession | None = None
         self._txn_prefix = str(int(time.time() * 1000))
+        if hs.cluster is not None:  # processes started in the same millisecond: distinct IDs
+            self._txn_prefix += "-" + hs.cluster.worker
         self._txn_counter = 0
         if self.services:
             hs.db.run_sync(self._create_senders)  # type: ignore[attr-defined]
@@ -274,6 +276,16 @@ class AppServiceService:
         except (aiohttp.ClientError, OSError) as e:
             raise MatrixError(502, "M_CONNECTION_FAILED", f"Could not reach the application service: {e}") from None
         return int((time.monotonic() - started) * 1000)
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued event has been delivered; False if some are still queued
+        at `timeout` (a service that is down keeps them queued)."""
+        deadline = time.monotonic() + timeout
+        while any(s.queue for s in self.services if s.url):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.05)
+        return True
 
     async def close(self) -> None:
         for task in self._senders.values():

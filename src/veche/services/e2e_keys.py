@@ -112,6 +112,24 @@ class E2eKeysService:
             return bool(changed or left)
         return finish
 
+    async def sync_section(
+        self, user_id: str, device_id: str, since: int | None, upto: int
+    ) -> dict[str, Any]:
+        """Sliding sync's e2ee extension: what /sync's provider gives, as one object."""
+
+        def run(txn: Txn) -> tuple[dict[str, int], list[str], set[str], set[str]]:
+            counts = store.count_one_time_keys(txn, user_id, device_id)
+            fallback = store.unused_fallback_types(txn, user_id, device_id)
+            if since is None:
+                return counts, fallback, set(), set()
+            changed, left = store.device_list_delta(txn, user_id, since, upto)
+            return counts, fallback, changed, left
+
+        counts, fallback, changed, left = await self.hs.db.run(run)
+        counts.setdefault("signed_curve25519", 0)
+        return {"device_one_time_keys_count": counts, "device_unused_fallback_key_types": fallback,
+                "device_lists": {"changed": sorted(changed), "left": sorted(left)}}
+
     # --- upload ---------------------------------------------------------------------------------
     async def upload(self, user_id: str, device_id: str, body: dict[str, Any]) -> dict[str, int]:
         device_keys = body.get("device_keys")

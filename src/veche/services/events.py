@@ -146,7 +146,7 @@ class EventService:
     async def _enqueue(self, room_id: str, request: _SendRequest) -> Persisted:
         self._pending.setdefault(room_id, []).append(request)
         if room_id not in self._draining:
-            self._draining[room_id] = asyncio.ensure_future(self._drain(room_id))
+            self._draining[room_id] = self.hs.run_in_background(self._drain(room_id), lasting=True)
         # A client that goes away stops waiting; its event is still persisted (a retry with
         # the same transaction ID then gets it back).
         return await asyncio.shield(request.result)
@@ -182,12 +182,17 @@ class EventService:
             assert persisted is not None
             req.result.set_result(persisted)
             if is_new:
+                if self.hs.metrics is not None:
+                    origin = "local" if req.received is None else "federation"
+                    self.hs.metrics.EVENTS_PERSISTED.labels(origin).inc()
                 self._announce(persisted.event, persisted.stream_ordering, persisted.members_changed)
 
     def _batch_txn(
         self, txn: Txn, room_id: str, batch: list[_SendRequest], positions: list[int]
     ) -> list[tuple[Persisted | None, bool, BaseException | None]]:
         out: list[tuple[Persisted | None, bool, BaseException | None]] = []
+        if self.hs.cluster is not None:  # one process at a time on a room's graph
+            positions = self.hs.cluster.lock_room(txn, room_id, len(positions))
         for req, pos in zip(batch, positions, strict=True):
             # A savepoint per event: one that fails leaves the others of the batch intact.
             # (Held writes on PostgreSQL: sent with the event's first read, and its own

@@ -22,12 +22,15 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from veche.core.events import EventFormatError, compute_event_id
 from veche.core.identifiers import server_name_of
+from veche.core.room_versions import RoomVersion
+from veche.core.server_acl import server_allowed
 from veche.errors import MatrixError, bad_json
-from veche.services.pdu_receiver import PduReceiver, PduRefused
+from veche.services.pdu_receiver import PduReceiver, PduRefused, Prefetched
 from veche.services.server_acl import DENIED, origin_allowed
 from veche.storage import events as store
 from veche.storage import federation_events as fstore
@@ -39,6 +42,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PDUS = 50
+# The records of transactions past their keeping time are deleted with every this many.
+FORGET_TRANSACTIONS_EVERY = 64
+# `_receive_pdu`'s gate not asked yet (a PDU after the first of its room in a transaction).
+_UNGATED = "\0ungated"
+_RoomPdus = tuple[RoomVersion, list[tuple[str, dict[str, Any]]]]
+_Gated = tuple[str | None, Prefetched | None]
 MAX_EDUS = 100
 TYPING_TIMEOUT_MS = 30_000  # a remote typing notice lasts as Synapse's federation one does
 
@@ -48,6 +57,7 @@ class FederationInbound:
         self.hs = hs
         self.receiver = PduReceiver(hs)
         self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._received = 0  # transactions taken since the start
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -60,78 +70,115 @@ class FederationInbound:
             raise bad_json(f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs")
         # One lock per server that ever authenticated a transaction: few, and kept.
         async with self._origin_locks[origin]:
-            done = await self.hs.db.run(fstore.get_received_transaction, origin, txn_id)
+            by_room = await self._identify(origin, pdus)
+            # The replay check and the gate of each room's first PDU share one database
+            # transaction (the later PDUs of a room are gated in turn: the earlier ones may
+            # change who is in it).
+            firsts = [(room_id, rv, *room_pdus[0]) for room_id, (rv, room_pdus) in by_room.items()]
+            done, gates = await self.hs.db.run(self._open, origin, txn_id, firsts)
             if done is not None:
                 return done
-            response = {"pdus": await self._receive_pdus(origin, pdus)}
+            response = {"pdus": await self._receive_pdus(origin, by_room, gates)}
             for edu in edus:
                 await self._receive_edu(origin, edu)
-            await self.hs.db.run(fstore.store_received_transaction, origin, txn_id,
-                                 response, int(time.time() * 1000))
+            self._received += 1
+            await self.hs.db.run(
+                partial(fstore.store_received_transaction,
+                        forget_old=self._received % FORGET_TRANSACTIONS_EVERY == 1),
+                origin, txn_id, response, int(time.time() * 1000))
             return response
 
-    async def _receive_pdus(self, origin: str, pdus: list[Any]) -> dict[str, dict[str, Any]]:
-        by_room: dict[str, list[dict[str, Any]]] = {}
+    async def _identify(self, origin: str, pdus: list[Any]) -> dict[str, _RoomPdus]:
+        """The PDUs with an ID by room, in order. PDUs for rooms unknown here have none (no
+        room version to compute it with): they are left out of the answer, as Synapse does."""
+        by_room: dict[str, _RoomPdus] = {}
         for pdu in pdus:
-            if isinstance(pdu, dict) and isinstance(pdu.get("room_id"), str):
-                by_room.setdefault(pdu["room_id"], []).append(pdu)
+            if not isinstance(pdu, dict) or not isinstance(pdu.get("room_id"), str):
+                continue
+            room_id = pdu["room_id"]
+            if room_id not in by_room:
+                try:
+                    rv = await self.hs.events.room_version(room_id)
+                except MatrixError:
+                    logger.info("ignoring a PDU from %s for unknown room %s", origin, room_id)
+                    continue
+                by_room[room_id] = (rv, [])
+            rv, room_pdus = by_room[room_id]
+            try:
+                room_pdus.append((compute_event_id(pdu, rv), pdu))
+            except (EventFormatError, ValueError, TypeError):
+                continue
+        return {r: v for r, v in by_room.items() if v[1]}
+
+    def _open(self, txn: Txn, origin: str, txn_id: str,
+              firsts: list[tuple[str, RoomVersion, str, dict[str, Any]]],
+              ) -> tuple[dict[str, Any] | None, dict[str, _Gated]]:
+        """(the stored answer of a transaction seen before, or None; by event ID, `_gate` of
+        each (room, room version, event ID, PDU) of `firsts` and, for those it lets in, what
+        receiving them reads first)."""
+        done = fstore.get_received_transaction(txn, origin, txn_id)
+        if done is not None:
+            return done, {}
+        gates: dict[str, _Gated] = {}
+        for room_id, rv, event_id, pdu in firsts:
+            refusal = self._gate(txn, origin, room_id, event_id, pdu)
+            gates[event_id] = (refusal, None if refusal is not None
+                               else self.receiver.prefetch(txn, rv, pdu))
+        return None, gates
+
+    async def _receive_pdus(self, origin: str, by_room: dict[str, _RoomPdus],
+                            gates: dict[str, _Gated]) -> dict[str, dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
 
-        async def room(room_id: str, room_pdus: list[dict[str, Any]]) -> None:
-            for pdu in room_pdus:
-                outcome = await self._receive_pdu(origin, room_id, pdu)
-                if outcome is not None:
-                    event_id, error = outcome
-                    results[event_id] = {} if error is None else {"error": error}
+        async def room(room_id: str, rv: RoomVersion, room_pdus: list[tuple[str, dict[str, Any]]],
+                       ) -> None:
+            for i, (event_id, pdu) in enumerate(room_pdus):
+                error = await self._receive_pdu(origin, room_id, rv, event_id, pdu,
+                                                *(gates[event_id] if i == 0 else (_UNGATED, None)))
+                results[event_id] = {} if error is None else {"error": error}
 
-        await asyncio.gather(*(room(r, p) for r, p in by_room.items()))
+        await asyncio.gather(*(room(r, rv, p) for r, (rv, p) in by_room.items()))
         return results
 
-    async def _receive_pdu(self, origin: str, room_id: str,
-                           pdu: dict[str, Any]) -> tuple[str, str | None] | None:
-        """(event ID, error or None); None when the PDU has no ID we can compute."""
+    async def _receive_pdu(self, origin: str, room_id: str, rv: RoomVersion, event_id: str,
+                           pdu: dict[str, Any], gate: str | None, known: Prefetched | None,
+                           ) -> str | None:
+        """The error to answer for the PDU, or None. `gate`: what `_gate` said of it, if it
+        was asked already; `known`: PduReceiver.prefetch of it."""
         try:
-            rv = await self.hs.events.room_version(room_id)
-        except MatrixError:
-            logger.info("ignoring a PDU from %s for unknown room %s", origin, room_id)
-            return None
-        try:
-            event_id = compute_event_id(pdu, rv)
-        except (EventFormatError, ValueError, TypeError):
-            return None
-        try:
-            refusal = await self.hs.db.run(self._gate, origin, room_id, event_id, pdu)
-            if refusal is not None:
-                return event_id, refusal or None
-            event = await self.receiver.check(rv, pdu)
-            persisted = await self.receiver.receive(origin, rv, event)
+            if gate is _UNGATED:
+                gate = await self.hs.db.run(self._gate, origin, room_id, event_id, pdu)
+            if gate is not None:
+                return gate or None
+            event = await self.receiver.check(rv, pdu, event_id=event_id)
+            persisted = await self.receiver.receive(origin, rv, event, known=known)
         except PduRefused as e:
             logger.info("PDU %s from %s refused: %s", event_id, origin, e)
-            return event_id, str(e)
+            return str(e)
         except Exception:
             # One bad PDU must not cost the others their answers, nor the origin a 500.
             logger.exception("receiving PDU %s from %s failed", event_id, origin)
-            return event_id, "internal error while processing this event"
+            return "internal error while processing this event"
         if persisted.rejected is not None:
-            return event_id, f"rejected: {persisted.rejected}"
-        return event_id, None
+            return f"rejected: {persisted.rejected}"
+        return None
 
-    def _gate(self, txn: Txn, origin: str, room_id: str, event_id: str,
-              pdu: Mapping[str, Any]) -> str | None:
+    def _gate(self, txn: Txn, origin: str, room_id: str, event_id: str, pdu: Mapping[str, Any],
+              ) -> str | None:
         """Why this room takes no PDU from `origin` (None: it does), or "" for one already
         stored, which needs nothing more; one stored rejected is still rejected (it was
         recorded as such, and nothing is checked again)."""
-        stored = fstore.get_stored_events(txn, [event_id]).get(event_id)
-        if stored is not None:
-            return "rejected: it was rejected when first received" if stored.rejected else ""
-        if not fstore.server_has_joined_member(txn, room_id, self.hs.server_name):
+        facts = fstore.pdu_gate_facts(txn, room_id, event_id, self.hs.server_name, origin)
+        if facts.stored:
+            return "rejected: it was rejected when first received" if facts.stored_rejected else ""
+        if not facts.we_joined:
             return "This server is not in the room"
-        if not origin_allowed(txn, room_id, origin):
+        if not server_allowed(origin, facts.acl.get("content") if facts.acl else None):
             return DENIED
         own_membership = (pdu.get("type") == "m.room.member"
                           and isinstance(pdu.get("state_key"), str)
                           and server_name_of(pdu["state_key"]) == origin)
-        if not own_membership and not fstore.server_has_joined_member(txn, room_id, origin):
+        if not own_membership and not facts.origin_joined:
             return f"{origin} is not in the room"
         return None
 

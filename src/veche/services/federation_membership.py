@@ -182,6 +182,8 @@ class FederationMembershipService:
         if server_of(user_id) != origin:
             raise forbidden("The user is not on the requesting server")
         await require_allowed(self.hs, origin, room_id)
+        if membership != "leave":
+            await self.hs.admin_rooms.check_joinable(room_id)
         rv = await self._resident_room(room_id)
         if versions is not None and rv.identifier not in versions:
             raise incompatible(rv)
@@ -288,6 +290,7 @@ class FederationMembershipService:
     async def invite(self, origin: str, room_id: str, event_id: str, body: Any) -> dict[str, Any]:
         # The ACL of a room this server is in; one it only hears of now has none here.
         await require_allowed(self.hs, origin, room_id)
+        await self.hs.admin_rooms.check_joinable(room_id)
         if not isinstance(body, dict) or not isinstance(body.get("event"), dict):
             raise bad_json("Expected {room_version, event, invite_room_state}")
         ident = body.get("room_version")

@@ -112,6 +112,9 @@ class FederationSender:
     async def room_hosts(self, room_id: str) -> set[str]:
         return set(await self.hs.db.run(queue.joined_servers, room_id)) - {self.server_name}
 
+    async def queue_depths(self) -> dict[str, int]:
+        return await self.hs.db.run(queue.depths)
+
     async def send_event_to(self, event: dict[str, Any], destinations: set[str]) -> None:
         """Queue an event made elsewhere (a join, leave or knock received through us, the
         resident server) for other servers of the room."""

@@ -108,6 +108,8 @@ class MediaService:
             if content_length is not None and size != content_length:
                 raise MatrixError(400, "M_UNKNOWN", "Body length does not match Content-Length")
             done = True
+            if self.hs.metrics is not None:
+                self.hs.metrics.MEDIA_UPLOADED_BYTES.inc(size)
             return tmp, digest.hexdigest(), size
         finally:
             if not done:
@@ -242,6 +244,8 @@ class MediaService:
         if row is None or row.sha256 is None or row.quarantined:
             raise not_found("Media not found")
         self._touch(media_id)
+        if self.hs.metrics is not None:
+            self.hs.metrics.MEDIA_SERVED_BYTES.inc(row.size or 0)
         return row
 
     def _touch(self, media_id: str) -> None:
@@ -251,7 +255,7 @@ class MediaService:
         if len(self._touched) > 100_000:
             self._touched.clear()
         self._touched[media_id] = now
-        self.hs.run_in_background(self.hs.db.run(store_sql.touch, media_id, now))
+        self.hs.run_in_background(self.hs.db.run(store_sql.touch, media_id, now), lasting=True)
 
     # --- thumbnails -------------------------------------------------------------------
     async def thumbnail(self, server_name: str, media_id: str, width: int, height: int,

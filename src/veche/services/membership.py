@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from veche.errors import MatrixError, forbidden, not_found
-from veche.services.rooms import check_alias, reason_field
+from veche.services.rooms import check_alias, check_room_id, reason_field
 from veche.storage import events as ev_store
 from veche.storage import rooms as store
 
@@ -55,6 +55,7 @@ class MembershipService:
         """`servers`: where the client says the room may be joined through (server_name)."""
         reason = reason_field(body)
         room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        await self.hs.admin_rooms.check_joinable(room_id)
         if await self._through_remote("join", user_id, room_id, given, reason):
             return room_id
         await self.hs.rooms.room_version(room_id)
@@ -118,6 +119,7 @@ class MembershipService:
                     servers: list[str] | None = None) -> str:
         reason = reason_field(body)
         room_id, given = await self._resolve_for_federation(room_id_or_alias, servers)
+        await self.hs.admin_rooms.check_joinable(room_id)
         if await self._through_remote("knock", user_id, room_id, given, reason):
             return room_id
         await self.hs.rooms.room_version(room_id)
@@ -140,6 +142,7 @@ class MembershipService:
         current_m = current[0] if current else None
         content: dict[str, Any] = {"membership": membership}
         if membership == "invite":
+            await self.hs.admin_rooms.check_joinable(room_id)
             self.hs.ratelimiter.check("invite", sender)
             await self.hs.rooms.require_accounts([target])
             if current_m in ("join", "ban"):
@@ -180,7 +183,9 @@ class MembershipService:
         return sorted(mine.intersection(await self.hs.db.run(store.joined_rooms, other)))
 
     async def forget(self, user_id: str, room_id: str) -> None:
-        await self.hs.rooms.room_version(room_id)
+        # Not rooms.room_version: a room a server admin deleted can still be forgotten.
+        check_room_id(room_id)
+        await self.hs.events.room_version(room_id)
         current = await self.hs.rooms.membership(room_id, user_id)
         if current is None:
             raise not_found("You have never been in this room")

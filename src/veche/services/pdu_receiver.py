@@ -51,6 +51,12 @@ StateKey = tuple[str, str]
 MISSING_EVENTS_LIMIT = 10  # what Synapse asks for
 MAX_STATE_FETCH = 5000  # events fetched one by one to learn a state; more is refused
 FETCH_CONCURRENCY = 10
+# `_prevs_and_auth`'s answer when some auth events are not here (to be fetched).
+_AUTH_EVENTS_MISSING = "\0auth events missing"
+
+
+# A PDU's auth events as stored and the state groups of its prev events in the graph.
+Prefetched = tuple[dict[str, fstore.StoredEvent], dict[str, int]]
 
 
 class PduRefused(Exception):
@@ -64,9 +70,10 @@ class PduReceiver:
     # --- checks ---------------------------------------------------------------------------
 
     async def check(self, rv: RoomVersion, pdu: Mapping[str, Any], *,
-                    limits: bool = True) -> dict[str, Any]:
+                    limits: bool = True, event_id: str | None = None) -> dict[str, Any]:
         """The PDU as it will be stored (event ID added, redacted if its hash fails) if its
-        format and signatures hold; PduRefused otherwise."""
+        format and signatures hold; PduRefused otherwise. `event_id`: the PDU's, computed
+        already (core.events.compute_event_id)."""
         try:
             check_pdu_format(rv, pdu, limits=limits)
             # Hashes and signatures cover the PDU without event_id (a claimed one is
@@ -81,7 +88,10 @@ class PduReceiver:
         except PduError as e:
             raise PduRefused(str(e)) from None
         received, hash_ok = checked_content(rv, received)
-        event = with_event_id(rv, received)
+        if event_id is None or is_v12_create(received, rv):
+            event = with_event_id(rv, received)
+        else:  # the reference hash, of the redacted PDU: the same for `received`
+            event = {**received, "event_id": event_id}
         if not hash_ok:
             logger.info("content hash of %s does not match: keeping it redacted", event["event_id"])
         return event
@@ -96,15 +106,15 @@ class PduReceiver:
                     keys[(server, key_id)] = cast("VerifyKey", key)
         return keys
 
-    def _auth_failure(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> str | None:
+    def _auth_failure(self, txn: Txn | None, rv: RoomVersion, event: Mapping[str, Any],
+                      stored: dict[str, fstore.StoredEvent] | None = None) -> str | None:
         """Why the event's own auth_events do not allow it; None if they do. Raises LookupError
-        when some of them are not here."""
+        when some of them are not here. `stored`: those of them read already (_auth_ids)."""
         auth_ids = [a for a in event["auth_events"]]
-        stored = fstore.get_stored_events(txn, auth_ids)
-        create_id = None
-        if rv.room_id_is_create_event_hash and event.get("type") != "m.room.create":
-            create_id = create_event_id_from_room_id(event["room_id"])
-            stored.update(fstore.get_stored_events(txn, [create_id]))
+        create_id = _create_id(rv, event)
+        if stored is None:
+            assert txn is not None
+            stored = fstore.get_stored_events(txn, _auth_ids(rv, event))
         missing = [a for a in [*auth_ids, *([create_id] if create_id else [])] if a not in stored]
         if missing:
             raise LookupError(missing)
@@ -130,19 +140,26 @@ class PduReceiver:
     # --- receiving --------------------------------------------------------------------------
 
     async def receive(self, origin: str, rv: RoomVersion, event: dict[str, Any], *,
-                      fill_gaps: bool = True, backfilled: bool = False) -> Persisted:
+                      fill_gaps: bool = True, backfilled: bool = False,
+                      known: Prefetched | None = None) -> Persisted:
         """Persist a checked event (`check`) as part of the room's graph (`backfilled`:
-        placed before the history here, services/backfill.py)."""
+        placed before the history here, services/backfill.py). `known`: `prefetch` of its
+        PDU."""
         room_id = event["room_id"]
-        # The gap first, as Synapse does: the event's auth events are often in it.
         missing_states: list[dict[StateKey, str]] = []
-        missing = await self._missing_prevs(event)
-        if missing and fill_gaps:
-            await self._get_missing_events(origin, rv, event)
-            missing = await self._missing_prevs(event)
-        for prev_id in missing:
-            missing_states.append(await self._state_after(origin, rv, room_id, prev_id))
-        rejected = await self._auth_events_failure(origin, rv, event)
+        # The common case in one read (or none: `known`): prev events and auth events all here.
+        if known is not None:
+            missing, rejected = self._prevs_and_auth_of(rv, event, known)
+        else:
+            missing, rejected = await self.hs.db.run(self._prevs_and_auth, rv, event)
+        if missing or rejected is _AUTH_EVENTS_MISSING:
+            # The gap first, as Synapse does: the event's auth events are often in it.
+            if missing and fill_gaps:
+                await self._get_missing_events(origin, rv, event)
+                missing = await self._missing_prevs(event)
+            for prev_id in missing:
+                missing_states.append(await self._state_after(origin, rv, room_id, prev_id))
+            rejected = await self._auth_events_failure(origin, rv, event)
         try:
             return await self.hs.events.persist_received(
                 event, rejected=rejected, missing_prev_states=missing_states,
@@ -163,6 +180,35 @@ class PduReceiver:
             return await self.hs.db.run(self._auth_failure, rv, event)
         except LookupError as e:
             return f"auth events unknown: {e.args[0]}"
+
+    def prefetch(self, txn: Txn, rv: RoomVersion, pdu: Mapping[str, Any]) -> Prefetched | None:
+        """What `receive` reads first about a PDU, read before it is checked (in a
+        transaction the caller has open anyway); None if the PDU is too malformed to tell.
+        Still true when `receive` comes: events stored stay stored, and as they were."""
+        try:
+            prevs = list(dict.fromkeys(pdu["prev_events"]))
+            auth_ids = _auth_ids(rv, pdu)
+        except (KeyError, TypeError, EventFormatError):
+            return None
+        if not all(isinstance(e, str) for e in (*prevs, *auth_ids)):
+            return None
+        return fstore.get_stored_events_and_groups(txn, auth_ids, prevs)
+
+    def _prevs_and_auth(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any],
+                        ) -> tuple[list[str], str | None]:
+        """(the prev events not in the graph, `_auth_failure` or _AUTH_EVENTS_MISSING)."""
+        prevs = list(dict.fromkeys(event["prev_events"]))
+        known = fstore.get_stored_events_and_groups(txn, _auth_ids(rv, event), prevs)
+        return self._prevs_and_auth_of(rv, event, known, txn)
+
+    def _prevs_and_auth_of(self, rv: RoomVersion, event: Mapping[str, Any], known: Prefetched,
+                           txn: Txn | None = None) -> tuple[list[str], str | None]:
+        stored, placed = known
+        try:
+            rejected = self._auth_failure(txn, rv, event, stored)
+        except LookupError:
+            rejected = _AUTH_EVENTS_MISSING
+        return [p for p in dict.fromkeys(event["prev_events"]) if p not in placed], rejected
 
     async def _missing_prevs(self, event: Mapping[str, Any]) -> list[str]:
         prevs = [p for p in dict.fromkeys(event["prev_events"])]
@@ -289,6 +335,19 @@ class PduReceiver:
 
         found = await asyncio.gather(*(one(e) for e in event_ids))
         return [f for f in found if f is not None]
+
+
+def _create_id(rv: RoomVersion, event: Mapping[str, Any]) -> str | None:
+    """A v12 room's create event, which is no auth event but authorises everything."""
+    if rv.room_id_is_create_event_hash and event.get("type") != "m.room.create":
+        return create_event_id_from_room_id(event["room_id"])
+    return None
+
+
+def _auth_ids(rv: RoomVersion, event: Mapping[str, Any]) -> list[str]:
+    """The events `_auth_failure` reads."""
+    create_id = _create_id(rv, event)
+    return [*event["auth_events"], *([create_id] if create_id else [])]
 
 
 def _id_list(value: object) -> list[str]:

@@ -82,7 +82,14 @@ class EventPersister:
         if outlier:
             return EventContext(outlier=True)
         prev_ids = [p for p in dict.fromkeys(event.get("prev_events") or ()) if isinstance(p, str)]
-        after = graph.get_state_groups_after(txn, prev_ids)
+        # The room's extremities, read anyway to know whether the event builds on current
+        # state, tell the groups of prev events that are among them (the common case).
+        extremities = {e: g for e, _, g in graph.get_forward_extremities(txn, event["room_id"])}
+        on_top = bool(prev_ids) and set(prev_ids) == extremities.keys()
+        if all(extremities.get(p) is not None for p in prev_ids):
+            after = {p: int(extremities[p]) for p in prev_ids}  # type: ignore[arg-type]
+        else:
+            after = graph.get_state_groups_after(txn, prev_ids)
         missing = [p for p in prev_ids if p not in after]
         if missing and not missing_prev_states:
             raise MissingPrevEvents(missing)
@@ -99,9 +106,13 @@ class EventPersister:
                     txn, event["room_id"], None, resolved, groups[best], states[best])
             else:
                 group = graph.store_state_group(txn, event["room_id"], None, resolved, None)
-        rejected = self._auth_failure(txn, rv, event, group)
-        soft_failed = soft_fail and rejected is None and self._fails_current_state(txn, rv, event)
-        return EventContext(group, rejected=rejected, soft_failed=soft_failed)
+        rejected, auth_state = self._auth_failure(txn, rv, event, group)
+        # On top of every extremity, the state before the event is current state, which
+        # then has allowed it already.
+        soft_failed = (soft_fail and rejected is None and not on_top
+                       and self._fails_current_state(txn, rv, event))
+        return EventContext(group, rejected=rejected, soft_failed=soft_failed,
+                            extremities=tuple(extremities), auth_state=auth_state)
 
     def _fails_current_state(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> bool:
         """Server-server API "Soft failure": would current state refuse the event?"""
@@ -116,7 +127,8 @@ class EventPersister:
 
     def _auth_failure(
         self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any], group: int | None,
-    ) -> str | None:
+    ) -> tuple[str | None, dict[StateKey, dict[str, Any]]]:
+        """(why the state before the event refuses it or None, the auth state read)."""
         keys = {*auth_rules.auth_types_for_event(rv, event), auth_rules.CREATE_KEY}
         ids = graph.get_state_group_ids(txn, group, keys) if group is not None else {}
         events = store.get_events(txn, list(ids.values()))
@@ -124,8 +136,8 @@ class EventPersister:
         try:
             auth_rules.check_auth_rules(rv, event, auth_state)
         except (auth_rules.AuthError, EventFormatError) as e:
-            return str(e) or "not allowed by the state before the event"
-        return None
+            return str(e) or "not allowed by the state before the event", auth_state
+        return None, auth_state
 
     def resolve(self, txn: Txn, rv: RoomVersion, states: Sequence[Mapping[StateKey, str]]) -> StateMap:
         """State resolution over stored state sets."""
@@ -178,6 +190,9 @@ class EventPersister:
             state_key = event.get("state_key")
             changed = {(event["type"], state_key): event} if isinstance(state_key, str) else {}
             removed: list[StateKey] = []
+            if auth_state is None and context.auth_state is not None:
+                # The state after the event is the one before with its own key.
+                auth_state = {**context.auth_state, **changed}
         else:
             changed, removed = self._state_delta(txn, rv, event, groups_before)
         store.write_state_delta(txn, room_id, changed, removed, pos)

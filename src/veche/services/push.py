@@ -300,8 +300,9 @@ class PushService:
                 self.mark_read(txn, event["state_key"], room_id, pos, None)
         members = self._room_members(txn, room_id, cache=not is_member)
         thread_id = event_store.thread_id_of(txn, event)
-        if sender in members:
-            # Sending in a room reads it: the sender has seen what came before.
+        if sender in members and sender.endswith(":" + self.hs.server_name):
+            # Sending in a room reads it: the sender has seen what came before (counts are
+            # kept for this server's users only).
             self.mark_read(txn, sender, room_id, pos, thread_id or "main")
         invitee = event.get("state_key") if is_member else None
         if not (invitee is not None and invitee not in members

@@ -40,5 +40,6 @@ class ReportService:
 
     async def _add(self, reporter: str, room_id: str | None, event_id: str | None,
                    user_id: str | None, reason: str | None) -> None:
-        await self.hs.db.run(store.add_report, secrets.token_urlsafe(12), reporter, room_id,
+        # A number, as the admin API's report IDs are (random: reports are not enumerable).
+        await self.hs.db.run(store.add_report, str(secrets.randbelow(2**53)), reporter, room_id,
                              event_id, user_id, reason, int(time.time() * 1000))

@@ -74,7 +74,10 @@ class RoomService:
         self.hs = hs
 
     async def room_version(self, room_id: str) -> RoomVersion:
+        """The room's version, for the room endpoints: 404 for an unknown room, 403 for one a
+        server admin deleted."""
         check_room_id(room_id)
+        await self.hs.admin_rooms.check_not_purged(room_id)
         return await self.hs.events.room_version(room_id)
 
     async def membership(self, room_id: str, user_id: str) -> tuple[str, int] | None:

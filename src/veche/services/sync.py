@@ -21,14 +21,15 @@ callables given the SyncContext after the rooms, for what needs no database.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from veche.core.filters import Filter, RoomEventFilter
 from veche.core.push_rules import default_ruleset
+from veche.core.sync_shape import lean_sync
 from veche.services.events import client_event
+from veche.services.lazy_members import LazyMembers, Sent
 from veche.services.relations import aggregations_txn
 from veche.services.stripped_state import stripped_state
 from veche.storage import events as event_store
@@ -47,6 +48,7 @@ DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 1000
 # Rows scanned at most per room to fill a type-filtered timeline.
 MAX_SCAN = 2000
+PARKED_CACHE_SIZE = 10_000
 
 
 @dataclass
@@ -62,6 +64,9 @@ class SyncContext:
     result: dict[str, Any] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)
     empty: bool = True
+    # Lazy-loading members: what the device has (per room) and what this answer adds.
+    members_known: Sent = field(default_factory=dict)
+    members_added: dict[str, set[str]] = field(default_factory=dict)
 
     @property
     def since_pos(self) -> int:
@@ -105,13 +110,10 @@ class SyncService:
         self.hs = hs
         self.providers: list[SyncProvider] = []
         self.txn_providers: list[SyncTxnProvider] = []
-        # (user, device) -> room -> member state keys already sent (lazy-loading members)
-        self._ll_sent: OrderedDict[tuple[str, str], dict[str, set[str]]] = OrderedDict()
+        self.lazy_members = LazyMembers()
         self.state_groups = groups.StateGroupCache()
-        # user -> (stream position, the filter's rooms and not_rooms, the joined rooms it
-        # allowed) of the user's last computed /sync: what an unchanged one waits on.
-        self._joined: OrderedDict[
-            str, tuple[int, frozenset[str] | None, frozenset[str], list[str]]] = OrderedDict()
+        # (user, device) -> (position, filter, joined rooms) of the last answer computed
+        self._parked: dict[tuple[str, str], tuple[StreamToken, Filter, list[str]]] = {}
 
     def add_provider(self, provider: SyncProvider) -> None:
         self.providers.append(provider)
@@ -124,48 +126,43 @@ class SyncService:
         sync_filter: Filter,
     ) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_ms / 1000
-        timed_out = False
         while True:
             counter = self.hs.notifier.counter
             upto = StreamToken(self.hs.stream.current, self.hs.typing.serial)
             if since is not None and since.stream > upto.stream:
+                if self.hs.cluster is not None and await self.hs.cluster.caught_up(since.stream):
+                    continue  # another process's token: this one has caught up with it
                 # A token from the future (e.g. before a restart that lost positions): clamp.
                 since = StreamToken(upto.stream, since.typing)
-            if since == upto and not full_state and not timed_out:
-                # Nothing at all was written since the client's token (every section is read
-                # by stream position), so the answer would be empty: wait without reading,
-                # on the rooms the last computation at this position found. The common
-                # long-poll, back at once after its previous answer, then costs no query.
-                joined = self._joined_at(req.user_id, upto.stream, sync_filter)
-                remaining = deadline - time.monotonic()
-                if joined is not None and remaining > 0:
-                    if not await self.hs.notifier.wait([req.user_id, *joined], counter,
-                                                       remaining):
-                        timed_out = True  # answer (empty) from a computation
+            remaining = deadline - time.monotonic()
+            parked = self._parked.get((req.user_id, req.device_id))
+            if (since == upto and parked is not None and parked[0] == upto and remaining > 0
+                    and not full_state and parked[1] == sync_filter):
+                # Nothing is newer than `since` and the last answer to this device was
+                # computed at this very position: this one would be empty. Wait first (the
+                # common case: a client's next long-poll right after an answer).
+                if await self.hs.notifier.wait([req.user_id, *parked[2]], counter, remaining):
                     continue
             ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter)
+            ctx.members_known = self.lazy_members.known(
+                req.user_id, req.device_id, str(since) if since is not None else None)
             await self._compute(ctx)
-            self._remember_joined(ctx)
+            if len(self._parked) >= PARKED_CACHE_SIZE:
+                self._parked.clear()
+            self._parked[(req.user_id, req.device_id)] = (upto, sync_filter, ctx.joined)
             remaining = deadline - time.monotonic()
-            if not ctx.empty or since is None or full_state or remaining <= 0 or timed_out:
-                return ctx.result
+            if not ctx.empty or since is None or full_state or remaining <= 0:
+                return self._answer(ctx)
             woke = await self.hs.notifier.wait([req.user_id, *ctx.joined], counter, remaining)
             if not woke:
-                return ctx.result
+                return self._answer(ctx)
 
-    def _joined_at(self, user_id: str, pos: int, flt: Filter) -> list[str] | None:
-        hit = self._joined.get(user_id)
-        if hit is None or hit[0] != pos or hit[1] != flt.room.rooms \
-                or hit[2] != flt.room.not_rooms:
-            return None
-        return hit[3]
-
-    def _remember_joined(self, ctx: SyncContext) -> None:
-        room = ctx.filter.room
-        self._joined[ctx.user_id] = (ctx.upto.stream, room.rooms, room.not_rooms, ctx.joined)
-        self._joined.move_to_end(ctx.user_id)
-        while len(self._joined) > 10_000:
-            self._joined.popitem(last=False)
+    def _answer(self, ctx: SyncContext) -> dict[str, Any]:
+        if ctx.filter.room.state.lazy_load_members:
+            # Known to the client only once it comes back with this answer's next_batch.
+            self.lazy_members.record(ctx.user_id, ctx.device_id, ctx.result["next_batch"],
+                                     ctx.members_known, ctx.members_added)
+        return lean_sync(ctx.result)
 
     # --- computing a response ---------------------------------------------------------------
     async def _compute(self, ctx: SyncContext) -> None:
@@ -322,8 +319,6 @@ class SyncService:
         room_filter = flt.room
         incremental = since is not None
         moved = upto > since_pos or not incremental or ctx.full_state
-        if room_filter.state.lazy_load_members and not incremental:
-            self._ll_sent.pop((user_id, ctx.device_id), None)
 
         memberships = [m for m in store.membership_rows(txn, user_id)
                        if room_filter.room_allowed(m[0])]
@@ -539,12 +534,7 @@ class SyncService:
         """Keep non-member state plus the member events of the timeline's senders."""
         room_id, full = w.room.room_id, w.full
         flt = ctx.filter.room.state
-        cache_key = (ctx.user_id, ctx.device_id)
-        sent_rooms = self._ll_sent.setdefault(cache_key, {})
-        self._ll_sent.move_to_end(cache_key)
-        while len(self._ll_sent) > 10_000:
-            self._ll_sent.popitem(last=False)
-        sent = sent_rooms.setdefault(room_id, set())
+        sent = ctx.members_known.get(room_id, frozenset())
         wanted = {e["sender"] for _, e in timeline}
         if ctx.since is None or full:
             wanted.add(ctx.user_id)
@@ -567,8 +557,9 @@ class SyncService:
                                         [("m.room.member", uid) for uid in missing])
             for ev in event_store.get_events(txn, list(ids.values())).values():
                 kept[("m.room.member", ev["state_key"])] = ev
-        sent.update(k[1] for k in kept if k[0] == "m.room.member")
-        sent.update(in_timeline_members)
+        added = ctx.members_added.setdefault(room_id, set())
+        added.update(k[1] for k in kept if k[0] == "m.room.member")
+        added.update(in_timeline_members)
         return kept
 
     def _summaries_txn(self, txn: Txn, ctx: SyncContext, rooms: list[_Room]) -> None:

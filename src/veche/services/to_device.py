@@ -30,6 +30,7 @@ register_stream_table("to_device_positions")
 DELIVERY_LIMIT = 100
 # Recipient devices one request may address (after expanding "*").
 MAX_RECIPIENTS = 10_000
+EMPTY_CACHE_SIZE = 100_000
 TXN_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
 
 
@@ -37,6 +38,11 @@ class ToDeviceService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         hs.sync.add_txn_provider(self._sync_provider)
+        # Devices whose inbox a sync found empty, and no delivery since: their syncs read
+        # nothing (most devices, most of the time). `_deliveries` counts deliveries per
+        # device, so that a sync racing one (PostgreSQL) does not mark its device empty.
+        self._empty: set[tuple[str, str]] = set()
+        self._deliveries: dict[tuple[str, str], int] = {}
 
     async def send(
         self, sender: str, sender_device: str, event_type: str, txn_id: str,
@@ -131,13 +137,26 @@ class ToDeviceService:
                 raise MatrixError(413, "M_TOO_LARGE",
                                   f"At most {MAX_RECIPIENTS} devices per request")
         store.add_messages(txn, pos, rows)
+        devices = {(u, d) for u, d, _ in rows}
+        self._delivering(devices)
+        txn.call_after(lambda: self._delivering(devices))
         return {u for u, _, _ in rows}
+
+    def _delivering(self, devices: set[tuple[str, str]]) -> None:
+        """Called in the delivering transaction and again once it committed."""
+        self._empty.difference_update(devices)
+        for key in devices:
+            self._deliveries[key] = self._deliveries.get(key, 0) + 1
 
     def _sync_provider(self, txn: Txn, ctx: SyncContext) -> SyncFinisher:
         """The device's messages up to the sync's position, read in the sync's transaction
         (those the client acknowledged by coming back with `since` are deleted first)."""
         user_id, device_id = ctx.user_id, ctx.device_id
         upto = ctx.upto.stream
+        key = (user_id, device_id)
+        if key in self._empty:
+            return _nothing
+        deliveries = self._deliveries.get(key, 0)
         if ctx.since is not None:
             store.acknowledge(txn, user_id, device_id, ctx.since.stream)
         rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
@@ -145,8 +164,14 @@ class ToDeviceService:
         rows = rows[:DELIVERY_LIMIT]
         if cut:
             store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
+        # Messages past `upto` (delivered since it was read) count too.
+        has_any = bool(rows) or store.has_messages(txn, user_id, device_id)
 
         async def finish(ctx: SyncContext) -> bool:
+            if not has_any and self._deliveries.get(key, 0) == deliveries:
+                if len(self._empty) >= EMPTY_CACHE_SIZE:
+                    self._empty.clear()
+                self._empty.add(key)
             if cut:
                 # A fresh position, so the next response's token differs from this one's even
                 # if nothing else happens, and the record above keeps meaning one response.
@@ -155,3 +180,25 @@ class ToDeviceService:
             ctx.result["to_device"] = {"events": [m for _, m in rows]}
             return bool(rows)
         return finish
+
+    async def sync_section(
+        self, user_id: str, device_id: str, since: int | None, upto: int, limit: int
+    ) -> tuple[list[dict[str, Any]], int]:
+        """Sliding sync's to_device extension: (messages, next_batch). Messages stay until a
+        request passes a `since` at or past them; a response cut short at `limit` ends its
+        next_batch at its last message."""
+
+        def run(txn: Txn) -> list[tuple[int, dict[str, Any]]]:
+            if since is not None:
+                store.acknowledge(txn, user_id, device_id, since)
+            return store.pending(txn, user_id, device_id, upto, limit + 1)
+
+        rows = await self.hs.db.run(run)
+        if len(rows) > limit:
+            rows = rows[:limit]
+            return [m for _, m in rows], rows[-1][0]
+        return [m for _, m in rows], upto
+
+
+async def _nothing(ctx: SyncContext) -> bool:
+    return False

@@ -51,7 +51,9 @@ class TypingService:
             self._changed(room_id)
 
     def _changed(self, room_id: str) -> None:
-        self.serial += 1
+        # Clock-based, so serials of processes sharing the work (veche.cluster) compare:
+        # a client whose sync moves to another process neither misses nor repeats a notice.
+        self.serial = max(self.serial + 1, int(time.time() * 1000))
         self._room_serial[room_id] = self.serial
         self.hs.notifier.notify([room_id])
 

@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -163,6 +164,16 @@ class Txn:
 
 class Database:
     dialect: str
+    # Told each transaction's seconds, from waiting for the connection to commit (metrics).
+    on_transaction: Callable[[float], None] | None = None
+
+    def pool_stats(self) -> dict[str, int]:
+        """The connection pool's counters (psycopg_pool's names); empty without a pool."""
+        return {}
+
+    def _timed(self, started: float) -> None:
+        if self.on_transaction is not None:
+            self.on_transaction(time.perf_counter() - started)
 
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         raise NotImplementedError
@@ -206,6 +217,7 @@ class SQLiteDatabase(Database):
         self._readers = SQLiteReaders(path) if path != ":memory:" else None
 
     def run_sync(self, fn: Callable[..., T], *args: Any) -> T:
+        started = time.perf_counter()
         with self._lock:
             cur = self._conn.cursor()
             txn = Txn(cur, self.dialect)
@@ -216,6 +228,7 @@ class SQLiteDatabase(Database):
                 cur.execute("ROLLBACK")
                 raise
             cur.execute("COMMIT")
+        self._timed(started)
         for cb in txn._after:
             cb()
         return result
@@ -260,6 +273,7 @@ class PostgresDatabase(Database):
         # The connections are in autocommit mode and the transaction is begun by hand: BEGIN
         # then rides with the first statement, and COMMIT with the last held writes, where
         # psycopg's own transaction would spend a round trip on each.
+        started = time.perf_counter()
         with self._pool.connection() as conn:
             with conn.cursor() as cur:
                 txn = Txn(cur, self.dialect)
@@ -284,6 +298,7 @@ class PostgresDatabase(Database):
                     if isinstance(e, self._canceled) and timeout is not None:
                         raise QueryTimeout(f"stopped after {timeout:g} s") from None
                     raise
+        self._timed(started)
         for cb in txn._after:
             cb()
         return result
@@ -298,10 +313,18 @@ class PostgresDatabase(Database):
         return await loop.run_in_executor(
             self._slow, lambda: self.run_sync(fn, *args, timeout=timeout))
 
+    def pool_stats(self) -> dict[str, int]:
+        return dict(self._pool.get_stats())
+
     def close(self) -> None:
         self._pool.close()
         self._executor.shutdown(wait=False)
         self._slow.shutdown(wait=False)
+
+
+def ping(txn: Txn) -> None:
+    """The database answers (the readiness check)."""
+    txn.fetchval("SELECT 1")
 
 
 def _yoyo_url(url: str) -> str:

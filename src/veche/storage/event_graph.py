@@ -25,7 +25,7 @@ the persist step (services/persist.py); /sync reads state groups
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -56,6 +56,10 @@ class EventContext:
     # state. It gets its place in the graph and the state after it (later events may cite
     # it), but it never becomes a forward extremity and moves no current state.
     soft_failed: bool = False
+    # Some of the state before the event (create, power levels: its auth state), when the
+    # maker read it; the push hook reads them (services/persist.py).
+    auth_state: Mapping[StateKey, dict[str, Any]] | None = field(
+        default=None, compare=False, hash=False)
 
 
 @dataclass(slots=True, frozen=True)

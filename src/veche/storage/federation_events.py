@@ -30,13 +30,49 @@ def get_received_transaction(txn: Txn, origin: str, txn_id: str) -> dict[str, An
 
 def store_received_transaction(
     txn: Txn, origin: str, txn_id: str, response: dict[str, Any], now_ms: int,
+    *, forget_old: bool = True,
 ) -> None:
+    """`forget_old`: also delete the records past TRANSACTION_KEEP_MS (a scan of the
+    table, done now and then rather than on every transaction)."""
     txn.execute(
         "INSERT INTO received_transactions (origin, txn_id, response, received_ts)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (origin, txn_id) DO NOTHING",
         (origin, txn_id, orjson.dumps(response).decode(), now_ms))
-    txn.execute("DELETE FROM received_transactions WHERE received_ts < ?",
-                (now_ms - TRANSACTION_KEEP_MS,))
+    if forget_old:
+        txn.execute("DELETE FROM received_transactions WHERE received_ts < ?",
+                    (now_ms - TRANSACTION_KEEP_MS,))
+
+
+@dataclass(slots=True)
+class GateFacts:
+    """What decides whether a room takes a PDU from a server (services/federation_inbound.py)."""
+
+    stored: bool
+    stored_rejected: bool
+    we_joined: bool  # this server has a joined member
+    origin_joined: bool
+    acl: dict[str, Any] | None  # the room's current m.room.server_acl event, if any
+
+
+def pdu_gate_facts(txn: Txn, room_id: str, event_id: str, server_name: str,
+                   origin: str) -> GateFacts:
+    """GateFacts in one statement: a PDU per transaction is the common case, and each
+    statement costs more than the little it reads."""
+    joined = ("SELECT CASE WHEN EXISTS (SELECT 1 FROM room_memberships WHERE room_id = ?"
+              " AND membership = 'join' AND substr(user_id, length(user_id) - ? + 1) = ?)"
+              " THEN 1 ELSE 0 END")
+    ours, theirs = ":" + server_name, ":" + origin
+    row = txn.fetchone(
+        "SELECT (SELECT CASE WHEN r.event_id IS NULL THEN 0 ELSE 1 END FROM events e"
+        "  LEFT JOIN rejections r ON r.event_id = e.event_id WHERE e.event_id = ?),"
+        f" ({joined}), ({joined}),"
+        " (SELECT e.json FROM current_state c JOIN events e ON e.event_id = c.event_id"
+        "  WHERE c.room_id = ? AND c.type = 'm.room.server_acl' AND c.state_key = '')",
+        (event_id, room_id, len(ours), ours, room_id, len(theirs), theirs, room_id))
+    assert row is not None
+    stored, we, they, acl = row
+    return GateFacts(stored is not None, bool(stored), bool(we), bool(they),
+                     orjson.loads(acl) if acl is not None else None)
 
 
 # --- soft failure ---------------------------------------------------------------------------
@@ -76,6 +112,38 @@ def get_stored_events(txn: Txn, event_ids: Sequence[str]) -> dict[str, StoredEve
             out[event_id] = StoredEvent(orjson.loads(raw), room_id, int(depth),
                                         rejected is not None, bool(outlier), soft is not None)
     return out
+
+
+def get_stored_events_and_groups(
+    txn: Txn, event_ids: Sequence[str], placed_ids: Sequence[str],
+) -> tuple[dict[str, StoredEvent], dict[str, int]]:
+    """`get_stored_events` of `event_ids` and the group after each of `placed_ids` that
+    has a place in the graph (event_graph.get_state_groups_after), in one statement: a
+    received PDU's auth events and prev events, few of each."""
+    ids = list(dict.fromkeys(event_ids))
+    placed = list(dict.fromkeys(placed_ids))
+    if len(ids) > 500 or len(placed) > 500:
+        from veche.storage.event_graph import get_state_groups_after
+
+        return get_stored_events(txn, ids), get_state_groups_after(txn, placed)
+    clause, args = txn.in_list("e.event_id", ids)
+    placed_clause, placed_args = txn.in_list("event_id", placed)
+    stored: dict[str, StoredEvent] = {}
+    groups: dict[str, int] = {}
+    for event_id, room_id, depth, raw, outlier, rejected, soft, group in txn.fetchall(
+        "SELECT e.event_id, e.room_id, e.depth, e.json, e.outlier, r.event_id, s.event_id, NULL"
+        " FROM events e LEFT JOIN rejections r ON r.event_id = e.event_id"
+        " LEFT JOIN soft_failed_events s ON s.event_id = e.event_id"
+        f" WHERE {clause}"
+        " UNION ALL SELECT event_id, NULL, NULL, NULL, NULL, NULL, NULL, state_group"
+        f" FROM event_to_state_groups WHERE {placed_clause}", [*args, *placed_args],
+    ):
+        if group is not None:
+            groups[event_id] = int(group)
+        else:
+            stored[event_id] = StoredEvent(orjson.loads(raw), room_id, int(depth),
+                                           rejected is not None, bool(outlier), soft is not None)
+    return stored, groups
 
 
 def get_prev_events(txn: Txn, event_ids: Sequence[str]) -> dict[str, list[str]]:

@@ -50,6 +50,12 @@ def delete_sent(txn: Txn, ids: Sequence[int]) -> None:
         txn.execute(f"DELETE FROM federation_outbox WHERE {clause}", args)
 
 
+def depths(txn: Txn) -> dict[str, int]:
+    """Destination -> how many PDUs and EDUs are queued for it (metrics)."""
+    return {r[0]: int(r[1]) for r in txn.fetchall(
+        "SELECT destination, COUNT(*) FROM federation_outbox GROUP BY destination")}
+
+
 def pending_pdu_count(txn: Txn, destination: str) -> int:
     return int(txn.fetchval(
         "SELECT COUNT(*) FROM federation_outbox WHERE destination = ? AND event_id IS NOT NULL",

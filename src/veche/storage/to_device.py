@@ -69,6 +69,11 @@ def pending(
     )]
 
 
+def has_messages(txn: Txn, user_id: str, device_id: str) -> bool:
+    return txn.fetchval("SELECT 1 FROM device_inbox WHERE user_id = ? AND device_id = ? LIMIT 1",
+                        (user_id, device_id)) is not None
+
+
 def set_position(txn: Txn, user_id: str, stream_id: int) -> None:
     txn.execute(
         "INSERT INTO to_device_positions (user_id, stream_id) VALUES (?, ?) ON CONFLICT (user_id)"

@@ -1,0 +1,1 @@
+"""Many Veche processes on one PostgreSQL database and a NATS bus (README "Many processes")."""

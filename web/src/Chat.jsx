@@ -1,0 +1,279 @@
+import { useEffect, useState } from "react";
+import { ClientEvent, EventType, NotificationCountType, RoomEvent, RoomMemberEvent, MatrixEventEvent, Preset, Visibility } from "matrix-js-sdk";
+import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
+import RoomView from "./RoomView.jsx";
+import { IncomingVerification, VerifyPanel } from "./Verification.jsx";
+
+const LAST_ROOMS = "veche.lastRooms";
+const ENCRYPTION = { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } };
+
+// One re-render per animation frame whatever the SDK reports: enough for a chat window.
+export function useClientTick(client) {
+  const [, setTick] = useState(0);
+  useEffect(() => {
+    let queued = false;
+    const bump = () => {
+      if (queued) return;
+      queued = true;
+      requestAnimationFrame(() => {
+        queued = false;
+        setTick((t) => t + 1);
+      });
+    };
+    const events = [ClientEvent.Sync, ClientEvent.Room, ClientEvent.DeleteRoom, ClientEvent.AccountData, RoomEvent.Timeline, RoomEvent.Redaction, RoomEvent.Name, RoomEvent.Receipt, RoomEvent.UnreadNotifications, RoomEvent.LocalEchoUpdated, RoomEvent.MyMembership, RoomEvent.TimelineReset, RoomMemberEvent.Membership, RoomMemberEvent.Typing, MatrixEventEvent.Decrypted, MatrixEventEvent.Replaced];
+    for (const e of events) client.on(e, bump);
+    return () => {
+      for (const e of events) client.off(e, bump);
+    };
+  }, [client]);
+}
+
+function directRoomIds(client) {
+  const content = client.getAccountData(EventType.Direct)?.getContent() || {};
+  return new Set(Object.values(content).flat());
+}
+
+async function markDirect(client, userId, roomId) {
+  const content = { ...(client.getAccountData(EventType.Direct)?.getContent() || {}) };
+  const rooms = new Set(content[userId] || []);
+  rooms.add(roomId);
+  content[userId] = [...rooms];
+  await client.setAccountData(EventType.Direct, content);
+}
+
+function inviterOf(room, me) {
+  const ev = room.getMember(me)?.events.member;
+  return { sender: ev?.getSender(), isDirect: Boolean(ev?.getContent().is_direct) };
+}
+
+function NewRoomDialog({ client, direct, onClose, onCreated }) {
+  const [name, setName] = useState("");
+  const [userId, setUserId] = useState("");
+  const [encrypted, setEncrypted] = useState(true);
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+
+  async function create(e) {
+    e.preventDefault();
+    setBusy(true);
+    try {
+      const invite = userId.trim() ? [userId.trim()] : [];
+      const opts = direct
+        ? { is_direct: true, invite, preset: Preset.TrustedPrivateChat, initial_state: [ENCRYPTION] }
+        : { name: name.trim(), invite, preset: encrypted ? Preset.PrivateChat : Preset.PublicChat, visibility: Visibility.Private, initial_state: encrypted ? [ENCRYPTION] : [] };
+      const { room_id: roomId } = await client.createRoom(opts);
+      if (direct) await markDirect(client, invite[0], roomId);
+      onCreated(roomId);
+    } catch (err) {
+      setError(err.data?.error || err.message);
+      setBusy(false);
+    }
+  }
+
+  return (
+    <div className="modal-back">
+      <form className="card modal" onSubmit={create}>
+        <h2>{direct ? "Start a direct chat" : "New room"}</h2>
+        {!direct && <label>Name<input name="room-name" value={name} onChange={(e) => setName(e.target.value)} required /></label>}
+        <label>{direct ? "User ID" : "Invite (optional)"}<input name="user-id" placeholder="@someone:server" value={userId} onChange={(e) => setUserId(e.target.value)} required={direct} /></label>
+        {!direct && <label className="check"><input type="checkbox" checked={encrypted} onChange={(e) => setEncrypted(e.target.checked)} /> Private and end-to-end encrypted</label>}
+        {error && <p className="error" role="alert">{error}</p>}
+        <div className="row">
+          <button type="button" onClick={onClose}>Cancel</button>
+          <button type="submit" className="primary" disabled={busy} data-testid="create">{direct ? "Start chat" : "Create"}</button>
+        </div>
+      </form>
+    </div>
+  );
+}
+
+function JoinDialog({ client, onClose, onJoined }) {
+  const [alias, setAlias] = useState("");
+  const [error, setError] = useState("");
+  async function join(e) {
+    e.preventDefault();
+    try {
+      const room = await client.joinRoom(alias.trim().replace(/^https?:\/\/matrix\.to\/#\//, ""));
+      onJoined(room.roomId);
+    } catch (err) {
+      setError(err.data?.error || err.message);
+    }
+  }
+  return (
+    <div className="modal-back">
+      <form className="card modal" onSubmit={join}>
+        <h2>Join a room</h2>
+        <label>Address or link<input name="alias" placeholder="#room:server" value={alias} onChange={(e) => setAlias(e.target.value)} required /></label>
+        {error && <p className="error" role="alert">{error}</p>}
+        <div className="row"><button type="button" onClick={onClose}>Cancel</button><button type="submit" className="primary">Join</button></div>
+      </form>
+    </div>
+  );
+}
+
+function SettingsDialog({ client, onClose, onSignOut }) {
+  const [devices, setDevices] = useState([]);
+  const [backup, setBackup] = useState(null);
+  useEffect(() => {
+    client.getDevices().then((r) => setDevices(r.devices || [])).catch(() => {});
+    // How many message keys the server keeps for a new browser: worth knowing before signing out.
+    const look = () => client.http.authedRequest("GET", "/room_keys/version").then(setBackup, () => setBackup({ count: null }));
+    look();
+    const timer = setInterval(look, 2000);
+    return () => clearInterval(timer);
+  }, [client]);
+  return (
+    <div className="modal-back">
+      <div className="card modal" data-testid="settings">
+        <h2>Account</h2>
+        <p>{client.getUserId()}</p>
+        <p className="muted">This session: <span data-testid="own-device-id">{client.getDeviceId()}</span></p>
+        <p data-testid="backup-status">
+          {backup === null ? "Key backup: checking…" : backup.count === null ? "Key backup: off" : `Key backup: ${backup.count} message keys saved`}
+        </p>
+        <h3>Sessions</h3>
+        <ul className="sessions">
+          {devices.map((d) => (
+            <li key={d.device_id}>
+              <b>{d.display_name || d.device_id}</b> <span className="muted">{d.device_id}{d.last_seen_ts ? ` · ${new Date(d.last_seen_ts).toLocaleString()}` : ""}</span>
+            </li>
+          ))}
+        </ul>
+        {"Notification" in window && Notification.permission !== "granted" && (
+          <p><button onClick={() => Notification.requestPermission()}>Notify me of new messages</button></p>
+        )}
+        <div className="row">
+          <button onClick={onSignOut} data-testid="sign-out">Sign out</button>
+          <button className="primary" onClick={onClose}>Close</button>
+        </div>
+      </div>
+    </div>
+  );
+}
+
+function lastSeenRooms() {
+  try {
+    return JSON.parse(localStorage.getItem(LAST_ROOMS) || "[]");
+  } catch {
+    return [];
+  }
+}
+
+export default function Chat({ client, onSignOut }) {
+  useClientTick(client);
+  const [roomId, setRoomId] = useState(() => window.location.hash.replace(/^#\/room\//, "") || null);
+  const [dialog, setDialog] = useState(null);
+  const [verification, setVerification] = useState(null);
+
+  // Browser notifications while the tab is open but not looked at.
+  useEffect(() => {
+    const onEvent = async (ev, room, toStart, _removed, data) => {
+      if (toStart || !data?.liveEvent || ev.getSender() === client.getUserId() || !document.hidden) return;
+      if (!("Notification" in window) || Notification.permission !== "granted") return;
+      await client.decryptEventIfNeeded(ev);
+      if (ev.getType() !== "m.room.message" || ev.isRelation("m.replace")) return;
+      const n = new Notification(room?.name || "Veche", { body: `${room?.getMember(ev.getSender())?.name || ev.getSender()}: ${ev.getContent().body || ""}`, tag: room?.roomId });
+      n.onclick = () => {
+        window.focus();
+        window.location.hash = `#/room/${room.roomId}`;
+        setRoomId(room.roomId);
+      };
+    };
+    client.on(RoomEvent.Timeline, onEvent);
+    return () => client.off(RoomEvent.Timeline, onEvent);
+  }, [client]);
+
+  useEffect(() => {
+    const onRequest = (request) => setVerification(request);
+    client.on(CryptoEvent.VerificationRequestReceived, onRequest);
+    return () => client.off(CryptoEvent.VerificationRequestReceived, onRequest);
+  }, [client]);
+
+  function open(id) {
+    setRoomId(id);
+    setDialog(null);
+    window.location.hash = id ? `#/room/${id}` : "";
+  }
+
+  const me = client.getUserId();
+  const direct = directRoomIds(client);
+  const rooms = client.getRooms().filter((r) => ["join", "invite"].includes(r.getMyMembership()));
+  const invites = rooms.filter((r) => r.getMyMembership() === "invite");
+  const joined = rooms
+    .filter((r) => r.getMyMembership() === "join")
+    .sort((a, b) => b.getLastActiveTimestamp() - a.getLastActiveTimestamp());
+  const syncState = client.getSyncState();
+  const offline = syncState === "ERROR" || syncState === "RECONNECTING" || syncState === null;
+
+  useEffect(() => {
+    if (joined.length) {
+      localStorage.setItem(LAST_ROOMS, JSON.stringify(joined.slice(0, 50).map((r) => ({ roomId: r.roomId, name: r.name }))));
+    }
+  });
+
+  async function accept(room) {
+    const { sender, isDirect } = inviterOf(room, me);
+    await client.joinRoom(room.roomId);
+    if (isDirect && sender) await markDirect(client, sender, room.roomId);
+    open(room.roomId);
+  }
+
+  const current = roomId ? client.getRoom(roomId) : null;
+  const cached = !joined.length && offline ? lastSeenRooms() : [];
+
+  return (
+    <div className={`chat ${current ? "has-room" : ""}`}>
+      <aside className="sidebar">
+        <header>
+          <b title={me}>{me}</b>
+          <button onClick={() => setDialog("settings")} title="Account and sessions" data-testid="open-settings">⚙</button>
+        </header>
+        {offline && <p className="offline" role="status">{syncState === null ? "Connecting…" : "Connection lost — retrying…"}</p>}
+        <div className="actions">
+          <button onClick={() => setDialog("dm")} data-testid="new-dm">+ Direct chat</button>
+          <button onClick={() => setDialog("room")} data-testid="new-room">+ Room</button>
+          <button onClick={() => setDialog("join")}>Join</button>
+        </div>
+        {invites.length > 0 && <h4>Invites</h4>}
+        <ul className="rooms">
+          {invites.map((r) => (
+            <li key={r.roomId} className="invite" data-testid="invite">
+              <span>{r.name}</span>
+              <span className="muted">from {inviterOf(r, me).sender}</span>
+              <div className="row">
+                <button className="primary" onClick={() => accept(r)} data-testid="accept-invite">Accept</button>
+                <button onClick={() => client.leave(r.roomId)}>Decline</button>
+              </div>
+            </li>
+          ))}
+        </ul>
+        <h4>Rooms</h4>
+        <ul className="rooms">
+          {joined.map((r) => {
+            const unread = r.getUnreadNotificationCount(NotificationCountType.Total);
+            const mentions = r.getUnreadNotificationCount(NotificationCountType.Highlight);
+            return (
+              <li key={r.roomId} className={r.roomId === roomId ? "on" : ""} onClick={() => open(r.roomId)} data-testid="room">
+                <span className="name">{direct.has(r.roomId) ? "@ " : "# "}{r.name}</span>
+                {r.roomId !== roomId && unread > 0 && <span className={`badge ${mentions ? "mention" : ""}`} data-testid="unread">{unread}</span>}
+              </li>
+            );
+          })}
+          {cached.map((r) => <li key={r.roomId} className="cached"># {r.name}</li>)}
+        </ul>
+      </aside>
+      <main>
+        {current ? (
+          <RoomView key={current.roomId} client={client} room={current} onBack={() => open(null)} onVerify={(userId) => setDialog({ verify: userId })} />
+        ) : (
+          <div className="empty muted">Pick a room, or start a direct chat.</div>
+        )}
+      </main>
+      {(dialog === "dm" || dialog === "room") && <NewRoomDialog client={client} direct={dialog === "dm"} onClose={() => setDialog(null)} onCreated={open} />}
+      {dialog === "join" && <JoinDialog client={client} onClose={() => setDialog(null)} onJoined={open} />}
+      {dialog === "settings" && <SettingsDialog client={client} onClose={() => setDialog(null)} onSignOut={onSignOut} />}
+      {dialog?.verify && <VerifyPanel client={client} userId={dialog.verify} onClose={() => setDialog(null)} onRequest={(r) => { setDialog(null); setVerification(r); }} />}
+      {verification && <IncomingVerification request={verification} client={client} onClose={() => setVerification(null)} />}
+    </div>
+  );
+}

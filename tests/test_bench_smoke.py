@@ -60,6 +60,30 @@ def test_bench_federation_needs_both_servers(tmp_path: Path) -> None:
     assert not (tmp_path / "RESULTS.md").exists()
 
 
+def test_bench_veche_on_postgres_quick(tmp_path: Path) -> None:
+    """`--servers veche,veche-postgres --cycles 2`: the same Veche on SQLite and on a fresh
+    PostgreSQL database, alternating, with the PostgreSQL / SQLite ratio of each cycle."""
+    out = tmp_path / "RESULTS.md"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--servers", "veche,veche-postgres",
+         "--scenarios", "chat", "--cycles", "2", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    table = out.read_text()
+    head = next(line for line in table.splitlines() if line.startswith("| metric |"))
+    cells = [c.strip() for c in head.split("|")[2:5]]
+    assert cells[0].startswith("Veche ") and cells[1].startswith("Veche on PostgreSQL "), head
+    assert cells[2] == "PostgreSQL / SQLite", head
+    row = next(line for line in table.splitlines()
+               if line.startswith("| server CPU-s per 1,000 messages |"))
+    sqlite, postgres, ratio = (float(c.replace(",", "")) for c in row.split("|")[2:5])
+    assert sqlite > 0 and postgres > 0 and ratio > 0, row
+    cycles = [line for line in table.splitlines() if line.startswith("- cycle ")]
+    assert len(cycles) == 2, table
+    assert "- median ratio" in table
+
+
 def test_bench_shaped_link_quick(tmp_path: Path) -> None:
     """The shaped-link scenario at tiny size: through the user-space shaper in a namespace
     of its own, or skipped with a line saying why where namespaces or TUN are unavailable."""

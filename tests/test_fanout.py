@@ -28,15 +28,17 @@ class _Counter:
 def counter(monkeypatch: pytest.MonkeyPatch) -> Iterator[_Counter]:
     c = _Counter()
     originals = {name: getattr(database.Txn, name)
-                 for name in ("execute", "fetchall", "fetchone", "executemany")}
+                 for name in ("execute", "fetchall", "fetchone", "executemany", "write",
+                              "write_many")}
 
     def counted(name: str) -> Any:
         def wrapper(self: database.Txn, sql: str, args: Any = ()) -> Any:
             c.statements += 1
-            if name == "executemany":
+            if name in ("executemany", "write_many"):
                 args = list(args)
                 c.rows += len(args)
-            elif name == "execute" and sql.lstrip().upper().startswith(("INSERT", "UPDATE")):
+            elif name in ("execute", "write") and sql.lstrip().upper().startswith(
+                    ("INSERT", "UPDATE")):
                 c.rows += 1
             return originals[name](self, sql, args)
         return wrapper

@@ -249,7 +249,8 @@ async def test_conflicting_topics_resolve_and_a_merge_that_changes_nothing_write
 def recording_writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """The SQL of every write in the block (transactions run on other threads too)."""
     writes: list[str] = []
-    originals = {name: getattr(database.Txn, name) for name in ("execute", "executemany")}
+    originals = {name: getattr(database.Txn, name)
+                 for name in ("execute", "executemany", "write", "write_many")}
 
     def recording(name: str) -> Any:
         def wrapper(self: Txn, sql: str, args: Any = ()) -> Any:

@@ -25,7 +25,7 @@ from veche.storage.database import Txn
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
-    from veche.services.sync import SyncContext
+    from veche.services.sync import SyncContext, SyncFinisher
 
 register_stream_table("device_list_changes")
 
@@ -73,7 +73,7 @@ def _without_signatures(obj: dict[str, Any]) -> dict[str, Any]:
 class E2eKeysService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        hs.sync.add_provider(self._sync_provider)
+        hs.sync.add_txn_provider(self._sync_provider)
 
     # --- device lists ---------------------------------------------------------------------------
     async def notify_changed(self, user_id: str) -> None:
@@ -93,24 +93,24 @@ class E2eKeysService:
         changed, left = await self.hs.db.run(store.device_list_delta, user_id, since, upto)
         return sorted(changed), sorted(left)
 
-    async def _sync_provider(self, ctx: SyncContext) -> bool:
+    def _sync_provider(self, txn: Txn, ctx: SyncContext) -> SyncFinisher:
+        """One-time key counts and device list changes, read in the sync's transaction."""
         user_id, device_id = ctx.user_id, ctx.device_id
-        since, upto = ctx.since, ctx.upto.stream
+        counts = store.count_one_time_keys(txn, user_id, device_id)
+        fallback = store.unused_fallback_types(txn, user_id, device_id)
+        changed: set[str] = set()
+        left: set[str] = set()
+        if ctx.since is not None:
+            changed, left = store.device_list_delta(txn, user_id, ctx.since.stream,
+                                                    ctx.upto.stream)
 
-        def run(txn: Txn) -> tuple[dict[str, int], list[str], set[str], set[str]]:
-            counts = store.count_one_time_keys(txn, user_id, device_id)
-            fallback = store.unused_fallback_types(txn, user_id, device_id)
-            if since is None:
-                return counts, fallback, set(), set()
-            changed, left = store.device_list_delta(txn, user_id, since.stream, upto)
-            return counts, fallback, changed, left
-
-        counts, fallback, changed, left = await self.hs.db.run(run)
-        counts.setdefault("signed_curve25519", 0)
-        ctx.result["device_one_time_keys_count"] = counts
-        ctx.result["device_unused_fallback_key_types"] = fallback
-        ctx.result["device_lists"] = {"changed": sorted(changed), "left": sorted(left)}
-        return bool(changed or left)
+        async def finish(ctx: SyncContext) -> bool:
+            counts.setdefault("signed_curve25519", 0)
+            ctx.result["device_one_time_keys_count"] = counts
+            ctx.result["device_unused_fallback_key_types"] = fallback
+            ctx.result["device_lists"] = {"changed": sorted(changed), "left": sorted(left)}
+            return bool(changed or left)
+        return finish
 
     async def sync_section(
         self, user_id: str, device_id: str, since: int | None, upto: int

@@ -200,7 +200,9 @@ class EventService:
             positions = self.hs.cluster.lock_room(txn, room_id, len(positions))
         for req, pos in zip(batch, positions, strict=True):
             # A savepoint per event: one that fails leaves the others of the batch intact.
-            txn.execute("SAVEPOINT send_event")
+            # (Held writes on PostgreSQL: sent with the event's first read, and its own
+            # writes flushed before it counts as done, so their errors stay its own.)
+            txn.write("SAVEPOINT send_event")
             try:
                 if req.received is not None:
                     if req.backfilled:
@@ -211,12 +213,13 @@ class EventService:
                         txn, req.rv, room_id, req.sender, req.event_type, req.content,
                         req.state_key, req.txn_key, req.redacts, pos,
                     )
+                txn.flush()
             except Exception as e:
                 txn.execute("ROLLBACK TO SAVEPOINT send_event")
                 txn.execute("RELEASE SAVEPOINT send_event")
                 out.append((None, False, e))
                 continue
-            txn.execute("RELEASE SAVEPOINT send_event")
+            txn.write("RELEASE SAVEPOINT send_event")
             out.append((persisted, is_new, None))
         return out
 

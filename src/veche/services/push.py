@@ -299,7 +299,7 @@ class PushService:
                 # Nothing before the join is unread for the new member.
                 self.mark_read(txn, event["state_key"], room_id, pos, None)
         members = self._room_members(txn, room_id, cache=not is_member)
-        thread_id = store.event_thread_id(txn, event_id)
+        thread_id = event_store.thread_id_of(txn, event)
         if sender in members and sender.endswith(":" + self.hs.server_name):
             # Sending in a room reads it: the sender has seen what came before (counts are
             # kept for this server's users only).

@@ -148,6 +148,14 @@ def _aggregate_txn(
     return result
 
 
+def aggregations_txn(
+    txn: Txn, events: list[dict[str, Any]], user_id: str, now_ms: int,
+) -> dict[str, dict[str, Any]]:
+    """Event ID -> the aggregations (`unsigned["m.relations"]`) of those of `events` (stored
+    or client format) that have some the user may see, read in the caller's transaction."""
+    return _aggregate_txn(txn, events, user_id, now_ms, {})
+
+
 async def bundle_aggregations(
     hs: HomeServer, events: list[dict[str, Any]], user_id: str,
     visibility: dict[str, Visibility] | None = None,

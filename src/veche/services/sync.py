@@ -11,8 +11,11 @@ from the state after the room's last event up to `since`; plus the current-state
 that changed in the window without the client seeing them (see `_became_current`).
 
 Sections that other features fill (to-device messages, device list changes, one-time key
-counts) are produced by `SyncService.providers`: async callables given the SyncContext
-after the rooms have been computed; each returns True if it added anything.
+counts) are produced by `SyncService.txn_providers`: each reads what it needs inside the
+sync's own transaction (one connection checkout and commit per /sync, not one per section;
+on PostgreSQL each is a thread hop and round trips) and returns a finisher that fills the
+response afterwards and says whether it added anything. `SyncService.providers` are async
+callables given the SyncContext after the rooms, for what needs no database.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from veche.core.push_rules import default_ruleset
 from veche.core.sync_shape import lean_sync
 from veche.services.events import client_event
 from veche.services.lazy_members import LazyMembers, Sent
+from veche.services.relations import aggregations_txn
 from veche.services.stripped_state import stripped_state
 from veche.storage import events as event_store
 from veche.storage import presence as presence_store
@@ -70,6 +74,9 @@ class SyncContext:
 
 
 SyncProvider = Callable[[SyncContext], Awaitable[bool]]
+# Run inside the sync's transaction; the finisher it returns runs after it, on the loop.
+SyncFinisher = Callable[[SyncContext], Awaitable[bool]]
+SyncTxnProvider = Callable[[Txn, SyncContext], SyncFinisher]
 
 
 @dataclass
@@ -102,6 +109,7 @@ class SyncService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         self.providers: list[SyncProvider] = []
+        self.txn_providers: list[SyncTxnProvider] = []
         self.lazy_members = LazyMembers()
         self.state_groups = groups.StateGroupCache()
         # (user, device) -> (position, filter, joined rooms) of the last answer computed
@@ -109,6 +117,9 @@ class SyncService:
 
     def add_provider(self, provider: SyncProvider) -> None:
         self.providers.append(provider)
+
+    def add_txn_provider(self, provider: SyncTxnProvider) -> None:
+        self.txn_providers.append(provider)
 
     async def sync(
         self, req: Requester, since: StreamToken | None, timeout_ms: int, full_state: bool,
@@ -180,7 +191,7 @@ class SyncService:
                 entry["unread_notifications"] = {"notification_count": 0, "highlight_count": 0}
                 entry["summary"] = room.summary or {}
             rooms_out[room.kind][room.room_id] = entry
-        await self._bundle(all_timeline, ctx.user_id)
+        _apply_aggregations(all_timeline, data["aggregations"])
         if flt.event_fields is not None:
             for section in ("join", "leave"):
                 for entry in rooms_out[section].values():
@@ -286,6 +297,9 @@ class SyncService:
             "device_one_time_keys_count": {},
         }
         ctx.empty = not (any(rooms_out.values()) or global_data or presence_events)
+        for finish in data["finishers"]:
+            if await finish(ctx):
+                ctx.empty = False
         for provider in self.providers:
             if await provider(ctx):
                 ctx.empty = False
@@ -296,15 +310,6 @@ class SyncService:
         out = client_event(event, now_ms=now_ms)
         out.pop("room_id", None)
         return out
-
-    async def _bundle(self, events: list[dict[str, Any]], user_id: str) -> None:
-        if not events:
-            return
-        try:
-            from veche.services.relations import bundle_aggregations
-        except ImportError:  # pragma: no cover - relations are optional
-            return
-        await bundle_aggregations(self.hs, events, user_id)
 
     # --- the transaction ----------------------------------------------------------------------
     def _compute_txn(self, txn: Txn, ctx: SyncContext) -> dict[str, Any]:
@@ -322,7 +327,8 @@ class SyncService:
         out: dict[str, Any] = {
             "rooms": [], "receipts": [], "account_data": [], "presence": [], "invite": {},
             "knock": {}, "txn_ids": {}, "joined_set": set(joined), "counted": set(),
-            "counts": {},
+            "counts": {}, "aggregations": {},
+            "finishers": [provider(txn, ctx) for provider in self.txn_providers],
         }
         if not moved:
             return out
@@ -403,6 +409,9 @@ class SyncService:
         out["counted"] = counted
         out["counts"] = (self.hs.push.unread_counts_txn(txn, user_id, list(counted), upto)
                          if counted else {})
+        timeline = [e for room in out["rooms"] for _, e in room.events]
+        if timeline:
+            out["aggregations"] = aggregations_txn(txn, timeline, user_id, int(time.time() * 1000))
         return out
 
     def _timeline_txn(
@@ -598,3 +607,11 @@ def _fetch_timeline(
         cursor = rows[-1][0] - 1
     matched.reverse()
     return scanned, matched, limited
+
+
+def _apply_aggregations(events: list[dict[str, Any]], found: dict[str, dict[str, Any]]) -> None:
+    for event in events:
+        agg = found.get(event["event_id"]) if found else None
+        if agg:
+            unsigned = event.setdefault("unsigned", {})
+            unsigned["m.relations"] = {**unsigned.get("m.relations", {}), **agg}

@@ -22,7 +22,7 @@ from veche.storage.database import Txn
 
 if TYPE_CHECKING:
     from veche.server import HomeServer
-    from veche.services.sync import SyncContext
+    from veche.services.sync import SyncContext, SyncFinisher
 
 register_stream_table("device_inbox")
 register_stream_table("to_device_positions")
@@ -37,7 +37,7 @@ TXN_ID_LIFETIME_MS = 7 * 24 * 3600 * 1000
 class ToDeviceService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
-        hs.sync.add_provider(self._sync_provider)
+        hs.sync.add_txn_provider(self._sync_provider)
         # Devices whose inbox a sync found empty, and no delivery since: their syncs read
         # nothing (most devices, most of the time). `_deliveries` counts deliveries per
         # device, so that a sync racing one (PostgreSQL) does not mark its device empty.
@@ -148,38 +148,38 @@ class ToDeviceService:
         for key in devices:
             self._deliveries[key] = self._deliveries.get(key, 0) + 1
 
-    async def _sync_provider(self, ctx: SyncContext) -> bool:
+    def _sync_provider(self, txn: Txn, ctx: SyncContext) -> SyncFinisher:
+        """The device's messages up to the sync's position, read in the sync's transaction
+        (those the client acknowledged by coming back with `since` are deleted first)."""
         user_id, device_id = ctx.user_id, ctx.device_id
         upto = ctx.upto.stream
-        since = ctx.since.stream if ctx.since is not None else None
         key = (user_id, device_id)
         if key in self._empty:
-            return False
+            return _nothing
         deliveries = self._deliveries.get(key, 0)
-
-        def run(txn: Txn) -> tuple[list[tuple[int, dict[str, Any]]], bool, bool]:
-            if since is not None:
-                store.acknowledge(txn, user_id, device_id, since)
-            rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
-            cut = len(rows) > DELIVERY_LIMIT
-            rows = rows[:DELIVERY_LIMIT]
-            if cut:
-                store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
-            # Messages past `upto` (delivered since it was read) count too.
-            return rows, cut, bool(rows) or store.has_messages(txn, user_id, device_id)
-
-        rows, cut, has_any = await self.hs.db.run(run)
-        if not has_any and self._deliveries.get(key, 0) == deliveries:
-            if len(self._empty) >= EMPTY_CACHE_SIZE:
-                self._empty.clear()
-            self._empty.add(key)
+        if ctx.since is not None:
+            store.acknowledge(txn, user_id, device_id, ctx.since.stream)
+        rows = store.pending(txn, user_id, device_id, upto, DELIVERY_LIMIT + 1)
+        cut = len(rows) > DELIVERY_LIMIT
+        rows = rows[:DELIVERY_LIMIT]
         if cut:
-            # A fresh position, so the next response's token differs from this one's even if
-            # nothing else happens, and the record above keeps meaning one response.
-            with self.hs.stream.get_next() as pos:
-                await self.hs.db.run(store.set_position, user_id, pos)
-        ctx.result["to_device"] = {"events": [m for _, m in rows]}
-        return bool(rows)
+            store.record_partial_delivery(txn, user_id, device_id, upto, rows[-1][0])
+        # Messages past `upto` (delivered since it was read) count too.
+        has_any = bool(rows) or store.has_messages(txn, user_id, device_id)
+
+        async def finish(ctx: SyncContext) -> bool:
+            if not has_any and self._deliveries.get(key, 0) == deliveries:
+                if len(self._empty) >= EMPTY_CACHE_SIZE:
+                    self._empty.clear()
+                self._empty.add(key)
+            if cut:
+                # A fresh position, so the next response's token differs from this one's even
+                # if nothing else happens, and the record above keeps meaning one response.
+                with self.hs.stream.get_next() as pos:
+                    await self.hs.db.run(store.set_position, user_id, pos)
+            ctx.result["to_device"] = {"events": [m for _, m in rows]}
+            return bool(rows)
+        return finish
 
     async def sync_section(
         self, user_id: str, device_id: str, since: int | None, upto: int, limit: int
@@ -198,3 +198,7 @@ class ToDeviceService:
             rows = rows[:limit]
             return [m for _, m in rows], rows[-1][0]
         return [m for _, m in rows], upto
+
+
+async def _nothing(ctx: SyncContext) -> bool:
+    return False

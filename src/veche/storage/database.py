@@ -48,19 +48,84 @@ def _to_pyformat(sql: str) -> str:
 
 
 class Txn:
-    """A transaction: `?` placeholders, tuples for rows, callbacks run after commit."""
+    """A transaction: `?` placeholders, tuples for rows, callbacks run after commit.
+
+    `write`/`write_many` are for writes whose outcome the caller does not read (no row
+    count, no RETURNING). On PostgreSQL they are held and sent, in one pipeline (one round
+    trip), with the next statement that needs an answer or with the COMMIT: a send's dozen
+    inserts cost one round trip instead of a dozen. Order is kept, so a read still sees
+    every write before it; a held write that fails raises from that next statement (or from
+    `flush`). On SQLite they run at once (no round trips to save)."""
 
     def __init__(self, cursor: Any, dialect: str) -> None:
         self._cur = cursor
         self.dialect = dialect
         self._after: list[Callable[[], None]] = []
+        self._pipelined = dialect == "postgres"
+        # (SQL in the driver's format, args, or rows for many) not sent yet.
+        self._held: list[tuple[str, Any, bool]] = []
 
     def _sql(self, sql: str) -> str:
         return _to_pyformat(sql) if self.dialect == "postgres" else sql
 
+    def _send(self, sql: str, args: tuple[Any, ...]) -> None:
+        """Run a statement whose answer is wanted, after any held writes (in one pipeline)."""
+        if not self._held:
+            self._cur.execute(sql, args)
+            return
+        held, self._held = self._held, []
+        with self._cur.connection.pipeline():
+            for q, a, many in held:
+                if many:
+                    self._cur.executemany(q, a)
+                else:
+                    self._cur.execute(q, a)
+            self._cur.execute(sql, args)
+
+    def flush(self) -> None:
+        """Send the held writes now (their errors raise here)."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        if len(held) == 1 and not held[0][2]:
+            # One statement (a COMMIT alone): a pipeline would only add its own cost.
+            self._cur.execute(held[0][0], held[0][1])
+            return
+        with self._cur.connection.pipeline():
+            for q, a, many in held:
+                if many:
+                    self._cur.executemany(q, a)
+                else:
+                    self._cur.execute(q, a)
+
+    def hold(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """Queue raw driver SQL (a transaction's BEGIN) to go with the next statement."""
+        self._held.append((sql, tuple(args), False))
+
+    def write(self, sql: str, args: Sequence[Any] = ()) -> None:
+        """A write whose row count is not needed (see the class's docstring)."""
+        _refuse_nul(args)
+        if self._pipelined:
+            self._held.append((_to_pyformat(sql), tuple(args), False))
+        else:
+            self._send(self._sql(sql), tuple(args))
+
+    def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        """`executemany` as a held write."""
+        rows = [tuple(r) for r in rows]
+        for row in rows:
+            _refuse_nul(row)
+        if not rows:
+            return
+        if self._pipelined:
+            self._held.append((_to_pyformat(sql), rows, True))
+        else:
+            self.flush()
+            self._cur.executemany(self._sql(sql), rows)
+
     def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
         _refuse_nul(args)
-        self._cur.execute(self._sql(sql), tuple(args))
+        self._send(self._sql(sql), tuple(args))
         return int(self._cur.rowcount)
 
     def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
@@ -68,16 +133,17 @@ class Txn:
         for row in rows:
             _refuse_nul(row)
         if rows:
+            self.flush()
             self._cur.executemany(self._sql(sql), rows)
 
     def fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         _refuse_nul(args)
-        self._cur.execute(self._sql(sql), tuple(args))
+        self._send(self._sql(sql), tuple(args))
         return list(self._cur.fetchall())
 
     def fetchone(self, sql: str, args: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         _refuse_nul(args)
-        self._cur.execute(self._sql(sql), tuple(args))
+        self._send(self._sql(sql), tuple(args))
         row = self._cur.fetchone()
         return tuple(row) if row is not None else None
 
@@ -186,11 +252,17 @@ class PostgresDatabase(Database):
     dialect = "postgres"
 
     def __init__(self, url: str, pool_size: int = 8) -> None:
+        from psycopg import Error
         from psycopg.errors import QueryCanceled
+        from psycopg.pq import TransactionStatus
         from psycopg_pool import ConnectionPool
 
+        self._error = Error
+        self._idle = TransactionStatus.IDLE
+
         self._canceled = QueryCanceled
-        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True)
+        self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
+                                    kwargs={"autocommit": True})
         self._pool.wait(timeout=10)
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
         # Slow reads get a quarter of the pool at most: the rest stays free for sends.
@@ -198,20 +270,34 @@ class PostgresDatabase(Database):
                                         thread_name_prefix="db-read")
 
     def run_sync(self, fn: Callable[..., T], *args: Any, timeout: float | None = None) -> T:
+        # The connections are in autocommit mode and the transaction is begun by hand: BEGIN
+        # then rides with the first statement, and COMMIT with the last held writes, where
+        # psycopg's own transaction would spend a round trip on each.
         started = time.perf_counter()
         with self._pool.connection() as conn:
-            with conn.transaction():
-                with conn.cursor() as cur:
-                    if timeout is not None:
-                        cur.execute("SELECT set_config('statement_timeout', %s, true)",
-                                    (f"{max(1, int(timeout * 1000))}ms",))
-                    txn = Txn(cur, self.dialect)
-                    try:
-                        result = fn(txn, *args)
-                    except self._canceled:
-                        if timeout is None:
-                            raise
+            with conn.cursor() as cur:
+                txn = Txn(cur, self.dialect)
+                txn.hold("BEGIN")
+                if timeout is not None:
+                    txn.hold("SELECT set_config('statement_timeout', %s, true)",
+                             (f"{max(1, int(timeout * 1000))}ms",))
+                try:
+                    result = fn(txn, *args)
+                    if txn._held == [("BEGIN", (), False)]:
+                        txn._held.clear()  # nothing was run: nothing to commit
+                    else:
+                        txn.hold("COMMIT")
+                        txn.flush()
+                except BaseException as e:
+                    txn._held.clear()
+                    if conn.info.transaction_status != self._idle:
+                        try:
+                            cur.execute("ROLLBACK")
+                        except self._error:
+                            pass  # a broken connection: the pool drops it
+                    if isinstance(e, self._canceled) and timeout is not None:
                         raise QueryTimeout(f"stopped after {timeout:g} s") from None
+                    raise
         self._timed(started)
         for cb in txn._after:
             cb()

@@ -111,17 +111,17 @@ def persist_event_graph(txn: Txn, event: Mapping[str, Any], context: EventContex
     """Write an event's edges, extremities and state groups; returns the group after it."""
     event_id, room_id = event["event_id"], event["room_id"]
     auth_ids = [a for a in dict.fromkeys(event.get("auth_events") or ()) if isinstance(a, str)]
-    txn.executemany(
+    txn.write_many(
         "INSERT INTO event_auth (event_id, auth_id) VALUES (?, ?)", [(event_id, a) for a in auth_ids]
     )
     if context.rejected is not None:
-        txn.execute(
+        txn.write(
             "INSERT INTO rejections (event_id, reason) VALUES (?, ?)", (event_id, context.rejected)
         )
     if context.outlier:
         return None
     prev_ids = [p for p in dict.fromkeys(event.get("prev_events") or ()) if isinstance(p, str)]
-    txn.executemany(
+    txn.write_many(
         "INSERT INTO event_edges (event_id, prev_event_id) VALUES (?, ?)",
         [(event_id, p) for p in prev_ids],
     )
@@ -131,20 +131,20 @@ def persist_event_graph(txn: Txn, event: Mapping[str, Any], context: EventContex
         after = _new_group(txn, room_id, event_id, before, {(event["type"], state_key): event_id})
     if after is None:  # only a rejected create event: there is no state to point at
         return None
-    txn.execute(
+    txn.write(
         "INSERT INTO event_to_state_groups (event_id, state_group, state_group_before)"
         " VALUES (?, ?, ?)", (event_id, after, before),
     )
     if context.soft_failed:
-        txn.execute("INSERT INTO soft_failed_events (event_id) VALUES (?)", (event_id,))
+        txn.write("INSERT INTO soft_failed_events (event_id) VALUES (?)", (event_id,))
     elif context.rejected is None:
         if prev_ids:
             clause, args = txn.in_list("event_id", prev_ids)
-            txn.execute(
+            txn.write(
                 f"DELETE FROM event_forward_extremities WHERE room_id = ? AND {clause}",
                 [room_id, *args],
             )
-        txn.execute(
+        txn.write(
             "INSERT INTO event_forward_extremities (room_id, event_id) SELECT ?, ?"
             " WHERE NOT EXISTS (SELECT 1 FROM event_edges x"
             "  LEFT JOIN rejections r ON r.event_id = x.event_id"
@@ -185,7 +185,7 @@ def _new_group(
         "INSERT INTO state_groups (room_id, event_id, prev_group, delta_hops)"
         " VALUES (?, ?, ?, ?) RETURNING id", (room_id, event_id, prev_group, hops),
     ))
-    txn.executemany(
+    txn.write_many(
         "INSERT INTO state_groups_state (state_group, type, state_key, event_id) VALUES (?, ?, ?, ?)",
         [(group, t, sk, eid) for (t, sk), eid in delta.items()],
     )

@@ -142,6 +142,16 @@ def _relation(event: dict[str, Any]) -> tuple[str | None, str | None, str | None
     return target, rel_type, thread_id
 
 
+def thread_id_of(txn: Txn, event: dict[str, Any]) -> str | None:
+    """The thread an event belongs to (None: the main timeline), as `store_event` records it:
+    worked out from the event, so its persister need not read it back."""
+    relates_to, _rel_type, thread_id = _relation(event)
+    if thread_id is None and relates_to is not None:
+        # An event relating to a thread reply (e.g. a reaction) belongs to that thread.
+        thread_id = txn.fetchval("SELECT thread_id FROM events WHERE event_id = ?", (relates_to,))
+    return thread_id
+
+
 def store_event(
     txn: Txn, event: dict[str, Any], stream_ordering: int, context: EventContext,
     txn_key: tuple[str, str, str, str] | None = None,
@@ -150,13 +160,11 @@ def store_event(
     group after it. Current state is the persist step's (services/persist.py)."""
     room_id, event_id = event["room_id"], event["event_id"]
     state_key = event.get("state_key")
-    relates_to, rel_type, thread_id = _relation(event)
-    if thread_id is None and relates_to is not None:
-        # An event relating to a thread reply (e.g. a reaction) belongs to that thread.
-        thread_id = txn.fetchval("SELECT thread_id FROM events WHERE event_id = ?", (relates_to,))
+    relates_to, rel_type, _ = _relation(event)
+    thread_id = thread_id_of(txn, event)
     stored = {k: v for k, v in event.items() if k != "event_id"}
     stored["event_id"] = event_id
-    txn.execute(
+    txn.write(
         "INSERT INTO events (stream_ordering, event_id, room_id, depth, type, state_key, sender,"
         " origin_server_ts, relates_to_id, rel_type, thread_id, json, outlier, hidden)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -169,7 +177,7 @@ def store_event(
     )
     group = persist_event_graph(txn, event, context)
     if txn_key is not None and not context.outlier and context.rejected is None:
-        txn.execute(
+        txn.write(
             "INSERT INTO event_txn_ids (user_id, device_id, txn_id, endpoint, event_id)"
             " VALUES (?, ?, ?, ?, ?)",
             (*txn_key, event_id),

@@ -39,7 +39,7 @@ def set_user_rules(txn: Txn, user_id: str, doc: dict[str, Any]) -> None:
 
 def add_push_actions(txn: Txn, rows: list[tuple[str, str, int, str, str | None, int, int]]) -> None:
     """Rows of (user_id, room_id, stream_ordering, event_id, thread_id, notif, highlight)."""
-    txn.executemany(
+    txn.write_many(
         "INSERT INTO event_push_actions (user_id, room_id, stream_ordering, event_id, thread_id,"
         " notif, highlight) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         rows,
@@ -50,7 +50,7 @@ def add_room_push_action(
     txn: Txn, room_id: str, stream_ordering: int, sender: str, thread_id: str | None,
     notif: int, highlight: int,
 ) -> None:
-    txn.execute(
+    txn.write(
         "INSERT INTO room_push_actions (room_id, stream_ordering, sender, thread_id, notif,"
         " highlight) VALUES (?, ?, ?, ?, ?, ?)",
         (room_id, stream_ordering, sender, thread_id, notif, highlight),
@@ -60,7 +60,7 @@ def add_room_push_action(
 def mark_read(txn: Txn, user_id: str, room_id: str, upto: int, thread_id: str | None) -> None:
     """The user has read up to `upto`: everything (thread_id None), the main timeline
     ('main') or one thread."""
-    txn.execute(
+    txn.write(
         "INSERT INTO push_read_positions (user_id, room_id, thread_id, stream_ordering)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, room_id, thread_id) DO UPDATE SET"
         " stream_ordering = CASE WHEN excluded.stream_ordering > push_read_positions.stream_ordering"
@@ -74,7 +74,7 @@ def mark_read(txn: Txn, user_id: str, room_id: str, upto: int, thread_id: str | 
     elif thread_id is not None:
         sql += " AND thread_id = ?"
         args.append(thread_id)
-    txn.execute(sql, args)
+    txn.write(sql, args)
 
 
 def unread_counts(
@@ -124,7 +124,3 @@ def joined_members_with_events(txn: Txn, room_id: str) -> list[tuple[str, dict[s
         "SELECT m.user_id, e.json FROM room_memberships m JOIN events e ON e.event_id = m.event_id"
         " WHERE m.room_id = ? AND m.membership = 'join'", (room_id,),
     )]
-
-
-def event_thread_id(txn: Txn, event_id: str) -> str | None:
-    return txn.fetchval("SELECT thread_id FROM events WHERE event_id = ?", (event_id,))  # type: ignore[no-any-return]

@@ -29,10 +29,10 @@ def index_event(txn: Txn, event: dict[str, Any], stream_ordering: int) -> None:
     value = value.replace("\x00", " ")
     args = (event["event_id"], event["room_id"], f"content.{key}", stream_ordering, value)
     if txn.dialect == "postgres":
-        txn.execute("INSERT INTO event_search (event_id, room_id, key, stream_ordering, vector)"
+        txn.write("INSERT INTO event_search (event_id, room_id, key, stream_ordering, vector)"
                     " VALUES (?, ?, ?, ?, to_tsvector('simple', ?)) ON CONFLICT DO NOTHING", args)
     else:
-        txn.execute("INSERT INTO event_search (event_id, room_id, key, stream_ordering, value)"
+        txn.write("INSERT INTO event_search (event_id, room_id, key, stream_ordering, value)"
                     " VALUES (?, ?, ?, ?, ?)", args)
 
 

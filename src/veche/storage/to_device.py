@@ -43,23 +43,20 @@ def add_messages(txn: Txn, stream_id: int, rows: list[tuple[str, str, dict[str, 
 
 def acknowledge(txn: Txn, user_id: str, device_id: str, since: int) -> None:
     """A sync from token `since`: the device got what the response with that token held."""
-    delivered = txn.fetchval(
-        "SELECT delivered_upto FROM device_inbox_deliveries WHERE user_id = ? AND device_id = ?"
-        " AND token_pos = ?", (user_id, device_id, since),
+    # The record of a cut-short response at this token, else the first of a later one.
+    row = txn.fetchone(
+        "SELECT token_pos, delivered_upto FROM device_inbox_deliveries WHERE user_id = ?"
+        " AND device_id = ? AND token_pos >= ? ORDER BY token_pos LIMIT 1",
+        (user_id, device_id, since),
     )
-    if delivered is None:
-        newer = txn.fetchval(
-            "SELECT 1 FROM device_inbox_deliveries WHERE user_id = ? AND device_id = ?"
-            " AND token_pos > ?", (user_id, device_id, since),
-        )
-        if newer:
-            return  # an old token again: it cannot tell what was delivered, delete nothing
-        # That response was not cut short: it held everything up to its token.
-        delivered = since
-    txn.execute("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id <= ?",
-                (user_id, device_id, delivered))
-    txn.execute("DELETE FROM device_inbox_deliveries WHERE user_id = ? AND device_id = ?"
-                " AND token_pos < ?", (user_id, device_id, since))
+    if row is not None and row[0] != since:
+        return  # an old token again: it cannot tell what was delivered, delete nothing
+    # Without a record, that response was not cut short: it held everything up to its token.
+    delivered = row[1] if row is not None else since
+    txn.write("DELETE FROM device_inbox WHERE user_id = ? AND device_id = ? AND stream_id <= ?",
+              (user_id, device_id, delivered))
+    txn.write("DELETE FROM device_inbox_deliveries WHERE user_id = ? AND device_id = ?"
+              " AND token_pos < ?", (user_id, device_id, since))
 
 
 def pending(

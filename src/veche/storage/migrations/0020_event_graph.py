@@ -59,6 +59,7 @@ def apply(conn: Any) -> None:
     txn = Txn(cur, "postgres" if postgres else "sqlite")
     for (room_id,) in txn.fetchall("SELECT room_id FROM rooms ORDER BY room_id"):
         backfill_room(txn, room_id)
+    txn.flush()  # the writes Txn.write holds back on PostgreSQL
 
 
 def rollback(conn: Any) -> None:

@@ -75,12 +75,15 @@ class Txn:
             return
         held, self._held = self._held, []
         with self._cur.connection.pipeline():
-            for q, a, many in held:
-                if many:
-                    self._cur.executemany(q, a)
-                else:
-                    self._cur.execute(q, a)
+            self._run_held(held)
             self._cur.execute(sql, args)
+
+    def _run_held(self, held: list[tuple[str, Any, bool]]) -> None:
+        for q, a, many in held:
+            if many:
+                self._cur.executemany(q, a)
+            else:
+                self._cur.execute(q, a)
 
     def flush(self) -> None:
         """Send the held writes now (their errors raise here)."""
@@ -92,11 +95,7 @@ class Txn:
             self._cur.execute(held[0][0], held[0][1])
             return
         with self._cur.connection.pipeline():
-            for q, a, many in held:
-                if many:
-                    self._cur.executemany(q, a)
-                else:
-                    self._cur.execute(q, a)
+            self._run_held(held)
 
     def hold(self, sql: str, args: Sequence[Any] = ()) -> None:
         """Queue raw driver SQL (a transaction's BEGIN) to go with the next statement."""

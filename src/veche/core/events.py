@@ -36,6 +36,31 @@ def canonical_json(obj: object) -> bytes:
 
 def check_canonical_json(obj: object, path: str = "event") -> None:
     """Canonical JSON (v6+) admits only integers within +-(2**53 - 1): no floats at all."""
+    if _plainly_canonical(obj):
+        return
+    _check_canonical_json(obj, path)
+
+
+def _plainly_canonical(obj: object) -> bool:
+    """Whether `obj`, made of plain JSON types (as parsed), is canonical JSON: the common
+    case, checked without building the path of every value for an error message."""
+    stack: list[Any] = [obj]
+    while stack:
+        node = stack.pop()
+        kind = type(node)
+        if kind is dict:
+            stack.extend(node.values())
+        elif kind is list:
+            stack.extend(node)
+        elif kind is int:
+            if not -CANONICAL_INT_MAX <= node <= CANONICAL_INT_MAX:
+                return False
+        elif not (kind is str or kind is bool or node is None):
+            return False  # a float, or some other type: the full check says what
+    return True
+
+
+def _check_canonical_json(obj: object, path: str) -> None:
     if isinstance(obj, bool) or obj is None or isinstance(obj, str):
         return
     if isinstance(obj, int):
@@ -45,10 +70,10 @@ def check_canonical_json(obj: object, path: str = "event") -> None:
         raise EventFormatError(f"{path} is not an integer")
     elif isinstance(obj, Mapping):
         for key, value in obj.items():
-            check_canonical_json(value, f"{path}.{key}")
+            _check_canonical_json(value, f"{path}.{key}")
     elif isinstance(obj, (list, tuple)):
         for i, value in enumerate(obj):
-            check_canonical_json(value, f"{path}[{i}]")
+            _check_canonical_json(value, f"{path}[{i}]")
     else:
         raise EventFormatError(f"{path} is not a JSON value")
 

@@ -7,6 +7,8 @@ like every unknown route.
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
 
 from veche import __version__
@@ -26,10 +28,17 @@ async def federation_origin(request: web.Request) -> str:
     content = None
     if request.method in ("PUT", "POST") or request.body_exists:
         content = await json_body(request)
+        request["json_body"] = content  # for the handler (`federation_body`)
     origin = await hs_of(request).federation.authenticate(
         request.method, request.raw_path, request.headers.get("Authorization"), content)
     request["origin"] = origin
     return origin
+
+
+async def federation_body(request: web.Request) -> dict[str, Any]:
+    """The JSON body of a request `federation_origin` authenticated, parsed once."""
+    body = request.get("json_body")
+    return body if body is not None else await json_body(request)
 
 
 @federation_routes.get(FEDERATION_V1 + "/version")

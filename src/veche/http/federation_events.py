@@ -7,7 +7,7 @@ from aiohttp import web
 
 from veche.errors import MatrixError, invalid_param, missing_param
 from veche.http.base import hs_of, json_body, json_response
-from veche.http.federation import FEDERATION_V1, federation_origin
+from veche.http.federation import FEDERATION_V1, federation_body, federation_origin
 
 # 50 PDUs of 64 KiB each and room for the EDUs: the client API's 1 MiB is far too small.
 SEND_MAX_BODY_BYTES = 8 * 1024 * 1024
@@ -40,7 +40,7 @@ async def send_transaction(request: web.Request) -> web.Response:
     # A transaction may hold 50 PDUs of 64 KiB each: more than the client API's body limit.
     request = request.clone(client_max_size=SEND_MAX_BODY_BYTES)
     origin = await federation_origin(request)
-    body = await json_body(request)
+    body = await federation_body(request)
     result = await hs_of(request).federation_inbound.on_send(
         origin, request.match_info["txnId"], body)
     return json_response(result)

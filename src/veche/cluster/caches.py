@@ -6,7 +6,8 @@ for caches (the next read goes to the database); typing notices, which live only
 are applied on every process.
 
 Not shared (each process keeps its own, see README "Many processes"): rate limits, the
-typing serial in sync tokens, lazy-loading's record of members sent to a device.
+typing serial in sync tokens, lazy-loading's record of members sent to a device. Kept off
+with several processes: the to-device step's record of devices with empty inboxes.
 """
 
 from __future__ import annotations

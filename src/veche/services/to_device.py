@@ -43,6 +43,8 @@ class ToDeviceService:
         # device, so that a sync racing one (PostgreSQL) does not mark its device empty.
         self._empty: set[tuple[str, str]] = set()
         self._deliveries: dict[tuple[str, str], int] = {}
+        # With several processes another one may deliver: every sync reads the inbox then.
+        self._remember_empty = not hs.config.clustered
 
     async def send(
         self, sender: str, sender_device: str, event_type: str, txn_id: str,
@@ -168,7 +170,8 @@ class ToDeviceService:
         has_any = bool(rows) or store.has_messages(txn, user_id, device_id)
 
         async def finish(ctx: SyncContext) -> bool:
-            if not has_any and self._deliveries.get(key, 0) == deliveries:
+            if not has_any and self._remember_empty and \
+                    self._deliveries.get(key, 0) == deliveries:
                 if len(self._empty) >= EMPTY_CACHE_SIZE:
                     self._empty.clear()
                 self._empty.add(key)

@@ -312,6 +312,14 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     shown = bob2.page.evaluate("window.__shown")
     assert shown == [f"{alice_id}|{alice_id}: Psst, over here"], shown
 
+    # Back in the direct chat, a "New" line stands where he had read up to (m.fully_read).
+    bob2.page.get_by_test_id("room").filter(has_text=alice_id).click()
+    marker = bob2.page.get_by_test_id("read-marker")
+    marker.wait_for()
+    after = marker.evaluate("m => m.nextElementSibling ? m.nextElementSibling.textContent : ''")
+    assert "Psst, over here" in after, after
+    bob2.shot("17-read-marker")
+
     # The installed app opens with no network on the rooms last seen, says so, and recovers
     # when the network returns, without a reload.
     a.evaluate("navigator.serviceWorker.ready.then(() => true)")
@@ -319,7 +327,7 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     a.reload()
     a.get_by_role("status").filter(has_text="retrying").wait_for()
     a.locator(".rooms li.cached").first.wait_for()
-    alice.shot("17-offline")
+    alice.shot("18-offline")
     alice.context.set_offline(False)
     a.get_by_role("status").wait_for(state="detached")
     a.get_by_test_id("room").first.wait_for()

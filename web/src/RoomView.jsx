@@ -315,7 +315,8 @@ export default function RoomView({ client, room, onBack, onVerify }) {
     setInvitee("");
   }
 
-  const readers = last ? room.getUsersReadUpTo(last).filter((u) => u !== me) : [];
+  // The sender has read their own message: only the others say anything.
+  const readers = last ? room.getUsersReadUpTo(last).filter((u) => u !== me && u !== last.getSender()) : [];
 
   return (
     <section className="room">

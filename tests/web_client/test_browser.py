@@ -27,6 +27,13 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).parent / "artifacts"
 PASSWORD = "correct horse battery web"
 STEP_MS = 90_000
+NOTED = """
+window.__shown = [];
+const Real = window.Notification;
+window.Notification = class extends Real {
+  constructor(title, options) { super(title, options); window.__shown.push(`${title}|${options?.body}`); }
+};
+"""
 
 
 @pytest.fixture(scope="session")
@@ -64,12 +71,18 @@ def _image() -> bytes:
 class Person:
     """One browser context (one browser profile) of one user."""
 
-    def __init__(self, browser: object, base_url: str, name: str, shots: Path, requests: list[str]) -> None:
+    def __init__(self, browser: object, base_url: str, name: str, shots: Path, requests: list[str],
+                 *, notifications: bool = False) -> None:
         self.name = name
         self.shots = shots
         self.context = browser.new_context(viewport={"width": 1100, "height": 760},  # type: ignore[attr-defined]
                                            accept_downloads=True)
         self.context.on("request", lambda r: requests.append(r.url))
+        if notifications:
+            # The permission a click on "Notify me" would have asked for; each notification the
+            # page shows (through the real API) is also noted where the test can read it.
+            self.context.grant_permissions(["notifications"], origin=base_url)
+            self.context.add_init_script(NOTED)
         self.page = self.context.new_page()
         self.page.set_default_timeout(STEP_MS)
         self.console: list[str] = []
@@ -157,11 +170,17 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     bob.page.get_by_test_id("encrypted").wait_for()
     bob.shot("03-dm-accepted")
 
-    # Messages both ways, decrypted on the other side.
+    # Messages both ways, decrypted on the other side; Alice sees that Bob has read hers and
+    # that he is typing before his answer arrives.
     alice.send("Hello Bob, this is end-to-end encrypted")
     bob.sees("Hello Bob, this is end-to-end encrypted")
-    bob.send("Hi Alice, loud and clear")
+    a.get_by_test_id("read-receipts").filter(has_text=f"Seen by {bob_id}").wait_for()
+    bob.page.get_by_test_id("composer").fill("Hi Alice, loud and clear")
+    a.get_by_test_id("typing").filter(has_text=f"{bob_id} typing").wait_for()
+    alice.shot("04-typing")
+    bob.page.get_by_test_id("send").click()
     alice.sees("Hi Alice, loud and clear")
+    a.get_by_test_id("typing").wait_for(state="detached")
     alice.shot("04-messages")
 
     # A reply, an edit, a reaction.
@@ -222,7 +241,7 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
 
     # Bob's new browser: no keys until he gives his recovery key, then the history reads.
     bob.context.close()
-    bob2 = Person(browser, base, "bob-new", shots, requests)
+    bob2 = Person(browser, base, "bob-new", shots, requests, notifications=True)
     people.append(bob2)
     bob2.sign_up_or_in(bob_id, register=False)
     bob2.page.get_by_test_id("recovery-input").fill(keys["bob"])
@@ -240,10 +259,21 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
     assert bob2.page.get_by_test_id("undecryptable").count() == 0
     bob2.shot("12-history-restored")
 
-    # Alice verifies Bob's new session by emoji.
+    # Bob's sessions: the old browser's and this one; he signs the old one out with his password.
     bob2.page.get_by_test_id("open-settings").click()
     device = bob2.page.get_by_test_id("own-device-id").inner_text()
+    sessions = bob2.page.get_by_test_id("session")
+    bob2.page.wait_for_function("() => document.querySelectorAll('[data-testid=session]').length === 2")
+    assert device in sessions.filter(has_text="this session").inner_text()
+    bob2.shot("13-sessions")
+    bob2.page.get_by_test_id("session-sign-out").click()
+    bob2.page.fill("input[name=session-password]", PASSWORD)
+    bob2.page.get_by_test_id("session-sign-out-confirm").click()
+    bob2.page.wait_for_function("() => document.querySelectorAll('[data-testid=session]').length === 1")
+    assert device in sessions.inner_text()
     bob2.page.get_by_text("Close").click()
+
+    # Alice verifies Bob's new session by emoji.
     a.get_by_test_id("verify-user").click()
     a.get_by_test_id(f"verify-device-{device}").click()
     bob2.page.get_by_test_id("verification-accept").click()
@@ -253,23 +283,51 @@ def _story(homeserver, browser, tmp_path: Path, people: list[Person]) -> None:
         sas = person.page.get_by_test_id("sas-emoji")
         sas.wait_for()
         emoji[person.name] = sas.locator("li").evaluate_all("items => items.map(i => i.dataset.name)")
-        person.shot("13-sas-emoji")
+        person.shot("14-sas-emoji")
     assert len(emoji["alice"]) == 7 and emoji["alice"] == emoji["bob-new"], emoji
     for person in (alice, bob2):
         person.page.get_by_test_id("sas-match").click()
     for person in (alice, bob2):
         person.page.get_by_test_id("verification-done").wait_for()
-        person.shot("14-verified")
+        person.shot("15-verified")
+
+    # Alice opens a public room with an address; Bob joins it from a matrix.to link. While he
+    # looks at it, Alice writes in their direct chat: his browser notifies him.
+    for person in (alice, bob2):
+        person.page.get_by_test_id("verification-close").click()
+    a.get_by_test_id("new-room").click()
+    a.fill("input[name=room-name]", "Lobby")
+    a.fill("input[name=room-alias]", f"lobby{tag}")
+    a.get_by_label("Private and end-to-end encrypted").uncheck()
+    a.get_by_test_id("create").click()
+    a.get_by_test_id("room-name").filter(has_text="Lobby").wait_for()
+    bob2.page.fill("input[name=join]", f"https://matrix.to/#/%23lobby{tag}%3A{server}")
+    bob2.page.get_by_test_id("join").click()
+    bob2.page.get_by_test_id("room-name").filter(has_text="Lobby").wait_for()
+    bob2.page.get_by_test_id("timeline").get_by_text(f"{bob_id} joined").wait_for()
+    bob2.shot("16-joined-by-link")
+    a.get_by_test_id("room").filter(has_text=bob_id).click()
+    alice.send("Psst, over here")
+    bob2.page.wait_for_function("() => window.__shown.some(n => n.includes('Psst, over here'))")
+    shown = bob2.page.evaluate("window.__shown")
+    assert shown == [f"{alice_id}|{alice_id}: Psst, over here"], shown
+
+    # Back in the direct chat, a "New" line stands where he had read up to (m.fully_read).
+    bob2.page.get_by_test_id("room").filter(has_text=alice_id).click()
+    marker = bob2.page.get_by_test_id("read-marker")
+    marker.wait_for()
+    after = marker.evaluate("m => m.nextElementSibling ? m.nextElementSibling.textContent : ''")
+    assert "Psst, over here" in after, after
+    bob2.shot("17-read-marker")
 
     # The installed app opens with no network on the rooms last seen, says so, and recovers
     # when the network returns, without a reload.
-    a.get_by_test_id("verification-close").click()
     a.evaluate("navigator.serviceWorker.ready.then(() => true)")
     alice.context.set_offline(True)
     a.reload()
     a.get_by_role("status").filter(has_text="retrying").wait_for()
     a.locator(".rooms li.cached").first.wait_for()
-    alice.shot("15-offline")
+    alice.shot("18-offline")
     alice.context.set_offline(False)
     a.get_by_role("status").wait_for(state="detached")
     a.get_by_test_id("room").first.wait_for()

@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useCallback, useEffect, useRef, useState } from "react";
 import { ClientEvent, EventType, NotificationCountType, RoomEvent, RoomMemberEvent, MatrixEventEvent, Preset, Visibility } from "matrix-js-sdk";
 import { CryptoEvent } from "matrix-js-sdk/lib/crypto-api/index.js";
 import RoomView from "./RoomView.jsx";
@@ -49,6 +49,7 @@ function inviterOf(room, me) {
 function NewRoomDialog({ client, direct, onClose, onCreated }) {
   const [name, setName] = useState("");
   const [userId, setUserId] = useState("");
+  const [alias, setAlias] = useState("");
   const [encrypted, setEncrypted] = useState(true);
   const [error, setError] = useState("");
   const [busy, setBusy] = useState(false);
@@ -61,6 +62,7 @@ function NewRoomDialog({ client, direct, onClose, onCreated }) {
       const opts = direct
         ? { is_direct: true, invite, preset: Preset.TrustedPrivateChat, initial_state: [ENCRYPTION] }
         : { name: name.trim(), invite, preset: encrypted ? Preset.PrivateChat : Preset.PublicChat, visibility: Visibility.Private, initial_state: encrypted ? [ENCRYPTION] : [] };
+      if (!direct && alias.trim()) opts.room_alias_name = alias.trim().replace(/^#/, "").replace(/:.*$/, "");
       const { room_id: roomId } = await client.createRoom(opts);
       if (direct) await markDirect(client, invite[0], roomId);
       onCreated(roomId);
@@ -76,6 +78,7 @@ function NewRoomDialog({ client, direct, onClose, onCreated }) {
         <h2>{direct ? "Start a direct chat" : "New room"}</h2>
         {!direct && <label>Name<input name="room-name" value={name} onChange={(e) => setName(e.target.value)} required /></label>}
         <label>{direct ? "User ID" : "Invite (optional)"}<input name="user-id" placeholder="@someone:server" value={userId} onChange={(e) => setUserId(e.target.value)} required={direct} /></label>
+        {!direct && <label>Address (optional)<input name="room-alias" placeholder="lobby" value={alias} onChange={(e) => setAlias(e.target.value)} /></label>}
         {!direct && <label className="check"><input type="checkbox" checked={encrypted} onChange={(e) => setEncrypted(e.target.checked)} /> Private and end-to-end encrypted</label>}
         {error && <p className="error" role="alert">{error}</p>}
         <div className="row">
@@ -87,61 +90,134 @@ function NewRoomDialog({ client, direct, onClose, onCreated }) {
   );
 }
 
-function JoinDialog({ client, onClose, onJoined }) {
-  const [alias, setAlias] = useState("");
+// "#room:server", "!id:server" or a matrix.to link to either (with its ?via= servers).
+export function parseRoomAddress(text) {
+  let target = text.trim();
+  let via = [];
+  const link = target.match(/^(?:https?:\/\/)?matrix\.to\/#\/([^?]+)(?:\?(.*))?$/);
+  if (link) {
+    target = decodeURIComponent(link[1]).split("/")[0];
+    via = new URLSearchParams(link[2] || "").getAll("via");
+  }
+  return { target, via };
+}
+
+function JoinField({ client, onJoined }) {
+  const [address, setAddress] = useState("");
   const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
   async function join(e) {
     e.preventDefault();
+    const { target, via } = parseRoomAddress(address);
+    if (!/^[#!][^:]+:.+$/.test(target)) {
+      setError("Give a room address like #room:server or a matrix.to link");
+      return;
+    }
+    setBusy(true);
+    setError("");
     try {
-      const room = await client.joinRoom(alias.trim().replace(/^https?:\/\/matrix\.to\/#\//, ""));
+      const room = await client.joinRoom(target, via.length ? { viaServers: via } : {});
+      setAddress("");
       onJoined(room.roomId);
     } catch (err) {
       setError(err.data?.error || err.message);
+    } finally {
+      setBusy(false);
     }
   }
   return (
-    <div className="modal-back">
-      <form className="card modal" onSubmit={join}>
-        <h2>Join a room</h2>
-        <label>Address or link<input name="alias" placeholder="#room:server" value={alias} onChange={(e) => setAlias(e.target.value)} required /></label>
-        {error && <p className="error" role="alert">{error}</p>}
-        <div className="row"><button type="button" onClick={onClose}>Cancel</button><button type="submit" className="primary">Join</button></div>
-      </form>
-    </div>
+    <form className="join-field" onSubmit={join}>
+      <div className="row">
+        <input className="grow" name="join" placeholder="#room:server or matrix.to link" value={address} onChange={(e) => setAddress(e.target.value)} aria-label="Room address or link" required />
+        <button type="submit" disabled={busy} data-testid="join">Join</button>
+      </div>
+      {error && <p className="error" role="alert" data-testid="join-error">{error}</p>}
+    </form>
+  );
+}
+
+// Signing another session out needs the account password (user-interactive auth): the first
+// request learns the UIA session, the second carries the password with it.
+async function signOutDevice(client, deviceId, password) {
+  try {
+    await client.deleteDevice(deviceId);
+  } catch (err) {
+    if (err.httpStatus !== 401 || !err.data?.flows) throw err;
+    await client.deleteDevice(deviceId, {
+      type: "m.login.password",
+      identifier: { type: "m.id.user", user: client.getUserId() },
+      password,
+      session: err.data.session,
+    });
+  }
+}
+
+function SessionItem({ client, device, current, onGone }) {
+  const [asking, setAsking] = useState(false);
+  const [password, setPassword] = useState("");
+  const [error, setError] = useState("");
+  const [busy, setBusy] = useState(false);
+  async function signOut(e) {
+    e.preventDefault();
+    setBusy(true);
+    setError("");
+    try {
+      await signOutDevice(client, device.device_id, password);
+      onGone();
+    } catch (err) {
+      setError(err.data?.error || err.message);
+      setBusy(false);
+    }
+  }
+  return (
+    <li data-testid="session">
+      <b>{device.display_name || device.device_id}</b>{" "}
+      <span className="muted">{device.device_id}{device.last_seen_ts ? ` · ${new Date(device.last_seen_ts).toLocaleString()}` : ""}</span>
+      {current ? <span className="muted"> (this session)</span> : !asking && <button onClick={() => setAsking(true)} data-testid="session-sign-out">Sign out</button>}
+      {asking && (
+        <form className="row" onSubmit={signOut}>
+          <input className="grow" type="password" name="session-password" placeholder="Your password" autoComplete="current-password" value={password} onChange={(e) => setPassword(e.target.value)} required />
+          <button type="submit" className="primary" disabled={busy} data-testid="session-sign-out-confirm">Sign it out</button>
+          <button type="button" onClick={() => setAsking(false)}>Cancel</button>
+        </form>
+      )}
+      {error && <p className="error" role="alert">{error}</p>}
+    </li>
   );
 }
 
 function SettingsDialog({ client, onClose, onSignOut }) {
   const [devices, setDevices] = useState([]);
   const [backup, setBackup] = useState(null);
+  const [permission, setPermission] = useState(() => ("Notification" in window ? Notification.permission : "unsupported"));
+  const loadDevices = useCallback(() => client.getDevices().then((r) => setDevices(r.devices || [])).catch(() => {}), [client]);
   useEffect(() => {
-    client.getDevices().then((r) => setDevices(r.devices || [])).catch(() => {});
+    loadDevices();
     // How many message keys the server keeps for a new browser: worth knowing before signing out.
     const look = () => client.http.authedRequest("GET", "/room_keys/version").then(setBackup, () => setBackup({ count: null }));
     look();
     const timer = setInterval(look, 2000);
     return () => clearInterval(timer);
-  }, [client]);
+  }, [client, loadDevices]);
+  const own = client.getDeviceId();
   return (
     <div className="modal-back">
       <div className="card modal" data-testid="settings">
         <h2>Account</h2>
         <p>{client.getUserId()}</p>
-        <p className="muted">This session: <span data-testid="own-device-id">{client.getDeviceId()}</span></p>
+        <p className="muted">This session: <span data-testid="own-device-id">{own}</span></p>
         <p data-testid="backup-status">
           {backup === null ? "Key backup: checking…" : backup.count === null ? "Key backup: off" : `Key backup: ${backup.count} message keys saved`}
         </p>
         <h3>Sessions</h3>
-        <ul className="sessions">
-          {devices.map((d) => (
-            <li key={d.device_id}>
-              <b>{d.display_name || d.device_id}</b> <span className="muted">{d.device_id}{d.last_seen_ts ? ` · ${new Date(d.last_seen_ts).toLocaleString()}` : ""}</span>
-            </li>
-          ))}
+        <ul className="sessions" data-testid="sessions">
+          {devices.map((d) => <SessionItem key={d.device_id} client={client} device={d} current={d.device_id === own} onGone={loadDevices} />)}
         </ul>
-        {"Notification" in window && Notification.permission !== "granted" && (
-          <p><button onClick={() => Notification.requestPermission()}>Notify me of new messages</button></p>
+        {permission === "default" && (
+          // Browsers only ask on a click; the answer is remembered per site.
+          <p><button onClick={() => Notification.requestPermission().then(setPermission)} data-testid="ask-notifications">Notify me of new messages</button></p>
         )}
+        {permission === "denied" && <p className="muted">Notifications are blocked for this site in the browser's settings.</p>}
         <div className="row">
           <button onClick={onSignOut} data-testid="sign-out">Sign out</button>
           <button className="primary" onClick={onClose}>Close</button>
@@ -165,14 +241,21 @@ export default function Chat({ client, onSignOut }) {
   const [dialog, setDialog] = useState(null);
   const [verification, setVerification] = useState(null);
 
-  // Browser notifications while the tab is open but not looked at.
+  // Browser notifications while the tab is open, for messages not in view: another room, or
+  // this one while the tab is hidden.
+  const inView = useRef(roomId);
+  inView.current = roomId;
   useEffect(() => {
     const onEvent = async (ev, room, toStart, _removed, data) => {
-      if (toStart || !data?.liveEvent || ev.getSender() === client.getUserId() || !document.hidden) return;
+      if (toStart || !data?.liveEvent || !room || ev.getSender() === client.getUserId()) return;
+      // Not the history that the first sync or a reconnection brings: only what arrives now.
+      if (!client.isInitialSyncComplete() || ev.getLocalAge() > 60_000) return;
       if (!("Notification" in window) || Notification.permission !== "granted") return;
+      if (room.roomId === inView.current && !document.hidden) return;
+      if (room.getMyMembership() !== "join") return;
       await client.decryptEventIfNeeded(ev);
       if (ev.getType() !== "m.room.message" || ev.isRelation("m.replace")) return;
-      const n = new Notification(room?.name || "Veche", { body: `${room?.getMember(ev.getSender())?.name || ev.getSender()}: ${ev.getContent().body || ""}`, tag: room?.roomId });
+      const n = new Notification(room.name || "Veche", { body: `${room.getMember(ev.getSender())?.name || ev.getSender()}: ${ev.getContent().body || ""}`, tag: room.roomId });
       n.onclick = () => {
         window.focus();
         window.location.hash = `#/room/${room.roomId}`;
@@ -232,8 +315,8 @@ export default function Chat({ client, onSignOut }) {
         <div className="actions">
           <button onClick={() => setDialog("dm")} data-testid="new-dm">+ Direct chat</button>
           <button onClick={() => setDialog("room")} data-testid="new-room">+ Room</button>
-          <button onClick={() => setDialog("join")}>Join</button>
         </div>
+        <JoinField client={client} onJoined={open} />
         {invites.length > 0 && <h4>Invites</h4>}
         <ul className="rooms">
           {invites.map((r) => (
@@ -270,7 +353,6 @@ export default function Chat({ client, onSignOut }) {
         )}
       </main>
       {(dialog === "dm" || dialog === "room") && <NewRoomDialog client={client} direct={dialog === "dm"} onClose={() => setDialog(null)} onCreated={open} />}
-      {dialog === "join" && <JoinDialog client={client} onClose={() => setDialog(null)} onJoined={open} />}
       {dialog === "settings" && <SettingsDialog client={client} onClose={() => setDialog(null)} onSignOut={onSignOut} />}
       {dialog?.verify && <VerifyPanel client={client} userId={dialog.verify} onClose={() => setDialog(null)} onRequest={(r) => { setDialog(null); setVerification(r); }} />}
       {verification && <IncomingVerification request={verification} client={client} onClose={() => setVerification(null)} />}

@@ -1,4 +1,4 @@
-import { useEffect, useLayoutEffect, useRef, useState } from "react";
+import { Fragment, useEffect, useLayoutEffect, useRef, useState } from "react";
 import { fetchAttachment, sendFile, thumbnailBlob } from "./media.js";
 
 const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉"];
@@ -260,6 +260,9 @@ export default function RoomView({ client, room, onBack, onVerify }) {
   const [inviting, setInviting] = useState(false);
   const [threadId, setThreadId] = useState(null);
   const [invitee, setInvitee] = useState("");
+  // Where the reader had got to when the room was opened (m.fully_read): a "new" line goes
+  // after it and stays put while the room is open, as in Element.
+  const [readUpTo] = useState(() => room.getAccountData("m.fully_read")?.getContent()?.event_id || null);
   const list = useRef(null);
   const atBottom = useRef(true);
 
@@ -312,7 +315,8 @@ export default function RoomView({ client, room, onBack, onVerify }) {
     setInvitee("");
   }
 
-  const readers = last ? room.getUsersReadUpTo(last).filter((u) => u !== me) : [];
+  // The sender has read their own message: only the others say anything.
+  const readers = last ? room.getUsersReadUpTo(last).filter((u) => u !== me && u !== last.getSender()) : [];
 
   return (
     <section className="room">
@@ -337,22 +341,26 @@ export default function RoomView({ client, room, onBack, onVerify }) {
       <div className="main-column">
       <ul className="timeline" ref={list} onScroll={onScroll} data-testid="timeline">
         {canPaginate && <li className="more"><button onClick={older} disabled={loading} data-testid="load-older">{loading ? "Loading…" : "Load older messages"}</button></li>}
-        {shown.map((ev) => {
+        {shown.map((ev, i) => {
+          const marker = ev.getId() === readUpTo && i < shown.length - 1
+            ? <li className="read-marker" data-testid="read-marker"><span>New</span></li> : null;
+          let item = null;
           if (ev.isState()) {
             const text = stateText(room, ev);
-            return text ? <li key={ev.getId()} className="notice muted">{text}</li> : null;
+            item = text ? <li className="notice muted">{text}</li> : null;
+          } else if (["m.room.message", "m.room.encrypted", "m.sticker"].includes(ev.getType())) {
+            item = (
+              <Tile client={client} room={room} ev={ev} edit={edits.get(ev.getId())} reactions={reactions.get(ev.getId())}
+                onReply={(e) => { setEditing(null); setReplyTo(e); }}
+                onEdit={(e, body) => { setReplyTo(null); setEditing({ ev: e, body }); }}
+                replies={threads.get(ev.getId())?.length || 0} onThread={(e) => setThreadId(e.getId())} />
+            );
           }
-          if (!["m.room.message", "m.room.encrypted", "m.sticker"].includes(ev.getType())) return null;
-          return (
-            <Tile key={ev.getId() || ev.getTxnId()} client={client} room={room} ev={ev} edit={edits.get(ev.getId())} reactions={reactions.get(ev.getId())}
-              onReply={(e) => { setEditing(null); setReplyTo(e); }}
-              onEdit={(e, body) => { setReplyTo(null); setEditing({ ev: e, body }); }}
-              replies={threads.get(ev.getId())?.length || 0} onThread={(e) => setThreadId(e.getId())} />
-          );
+          return <Fragment key={ev.getId() || ev.getTxnId()}>{item}{marker}</Fragment>;
         })}
-        {readers.length > 0 && <li className="receipts muted">Seen by {readers.map((u) => nameOf(room, u)).join(", ")}</li>}
+        {readers.length > 0 && <li className="receipts muted" data-testid="read-receipts">Seen by {readers.map((u) => nameOf(room, u)).join(", ")}</li>}
       </ul>
-      {typing.length > 0 && <div className="typing muted">{typing.map((m) => m.name).join(", ")} typing…</div>}
+      {typing.length > 0 && <div className="typing muted" data-testid="typing">{typing.map((m) => m.name).join(", ")} typing…</div>}
       <Composer client={client} room={room} replyTo={replyTo} editing={editing} onDone={() => { setReplyTo(null); setEditing(null); }} />
       </div>
       {threadRoot && (

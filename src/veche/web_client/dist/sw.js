@@ -1,7 +1,7 @@
 // Veche web client service worker: keeps the app itself (never the Matrix API) so that it opens
 // offline; the rooms last seen come from the page's own storage. The build fills in PRECACHE.
-const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-BT2WJDfe.js","/assets/index-DGQ7jCWJ.js","/assets/index-t48WtPwB.css","/assets/matrix-sdk-crypto-wasm-Bj8TwsKM.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-Dyzkpv_b.js"];
-const CACHE = "veche-web-f261c37290daff68";
+const PRECACHE = ["/","/index.html","/manifest.webmanifest","/icon.svg","/icon-192.png","/icon-512.png","/assets/Session-D4VQUJUj.js","/assets/index-D08DZn8D.js","/assets/index-DFXgfnRM.css","/assets/matrix-sdk-crypto-wasm-Dph_k--m.js","/assets/matrix_sdk_crypto_wasm_bg-Mlrn556D.wasm","/assets/rust-crypto-3CQUcnjD.js"];
+const CACHE = "veche-web-af3205c3d18a1d38";
 
 self.addEventListener("install", (event) => {
   event.waitUntil(caches.open(CACHE).then((c) => c.addAll(PRECACHE)).then(() => self.skipWaiting()));

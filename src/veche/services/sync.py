@@ -8,7 +8,7 @@ has not moved past `since` no row query runs at all.
 A room's `state` section comes from state groups (storage/state_groups_read.py): the state
 before the timeline's first event, all of it or, for a limited incremental sync, what differs
 from the state after the room's last event up to `since`; plus the current-state entries
-that changed in the window without the client seeing them (see `_became_current`).
+that changed in the window without the client seeing them (services/sync_state.py).
 
 Sections that other features fill (to-device messages, device list changes, one-time key
 counts) are produced by `SyncService.txn_providers`: each reads what it needs inside the
@@ -32,6 +32,7 @@ from veche.services.events import client_event
 from veche.services.lazy_members import LazyMembers, Sent
 from veche.services.relations import aggregations_txn
 from veche.services.stripped_state import stripped_state
+from veche.services.sync_state import Room, Window, state_txn
 from veche.storage import events as event_store
 from veche.storage import presence as presence_store
 from veche.storage import state_groups_read as groups
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
     from veche.server import HomeServer
     from veche.services.auth import Requester
 
-StateKey = tuple[str, str]
 DEFAULT_TIMELINE_LIMIT = 10
 MAX_TIMELINE_LIMIT = 1000
 # Rows scanned at most per room to fill a type-filtered timeline.
@@ -77,32 +77,6 @@ SyncProvider = Callable[[SyncContext], Awaitable[bool]]
 # Run inside the sync's transaction; the finisher it returns runs after it, on the loop.
 SyncFinisher = Callable[[SyncContext], Awaitable[bool]]
 SyncTxnProvider = Callable[[Txn, SyncContext], SyncFinisher]
-
-
-@dataclass
-class _Room:
-    room_id: str
-    kind: str  # join or leave
-    upto: int
-    events: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    limited: bool = False
-    prev_batch: int = 0
-    state: list[dict[str, Any]] = field(default_factory=list)
-    summary: dict[str, Any] | None = None
-
-
-@dataclass
-class _Window:
-    """A room's timeline, read; its state is worked out for all rooms at once after."""
-
-    room: _Room
-    matched: list[tuple[int, dict[str, Any]]]
-    start_at: tuple[int, dict[str, Any]] | None  # the event the timeline starts at
-    first: int  # its position (upto + 1 without one)
-    full: bool
-    member_pos: int
-    start: int | None = None  # the group of the state at the start, once read
-    start_read: bool = False
 
 
 class SyncService:
@@ -351,7 +325,7 @@ class SyncService:
             active = [r for r in joined if r in with_events or newly(r, "join")]
         limit = room_filter.timeline.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
         membership_pos = {r: p for r, _, p, _ in memberships}
-        windows: list[_Window] = []
+        windows: list[Window] = []
         for room_id in active:
             full = not incremental or ctx.full_state or newly(room_id, "join")
             from_pos = 0 if (full and (not incremental or newly(room_id, "join"))) else since_pos
@@ -372,7 +346,7 @@ class SyncService:
             prev = ((leave_event or {}).get("unsigned") or {}).get("prev_content") or {}
             if prev.get("membership") != "join":
                 # Never joined (a rejected invite or knock, a ban from outside): the event only.
-                room = _Room(room_id, "leave", pos, prev_batch=max(pos - 1, 0))
+                room = Room(room_id, "leave", pos, prev_batch=max(pos - 1, 0))
                 if leave_event is not None:
                     room.events = [(pos, leave_event)]
                 out["rooms"].append(room)
@@ -381,7 +355,7 @@ class SyncService:
                 txn, ctx, room_id, "leave", since_pos if incremental else 0, pos, limit, True, pos,
             ))
             out["rooms"].append(windows[-1].room)
-        self._state_txn(txn, ctx, windows)
+        state_txn(txn, self.state_groups, ctx, windows)
         # Invites and knocks.
         for room_id, membership, _pos, event_id in memberships:
             if membership in ("invite", "knock") and (not incremental or room_id in changed):
@@ -417,152 +391,15 @@ class SyncService:
     def _timeline_txn(
         self, txn: Txn, ctx: SyncContext, room_id: str, kind: str, from_pos: int, upto: int,
         limit: int, full: bool, member_pos: int,
-    ) -> _Window:
+    ) -> Window:
         scanned, matched, limited = _fetch_timeline(
             txn, room_id, from_pos, upto, limit, ctx.filter.room.timeline)
         start_at = matched[0] if matched else (scanned[-1] if scanned and limited else None)
         first = start_at[0] if start_at is not None else upto + 1
-        room = _Room(room_id, kind, upto, limited=limited, prev_batch=max(first - 1, 0))
-        return _Window(room, matched, start_at, first, full, member_pos)
+        room = Room(room_id, kind, upto, limited=limited, prev_batch=max(first - 1, 0))
+        return Window(room, matched, start_at, first, full, member_pos)
 
-    def _state_txn(self, txn: Txn, ctx: SyncContext, windows: list[_Window]) -> None:
-        """Each room's state section (and its timeline, once history visibility is applied).
-
-        The state at the start of the timeline is that before its first event, or with no
-        event, after the last one up to `upto`. A full section is all of it; an incremental
-        limited one what differs from the state at `since` (after the room's last event up
-        to it); then come the entries that became current without the client being told
-        (see _became_current)."""
-        if not windows:
-            return
-        # Most incremental syncs (not limited) need no state at the start of the timeline:
-        # it is read for the others, and for those only if it comes to be needed.
-        needed = [w for w in windows if w.full or w.room.limited]
-        if needed:
-            before = store.state_groups_before(
-                txn, [w.start_at[1]["event_id"] for w in needed if w.start_at is not None])
-            for w in needed:
-                self._start_group(txn, w, before)
-            groups.prefetch_states(txn, self.state_groups, [w.start for w in needed if w.full])
-        changed = store.current_state_changed(txn, {
-            w.room.room_id: (w.first - 1 if w.full else ctx.since_pos, w.room.upto)
-            for w in windows})
-        flt = ctx.filter.room
-        for w in windows:
-            room_id = w.room.room_id
-            state_ids: dict[StateKey, str]
-            if w.full:
-                state_ids = dict(groups.get_state(txn, self.state_groups, w.start))
-            elif w.room.limited:
-                at_since = store.state_group_at(txn, room_id, ctx.since_pos)
-                state_ids = groups.state_difference(txn, self.state_groups, w.start, at_since)
-            else:
-                state_ids = {}
-            self._became_current(txn, ctx, w, changed.get(room_id), state_ids)
-            state_events = event_store.get_events(txn, list(state_ids.values()))
-
-            # History visibility: drop timeline events from before the user could see the room.
-            matched = w.matched
-            if matched and matched[0][0] < w.member_pos:
-                matched = self._visible(txn, room_id, ctx.user_id, matched, state_ids, state_events)
-            w.room.events = matched
-            in_timeline = {e["event_id"] for _, e in matched}
-            state_map = {k: state_events[v] for k, v in state_ids.items()
-                         if v in state_events and v not in in_timeline}
-
-            if flt.state.lazy_load_members:
-                state_map = self._lazy_members(txn, ctx, w, state_map, matched)
-            w.room.state = [e for e in state_map.values() if flt.state.matches(e, room_id)]
-
-    def _start_group(self, txn: Txn, w: _Window, before: dict[str, int | None] | None = None) -> None:
-        """Read into `w.start` the group of the state at the start of the room's timeline
-        (`before`: the groups before events, if read already)."""
-        if w.start_read:
-            return
-        w.start_read = True
-        if w.start_at is None:
-            w.start = store.state_group_at(txn, w.room.room_id, w.room.upto)
-            return
-        event_id = w.start_at[1]["event_id"]
-        if before is None:
-            before = store.state_groups_before(txn, [event_id])
-        if event_id in before:
-            w.start = before[event_id]
-        else:  # the event has no place in the graph
-            w.start = store.state_group_at(txn, w.room.room_id, w.first - 1)
-
-    def _became_current(
-        self, txn: Txn, ctx: SyncContext, w: _Window, changed: dict[StateKey, str] | None,
-        state_ids: dict[StateKey, str],
-    ) -> None:
-        """Add to `state_ids` the entries that became current state within the window (since
-        `since`, or for a full section since the timeline's start) but that neither the
-        timeline nor the state at its start tells the client: those a state resolution chose
-        (a fork merged, an event received on another branch) and state events the timeline
-        filter left out. The client takes `state` and then the timeline's state events as
-        the room's state, so a key the timeline sets is left to the timeline."""
-        if not changed:
-            return
-        in_timeline = {(e["type"], e["state_key"]) for _, e in w.matched
-                       if isinstance(e.get("state_key"), str)}
-        candidates = {k: v for k, v in changed.items()
-                      if k not in in_timeline and state_ids.get(k) != v}
-        unknown = [k for k in candidates if k not in state_ids]
-        if not w.full and unknown:
-            # Not in the delta: the client still has the entry it had at `since`.
-            at_since = store.state_group_at(txn, w.room.room_id, ctx.since_pos)
-            known = groups.get_state_keys(txn, self.state_groups, at_since, unknown)
-            candidates = {k: v for k, v in candidates.items()
-                          if k in state_ids or known.get(k) != v}
-        state_ids.update(candidates)
-
-    def _visible(
-        self, txn: Txn, room_id: str, user_id: str, events: list[tuple[int, dict[str, Any]]],
-        state_ids: dict[StateKey, str], state_events: dict[str, dict[str, Any]],
-    ) -> list[tuple[int, dict[str, Any]]]:
-        """The events the user may see, each judged by the state at it (services/visibility)."""
-        from veche.services.visibility import Visibility
-
-        vis = Visibility.load(txn, room_id, user_id)
-        mask = vis.visible(txn, [(e["event_id"], e) for _, e in events])
-        return [row for row, ok in zip(events, mask, strict=True) if ok]
-
-    def _lazy_members(
-        self, txn: Txn, ctx: SyncContext, w: _Window, state_map: dict[StateKey, dict[str, Any]],
-        timeline: list[tuple[int, dict[str, Any]]],
-    ) -> dict[StateKey, dict[str, Any]]:
-        """Keep non-member state plus the member events of the timeline's senders."""
-        room_id, full = w.room.room_id, w.full
-        flt = ctx.filter.room.state
-        sent = ctx.members_known.get(room_id, frozenset())
-        wanted = {e["sender"] for _, e in timeline}
-        if ctx.since is None or full:
-            wanted.add(ctx.user_id)
-        in_timeline_members = {e["state_key"] for _, e in timeline
-                               if e["type"] == "m.room.member" and "state_key" in e}
-        if not flt.include_redundant_members and not full:
-            wanted -= sent
-        wanted -= in_timeline_members
-        kept = {k: v for k, v in state_map.items() if k[0] != "m.room.member"}
-        missing = []
-        for uid in sorted(wanted):
-            ev = state_map.get(("m.room.member", uid))
-            if ev is not None:
-                kept[("m.room.member", uid)] = ev
-            elif not full:
-                missing.append(uid)
-        if missing:
-            self._start_group(txn, w)
-            ids = groups.get_state_keys(txn, self.state_groups, w.start,
-                                        [("m.room.member", uid) for uid in missing])
-            for ev in event_store.get_events(txn, list(ids.values())).values():
-                kept[("m.room.member", ev["state_key"])] = ev
-        added = ctx.members_added.setdefault(room_id, set())
-        added.update(k[1] for k in kept if k[0] == "m.room.member")
-        added.update(in_timeline_members)
-        return kept
-
-    def _summaries_txn(self, txn: Txn, ctx: SyncContext, rooms: list[_Room]) -> None:
+    def _summaries_txn(self, txn: Txn, ctx: SyncContext, rooms: list[Room]) -> None:
         """m.joined_member_count / m.invited_member_count / m.heroes where they may have changed."""
         need = [r for r in rooms if r.kind == "join" and (
             ctx.since is None or ctx.full_state or r.state

@@ -95,40 +95,20 @@ class E2eKeysService:
 
     def _sync_provider(self, txn: Txn, ctx: SyncContext) -> SyncFinisher:
         """One-time key counts and device list changes, read in the sync's transaction."""
-        user_id, device_id = ctx.user_id, ctx.device_id
-        counts = store.count_one_time_keys(txn, user_id, device_id)
-        fallback = store.unused_fallback_types(txn, user_id, device_id)
-        changed: set[str] = set()
-        left: set[str] = set()
-        if ctx.since is not None:
-            changed, left = store.device_list_delta(txn, user_id, ctx.since.stream,
-                                                    ctx.upto.stream)
+        section = _e2ee_txn(txn, ctx.user_id, ctx.device_id,
+                            ctx.since.stream if ctx.since is not None else None,
+                            ctx.upto.stream)
 
         async def finish(ctx: SyncContext) -> bool:
-            counts.setdefault("signed_curve25519", 0)
-            ctx.result["device_one_time_keys_count"] = counts
-            ctx.result["device_unused_fallback_key_types"] = fallback
-            ctx.result["device_lists"] = {"changed": sorted(changed), "left": sorted(left)}
-            return bool(changed or left)
+            ctx.result.update(section)
+            return bool(section["device_lists"]["changed"] or section["device_lists"]["left"])
         return finish
 
     async def sync_section(
         self, user_id: str, device_id: str, since: int | None, upto: int
     ) -> dict[str, Any]:
         """Sliding sync's e2ee extension: what /sync's provider gives, as one object."""
-
-        def run(txn: Txn) -> tuple[dict[str, int], list[str], set[str], set[str]]:
-            counts = store.count_one_time_keys(txn, user_id, device_id)
-            fallback = store.unused_fallback_types(txn, user_id, device_id)
-            if since is None:
-                return counts, fallback, set(), set()
-            changed, left = store.device_list_delta(txn, user_id, since, upto)
-            return counts, fallback, changed, left
-
-        counts, fallback, changed, left = await self.hs.db.run(run)
-        counts.setdefault("signed_curve25519", 0)
-        return {"device_one_time_keys_count": counts, "device_unused_fallback_key_types": fallback,
-                "device_lists": {"changed": sorted(changed), "left": sorted(left)}}
+        return await self.hs.db.run(_e2ee_txn, user_id, device_id, since, upto)
 
     # --- upload ---------------------------------------------------------------------------------
     async def upload(self, user_id: str, device_id: str, body: dict[str, Any]) -> dict[str, int]:
@@ -483,3 +463,16 @@ def parse_keys(raw: Any, name: str) -> list[tuple[str, str, str]]:
             raise bad_json(f"{name} values must be strings or objects")
         out.append((alg, kid, orjson.dumps(key, option=orjson.OPT_SORT_KEYS).decode()))
     return out
+
+
+def _e2ee_txn(txn: Txn, user_id: str, device_id: str, since: int | None,
+              upto: int) -> dict[str, Any]:
+    """The device's one-time key counts, unused fallback key types and, from `since`, the
+    users whose device lists changed or who are no longer shared."""
+    counts = store.count_one_time_keys(txn, user_id, device_id)
+    counts.setdefault("signed_curve25519", 0)
+    changed, left = (store.device_list_delta(txn, user_id, since, upto) if since is not None
+                     else (set(), set()))
+    return {"device_one_time_keys_count": counts,
+            "device_unused_fallback_key_types": store.unused_fallback_types(txn, user_id, device_id),
+            "device_lists": {"changed": sorted(changed), "left": sorted(left)}}

@@ -1,7 +1,9 @@
 """Validate HTTP responses against the Matrix client-server OpenAPI description.
 
 The spec checkout lives in a ``shared`` directory beside the repository checkout
-(``<parent>/shared/matrix-spec``); it is never located through an absolute path.
+(``<parent>/shared/matrix-spec``), or where ``VECHE_SPEC_DIR`` points. A missing checkout
+is an error, not an empty spec: with no operations loaded every lookup would fail and the
+callers, which skip undocumented paths, would silently validate nothing.
 
 Usage::
 
@@ -28,6 +30,7 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import os
 import re
 import urllib.parse
 from collections.abc import Iterator
@@ -41,7 +44,10 @@ from referencing import Registry, Resource
 from referencing.exceptions import NoSuchResource
 from referencing.jsonschema import DRAFT202012
 
-SPEC_ROOT = Path(__file__).resolve().parents[2] / "shared" / "matrix-spec"
+SPEC_ROOT = Path(
+    os.environ.get("VECHE_SPEC_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "matrix-spec"
+)
 DATA_DIR = SPEC_ROOT / "data"
 CS_API_DIR = DATA_DIR / "api" / "client-server"
 ERROR_SCHEMA_FILE = CS_API_DIR / "definitions" / "errors" / "error.yaml"
@@ -202,6 +208,11 @@ def _compile_template(template: str) -> tuple[re.Pattern[str], int]:
 
 @functools.cache
 def _operations() -> tuple[Operation, ...]:
+    if not CS_API_DIR.is_dir():
+        raise FileNotFoundError(
+            f"the Matrix spec is not at {SPEC_ROOT}: put the checkout in ../shared beside the "
+            "repository or set VECHE_SPEC_DIR"
+        )
     ops: list[Operation] = []
     for path in sorted(CS_API_DIR.glob("*.yaml")):
         doc = _load_file(path)

@@ -7,7 +7,6 @@ sent."""
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -17,9 +16,10 @@ import yaml
 from aiohttp import web
 
 from tests.conftest import Client
+from tests.spec_schema import SPEC_ROOT
 from tests.sync_helpers import room_with, send
 
-SPEC = Path(__file__).resolve().parents[2] / "shared" / "matrix-spec" / "data" / "api"
+SPEC = SPEC_ROOT / "data" / "api"
 NOTIFY_SCHEMA = yaml.safe_load((SPEC / "push-gateway" / "push_notifier.yaml").read_text())[
     "paths"]["/notify"]["post"]["requestBody"]["content"]["application/json"]["schema"]
 

@@ -106,6 +106,8 @@ class Cluster:
             **(env or {}),
         }
         self.workers = [Worker(f"w{i + 1}", self.tmp, self.pg.url, self.env) for i in range(n)]
+        for w in self.workers:
+            w.server_name = self.server_name  # one server, whichever process answers
         self.haproxy: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:

@@ -383,7 +383,9 @@ class FederationMembershipService:
         stored = {**event, "unsigned": {"invite_room_state": room_state}}
         room_id, target = event["room_id"], event["state_key"]
 
-        def persist(txn: Txn, pos: int) -> None:
+        def persist(txn: Txn, pos: int) -> int:
+            if self.hs.cluster is not None:  # two processes must not both insert the room
+                pos = self.hs.cluster.lock_room(txn, room_id, 1)[0]
             if ev_store.get_room_version(txn, room_id) is None:
                 ev_store.insert_room(txn, room_id, rv.identifier, event["sender"],
                                      int(time.time() * 1000))
@@ -392,9 +394,10 @@ class FederationMembershipService:
                     txn, stored, EventContext(outlier=True), pos, rv=rv)
             ev_store.set_membership(txn, room_id, target, "invite", event["event_id"], pos,
                                        event["sender"])
+            return pos
 
         with self.hs.stream.get_next() as pos:
-            await self.hs.db.run(persist, pos)
+            pos = await self.hs.db.run(persist, pos)
         self.hs.notifier.notify([room_id, target], pos)
 
     # --- queries ----------------------------------------------------------------------------

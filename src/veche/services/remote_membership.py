@@ -244,7 +244,9 @@ class RemoteMembership:
         ordered = sorted(everything.values(), key=lambda e: (e.get("depth", 0), e["event_id"]))
         persister = self.hs.events.persister
 
-        def persist(txn: Txn, positions: list[int]) -> str | None:
+        def persist(txn: Txn, positions: list[int]) -> tuple[str | None, int]:
+            if self.hs.cluster is not None:  # one process at a time on a room's graph
+                positions = self.hs.cluster.lock_room(txn, room_id, len(positions))
             if ev_store.get_room_version(txn, room_id) is None:
                 create = everything[state[auth_rules.CREATE_KEY]]
                 ev_store.insert_room(txn, room_id, rv.identifier, create["sender"],
@@ -255,19 +257,19 @@ class RemoteMembership:
                     persister.persist_event(txn, event, EventContext(rejected=reason, outlier=True),
                                             pos, rv=rv)
             if ev_store.get_event_position(txn, join["event_id"]) is not None:
-                return None  # already persisted (a retried join)
+                return None, positions[-1]  # already persisted (a retried join)
             group = graph.store_state_group(txn, room_id, None, state, None)
             context = EventContext(group, rejected=join_rejection)
             persister.persist_event(txn, join, context, positions[-1], rv=rv)
-            return join_rejection
+            return join_rejection, positions[-1]
 
         with contextlib.ExitStack() as stack:
             positions = [stack.enter_context(self.hs.stream.get_next())
                          for _ in range(len(ordered) + 1)]
-            reason = await self.hs.db.run(persist, positions)
+            reason, last = await self.hs.db.run(persist, positions)
         if reason is not None:
             raise forbidden(f"The join is not allowed by the room's state: {reason}")
-        self.hs.notifier.notify([room_id, user_id], positions[-1])
+        self.hs.notifier.notify([room_id, user_id], last)
 
     # --- knocks -----------------------------------------------------------------------------
     async def knock(self, user_id: str, room_id: str, servers: list[str],
@@ -376,15 +378,18 @@ class RemoteMembership:
             # The key /sync reads for invites and knocks alike (services/sync.py).
             event = {**event, "unsigned": {"invite_room_state": room_state}}
 
-        def persist(txn: Txn, pos: int) -> None:
+        def persist(txn: Txn, pos: int) -> int:
+            if self.hs.cluster is not None:  # two processes must not both insert the room
+                pos = self.hs.cluster.lock_room(txn, room_id, 1)[0]
             if ev_store.get_room_version(txn, room_id) is None:
                 ev_store.insert_room(txn, room_id, rv.identifier, user_id, int(time.time() * 1000))
             persister.persist_event(txn, event, EventContext(outlier=True), pos, rv=rv)
             ev_store.set_membership(txn, room_id, user_id, membership, event["event_id"],
                                        pos, user_id)
+            return pos
 
         with self.hs.stream.get_next() as pos:
-            await self.hs.db.run(persist, pos)
+            pos = await self.hs.db.run(persist, pos)
         self.hs.notifier.notify([room_id, user_id], pos)
 
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from veche.config import Config
 from veche.notifier import Notifier
-from veche.ratelimit import RateLimiter
+from veche.ratelimit import RateLimiter, SharedBuckets
 from veche.storage.database import Database, open_database
 from veche.storage.sync import store_stream_reservation
 from veche.streams import RESERVE_AHEAD, StreamIdGenerator
@@ -119,6 +119,8 @@ class HomeServer:
 
             self.cluster = Cluster(self, last)
             self.stream = self.cluster.stream
+            self.ratelimiter.shared = SharedBuckets(
+                self.db, self.ratelimiter.shared_refill_s()).take
         else:
             reserved = last + RESERVE_AHEAD
             self.db.run_sync(store_stream_reservation, reserved)  # type: ignore[attr-defined]

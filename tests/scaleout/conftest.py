@@ -74,8 +74,9 @@ def _wait_port(port: int, what: str, proc: subprocess.Popen[bytes] | None = None
 
 
 class Worker(ServerProcess):
-    def __init__(self, name: str, data_dir: Path, db_url: str, env: dict[str, str]) -> None:
-        super().__init__("postgres", data_dir, db_url, extra_env=env, dev=True)
+    def __init__(self, name: str, data_dir: Path, db_url: str, env: dict[str, str],
+                 dev: bool = True) -> None:
+        super().__init__("postgres", data_dir, db_url, extra_env=env, dev=dev)
         self.name = name
         self.log_path = data_dir / f"{name}.log"
         self.args = ["--worker-name", name]
@@ -92,7 +93,7 @@ class Cluster:
     """Three processes sharing one database, one data directory (signing key, media) and
     one NATS, and HAProxy in front."""
 
-    def __init__(self, env: dict[str, str] | None = None, n: int = 3) -> None:
+    def __init__(self, env: dict[str, str] | None = None, n: int = 3, dev: bool = True) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="veche-cluster-"))
         self.pg = PostgresTestDatabase()
         self.lb_port = free_port()
@@ -105,7 +106,8 @@ class Cluster:
             "VECHE_FEDERATION__ENABLED": "false",
             **(env or {}),
         }
-        self.workers = [Worker(f"w{i + 1}", self.tmp, self.pg.url, self.env) for i in range(n)]
+        self.workers = [Worker(f"w{i + 1}", self.tmp, self.pg.url, self.env, dev)
+                        for i in range(n)]
         for w in self.workers:
             w.server_name = self.server_name  # one server, whichever process answers
         self.haproxy: subprocess.Popen[bytes] | None = None

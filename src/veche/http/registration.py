@@ -49,7 +49,7 @@ async def register(request: web.Request) -> web.Response:
     display = _optional(body, "initial_device_display_name", str, "a string")
     inhibit = _optional(body, "inhibit_login", bool, "a boolean") or False
     want_refresh = _optional(body, "refresh_token", bool, "a boolean") or False
-    hs.ratelimiter.check("registration", client_ip(request))
+    await hs.ratelimiter.acheck("registration", client_ip(request))
     # Settle everything that can fail before the client goes through the flow.
     if username is not None:
         username = username.lower()
@@ -138,5 +138,5 @@ async def token_validity(request: web.Request) -> web.Response:
         raise missing_param("token is required")
     if not hs.config.registration_open:
         raise MatrixError(403, "M_FORBIDDEN", "Registration is disabled")
-    hs.ratelimiter.check("registration", client_ip(request))
+    await hs.ratelimiter.acheck("registration", client_ip(request))
     return json_response({"valid": await hs.accounts.registration_token_valid(token)})

@@ -134,18 +134,18 @@ class AccountService:
         stranger's guesses use up the stranger's budget, not the owner's elsewhere.
         """
         limiter = self.hs.ratelimiter
-        limiter.check("login", ip)
+        await limiter.acheck("login", ip)
         user_id = self.resolve_user(who)
         if user_id is None:
             raise forbidden("Invalid username or password")
         from_here = f"{user_id} {ip}"
-        limiter.ensure("login_failures", from_here)
-        limiter.ensure("login_failures_account", user_id)
+        await limiter.aensure("login_failures", from_here)
+        await limiter.aensure("login_failures_account", user_id)
         # A deactivated account answers as an unknown one (as Synapse's does: deactivation
         # drops the password), so a stranger cannot learn which accounts existed.
         if not await self.check_password(user_id, password):
-            limiter.take("login_failures", from_here)
-            limiter.take("login_failures_account", user_id)
+            await limiter.atake("login_failures", from_here)
+            await limiter.atake("login_failures_account", user_id)
             raise forbidden("Invalid username or password")
         return await self.login_session(user_id, device_id, display_name,
                                         want_refresh=want_refresh, ip=ip)
@@ -452,7 +452,7 @@ class AccountService:
             uid = self.resolve_user(who)
             if uid is None or (user_id is not None and uid != user_id):
                 raise forbidden("Invalid password")
-            self.hs.ratelimiter.check("login", uid)
+            await self.hs.ratelimiter.acheck("login", uid)
             if not await self.check_password(uid, password):
                 raise forbidden("Invalid password")
             return None

@@ -52,8 +52,9 @@ def _admin_op(config_path: str | None, op: Any, *, offline: bool = False) -> Any
 
 def _refuse_while_running(config: Config) -> Any:
     """The data directory's lock, held while the command runs so no server starts meanwhile;
-    refused when a server holds it, or (processes of a scale-out deployment take no lock)
-    answers on the config's port."""
+    refused when a server holds it or answers on the config's port, or, for a scale-out
+    deployment (whose processes take no lock), while any of its processes has a database
+    session."""
     import socket
     from pathlib import Path
 
@@ -62,6 +63,15 @@ def _refuse_while_running(config: Config) -> Any:
     refusal = click.ClickException(
         f"the server is running (http://{config.listen.host}:{config.listen.port}): stop it "
         "first, or use the admin API (/_synapse/admin)")
+    if config.clustered:  # many processes, each on a port of its own: ask the database
+        from veche.cluster.node import running_workers
+
+        workers = running_workers(config.database_url)
+        if workers:
+            raise click.ClickException(
+                f"the server is running ({', '.join(sorted(workers))}): stop every process "
+                "first, or use the admin API (/_synapse/admin)")
+        return None
     lock = DataDirLock(Path(config.data_dir))
     try:
         lock.acquire()

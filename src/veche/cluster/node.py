@@ -50,6 +50,22 @@ JOIN_WAIT_S = 2.5
 CATCH_UP_S = 5.0
 
 
+# The processes of the cluster that have a database session: (SQL, args).
+_WRITERS = ("SELECT DISTINCT application_name FROM pg_stat_activity"
+            " WHERE datname = current_database() AND application_name LIKE %s",
+            (WRITER_PREFIX + "%",))
+
+
+def running_workers(database_url: str) -> set[str]:
+    """The names of the `veche serve` processes on this database now (for commands that
+    must run while none does)."""
+    import psycopg
+
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(*_WRITERS).fetchall()
+    return {r[0][len(WRITER_PREFIX):] for r in rows}
+
+
 def lock_key(name: str) -> int:
     """A signed 64-bit advisory lock key for a name (stable across processes and versions)."""
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), "big",
@@ -133,11 +149,7 @@ class Cluster:
         self.stream.forget(writer)
 
     def live_writers(self) -> set[str]:
-        rows = self._query(
-            "SELECT DISTINCT application_name FROM pg_stat_activity"
-            " WHERE datname = current_database() AND application_name LIKE %s",
-            (WRITER_PREFIX + "%",))
-        return {r[0][len(WRITER_PREFIX):] for r in rows} - {self.worker}
+        return {r[0][len(WRITER_PREFIX):] for r in self._query(*_WRITERS)} - {self.worker}
 
     # --- the bus ----------------------------------------------------------------------
     def publish(self, kind: str, body: dict[str, Any]) -> None:

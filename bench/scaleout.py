@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import resource
 import signal
 import statistics
@@ -142,15 +143,39 @@ LABELS = {"single": "1 process, no bus/balancer", "1": "1 process", "2": "2 proc
           "3": "3 processes"}
 
 
+def kind_parts(kind: str, default_cfg: Path) -> tuple[int, bool, Path]:
+    """"2" is 2 processes behind the default balancer configuration, "2:FILE" behind FILE."""
+    name, _, cfg = kind.partition(":")
+    n, bus = KINDS[name]
+    return n, bus, Path(cfg) if cfg else default_cfg
+
+
+def label(kind: str) -> str:
+    name, _, cfg = kind.partition(":")
+    return LABELS[name] + (f" ({Path(cfg).name})" if cfg else "")
+
+
 def run_kind(kind: str, load: Load, balancer_cfg: Path) -> dict[str, Any]:
-    n, bus = KINDS[kind]
+    n, bus, cfg = kind_parts(kind, balancer_cfg)
     with tempfile.TemporaryDirectory(prefix="veche-scaleout-") as tmp:
-        server = start_cluster(Path(tmp), n, bus, balancer_cfg)
+        server = start_cluster(Path(tmp), n, bus, cfg)
         try:
             time.sleep(3)  # start-up work (the bus's join wait, caches) out of the way
-            return asyncio.run(chat_rooms(server, load))
+            result = asyncio.run(chat_rooms(server, load))
         finally:
             server.stop()
+    # What this machine could do with nothing else on it: each process one core at most
+    # (one Python interpreter), and the whole stack (Veche, PostgreSQL, HAProxy, NATS, the
+    # generator) within 2 cores, at the CPU per message measured here.
+    stack = sum(result[f"{k}_cpu_s_per_1000"] for k in STACK)
+    result["stack_cpu_s_per_1000"] = stack
+    result["ceiling_messages_per_s"] = min(
+        n * 1000 / result["veche_cpu_s_per_1000"], CORES * 1000 / stack)
+    return result
+
+
+CORES = os.cpu_count() or 1
+STACK = ("veche", "postgres", "postgres_shared", "haproxy", "nats", "generator")
 
 
 def _fmt(v: float) -> str:
@@ -165,6 +190,8 @@ ROWS = [("messages_per_s", "messages/s"), ("latency_p50_ms", "send-to-sync p50 (
         ("haproxy_cpu_s_per_1000", "HAProxy CPU-s per 1,000"),
         ("nats_cpu_s_per_1000", "NATS CPU-s per 1,000"),
         ("generator_cpu_s_per_1000", "load generator CPU-s per 1,000"),
+        ("stack_cpu_s_per_1000", "all of these CPU-s per 1,000"),
+        ("ceiling_messages_per_s", "messages/s this machine could do alone (see below)"),
         ("veche_cores", "cores busy: Veche"), ("w1_cores", "  w1"), ("w2_cores", "  w2"),
         ("postgres_cores", "cores busy: PostgreSQL backends"),
         ("generator_cores", "cores busy: load generator"),
@@ -178,25 +205,41 @@ def render(runs: dict[str, list[dict[str, Any]]], kinds: list[str], load: Load,
     med = {k: {m: statistics.median(r[m] for r in runs[k]) for m, _ in ROWS
                if all(m in r for r in runs[k])} for k in kinds}
     lines = [f"Command: `{command}`  ", f"Load: {vars(load)}", "",
-             "| median of cycles | " + " | ".join(LABELS[k] for k in kinds) + " |",
+             "| median of cycles | " + " | ".join(label(k) for k in kinds) + " |",
              "|---|" + "---|" * len(kinds)]
-    for m, label in ROWS:
+    for m, title in ROWS:
         if any(m in med[k] for k in kinds):
-            lines.append(f"| {label} | " + " | ".join(
+            lines.append(f"| {title} | " + " | ".join(
                 _fmt(med[k][m]) if m in med[k] else "—" for k in kinds) + " |")
-    if "1" in kinds and "2" in kinds:
-        lines += ["", "2 processes / 1 process, cycle by cycle (same cycle, fresh servers):", ""]
-        tput, cpu = [], []
-        for c, (one, two) in enumerate(zip(runs["1"], runs["2"], strict=False)):
+    for other in [k for k in kinds if "1" in kinds and k != "1"]:
+        lines += ["", f"{label(other)} / 1 process, cycle by cycle (the same cycle, fresh"
+                  " servers):", ""]
+        tput, cpu, ceiling = [], [], []
+        for c, (one, two) in enumerate(zip(runs["1"], runs[other], strict=False)):
             tput.append(two["messages_per_s"] / one["messages_per_s"])
             cpu.append(two["veche_cpu_s_per_1000"] / one["veche_cpu_s_per_1000"])
+            ceiling.append(two["ceiling_messages_per_s"] / one["ceiling_messages_per_s"])
             lines.append(f"- cycle {c + 1}: throughput {_fmt(tput[-1])}x "
                          f"({_fmt(one['messages_per_s'])} -> {_fmt(two['messages_per_s'])} msg/s),"
-                         f" Veche CPU per message {_fmt(cpu[-1])}x, rest of machine "
-                         f"{_fmt(one['rest_of_machine_cores'])} / "
+                         f" Veche CPU per message {_fmt(cpu[-1])}x, ceiling {_fmt(ceiling[-1])}x;"
+                         f" other sessions {_fmt(one['rest_of_machine_cores'])} and "
                          f"{_fmt(two['rest_of_machine_cores'])} cores")
-        lines.append(f"- median: throughput {_fmt(statistics.median(tput))}x (target >= 1.5), "
-                     f"CPU per message {_fmt(statistics.median(cpu))}x (target <= 1.2)")
+        lines.append(f"- median: throughput {_fmt(statistics.median(tput))}x, Veche CPU per "
+                     f"message {_fmt(statistics.median(cpu))}x, ceiling "
+                     f"{_fmt(statistics.median(ceiling))}x")
+    lines += ["", f"How measured: {load.rooms} public rooms, each with {load.senders_per_room}"
+              f" senders and {load.readers_per_room} reader(s) long-polling /sync (timeout"
+              f" 30 s); every sender sends {load.messages} messages one after the other"
+              f" ({load.warmup} each before, unmeasured), and the window ends when every reader"
+              " has all of its room's, in order. Fresh processes and a fresh PostgreSQL"
+              " database for each run; the kinds alternate, in reverse order every other"
+              " cycle. CPU is utime+stime from /proc/<pid>/stat of each Veche process, of the"
+              " database's PostgreSQL backends (pg_stat_activity), of PostgreSQL's shared"
+              " processes, HAProxy and nats-server, getrusage() of the load generator (one"
+              " asyncio process, aiohttp), and /proc/stat for the whole machine (other"
+              " sessions' work is the remainder). The ceiling is what this machine could do"
+              " with nothing else on it, from the CPU per message measured: each Veche"
+              " process at most one core, and all of the stack within all the cores.", ""]
     notes = sorted({n for k in kinds for r in runs[k] for n in r.get("notes", [])})
     if notes:
         lines += ["", "Notes: " + "; ".join(notes)]
@@ -215,20 +258,24 @@ def main(argv: list[str] | None = None) -> int:
                         help="HAProxy configuration (default deploy/haproxy.cfg)")
     parser.add_argument("--json", help="also write every cycle's figures here")
     parser.add_argument("--out", help="also write the Markdown table here")
+    parser.add_argument("--from-json", help="no runs: the table of an earlier run's --json")
     for name, default in vars(Load()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
     args = parser.parse_args(argv)
     load = Load(**{k: getattr(args, k) for k in vars(Load())})
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    if unknown := [k for k in kinds if k not in KINDS]:
+    if unknown := [k for k in kinds if k.partition(":")[0] not in KINDS]:
         parser.error(f"unknown kinds: {', '.join(unknown)}")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, min(hard, 65536)), hard))
     runs: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    if args.from_json:
+        runs = json.loads(Path(args.from_json).read_text())
+        kinds, args.cycles = [k for k in kinds if k in runs], 0
     for cycle in range(args.cycles):
         for kind in (kinds if cycle % 2 == 0 else kinds[::-1]):
-            print(f"cycle {cycle + 1}: {LABELS[kind]} ...", file=sys.stderr, flush=True)
+            print(f"cycle {cycle + 1}: {label(kind)} ...", file=sys.stderr, flush=True)
             result = run_kind(kind, load, Path(args.balancer_config))
             runs[kind].append(result)
             print(f"  {_fmt(result['messages_per_s'])} msg/s, Veche "

@@ -45,6 +45,22 @@ def proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def runqueue_wait(pid: int) -> float:
+    """Seconds the process's threads have spent ready to run but waiting for a core
+    (/proc/<pid>/task/*/schedstat): CPU it wanted and did not get."""
+    total = 0
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except FileNotFoundError:
+        return 0.0
+    for task in tasks:
+        try:
+            total += int((task / "schedstat").read_text().split()[1])
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+    return total / 1e9
+
+
 def machine_busy() -> float:
     """CPU-seconds the whole machine has spent busy (every process, every core) since boot."""
     values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
@@ -206,6 +222,8 @@ class CpuWindow:
     """Where CPU went between `open` and `close`, in CPU-seconds, by component."""
     elapsed: float = 0.0
     parts: dict[str, float] = field(default_factory=dict)
+    # Run-queue wait by component: CPU wanted and not given (the machine was busy).
+    waits: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
 
@@ -230,6 +248,8 @@ def cpu_window(server: Cluster) -> Iterator[CpuWindow]:
     workers0 = {name: proc_cpu(p.pid) for name, p in server.workers.items()}
     pg0, shared0 = server.postgres_pids()
     pg0_cpu = {pid: proc_cpu(pid) for pid in pg0 + shared0}
+    wait0 = {pid: runqueue_wait(pid) for pid in
+             [p.pid for p in server.workers.values()] + pg0 + [os.getpid()]}
     others0 = {pid: proc_cpu(pid) for pid in others()}
     gen0, busy0, t0 = _generator_cpu(), machine_busy(), time.perf_counter()
     yield window
@@ -256,3 +276,8 @@ def cpu_window(server: Cluster) -> Iterator[CpuWindow]:
     ours = sum(parts[k] for k in ("veche", "postgres", "postgres_shared", "haproxy", "nats",
                                   "generator"))
     parts["rest_of_machine"] = max(0.0, parts["machine"] - ours)
+    for name, p in server.workers.items():
+        window.waits[name] = runqueue_wait(p.pid) - wait0[p.pid]
+    window.waits["veche"] = sum(window.waits[name] for name in server.workers)
+    window.waits["postgres"] = sum(runqueue_wait(pid) - wait0.get(pid, 0.0) for pid in pg1)
+    window.waits["generator"] = runqueue_wait(os.getpid()) - wait0[os.getpid()]

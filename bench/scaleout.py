@@ -12,9 +12,12 @@ import os
 import resource
 import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,7 +121,29 @@ async def chat_round(api: Api, rooms: list[ChatRoom], messages: int, tag: str,
             task.cancel()
 
 
-async def chat_rooms(server: Cluster, load: Load) -> dict[str, Any]:
+@contextmanager
+def profiled(server: Cluster, into: Path | None) -> Iterator[None]:
+    """py-spy (installed from PyPI) sampling every Veche process over the block, its
+    collapsed stacks into `into`/<process>.txt."""
+    if into is None:
+        yield
+        return
+    into.mkdir(parents=True, exist_ok=True)
+    spies = [subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--pid",
+                               str(p.pid), "--format", "raw", "--rate", "200", "--nonblocking",
+                               "--output", str(into / f"{name}.txt")],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for name, p in server.workers.items()]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
+
+
+async def chat_rooms(server: Cluster, load: Load, profile: Path | None = None
+                     ) -> dict[str, Any]:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         api = Api(server.base_url, session)
@@ -126,7 +151,7 @@ async def chat_rooms(server: Cluster, load: Load) -> dict[str, Any]:
         await chat_round(api, rooms, load.warmup, "w", [])
         await _settle(server)
         latencies: list[float] = []
-        with cpu_window(server) as window:
+        with profiled(server, profile), cpu_window(server) as window:
             await chat_round(api, rooms, load.messages, "m", latencies)
     total = load.rooms * load.senders_per_room * load.messages
     per_1000 = {f"{k}_cpu_s_per_1000": v / total * 1000 for k, v in window.parts.items()}
@@ -135,6 +160,7 @@ async def chat_rooms(server: Cluster, load: Load) -> dict[str, Any]:
             "latency_p99_ms": _percentile(latencies, 0.99) * 1000,
             **per_1000,
             **{f"{k}_cores": v / window.elapsed for k, v in window.parts.items()},
+            **{f"{k}_runq_cores": v / window.elapsed for k, v in window.waits.items()},
             "notes": window.notes}
 
 
@@ -155,13 +181,14 @@ def label(kind: str) -> str:
     return LABELS[name] + (f" ({Path(cfg).name})" if cfg else "")
 
 
-def run_kind(kind: str, load: Load, balancer_cfg: Path) -> dict[str, Any]:
+def run_kind(kind: str, load: Load, balancer_cfg: Path, profile: Path | None = None
+             ) -> dict[str, Any]:
     n, bus, cfg = kind_parts(kind, balancer_cfg)
     with tempfile.TemporaryDirectory(prefix="veche-scaleout-") as tmp:
         server = start_cluster(Path(tmp), n, bus, cfg)
         try:
             time.sleep(3)  # start-up work (the bus's join wait, caches) out of the way
-            result = asyncio.run(chat_rooms(server, load))
+            result = asyncio.run(chat_rooms(server, load, profile))
         finally:
             server.stop()
     # What this machine could do with nothing else on it: each process one core at most
@@ -196,6 +223,10 @@ ROWS = [("messages_per_s", "messages/s"), ("latency_p50_ms", "send-to-sync p50 (
         ("postgres_cores", "cores busy: PostgreSQL backends"),
         ("generator_cores", "cores busy: load generator"),
         ("haproxy_cores", "cores busy: HAProxy"), ("nats_cores", "cores busy: NATS"),
+        ("veche_runq_cores", "cores wanted, not given: Veche (run-queue wait)"),
+        ("w1_runq_cores", "  w1"), ("w2_runq_cores", "  w2"),
+        ("postgres_runq_cores", "cores wanted, not given: PostgreSQL backends"),
+        ("generator_runq_cores", "cores wanted, not given: load generator"),
         ("machine_cores", "cores busy: whole machine"),
         ("rest_of_machine_cores", "cores busy: everything else (other sessions)")]
 
@@ -237,7 +268,8 @@ def render(runs: dict[str, list[dict[str, Any]]], kinds: list[str], load: Load,
               " database's PostgreSQL backends (pg_stat_activity), of PostgreSQL's shared"
               " processes, HAProxy and nats-server, getrusage() of the load generator (one"
               " asyncio process, aiohttp), and /proc/stat for the whole machine (other"
-              " sessions' work is the remainder). The ceiling is what this machine could do"
+              " sessions' work is the remainder). Run-queue wait (/proc/<pid>/task/*/schedstat)"
+              " is time a process was ready to run and waited for a core. The ceiling is what this machine could do"
               " with nothing else on it, from the CPU per message measured: each Veche"
               " process at most one core, and all of the stack within all the cores.", ""]
     notes = sorted({n for k in kinds for r in runs[k] for n in r.get("notes", [])})
@@ -258,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="HAProxy configuration (default deploy/haproxy.cfg)")
     parser.add_argument("--json", help="also write every cycle's figures here")
     parser.add_argument("--out", help="also write the Markdown table here")
+    parser.add_argument("--profile", help="py-spy every Veche process over each measured"
+                        " window, collapsed stacks into PROFILE/<kind>-c<cycle>/<process>.txt"
+                        " (CPU figures then include py-spy's cost to the processes)")
     parser.add_argument("--from-json", help="no runs: the table of an earlier run's --json")
     for name, default in vars(Load()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=int, default=default)
@@ -276,7 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     for cycle in range(args.cycles):
         for kind in (kinds if cycle % 2 == 0 else kinds[::-1]):
             print(f"cycle {cycle + 1}: {label(kind)} ...", file=sys.stderr, flush=True)
-            result = run_kind(kind, load, Path(args.balancer_config))
+            profile = (Path(args.profile) / f"{kind.replace('/', '_')}-c{cycle + 1}"
+                       if args.profile else None)
+            result = run_kind(kind, load, Path(args.balancer_config), profile)
             runs[kind].append(result)
             print(f"  {_fmt(result['messages_per_s'])} msg/s, Veche "
                   f"{_fmt(result['veche_cpu_s_per_1000'])} CPU-s/1,000, machine "

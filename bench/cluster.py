@@ -222,7 +222,8 @@ class CpuWindow:
     """Where CPU went between `open` and `close`, in CPU-seconds, by component."""
     elapsed: float = 0.0
     parts: dict[str, float] = field(default_factory=dict)
-    # Run-queue wait by component: CPU wanted and not given (the machine was busy).
+    # Run-queue wait by component, summed over its threads: time ready to run and not
+    # running (the machine was busy).
     waits: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 

@@ -223,10 +223,10 @@ ROWS = [("messages_per_s", "messages/s"), ("latency_p50_ms", "send-to-sync p50 (
         ("postgres_cores", "cores busy: PostgreSQL backends"),
         ("generator_cores", "cores busy: load generator"),
         ("haproxy_cores", "cores busy: HAProxy"), ("nats_cores", "cores busy: NATS"),
-        ("veche_runq_cores", "cores wanted, not given: Veche (run-queue wait)"),
+        ("veche_runq_cores", "threads ready and waiting for a core, average: Veche"),
         ("w1_runq_cores", "  w1"), ("w2_runq_cores", "  w2"),
-        ("postgres_runq_cores", "cores wanted, not given: PostgreSQL backends"),
-        ("generator_runq_cores", "cores wanted, not given: load generator"),
+        ("postgres_runq_cores", "threads ready and waiting for a core: PostgreSQL backends"),
+        ("generator_runq_cores", "threads ready and waiting for a core: load generator"),
         ("machine_cores", "cores busy: whole machine"),
         ("rest_of_machine_cores", "cores busy: everything else (other sessions)")]
 
@@ -269,7 +269,8 @@ def render(runs: dict[str, list[dict[str, Any]]], kinds: list[str], load: Load,
               " processes, HAProxy and nats-server, getrusage() of the load generator (one"
               " asyncio process, aiohttp), and /proc/stat for the whole machine (other"
               " sessions' work is the remainder). Run-queue wait (/proc/<pid>/task/*/schedstat)"
-              " is time a process was ready to run and waited for a core. The ceiling is what this machine could do"
+              " is time each thread was ready to run and waited for a core, summed over"
+              " the threads and divided by the window. The ceiling is what this machine could do"
               " with nothing else on it, from the CPU per message measured: each Veche"
               " process at most one core, and all of the stack within all the cores.", ""]
     notes = sorted({n for k in kinds for r in runs[k] for n in r.get("notes", [])})

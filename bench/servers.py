@@ -134,8 +134,8 @@ def bench_postgres() -> str:
                           "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-def start_veche_postgres(workdir: Path) -> Server:
-    """The same Veche on a fresh PostgreSQL database of its own, dropped when it stops."""
+def fresh_postgres_database() -> tuple[str, Callable[[], None]]:
+    """A new database on the bench's PostgreSQL server: its URL, and how to drop it."""
     import psycopg
     from psycopg import sql
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -155,7 +155,17 @@ def start_veche_postgres(workdir: Path) -> Server:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
                 sql.Identifier(dbname)))
 
-    server = start_veche(workdir, {"VECHE_DATABASE__URL": url}, name="veche-postgres")
+    return url, drop
+
+
+def start_veche_postgres(workdir: Path) -> Server:
+    """The same Veche on a fresh PostgreSQL database of its own, dropped when it stops."""
+    url, drop = fresh_postgres_database()
+    try:
+        server = start_veche(workdir, {"VECHE_DATABASE__URL": url}, name="veche-postgres")
+    except BaseException:
+        drop()
+        raise
     server.name = "Veche on PostgreSQL"
     server.on_stop.append(drop)
     return server

@@ -28,6 +28,8 @@ from pathlib import Path
 from bench.shaper import DEVICE, FAR_NET, LOCAL
 
 ENV_FLAG = "VECHE_BENCH_NETNS"
+# A file to append every packet offered to the shaped link to (bench/shaper.py --trace).
+TRACE_ENV = "VECHE_BENCH_SHAPER_TRACE"
 
 
 def inside() -> bool:
@@ -79,10 +81,14 @@ class ShapedLink:
         self.proc = proc
         self.stats_path = stats_path
 
-    def reseed(self) -> None:
-        """The loss sequence starts again from its seed (a new measured phase)."""
+    def reseed(self, phase: str = "") -> None:
+        """The loss sequence starts again from its seed (a new measured phase, named in the
+        packet trace if one is written)."""
         self.proc.send_signal(signal.SIGUSR1)
         time.sleep(0.1)
+        if os.environ.get(TRACE_ENV):
+            with open(os.environ[TRACE_ENV], "a") as trace:
+                trace.write(json.dumps({"t": round(time.monotonic(), 4), "phase": phase}) + "\n")
 
     def stats(self) -> dict[str, int]:
         time.sleep(0.6)  # the shaper writes them every half second
@@ -101,6 +107,8 @@ def shaped_link(seed: int | None = None) -> Iterator[ShapedLink]:
         cmd = [sys.executable, "-m", "bench.shaper", "--stats", str(stats)]
         if seed is not None:
             cmd += ["--seed", str(seed)]
+        if os.environ.get(TRACE_ENV):
+            cmd += ["--trace", os.environ[TRACE_ENV]]
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True,
                                 cwd=Path(__file__).parents[1])
         try:

@@ -47,6 +47,9 @@ ROWS: list[tuple[str, str, str, float | None, bool]] = [
     ("shaped_link", "first_list_kib", "shaped link: first room list (KiB received)", 0.5, True),
     ("shaped_link", "initial_sync_s", "shaped link: initial /sync, Element's filter (s)", 0.8, True),
     ("shaped_link", "initial_sync_kib", "shaped link: initial /sync (KiB received)", 0.8, True),
+    ("shaped_link", "browser_sync_s", "shaped link: the same, a browser's Accept-Encoding (s)",
+     None, True),
+    ("shaped_link", "browser_sync_kib", "shaped link: the same (KiB received)", None, True),
     ("shaped_link", "live_p50_ms", "shaped link: live send-to-arrival p50 (ms)", None, True),
     ("shaped_link", "live_p99_ms", "shaped link: live send-to-arrival p99 (ms)", 1.0, True),
     ("shaped_link", "live_bytes_per_msg", "shaped link: response bytes per delivered message",
@@ -257,7 +260,7 @@ def _shaped_notes(results: dict[str, Any], names: list[str], sizes: Sizes) -> li
         for key in ("skipped", "first_list_skipped"):
             if key in section:
                 lines.append(f"Shaped link, {n}: {key.replace('_', ' ')}: {section[key]}  ")
-        for phase in ("first_list", "initial_sync", "live"):
+        for phase in ("first_list", "initial_sync", "browser_sync", "live"):
             link = section.get(phase)
             if isinstance(link, dict):
                 lines.append(f"Shaped link, {n}, {phase.replace('_', ' ')}: on the link "
@@ -271,7 +274,9 @@ def _shaped_notes(results: dict[str, Any], names: list[str], sizes: Sizes) -> li
               "a fixed seed, started again at each measured phase so both servers see the same "
               "sequence, a 1,000-packet queue); "
               "Synapse with `compress: true` on its client listener. The client sends "
-              "`Accept-Encoding: gzip` and keeps one connection. Bytes are the response "
+              "`Accept-Encoding: gzip` as phones' HTTP libraries do (and a browser's "
+              "`gzip, deflate, br, zstd` for the second initial /sync) and keeps one "
+              "connection. Bytes are the response "
               "status lines, headers and bodies as received. Live: one message every 2 s "
               f"for {sizes.shaped_live_s} s from another user (not through the shaper), "
               "into the rooms in turn, while the user long-polls.", ""]

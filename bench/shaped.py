@@ -8,7 +8,9 @@ round the shaper, at full speed; only the phone's own requests cross it. Measure
 - the first room list by sliding sync (MSC4186, 20 rooms, timeline_limit 1), as Element X
   asks for it on a new login; skipped with a line if the server answers 404;
 - a classic initial /sync with an Element-like filter (lazy-loaded members, 20 events of
-  timeline), as Element Web asks for it;
+  timeline), with `Accept-Encoding: gzip` as a phone's HTTP library sends it (OkHttp for
+  Element Android, reqwest for Element X, dart:io for FluffyChat), then the same again with
+  a browser's `Accept-Encoding` (Element Web, Veche's web client on a phone's home screen);
 - `shaped_live_s` seconds of live messages, one every 2 s into the rooms in turn, while the
   phone long-polls: send-to-arrival p50 and p99, and response bytes per delivered message.
 
@@ -27,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlsplit
 
 import aiohttp
+import brotli
 import orjson
 
 from bench import netns
@@ -43,6 +46,10 @@ FIRST_LIST = {"lists": {"all_rooms": {
     "ranges": [[0, 19]], "timeline_limit": 1,
     "required_state": [["m.room.name", ""], ["m.room.avatar", ""], ["m.room.encryption", ""],
                        ["m.room.member", "$LAZY"], ["m.room.canonical_alias", ""]]}}}
+# What phones' HTTP libraries send (matrix-rust-sdk's reqwest has only its gzip feature on).
+PHONE_ACCEPT = "gzip"
+# What Chromium sends since version 123 (Firefox the same, Safari without zstd).
+BROWSER_ACCEPT = "gzip, deflate, br, zstd"
 SEND_EVERY_S = 2.0
 POLL_TIMEOUT_MS = 30_000
 
@@ -58,8 +65,9 @@ class Phone:
         self.bytes = 0
 
     async def request(self, method: str, path: str, params: dict[str, str] | None = None,
-                      body: Any = None, timeout: float = 900) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.token}", "Accept-Encoding": "gzip"}
+                      body: Any = None, timeout: float = 900,
+                      accept: str = PHONE_ACCEPT) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.token}", "Accept-Encoding": accept}
         data = None
         if body is not None:
             data = orjson.dumps(body)
@@ -70,8 +78,13 @@ class Phone:
             raw = await resp.read()
             self.bytes += (len(f"HTTP/1.1 {resp.status} {resp.reason}\r\n") + 2 + len(raw)
                            + sum(len(k) + len(v) + 4 for k, v in resp.raw_headers))
-            if resp.headers.get("Content-Encoding") == "gzip":
+            coding = resp.headers.get("Content-Encoding")
+            if coding == "gzip":
                 raw = gzip.decompress(raw)
+            elif coding == "br":
+                raw = brotli.decompress(raw)
+            elif coding is not None:
+                raise BenchError(f"{path}: answered in {coding}, which was not asked for")
             return resp.status, orjson.loads(raw) if raw else None
 
 
@@ -126,7 +139,7 @@ async def shaped_link(server: Server, api: Api, sizes: Sizes) -> dict[str, Any]:
         async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
             phone = Phone(api.base, phone_token, session)
             # 1. The first room list by sliding sync.
-            link.reseed()
+            link.reseed(f"{server.name} first list")
             stats0, t = link.stats(), time.perf_counter()
             status, body = await phone.request("POST", SLIDING_PATH, body=FIRST_LIST)
             if status == 404:
@@ -134,28 +147,32 @@ async def shaped_link(server: Server, api: Api, sizes: Sizes) -> dict[str, Any]:
             elif status != 200:
                 raise BenchError(f"sliding sync: {status} {body}")
             else:
-                got = len(body.get("rooms", {}))
-                if got != min(20, len(rooms)):
-                    raise BenchError(f"sliding sync gave {got} rooms")
+                listed = len(body.get("rooms", {}))
+                if listed != min(20, len(rooms)):
+                    raise BenchError(f"sliding sync gave {listed} rooms")
                 out["first_list_s"] = time.perf_counter() - t
                 out["first_list_kib"] = phone.bytes / 1024
                 out["first_list"] = _link_delta(stats0, link.stats())
-            # 2. A classic initial /sync, Element's way.
-            phone.bytes = 0
-            link.reseed()
-            stats0, t = link.stats(), time.perf_counter()
-            status, body = await phone.request("GET", "/_matrix/client/v3/sync", params={
-                "filter": str(filter_id), "timeout": "0", "set_presence": "online"})
-            if status != 200:
-                raise BenchError(f"initial sync: {status} {body}")
-            joined = body.get("rooms", {}).get("join", {})
-            if len(joined) != len(rooms):
-                raise BenchError(f"initial sync has {len(joined)} rooms of {len(rooms)}")
-            out["initial_sync_s"] = time.perf_counter() - t
-            out["initial_sync_kib"] = phone.bytes / 1024
-            out["initial_sync"] = _link_delta(stats0, link.stats())
+            # 2. A classic initial /sync, Element's way: as a phone's library asks, then as a
+            # browser does.
+            for key, accept in (("initial_sync", PHONE_ACCEPT), ("browser_sync", BROWSER_ACCEPT)):
+                phone.bytes = 0
+                link.reseed(f"{server.name} {key.replace('_', ' ')}")
+                stats0, t = link.stats(), time.perf_counter()
+                status, got = await phone.request("GET", "/_matrix/client/v3/sync", params={
+                    "filter": str(filter_id), "timeout": "0", "set_presence": "online"},
+                    accept=accept)
+                if status != 200:
+                    raise BenchError(f"initial sync: {status} {got}")
+                joined = got.get("rooms", {}).get("join", {})
+                if len(joined) != len(rooms):
+                    raise BenchError(f"initial sync has {len(joined)} rooms of {len(rooms)}")
+                out[f"{key}_s"] = time.perf_counter() - t
+                out[f"{key}_kib"] = phone.bytes / 1024
+                out[key] = _link_delta(stats0, link.stats())
+                since = got["next_batch"]
             # 3. Live messages while the phone long-polls.
-            out.update(await _live(api, phone, friend, rooms, body["next_batch"], sizes, link))
+            out.update(await _live(api, phone, friend, rooms, since, sizes, link))
     return out
 
 
@@ -164,7 +181,7 @@ async def _live(api: Api, phone: Phone, friend: str, rooms: list[str], since: st
     sent: dict[str, float] = {}
     arrived: dict[str, float] = {}
     phone.bytes = 0
-    link.reseed()
+    link.reseed("live")
     stats0 = link.stats()
     sending_done = asyncio.Event()
 

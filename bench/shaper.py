@@ -36,6 +36,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TextIO
 
 DEVICE = "veche0"
 LOCAL = "10.77.0.1"
@@ -153,7 +154,7 @@ def open_tun(name: str = DEVICE) -> int:
     return fd
 
 
-def run(fd: int, link: Link, stats_path: Path | None) -> None:
+def run(fd: int, link: Link, stats_path: Path | None, trace: TextIO | None = None) -> None:
     pending: list[tuple[float, int, bytes]] = []
     seq = 0
     stats = {"up_bytes": 0, "down_bytes": 0, "up_packets": 0, "down_packets": 0,
@@ -181,10 +182,25 @@ def run(fd: int, link: Link, stats_path: Path | None) -> None:
         direction = "up" if to_server(packet) else "down"
         stats[f"{direction}_bytes"] += len(packet)
         stats[f"{direction}_packets"] += 1
-        arrive = link.offer(time.monotonic(), len(packet))
+        now = time.monotonic()
+        arrive = link.offer(now, len(packet))
+        if trace is not None:
+            trace.write(_trace_line(now, direction, packet, arrive))
         if arrive is not None:
             seq += 1
             heapq.heappush(pending, (arrive, seq, out))
+
+
+def _trace_line(now: float, direction: str, packet: bytes, arrive: float | None) -> str:
+    """One packet as a JSON line: when, which way, size, TCP ports, sequence numbers, flags,
+    payload, and when it arrives (null: lost)."""
+    ihl = (packet[0] & 0x0F) * 4
+    sport, dport, seq, ack, off_flags = struct.unpack("!HHIIH", packet[ihl:ihl + 14])
+    payload = len(packet) - ihl - (off_flags >> 12) * 4
+    return json.dumps({"t": round(now, 4), "dir": direction, "len": len(packet), "sport": sport,
+                       "dport": dport, "seq": seq, "ack": ack, "flags": off_flags & 0x3F,
+                       "payload": payload,
+                       "arrive": None if arrive is None else round(arrive, 4)}) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -195,13 +211,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--queue", type=int, default=QUEUE_PACKETS)
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--stats", type=Path, default=None)
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="write every packet offered to the link here (JSON lines)")
     args = parser.parse_args(argv)
     fd = open_tun()
     print("ready", flush=True)
     link = Link(args.rate, args.delay, args.loss, args.queue, args.seed)
     signal.signal(signal.SIGUSR1, lambda *_: link.reseed())
     try:
-        run(fd, link, args.stats)
+        if args.trace is None:
+            run(fd, link, args.stats)
+        else:
+            with args.trace.open("a", buffering=1) as trace:
+                run(fd, link, args.stats, trace)
     except KeyboardInterrupt:
         pass
     return 0

@@ -106,5 +106,10 @@ def test_bench_shaped_link_quick(tmp_path: Path) -> None:
                if line.startswith("| shaped link: initial /sync, Element's filter (s)"))
     # 500 ms each way: the request and its answer take a round trip at least.
     assert float(row.split("|")[2].replace(",", "")) > 1.0, row
+    # As a browser asks, the same answer comes in brotli: fewer bytes than gzip's.
+    gzip_kib, br_kib = (float(next(line for line in table.splitlines() if line.startswith(
+        f"| shaped link: {label} (KiB received)")).split("|")[2])
+        for label in ("initial /sync", "the same"))
+    assert br_kib < gzip_kib
     lost = next(line for line in table.splitlines() if line.startswith("| shaped link: live messages lost"))
     assert lost.split("|")[2].strip() == "0", lost

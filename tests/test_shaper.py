@@ -5,7 +5,7 @@ from __future__ import annotations
 import struct
 
 import pytest
-from bench.shaper import CLIENT_ALIAS, LOCAL, SERVER_ALIAS, Link, _checksum, reflect
+from bench.shaper import CLIENT_ALIAS, LOCAL, SERVER_ALIAS, Link, _checksum, _trace_line, reflect
 
 
 def test_one_packet_takes_its_serialisation_time_plus_the_delay() -> None:
@@ -87,3 +87,13 @@ def test_reseeding_starts_the_loss_sequence_again() -> None:
     first = [link.offer(float(i), 100) is None for i in range(200)]
     link.reseed()
     assert [link.offer(1000.0 + i, 100) is None for i in range(200)] == first
+
+
+def test_a_traced_packet_reads_as_its_tcp_header_says() -> None:
+    import json
+
+    packet = _ipv4_tcp(LOCAL, SERVER_ALIAS, b"GET / HTTP/1.1")
+    line = json.loads(_trace_line(5.0, "up", packet, 5.7))
+    assert line == {"t": 5.0, "dir": "up", "len": len(packet), "sport": 40000, "dport": 8008,
+                    "seq": 1, "ack": 0, "flags": 0x18, "payload": 14, "arrive": 5.7}
+    assert json.loads(_trace_line(5.0, "down", packet, None))["arrive"] is None  # lost

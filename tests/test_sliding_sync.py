@@ -123,6 +123,33 @@ async def test_reading_elsewhere_updates_the_counts(make_client: Any) -> None:
     assert room["notification_count"] == 0 and room["timeline"] == []
 
 
+async def test_unread_threads_are_counted_apart(make_client: Any) -> None:
+    alice = await make_client().register()
+    bob = await make_client().register()
+    room_id = await new_room(alice, "threads", invite=[bob.user_id])
+    assert (await bob.post(f"join/{quote(room_id)}", {}))[0] == 200
+    root = await send(alice, room_id, "a root")
+    status, body = await alice.put(
+        f"rooms/{quote(room_id)}/send/m.room.message/reply1",
+        {"msgtype": "m.text", "body": "in the thread",
+         "m.relates_to": {"rel_type": "m.thread", "event_id": root}})
+    assert status == 200, body
+    reply = body["event_id"]
+    resp = await ss(bob, all_rooms(limit=1))
+    room = resp["rooms"][room_id]
+    # The room's count has both; the thread's share is told apart.
+    assert room["notification_count"] == 2
+    assert room["unread_thread_notifications"] == {
+        root: {"notification_count": 1, "highlight_count": 0}}
+    # Reading the thread (a threaded receipt) leaves the main timeline's message unread.
+    status, _ = await bob.post(f"rooms/{quote(room_id)}/receipt/m.read/{quote(reply)}",
+                               {"thread_id": root})
+    assert status == 200
+    resp = await ss(bob, all_rooms(limit=1), pos=resp["pos"], timeout=5000)
+    room = resp["rooms"][room_id]
+    assert room["notification_count"] == 1 and room["unread_thread_notifications"] == {}
+
+
 async def test_ranges_and_rooms_coming_into_range(make_client: Any) -> None:
     alice = await make_client().register()
     rooms = [await new_room(alice, f"r{i}") for i in range(4)]

@@ -154,6 +154,13 @@ def room_txn(
         per_thread = hs.push.unread_counts_txn(txn, rc.user_id, [room_id], rc.upto).get(room_id, {})
         entry["notification_count"] = sum(n for n, _ in per_thread.values())
         entry["highlight_count"] = sum(h for _, h in per_thread.values())
+        # The counts above include threads (no client of sliding sync asks for them apart);
+        # here is each thread's share, for clients that show unread threads. An update
+        # always carries it, empty too: a thread read since must be cleared.
+        threads = {t: {"notification_count": n, "highlight_count": h}
+                   for t, (n, h) in per_thread.items() if t is not None and (n or h)}
+        if threads or not initial:
+            entry["unread_thread_notifications"] = threads
     else:
         entry["notification_count"] = entry["highlight_count"] = 0
     if initial:

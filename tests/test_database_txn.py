@@ -109,3 +109,19 @@ async def test_a_failing_write_at_commit_commits_nothing(db: Database) -> None:
     assert type(failed.value).__name__ in ("IntegrityError", "UniqueViolation")
     assert await db.fetchall("SELECT id FROM txn_probe") == []
     assert await db.fetchval("SELECT 1") == 1  # the connection is usable again
+
+
+async def test_held_reads_see_the_writes_before_them(db: Database) -> None:
+    def body(txn: Txn) -> tuple[object, ...]:
+        txn.write_many("INSERT INTO txn_probe (id, t) VALUES (?, ?)", [(1, "a"), (2, "b")])
+        first = txn.fetchall_later("SELECT id, t FROM txn_probe ORDER BY id")
+        count = txn.fetchall_later("SELECT COUNT(*) FROM txn_probe WHERE t = ?", ("b",))
+        txn.write("UPDATE txn_probe SET t = ? WHERE id = ?", ("b", 1))
+        nothing = txn.fetchall_later("SELECT id FROM txn_probe WHERE id > ?", (5,))
+        after = txn.fetchall("SELECT id, t FROM txn_probe ORDER BY id")  # sends them all
+        txn.write("DELETE FROM txn_probe WHERE id = ?", (2,))
+        last = txn.fetchall_later("SELECT id FROM txn_probe")
+        return count(), first(), nothing(), after, last()  # asked for out of order
+
+    assert await db.run(body) == (
+        [(1,)], [(1, "a"), (2, "b")], [], [(1, "b"), (2, "b")], [(1,)])

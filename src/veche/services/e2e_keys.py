@@ -469,10 +469,13 @@ def _e2ee_txn(txn: Txn, user_id: str, device_id: str, since: int | None,
               upto: int) -> dict[str, Any]:
     """The device's one-time key counts, unused fallback key types and, from `since`, the
     users whose device lists changed or who are no longer shared."""
-    counts = store.count_one_time_keys(txn, user_id, device_id)
-    counts.setdefault("signed_curve25519", 0)
+    # Held: on PostgreSQL they go with the device list's first read.
+    counts_later = store.count_one_time_keys_later(txn, user_id, device_id)
+    fallbacks = store.unused_fallback_types_later(txn, user_id, device_id)
     changed, left = (store.device_list_delta(txn, user_id, since, upto) if since is not None
                      else (set(), set()))
+    counts = counts_later()
+    counts.setdefault("signed_curve25519", 0)
     return {"device_one_time_keys_count": counts,
-            "device_unused_fallback_key_types": store.unused_fallback_types(txn, user_id, device_id),
+            "device_unused_fallback_key_types": fallbacks(),
             "device_lists": {"changed": sorted(changed), "left": sorted(left)}}

@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,18 @@ logger = logging.getLogger(__name__)
 # (device_id, txn_id, endpoint): a transaction ID is scoped to a device and an endpoint, the
 # request's path without the ID (spec "Transaction identifiers").
 TxnKey = tuple[str, str, str]
+
+_CREATE_KEY = ("m.room.create", "")
+
+
+@dataclass(slots=True, frozen=True)
+class _SendReads:
+    """What a local event is built from, read together (`EventService._send_reads`)."""
+
+    parents: Callable[[], graph.PrevEvents | None]
+    auth_keys: set[tuple[str, str]]
+    state_ids: Callable[[], dict[tuple[str, str], str]]
+
 
 # PDU keys that clients see (client-server API "Room Event Format").
 CLIENT_KEYS = ("content", "event_id", "origin_server_ts", "room_id", "sender", "state_key", "type")
@@ -228,14 +240,34 @@ class EventService:
         content: dict[str, Any], state_key: str | None, txn_key: TxnKey | None,
         redacts: str | None, pos: int,
     ) -> tuple[Persisted, bool]:
+        # What the event builds on and its transaction ID's event are independent reads: on
+        # PostgreSQL held, so the first one asked for takes all three in one round trip.
+        reads = self._send_reads(txn, rv, room_id, sender, event_type, content, state_key)
         if txn_key is not None:
-            existing = _existing_txn_event(txn, sender, txn_key)
+            existing_id = store.get_event_for_txn_id_later(txn, sender, *txn_key)()
+            existing = store.get_event(txn, existing_id) if existing_id else None
             if existing is not None:  # a retry: nothing stored, nothing to announce
                 return Persisted(existing, pos), False
         persisted = self._build_and_persist_txn(
-            txn, rv, room_id, sender, event_type, content, state_key, txn_key, redacts, pos
+            txn, rv, room_id, sender, event_type, content, state_key, txn_key, redacts, pos,
+            reads,
         )
         return persisted, True
+
+    def _send_reads(
+        self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
+        content: dict[str, Any], state_key: str | None,
+    ) -> _SendReads:
+        """The reads a local event is built from, held (`Txn.fetchall_later`)."""
+        shape: dict[str, Any] = {"type": event_type, "sender": sender, "content": content}
+        if state_key is not None:
+            shape["state_key"] = state_key
+        auth_keys = auth_rules.auth_types_for_event(rv, shape)
+        wanted = [*auth_keys, _CREATE_KEY]
+        if state_key is not None:
+            wanted.append((event_type, state_key))
+        return _SendReads(graph.prev_events_for_local_event_later(txn, room_id), auth_keys,
+                          store.get_current_state_ids_later(txn, room_id, wanted))
 
     def _receive_txn(
         self, txn: Txn, req: _SendRequest, event: dict[str, Any], pos: int,
@@ -302,9 +334,9 @@ class EventService:
     def _build_and_persist_txn(
         self, txn: Txn, rv: RoomVersion, room_id: str, sender: str, event_type: str,
         content: dict[str, Any], state_key: str | None, txn_key: TxnKey | None,
-        redacts: str | None, pos: int,
+        redacts: str | None, pos: int, reads: _SendReads,
     ) -> Persisted:
-        parents = graph.prev_events_for_local_event(txn, room_id)
+        parents = reads.parents()
         if parents is None:
             raise not_found("Unknown room")
         event: dict[str, Any] = {
@@ -324,16 +356,12 @@ class EventService:
                 event["redacts"] = redacts
             else:
                 event["content"] = {**content, "redacts": redacts}
-        auth_keys = auth_rules.auth_types_for_event(rv, event)
-        create_key = ("m.room.create", "")
-        wanted = [*auth_keys, create_key]
-        if state_key is not None:
-            wanted.append((event_type, state_key))
-        state_ids = store.get_current_state_ids(txn, room_id, wanted)
+        auth_keys = reads.auth_keys
+        state_ids = reads.state_ids()
         needed = {k: state_ids[k] for k in auth_keys if k in state_ids}
         lookup = dict(needed)
-        if create_key in state_ids:
-            lookup[create_key] = state_ids[create_key]
+        if _CREATE_KEY in state_ids:
+            lookup[_CREATE_KEY] = state_ids[_CREATE_KEY]
         auth_events = self._get_state_events(txn, list(lookup.values()))
         auth_state = {k: auth_events[eid] for k, eid in lookup.items()}
         event["auth_events"] = sorted(needed.values())
@@ -478,11 +506,6 @@ class EventService:
         if rv.room_id_is_create_event_hash:
             event["room_id"] = event_format.room_id_from_create_event_id(event["event_id"])
         return event
-
-
-def _existing_txn_event(txn: Txn, sender: str, txn_key: TxnKey) -> dict[str, Any] | None:
-    event_id = store.get_event_for_txn_id(txn, sender, *txn_key)
-    return store.get_event(txn, event_id) if event_id else None
 
 
 def _random_localpart() -> str:

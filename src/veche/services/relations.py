@@ -13,6 +13,7 @@ who left a room must not learn of edits, replies or references sent after they l
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from veche.core.numbers import parse_count
@@ -119,15 +120,29 @@ def _aggregate_txn(
     txn: Txn, events: list[dict[str, Any]], user_id: str, now_ms: int,
     visibility: dict[str, Visibility],
 ) -> dict[str, dict[str, Any]]:
+    return _aggregate_later(txn, events, user_id, now_ms, visibility)()
+
+
+def _aggregate_later(
+    txn: Txn, events: list[dict[str, Any]], user_id: str, now_ms: int,
+    visibility: dict[str, Visibility],
+) -> Callable[[], dict[str, dict[str, Any]]]:
+    """`_aggregate_txn` with its first read held (`Txn.fetchall_later`)."""
     targets = {
         e["event_id"]: e for e in events
         if isinstance(e.get("event_id"), str) and not _is_redacted(e)
     }
     if not targets:
-        return {}
-    rows = _visible(
-        txn, room_store.relations_in_room(txn, list(targets), AGGREGATED), user_id, visibility
-    )
+        return dict
+    relations = room_store.relations_in_room_later(txn, list(targets), AGGREGATED)
+    return lambda: _aggregate_rows(txn, targets, relations(), user_id, now_ms, visibility)
+
+
+def _aggregate_rows(
+    txn: Txn, targets: dict[str, dict[str, Any]], relations: list[Relation], user_id: str,
+    now_ms: int, visibility: dict[str, Visibility],
+) -> dict[str, dict[str, Any]]:
+    rows = _visible(txn, relations, user_id, visibility)
     by_type: dict[str, list[Relation]] = {t: [] for t in AGGREGATED}
     for r in rows:
         by_type[r.rel_type].append(r)
@@ -148,12 +163,13 @@ def _aggregate_txn(
     return result
 
 
-def aggregations_txn(
+def aggregations_later(
     txn: Txn, events: list[dict[str, Any]], user_id: str, now_ms: int,
-) -> dict[str, dict[str, Any]]:
+) -> Callable[[], dict[str, dict[str, Any]]]:
     """Event ID -> the aggregations (`unsigned["m.relations"]`) of those of `events` (stored
-    or client format) that have some the user may see, read in the caller's transaction."""
-    return _aggregate_txn(txn, events, user_id, now_ms, {})
+    or client format) that have some the user may see, read in the caller's transaction
+    when called; its first read is held (`Txn.fetchall_later`)."""
+    return _aggregate_later(txn, events, user_id, now_ms, {})
 
 
 async def bundle_aggregations(

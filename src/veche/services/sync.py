@@ -30,7 +30,7 @@ from veche.core.push_rules import default_ruleset
 from veche.core.sync_shape import lean_sync
 from veche.services.events import client_event
 from veche.services.lazy_members import LazyMembers, Sent
-from veche.services.relations import aggregations_txn
+from veche.services.relations import aggregations_later
 from veche.services.stripped_state import stripped_state
 from veche.services.sync_state import Room, Window, state_txn
 from veche.storage import events as event_store
@@ -298,6 +298,15 @@ class SyncService:
                        if room_filter.room_allowed(m[0])]
         joined = [r for r, m, _, _ in memberships if m == "join"]
         ctx.joined = joined
+        if moved:
+            # Reads that need nothing but the joined rooms, held: on PostgreSQL they go in
+            # one round trip with the providers' first read.
+            after = since_pos if incremental else -1
+            with_events = (None if not incremental or ctx.full_state else
+                           store.rooms_with_new_events_later(txn, joined, since_pos, upto))
+            receipts = store.receipts_for_rooms_later(txn, joined, after, upto)
+            account_data = store.account_data_since_later(txn, user_id, after, upto)
+            presence = presence_store.presence_since_for_user_later(txn, user_id, after, upto)
         out: dict[str, Any] = {
             "rooms": [], "receipts": [], "account_data": [], "presence": [], "invite": {},
             "knock": {}, "txn_ids": {}, "joined_set": set(joined), "counted": set(),
@@ -318,11 +327,11 @@ class SyncService:
             return prev.get("membership") != membership
 
         # Joined rooms: which need a timeline.
-        if not incremental or ctx.full_state:
+        if with_events is None:
             active = list(joined)
         else:
-            with_events = store.rooms_with_new_events(txn, joined, since_pos, upto)
-            active = [r for r in joined if r in with_events or newly(r, "join")]
+            new_events = with_events()
+            active = [r for r in joined if r in new_events or newly(r, "join")]
         limit = room_filter.timeline.limit_or(DEFAULT_TIMELINE_LIMIT, MAX_TIMELINE_LIMIT)
         membership_pos = {r: p for r, _, p, _ in memberships}
         windows: list[Window] = []
@@ -367,25 +376,23 @@ class SyncService:
         # Summaries.
         self._summaries_txn(txn, ctx, out["rooms"])
         # Receipts, account data, presence.
-        receipt_rooms = joined
-        if incremental:
-            out["receipts"] = store.receipts_for_rooms(txn, receipt_rooms, since_pos, upto)
-        else:
-            out["receipts"] = store.receipts_for_rooms(txn, receipt_rooms, -1, upto)
-        out["account_data"] = store.account_data_since(txn, user_id, since_pos if incremental else -1, upto)
-        out["presence"] = presence_store.presence_since_for_user(
-            txn, user_id, since_pos if incremental else -1, upto)
+        out["receipts"] = receipts()
+        out["account_data"] = account_data()
+        out["presence"] = presence()
         # Unread counts of the joined rooms this response will (likely) contain.
         counted = {r.room_id for r in out["rooms"] if r.kind == "join"}
         counted.update(r[0] for r in out["receipts"])
         counted.update(r[0] for r in out["account_data"] if r[0])
         counted &= out["joined_set"]
         out["counted"] = counted
+        # The aggregations' first read is held, to go with the unread counts' (PostgreSQL).
+        timeline = [e for room in out["rooms"] for _, e in room.events]
+        aggregations = (aggregations_later(txn, timeline, user_id, int(time.time() * 1000))
+                        if timeline else None)
         out["counts"] = (self.hs.push.unread_counts_txn(txn, user_id, list(counted), upto)
                          if counted else {})
-        timeline = [e for room in out["rooms"] for _, e in room.events]
-        if timeline:
-            out["aggregations"] = aggregations_txn(txn, timeline, user_id, int(time.time() * 1000))
+        if aggregations is not None:
+            out["aggregations"] = aggregations()
         return out
 
     def _timeline_txn(

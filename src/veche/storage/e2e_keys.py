@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -79,10 +79,18 @@ def add_one_time_keys(
 
 
 def count_one_time_keys(txn: Txn, user_id: str, device_id: str) -> dict[str, int]:
-    return {r[0]: int(r[1]) for r in txn.fetchall(
+    return count_one_time_keys_later(txn, user_id, device_id)()
+
+
+def count_one_time_keys_later(
+    txn: Txn, user_id: str, device_id: str
+) -> Callable[[], dict[str, int]]:
+    """`count_one_time_keys` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
         "SELECT algorithm, COUNT(*) FROM e2e_one_time_keys WHERE user_id = ? AND device_id = ?"
         " GROUP BY algorithm", (user_id, device_id),
-    )}
+    )
+    return lambda: {r[0]: int(r[1]) for r in rows()}
 
 
 def set_fallback_key(
@@ -104,10 +112,18 @@ def set_fallback_key(
 
 
 def unused_fallback_types(txn: Txn, user_id: str, device_id: str) -> list[str]:
-    return sorted(r[0] for r in txn.fetchall(
+    return unused_fallback_types_later(txn, user_id, device_id)()
+
+
+def unused_fallback_types_later(
+    txn: Txn, user_id: str, device_id: str
+) -> Callable[[], list[str]]:
+    """`unused_fallback_types` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
         "SELECT algorithm FROM e2e_fallback_keys WHERE user_id = ? AND device_id = ? AND used = 0",
         (user_id, device_id),
-    ))
+    )
+    return lambda: sorted(r[0] for r in rows())
 
 
 def claim_one_time_key(
@@ -228,27 +244,47 @@ def mark_changed(txn: Txn, user_ids: Iterable[str], stream_id: int) -> None:
 
 
 def changed_users(txn: Txn, since: int, upto: int) -> list[str]:
+    return changed_users_later(txn, since, upto)()
+
+
+def changed_users_later(txn: Txn, since: int, upto: int) -> Callable[[], list[str]]:
+    """`changed_users` as a held read (`Txn.fetchall_later`)."""
     if upto <= since:
-        return []
-    return [r[0] for r in txn.fetchall(
+        return list
+    rows = txn.fetchall_later(
         "SELECT user_id FROM device_list_changes WHERE stream_id > ? AND stream_id <= ?",
         (since, upto),
-    )]
+    )
+    return lambda: [r[0] for r in rows()]
 
 
 def joined_rooms(txn: Txn, user_id: str) -> list[str]:
-    return [r[0] for r in txn.fetchall(
+    return joined_rooms_later(txn, user_id)()
+
+
+def joined_rooms_later(txn: Txn, user_id: str) -> Callable[[], list[str]]:
+    """`joined_rooms` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
         "SELECT room_id FROM room_memberships WHERE user_id = ? AND membership = 'join'",
         (user_id,),
-    )]
+    )
+    return lambda: [r[0] for r in rows()]
 
 
 def own_membership_changes(txn: Txn, user_id: str, since: int, upto: int) -> list[tuple[str, str]]:
     """(room_id, membership) of the user's rooms whose membership changed in the window."""
-    return [(r[0], r[1]) for r in txn.fetchall(
+    return own_membership_changes_later(txn, user_id, since, upto)()
+
+
+def own_membership_changes_later(
+    txn: Txn, user_id: str, since: int, upto: int
+) -> Callable[[], list[tuple[str, str]]]:
+    """`own_membership_changes` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
         "SELECT room_id, membership FROM room_memberships WHERE user_id = ?"
         " AND stream_ordering > ? AND stream_ordering <= ?", (user_id, since, upto),
-    )]
+    )
+    return lambda: [(r[0], r[1]) for r in rows()]
 
 
 def members_changed_in_rooms(txn: Txn, room_ids: list[str], since: int, upto: int) -> set[str]:
@@ -298,10 +334,14 @@ def device_list_delta(txn: Txn, user_id: str, since: int, upto: int) -> tuple[se
     """
     if upto <= since:
         return set(), set()
-    keys_changed = set(changed_users(txn, since, upto))
+    # Three independent reads, held: one round trip on PostgreSQL.
+    changed_later = changed_users_later(txn, since, upto)
+    own_later = own_membership_changes_later(txn, user_id, since, upto)
+    rooms_later = joined_rooms_later(txn, user_id)
+    keys_changed = set(changed_later())
     candidates = set(keys_changed)
-    own = own_membership_changes(txn, user_id, since, upto)
-    rooms = joined_rooms(txn, user_id)
+    own = own_later()
+    rooms = rooms_later()
     maybe_left: set[str] = set()
     newly_joined = [r for r, m in own if m == "join"]
     candidates |= joined_members(txn, newly_joined)

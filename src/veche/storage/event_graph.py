@@ -24,7 +24,7 @@ the persist step (services/persist.py); /sync reads state groups
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,38 +73,57 @@ class PrevEvents:
 
 def get_forward_extremities(txn: Txn, room_id: str) -> list[tuple[str, int, int | None]]:
     """(event_id, depth, state group after it) of the room's extremities, deepest first."""
-    return [
-        (r[0], r[1], r[2]) for r in txn.fetchall(
-            "SELECT f.event_id, e.depth, g.state_group FROM event_forward_extremities f"
-            " JOIN events e ON e.event_id = f.event_id"
-            " LEFT JOIN event_to_state_groups g ON g.event_id = f.event_id"
-            " WHERE f.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC",
-            (room_id,),
-        )
-    ]
+    return get_forward_extremities_later(txn, room_id)()
+
+
+def get_forward_extremities_later(
+    txn: Txn, room_id: str
+) -> Callable[[], list[tuple[str, int, int | None]]]:
+    """`get_forward_extremities` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
+        "SELECT f.event_id, e.depth, g.state_group FROM event_forward_extremities f"
+        " JOIN events e ON e.event_id = f.event_id"
+        " LEFT JOIN event_to_state_groups g ON g.event_id = f.event_id"
+        " WHERE f.room_id = ? ORDER BY e.depth DESC, e.stream_ordering DESC",
+        (room_id,),
+    )
+    return lambda: [(r[0], r[1], r[2]) for r in rows()]
 
 
 def prev_events_for_local_event(txn: Txn, room_id: str) -> PrevEvents | None:
     """The prev_events, depth and state before a new local event; None for an unknown room."""
-    everything = get_forward_extremities(txn, room_id)
-    if not everything:
-        return None
-    extremities = everything[:MAX_PREV_EVENTS]
-    groups = {g for _, _, g in extremities}
-    if len(groups) == 1:
-        group = groups.pop()
-    else:
-        # Current state is the resolution of every extremity's state (services/persist.py),
-        # so, citing them all, the resolution over the prev_events; local sends are
-        # authorised against it. (Past MAX_PREV_EVENTS extremities the uncited ones still
-        # count: an approximation of the resolution over the cited ones alone.)
-        from veche.storage.events import get_current_state_ids
+    return prev_events_for_local_event_later(txn, room_id)()
 
-        base = next((g for _, _, g in extremities if g is not None), None)  # the deepest
-        group = store_state_group(txn, room_id, None, get_current_state_ids(txn, room_id), base)
-    cited = [e for e, _, _ in extremities]
-    return PrevEvents(cited, extremities[0][1],
-                      EventContext(group, extremities=tuple(e for e, _, _ in everything)))
+
+def prev_events_for_local_event_later(
+    txn: Txn, room_id: str
+) -> Callable[[], PrevEvents | None]:
+    """`prev_events_for_local_event` with its read held (`Txn.fetchall_later`)."""
+    read = get_forward_extremities_later(txn, room_id)
+
+    def finish() -> PrevEvents | None:
+        everything = read()
+        if not everything:
+            return None
+        extremities = everything[:MAX_PREV_EVENTS]
+        groups = {g for _, _, g in extremities}
+        if len(groups) == 1:
+            group = groups.pop()
+        else:
+            # Current state is the resolution of every extremity's state (services/persist.py),
+            # so, citing them all, the resolution over the prev_events; local sends are
+            # authorised against it. (Past MAX_PREV_EVENTS extremities the uncited ones still
+            # count: an approximation of the resolution over the cited ones alone.)
+            from veche.storage.events import get_current_state_ids
+
+            base = next((g for _, _, g in extremities if g is not None), None)  # the deepest
+            group = store_state_group(
+                txn, room_id, None, get_current_state_ids(txn, room_id), base)
+        cited = [e for e, _, _ in extremities]
+        return PrevEvents(cited, extremities[0][1],
+                          EventContext(group, extremities=tuple(e for e, _, _ in everything)))
+
+    return finish
 
 
 def persist_event_graph(txn: Txn, event: Mapping[str, Any], context: EventContext) -> int | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -51,12 +51,18 @@ def get_current_state_ids(
     txn: Txn, room_id: str, keys: Iterable[StateKey] | None = None
 ) -> dict[StateKey, str]:
     """The room's current state (only `keys` of it, if given) as event IDs."""
+    return get_current_state_ids_later(txn, room_id, keys)()
+
+
+def get_current_state_ids_later(
+    txn: Txn, room_id: str, keys: Iterable[StateKey] | None = None
+) -> Callable[[], dict[StateKey, str]]:
+    """`get_current_state_ids` as a held read (`Txn.fetchall_later`)."""
     if keys is None:
-        rows = txn.fetchall(
+        rows = txn.fetchall_later(
             "SELECT type, state_key, event_id FROM current_state WHERE room_id = ?", (room_id,)
         )
-        return {(t, sk): eid for t, sk, eid in rows}
-    state: dict[StateKey, str] = {}
+        return lambda: {(t, sk): eid for t, sk, eid in rows()}
     by_type: dict[str, list[str]] = {}
     for t, sk in dict.fromkeys(keys):
         by_type.setdefault(t, []).append(sk)
@@ -72,13 +78,13 @@ def get_current_state_ids(
                 f" AND type = ? AND state_key IN ({', '.join('?' * len(chunk))})")
             args += [room_id, t, *chunk]
     start = 0
+    reads = []
     for i in range(0, len(selects), 50):
         part = selects[i : i + 50]
         n = sum(sql.count("?") for sql in part)
-        for t, sk, eid in txn.fetchall(" UNION ALL ".join(part), args[start : start + n]):
-            state[(t, sk)] = eid
+        reads.append(txn.fetchall_later(" UNION ALL ".join(part), args[start : start + n]))
         start += n
-    return state
+    return lambda: {(t, sk): eid for rows in reads for t, sk, eid in rows()}
 
 
 def get_current_state(
@@ -92,11 +98,19 @@ def get_current_state(
 def get_event_for_txn_id(
     txn: Txn, user_id: str, device_id: str, txn_id: str, endpoint: str
 ) -> str | None:
-    return txn.fetchval(  # type: ignore[no-any-return]
+    return get_event_for_txn_id_later(txn, user_id, device_id, txn_id, endpoint)()
+
+
+def get_event_for_txn_id_later(
+    txn: Txn, user_id: str, device_id: str, txn_id: str, endpoint: str
+) -> Callable[[], str | None]:
+    """`get_event_for_txn_id` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
         "SELECT event_id FROM event_txn_ids"
         " WHERE user_id = ? AND device_id = ? AND endpoint = ? AND txn_id = ?",
         (user_id, device_id, endpoint, txn_id),
     )
+    return lambda: next((r[0] for r in rows()), None)
 
 
 def get_membership(txn: Txn, room_id: str, user_id: str) -> tuple[str, str] | None:

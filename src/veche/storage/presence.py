@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from veche.storage.database import Txn
@@ -31,7 +32,14 @@ def set_presence(
 
 def presence_since_for_user(txn: Txn, user_id: str, since: int, upto: int) -> list[PresenceRow]:
     """Presence changes in (since, upto] of the user and everyone sharing a joined room."""
-    return txn.fetchall(  # type: ignore[return-value,unused-ignore]
+    return presence_since_for_user_later(txn, user_id, since, upto)()
+
+
+def presence_since_for_user_later(
+    txn: Txn, user_id: str, since: int, upto: int
+) -> Callable[[], list[PresenceRow]]:
+    """`presence_since_for_user` as a held read (`Txn.fetchall_later`)."""
+    return txn.fetchall_later(  # type: ignore[return-value,unused-ignore]
         "SELECT p.user_id, p.presence, p.status_msg, p.last_active_ts, p.stream_id FROM presence p"
         # From the changes in the window (usually few), each checked for a shared room: not
         # a list of everyone sharing a room with the user, built on every /sync.

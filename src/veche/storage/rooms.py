@@ -3,7 +3,7 @@ topological order is storage/history.py's)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import orjson
@@ -270,12 +270,19 @@ def relations_in_room(
 ) -> list[Relation]:
     """Unredacted relations of events sent in the event's own room (one sent elsewhere
     pointing at it is no relation of it)."""
-    out: list[Relation] = []
+    return relations_in_room_later(txn, parent_ids, rel_types)()
+
+
+def relations_in_room_later(
+    txn: Txn, parent_ids: Sequence[str], rel_types: Sequence[str]
+) -> Callable[[], list[Relation]]:
+    """`relations_in_room` as held reads (`Txn.fetchall_later`)."""
+    reads = []
     ids = list(dict.fromkeys(parent_ids))
     for i in range(0, len(ids), 500):
         clause, args = txn.in_list("c.relates_to_id", ids[i : i + 500])
         rclause, rargs = txn.in_list("c.rel_type", list(rel_types))
-        for r in txn.fetchall(
+        reads.append(txn.fetchall_later(
             "SELECT c.relates_to_id, c.rel_type, c.event_id, c.sender, c.origin_server_ts,"
             " c.depth, c.stream_ordering, c.type, c.room_id,"
             " CASE WHEN c.state_key IS NULL THEN NULL ELSE c.json END"
@@ -285,10 +292,11 @@ def relations_in_room(
             " AND EXISTS (SELECT 1 FROM events p WHERE p.event_id = c.relates_to_id"
             " AND p.room_id = c.room_id)",
             args + rargs,
-        ):
-            out.append(Relation(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7],
-                                r[8], _visibility_view(r[7], r[9])))
-    return out
+        ))
+    return lambda: [
+        Relation(r[0], r[1], r[2], r[3], int(r[4]), int(r[5]), int(r[6]), r[7], r[8],
+                 _visibility_view(r[7], r[9]))
+        for rows in reads for r in rows()]
 
 
 class ThreadReply(NamedTuple):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -120,10 +121,18 @@ def get_account_data(txn: Txn, user_id: str, room_id: str, data_type: str) -> di
 
 
 def account_data_since(txn: Txn, user_id: str, since: int, upto: int) -> list[tuple[str, str, dict[str, Any]]]:
-    return [(r[0], r[1], orjson.loads(r[2])) for r in txn.fetchall(
+    return account_data_since_later(txn, user_id, since, upto)()
+
+
+def account_data_since_later(
+    txn: Txn, user_id: str, since: int, upto: int
+) -> Callable[[], list[tuple[str, str, dict[str, Any]]]]:
+    """`account_data_since` as a held read (`Txn.fetchall_later`)."""
+    rows = txn.fetchall_later(
         "SELECT room_id, type, content FROM account_data WHERE user_id = ? AND stream_id > ?"
         " AND stream_id <= ?", (user_id, since, upto),
-    )]
+    )
+    return lambda: [(r[0], r[1], orjson.loads(r[2])) for r in rows()]
 
 
 def add_filter(txn: Txn, user_id: str, filter_json: dict[str, Any]) -> int:
@@ -156,16 +165,23 @@ def membership_rows(txn: Txn, user_id: str) -> list[tuple[str, str, int, str]]:
 
 
 def rooms_with_new_events(txn: Txn, room_ids: list[str], since: int, upto: int) -> set[str]:
-    out: set[str] = set()
+    return rooms_with_new_events_later(txn, room_ids, since, upto)()
+
+
+def rooms_with_new_events_later(
+    txn: Txn, room_ids: list[str], since: int, upto: int
+) -> Callable[[], set[str]]:
+    """`rooms_with_new_events` as held reads (`Txn.fetchall_later`)."""
     if not room_ids or upto <= since:
-        return out
+        return set
+    reads = []
     for chunk in _chunks(room_ids):
         clause, args = txn.in_list("room_id", chunk)
-        out.update(r[0] for r in txn.fetchall(
+        reads.append(txn.fetchall_later(
             "SELECT DISTINCT room_id FROM events WHERE stream_ordering > ? AND stream_ordering <= ?"
             f" AND hidden = 0 AND {clause}", [since, upto, *args],
         ))
-    return out
+    return lambda: {r[0] for rows in reads for r in rows()}
 
 
 def timeline_rows(
@@ -248,13 +264,24 @@ def txn_ids_for_events(txn: Txn, user_id: str, device_id: str, event_ids: list[s
 def receipts_for_rooms(
     txn: Txn, room_ids: list[str], since: int, upto: int
 ) -> list[tuple[Any, ...]]:
-    out: list[tuple[Any, ...]] = []
+    return receipts_for_rooms_later(txn, room_ids, since, upto)()
+
+
+def receipts_for_rooms_later(
+    txn: Txn, room_ids: list[str], since: int, upto: int
+) -> Callable[[], list[tuple[Any, ...]]]:
+    """`receipts_for_rooms` as held reads (`Txn.fetchall_later`)."""
     if upto <= since:
-        return out
+        return list
+    reads = []
     for chunk in _chunks(room_ids):
         if chunk:
-            out.extend(receipts_since(txn, chunk, since, upto))
-    return out
+            clause, args = txn.in_list("room_id", chunk)
+            reads.append(txn.fetchall_later(
+                "SELECT room_id, receipt_type, user_id, thread_id, event_id, ts FROM receipts"
+                f" WHERE stream_id > ? AND stream_id <= ? AND {clause}", [since, upto, *args],
+            ))
+    return lambda: [r for rows in reads for r in rows()]
 
 
 def member_counts(txn: Txn, room_ids: list[str]) -> dict[str, dict[str, int]]:

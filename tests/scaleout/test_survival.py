@@ -164,7 +164,12 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(
     stop_reading.set()
     await asyncio.wait_for(reading, 30)
     await asyncio.wait_for(hopping, 30)
-    assert not set(acked) - set(hopped), "the client that moved to a survivor missed messages"
+    missed = set(acked) - set(hopped)
+    acked_at = {eid: t for s in senders for t, eid, _ in s.acked}
+    assert not missed, (
+        f"the client that moved to a survivor missed {len(missed)} of {len(acked)} messages,"
+        f" acknowledged {sorted(round(acked_at[e] - killed_at, 2) for e in missed)} s after"
+        f" the kill; it saw {len(hopped)}\n" + cluster.logs())
     twice = [eid for eid, n in Counter(hopped).items() if n > 1]
     assert not twice, f"the client that moved to a survivor got {len(twice)} event(s) twice"
     await reader.close()

@@ -89,10 +89,16 @@ class HomeServer:
         self.config = config
         self.server_name = config.server_name
         self.data_dir = Path(config.data_dir)
+        session_name = None
+        if config.clustered:
+            from veche.cluster.node import session_name as cluster_session_name
+
+            session_name = cluster_session_name(config)
         self.db = db or open_database(
             config.database_url,
             sqlite_synchronous=config.database.sqlite_synchronous,
             pool_size=config.database.pool_size,
+            application_name=session_name,
         )
         self.ratelimiter = RateLimiter(config.rate_limits, config.rate_limiting)
         self._background: set[asyncio.Task[Any]] = set()

@@ -31,6 +31,7 @@ from veche.cluster.bus import Bus
 from veche.cluster.positions import ClusterStreamIdGenerator
 
 if TYPE_CHECKING:
+    from veche.config import Config
     from veche.server import HomeServer
     from veche.storage.database import Txn
 
@@ -56,6 +57,21 @@ _WRITERS = ("SELECT DISTINCT application_name FROM pg_stat_activity"
             (WRITER_PREFIX + "%",))
 
 
+def worker_name(config: Config) -> str:
+    """`veche serve` always names its worker; other commands (register-user, …) are
+    writers for a moment, under a name of their own."""
+    return config.bus.worker_name or re.sub(
+        r"[^A-Za-z0-9._-]", "-", f"cli-{socket.gethostname()}-{os.getpid()}")
+
+
+def session_name(config: Config) -> str:
+    """The application_name of every database session of this process. A process killed
+    in the middle of a query leaves its session running the query to its end, a COMMIT
+    included: only once none of its sessions is left may the others read past the
+    positions it held (else a position committed late would be stepped over for good)."""
+    return WRITER_PREFIX + worker_name(config)
+
+
 def running_workers(database_url: str) -> set[str]:
     """The names of the `veche serve` processes on this database now (for commands that
     must run while none does)."""
@@ -76,10 +92,7 @@ class Cluster:
     def __init__(self, hs: HomeServer, last: int) -> None:
         self.hs = hs
         cfg = hs.config.bus
-        # `veche serve` always names its worker; other commands (register-user, …) are
-        # writers for a moment, under a name of their own.
-        self.worker = cfg.worker_name or re.sub(
-            r"[^A-Za-z0-9._-]", "-", f"cli-{socket.gethostname()}-{os.getpid()}")
+        self.worker = worker_name(hs.config)
         self.bus = Bus(cfg.url, hs.server_name, self.worker)
         self._conn = self._connect()
         self._conn_lock = threading.Lock()
@@ -105,7 +118,7 @@ class Cluster:
         import psycopg
 
         return psycopg.connect(self.hs.config.database_url, autocommit=True,
-                               application_name=WRITER_PREFIX + self.worker)
+                               application_name=session_name(self.hs.config))
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """On this process's own connection; a lost one (PostgreSQL restarted, failed over)

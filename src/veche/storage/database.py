@@ -319,7 +319,8 @@ class SQLiteDatabase(Database):
 class PostgresDatabase(Database):
     dialect = "postgres"
 
-    def __init__(self, url: str, pool_size: int = 8) -> None:
+    def __init__(self, url: str, pool_size: int = 8, application_name: str | None = None
+                 ) -> None:
         from psycopg import Error
         from psycopg.errors import QueryCanceled
         from psycopg.pq import TransactionStatus
@@ -329,8 +330,11 @@ class PostgresDatabase(Database):
         self._idle = TransactionStatus.IDLE
 
         self._canceled = QueryCanceled
+        # `application_name`: in a cluster, every session of a process carries its writer's
+        # name (cluster/node.py), so the others know it is gone only once none is left.
+        named = {"application_name": application_name} if application_name else {}
         self._pool = ConnectionPool(url, min_size=1, max_size=pool_size, open=True,
-                                    kwargs={"autocommit": True})
+                                    kwargs={"autocommit": True, **named})
         self._pool.wait(timeout=10)
         self._executor = ThreadPoolExecutor(max_workers=pool_size, thread_name_prefix="db")
         # Slow reads get a quarter of the pool at most: the rest stays free for sends.
@@ -478,7 +482,8 @@ def _sqlite_error(path: str, e: sqlite3.Error) -> DatabaseOpenError:
     return DatabaseOpenError(f"cannot open the SQLite database {path}: {advice}")
 
 
-def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8) -> Database:
+def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: int = 8,
+                  application_name: str | None = None) -> Database:
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///") :]
         try:
@@ -487,7 +492,7 @@ def open_database(url: str, *, sqlite_synchronous: str = "NORMAL", pool_size: in
             raise _sqlite_error(path, e) from None
     elif url.startswith(("postgresql://", "postgres://")):
         _postgres_reachable(url)
-        db = PostgresDatabase(url, pool_size)
+        db = PostgresDatabase(url, pool_size, application_name)
     else:
         scheme = url.split(":", 1)[0] if ":" in url else url
         raise DatabaseOpenError(

@@ -65,11 +65,16 @@ def worker_name(config: Config) -> str:
 
 
 def session_name(config: Config) -> str:
-    """The application_name of every database session of this process. A process killed
-    in the middle of a query leaves its session running the query to its end, a COMMIT
-    included: only once none of its sessions is left may the others read past the
-    positions it held (else a position committed late would be stepped over for good)."""
-    return WRITER_PREFIX + worker_name(config)
+    """The application_name of this process's pool sessions (its own connection here has
+    the name without "/db"). A process killed in the middle of a query leaves its session
+    running the query to its end, a COMMIT included: only once none of its sessions is left
+    may the others read past the positions it held (else a position committed late would
+    be stepped over for good)."""
+    return WRITER_PREFIX + worker_name(config) + "/db"
+
+
+def _worker_names(rows: list[tuple[Any, ...]]) -> set[str]:
+    return {r[0][len(WRITER_PREFIX):].split("/", 1)[0] for r in rows}
 
 
 def running_workers(database_url: str) -> set[str]:
@@ -79,7 +84,7 @@ def running_workers(database_url: str) -> set[str]:
 
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(*_WRITERS).fetchall()
-    return {r[0][len(WRITER_PREFIX):] for r in rows}
+    return _worker_names(rows)
 
 
 def lock_key(name: str) -> int:
@@ -118,7 +123,7 @@ class Cluster:
         import psycopg
 
         return psycopg.connect(self.hs.config.database_url, autocommit=True,
-                               application_name=session_name(self.hs.config))
+                               application_name=WRITER_PREFIX + self.worker)
 
     def _query(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         """On this process's own connection; a lost one (PostgreSQL restarted, failed over)
@@ -162,7 +167,7 @@ class Cluster:
         self.stream.forget(writer)
 
     def live_writers(self) -> set[str]:
-        return {r[0][len(WRITER_PREFIX):] for r in self._query(*_WRITERS)} - {self.worker}
+        return _worker_names(self._query(*_WRITERS)) - {self.worker}
 
     # --- the bus ----------------------------------------------------------------------
     def publish(self, kind: str, body: dict[str, Any]) -> None:

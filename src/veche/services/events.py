@@ -185,7 +185,13 @@ class EventService:
         with contextlib.ExitStack() as stack:
             try:
                 # Inside the try: a failure to take positions must answer the senders too.
-                positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
+                if self.hs.cluster is not None:
+                    # The positions are taken under the room's lock (_batch_txn); until
+                    # then reading is held back without a round trip for placeholders.
+                    stack.enter_context(self.hs.cluster.stream.hold_back())
+                    positions = [0] * len(batch)
+                else:
+                    positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
                 outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
             except Exception as e:
                 if disk_full_at(e, self.hs.config.database_url) is None:  # else each sender's answer logs it

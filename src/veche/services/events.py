@@ -73,6 +73,14 @@ def client_event(event: dict[str, Any], *, now_ms: int | None = None) -> dict[st
 _MAX_BATCH = 64
 
 
+class _LoneEventFailed(Exception):
+    """The one event of a batch failed: raised out of its transaction, which rolls back."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 @dataclass(slots=True)
 class _SendRequest:
     rv: RoomVersion
@@ -193,6 +201,9 @@ class EventService:
                 else:
                     positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
                 outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
+            except _LoneEventFailed as e:  # its own error, answered as one in a batch is
+                self.hs.push.forget_room(room_id)
+                outcomes = [(None, False, e.error)]
             except Exception as e:
                 if disk_full_at(e, self.hs.config.database_url) is None:  # else each sender's answer logs it
                     logger.exception("persisting %d event(s) in %s failed", len(batch), room_id)
@@ -216,11 +227,15 @@ class EventService:
         out: list[tuple[Persisted | None, bool, BaseException | None]] = []
         if self.hs.cluster is not None:  # one process at a time on a room's graph
             positions = self.hs.cluster.lock_room(txn, room_id, len(positions))
+        # A savepoint per event: one that fails leaves the others of the batch intact.
+        # (Held writes on PostgreSQL: sent with the event's first read, and its own writes
+        # flushed before it counts as done, so their errors stay its own.) A lone event
+        # needs none, the transaction is its own: and a savepoint is not free on SQLite,
+        # which copies every page the event changes into the savepoint's journal.
+        lone = len(batch) == 1
         for req, pos in zip(batch, positions, strict=True):
-            # A savepoint per event: one that fails leaves the others of the batch intact.
-            # (Held writes on PostgreSQL: sent with the event's first read, and its own
-            # writes flushed before it counts as done, so their errors stay its own.)
-            txn.write("SAVEPOINT send_event")
+            if not lone:
+                txn.write("SAVEPOINT send_event")
             try:
                 if req.received is not None:
                     if req.backfilled:
@@ -233,11 +248,14 @@ class EventService:
                     )
                 txn.flush()
             except Exception as e:
+                if lone:
+                    raise _LoneEventFailed(e) from e
                 txn.execute("ROLLBACK TO SAVEPOINT send_event")
                 txn.execute("RELEASE SAVEPOINT send_event")
                 out.append((None, False, e))
                 continue
-            txn.write("RELEASE SAVEPOINT send_event")
+            if not lone:
+                txn.write("RELEASE SAVEPOINT send_event")
             out.append((persisted, is_new, None))
         return out
 
@@ -368,7 +386,7 @@ class EventService:
         lookup = dict(needed)
         if _CREATE_KEY in state_ids:
             lookup[_CREATE_KEY] = state_ids[_CREATE_KEY]
-        auth_events = self._get_state_events(txn, list(lookup.values()))
+        auth_events = self.state_events(txn, list(lookup.values()))
         auth_state = {k: auth_events[eid] for k, eid in lookup.items()}
         event["auth_events"] = sorted(needed.values())
         try:
@@ -406,7 +424,7 @@ class EventService:
             self._apply_redaction(txn, rv, event, redacts)
         return persisted
 
-    def _get_state_events(self, txn: Txn, event_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def state_events(self, txn: Txn, event_ids: list[str]) -> dict[str, dict[str, Any]]:
         """Auth events by ID, parsed once: the same create, power levels and member events
         authorise every send in a room. Callers must not modify them."""
         cache = self._state_events

@@ -59,9 +59,19 @@ class Persisted:
     members_changed: list[str] = field(default_factory=list)
 
 
+# Entries kept of (state group, auth keys) -> those keys' events in the group's state.
+AUTH_IDS_CACHE_SIZE = 10_000
+
+
 class EventPersister:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
+        # State groups never change once committed, and each event of a room's run of
+        # messages is judged by the same few entries of the same group. Only committed
+        # groups are kept: SQLite gives a rolled-back group's ID to the next one. (On
+        # PostgreSQL, persist steps of different rooms run in threads at once: plain dict
+        # operations only.)
+        self._auth_ids: dict[tuple[int, tuple[StateKey, ...]], dict[StateKey, str]] = {}
 
     # --- contexts ------------------------------------------------------------------------
 
@@ -106,13 +116,22 @@ class EventPersister:
                     txn, event["room_id"], None, resolved, groups[best], states[best])
             else:
                 group = graph.store_state_group(txn, event["room_id"], None, resolved, None)
-        rejected, auth_state = self._auth_failure(txn, rv, event, group)
+        # A group the resolution above made is this transaction's; the others are committed
+        # or made by events of this batch before it, committed with it.
+        rejected, auth_state = self._auth_failure(
+            txn, rv, event, group, committed=len(groups) <= 1 and not missing_prev_states)
         # On top of every extremity, the state before the event is current state, which
         # then has allowed it already.
         soft_failed = (soft_fail and rejected is None and not on_top
                        and self._fails_current_state(txn, rv, event))
         return EventContext(group, rejected=rejected, soft_failed=soft_failed,
                             extremities=tuple(extremities), auth_state=auth_state)
+
+    def _remember_auth_ids(self, key: tuple[int, tuple[StateKey, ...]],
+                           ids: dict[StateKey, str]) -> None:
+        if len(self._auth_ids) >= AUTH_IDS_CACHE_SIZE:
+            self._auth_ids.clear()
+        self._auth_ids[key] = ids
 
     def _fails_current_state(self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any]) -> bool:
         """Server-server API "Soft failure": would current state refuse the event?"""
@@ -127,11 +146,24 @@ class EventPersister:
 
     def _auth_failure(
         self, txn: Txn, rv: RoomVersion, event: Mapping[str, Any], group: int | None,
+        committed: bool = False,
     ) -> tuple[str | None, dict[StateKey, dict[str, Any]]]:
-        """(why the state before the event refuses it or None, the auth state read)."""
-        keys = {*auth_rules.auth_types_for_event(rv, event), auth_rules.CREATE_KEY}
-        ids = graph.get_state_group_ids(txn, group, keys) if group is not None else {}
-        events = store.get_events(txn, list(ids.values()))
+        """(why the state before the event refuses it or None, the auth state read).
+        `committed`: `group` is one that exists once this transaction commits, whatever
+        becomes of the event (see __init__)."""
+        keys = tuple(sorted({*auth_rules.auth_types_for_event(rv, event), auth_rules.CREATE_KEY}))
+        ids: dict[StateKey, str] = {}
+        if group is not None:
+            cache_key = (group, keys)
+            cached = self._auth_ids.get(cache_key)
+            if cached is None:
+                ids = graph.get_state_group_ids(txn, group, keys)
+                if committed:
+                    txn.call_after(lambda: self._remember_auth_ids(cache_key, ids))
+            else:
+                ids = cached
+        # Parsed once for all the events they authorise (and forgotten when redacted).
+        events = self.hs.events.state_events(txn, list(ids.values()))
         auth_state = {k: events[e] for k, e in ids.items() if e in events}
         try:
             auth_rules.check_auth_rules(rv, event, auth_state)

@@ -280,6 +280,11 @@ class SQLiteDatabase(Database):
         self._conn.execute("PRAGMA foreign_keys=ON")
         # Another process (the `register-user` CLI) may hold the write lock briefly.
         self._conn.execute("PRAGMA busy_timeout=5000")
+        # Each persisted event runs in a savepoint (services/events.py), whose journal of
+        # the pages it changes outgrows SQLite's 64 KiB in memory: on disk, it cost a temp
+        # file created, written and deleted per event. The big, slow reads that might sort
+        # past memory go through the readers' connections, which keep the default.
+        self._conn.execute("PRAGMA temp_store=MEMORY")
         self._lock = threading.Lock()
         # An in-memory database is private to its connection: its reads stay inline.
         self._readers = SQLiteReaders(path) if path != ":memory:" else None

@@ -212,16 +212,22 @@ async def recorder() -> AsyncIterator[Recorder]:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Cluster]:
-    _require_postgres()
-    _require_nats()
-    _haproxy()
     as_file = Path(tempfile.mkdtemp(prefix="veche-as-")) / "bridge.yaml"
     as_file.write_text(json.dumps(AS_REGISTRATION))
-    c = Cluster({
+    yield from started_cluster({
         "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(as_file)]),
         "VECHE_PUSH__ENABLED": "true",
         "VECHE_PUSH__IP_RANGE_ALLOWLIST": '["127.0.0.1/32"]',
     })
+    shutil.rmtree(as_file.parent, ignore_errors=True)
+
+
+def started_cluster(env: dict[str, str] | None = None, dev: bool = True) -> Iterator[Cluster]:
+    """A module's cluster fixture: `yield from started_cluster(...)`."""
+    _require_postgres()
+    _require_nats()
+    _haproxy()
+    c = Cluster(env, dev=dev)
     try:
         c.start()
     except Exception:
@@ -230,4 +236,3 @@ def cluster() -> Iterator[Cluster]:
         pytest.fail(f"the cluster did not start:\n{logs}")
     yield c
     c.stop()
-    shutil.rmtree(as_file.parent, ignore_errors=True)

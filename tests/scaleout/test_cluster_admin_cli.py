@@ -13,23 +13,12 @@ import aiohttp
 import pytest
 
 from tests.conftest import Client
-from tests.scaleout.conftest import Cluster, _haproxy, _require_nats, _require_postgres
+from tests.scaleout.conftest import Cluster, started_cluster
 
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[Cluster]:
-    _require_postgres()
-    _require_nats()
-    _haproxy()
-    c = Cluster()
-    try:
-        c.start()
-    except Exception:
-        logs = c.logs()
-        c.stop()
-        pytest.fail(f"the cluster did not start:\n{logs}")
-    yield c
-    c.stop()
+    yield from started_cluster()
 
 
 def admin(cluster: Cluster, *args: str) -> subprocess.CompletedProcess[str]:

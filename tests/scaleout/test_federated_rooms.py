@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import Client
 from tests.federation.fake_peer import FakePeer
 from tests.federation.pki import TestCA
-from tests.scaleout.conftest import Cluster, _haproxy, _require_nats, _require_postgres
+from tests.scaleout.conftest import Cluster, started_cluster
 from veche.core.events import compute_event_id
 from veche.core.room_versions import KNOWN_ROOM_VERSIONS
 
@@ -36,23 +36,12 @@ def test_ca() -> Iterator[TestCA]:
 
 @pytest.fixture(scope="module")
 def federating_cluster(test_ca: TestCA) -> Iterator[Cluster]:
-    _require_postgres()
-    _require_nats()
-    _haproxy()
-    c = Cluster({
+    yield from started_cluster({
         "VECHE_FEDERATION__ENABLED": "true",
         "VECHE_FEDERATION__TLS_PORT": "0",  # federation on the client listener, as behind a proxy
         "VECHE_FEDERATION__CA_FILE": str(test_ca.ca_file),
         "VECHE_FEDERATION__IP_RANGE_ALLOWLIST": json.dumps(["127.0.0.0/8"]),
     })
-    try:
-        c.start()
-    except Exception:
-        logs = c.logs()
-        c.stop()
-        pytest.fail(f"the cluster did not start:\n{logs}")
-    yield c
-    c.stop()
 
 
 @pytest.fixture

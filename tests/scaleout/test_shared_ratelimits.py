@@ -12,30 +12,19 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.scaleout.conftest import Cluster, _haproxy, _require_nats, _require_postgres
+from tests.scaleout.conftest import Cluster, started_cluster
 
 ATTEMPTS = 9  # three on each process
 
 
 @pytest.fixture(scope="module")
 def limited_cluster() -> Iterator[Cluster]:
-    _require_postgres()
-    _require_nats()
-    _haproxy()
-    c = Cluster({
+    yield from started_cluster({
         "VECHE_REGISTRATION__ENABLED": "true",
         # Barely refilling during the test: what is spent stays spent.
         "VECHE_RATE_LIMITS__REGISTRATION": json.dumps({"per_second": 0.001, "burst": 3}),
         "VECHE_RATE_LIMITS__LOGIN": json.dumps({"per_second": 0.001, "burst": 20}),
     }, dev=False)
-    try:
-        c.start()
-    except Exception:
-        logs = c.logs()
-        c.stop()
-        pytest.fail(f"the cluster did not start:\n{logs}")
-    yield c
-    c.stop()
 
 
 async def _post(http: aiohttp.ClientSession, base_url: str, path: str, body: Any,

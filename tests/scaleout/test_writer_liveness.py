@@ -15,24 +15,13 @@ import psycopg
 import pytest
 
 from tests.conftest import Client
-from tests.scaleout.conftest import Cluster, _haproxy, _require_nats, _require_postgres, client_on
+from tests.scaleout.conftest import Cluster, client_on, started_cluster
 from veche.cluster.node import SILENT_S, lock_key
 
 
 @pytest.fixture(scope="module")
 def own_cluster() -> Iterator[Cluster]:
-    _require_postgres()
-    _require_nats()
-    _haproxy()
-    c = Cluster()
-    try:
-        c.start()
-    except Exception:
-        logs = c.logs()
-        c.stop()
-        pytest.fail(f"the cluster did not start:\n{logs}")
-    yield c
-    c.stop()
+    yield from started_cluster()
 
 
 def _forgot(cluster: Cluster, name: str) -> bool:

@@ -5,11 +5,9 @@ the load generator and everything else on the machine."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import resource
-import secrets
 import shutil
 import subprocess
 import sys
@@ -20,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.servers import (
-    APPSERVICE_REGISTRATION,
     BIND_HOST,
     CLK_TCK,
     Server,
@@ -29,6 +26,7 @@ from bench.servers import (
     bench_postgres,
     free_port,
     fresh_postgres_database,
+    veche_env,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,16 +160,8 @@ def start_cluster(workdir: Path, n: int, bus: bool = True,
     from veche import __version__
 
     url, drop = fresh_postgres_database()
-    data = workdir / "veche"
-    data.mkdir(parents=True, exist_ok=True)
-    as_token = secrets.token_hex(16)
-    registration = data / "bench-appservice.yaml"
-    registration.write_text(APPSERVICE_REGISTRATION.format(as_token=as_token,
-                                                           hs_token=secrets.token_hex(16)))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VECHE_")}
-    env.update({"VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
-                "VECHE_DATABASE__URL": url,
-                "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)])})
+    env, as_token = veche_env(workdir / "veche")
+    env["VECHE_DATABASE__URL"] = url
     if bus:
         env.update({"VECHE_BUS__URL": BUS_URL,
                     "VECHE_LISTEN__TRUSTED_PROXIES": '["127.0.0.1/32"]'})

@@ -101,14 +101,9 @@ namespaces:
 """
 
 
-def start_veche(workdir: Path, extra_env: dict[str, str] | None = None,
-                name: str = "veche") -> Server:
-    """`veche serve --dev` on SQLite in workdir/<name>; extra_env (e.g. a federating server's
-    name and TLS settings, bench/peers.py, or a PostgreSQL database) overrides the defaults."""
-    from veche import __version__
-
-    port = free_port()
-    data = workdir / name
+def veche_env(data: Path) -> tuple[dict[str, str], str]:
+    """The environment of a bench Veche with its data in `data` (made here), and the
+    application service's token it registers."""
     data.mkdir(parents=True, exist_ok=True)
     as_token = secrets.token_hex(16)
     registration = data / "bench-appservice.yaml"
@@ -118,8 +113,19 @@ def start_veche(workdir: Path, extra_env: dict[str, str] | None = None,
     # from the tests) would be read as configuration and refused.
     env = {k: v for k, v in os.environ.items() if not k.startswith("VECHE_")}
     env.update({"VECHE_DATA_DIR": str(data), "VECHE_SERVER_NAME": "bench.local",
-                "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)]),
-                **(extra_env or {})})
+                "VECHE_APP_SERVICE_CONFIG_FILES": json.dumps([str(registration)])})
+    return env, as_token
+
+
+def start_veche(workdir: Path, extra_env: dict[str, str] | None = None,
+                name: str = "veche") -> Server:
+    """`veche serve --dev` on SQLite in workdir/<name>; extra_env (e.g. a federating server's
+    name and TLS settings, bench/peers.py, or a PostgreSQL database) overrides the defaults."""
+    from veche import __version__
+
+    port = free_port()
+    env, as_token = veche_env(workdir / name)
+    env.update(extra_env or {})
     log = workdir / f"{name}.log"
     proc = _spawn([sys.executable, "-m", "veche", "serve", "--dev", "--host", BIND_HOST,
                    "--port", str(port), "--log-level", "WARNING"], env, log)

@@ -128,18 +128,3 @@ async def test_a_token_from_a_process_further_ahead_waits_for_this_one() -> None
     gen.heard("other", 12, 12)  # the other writer committed up to 12, this one is idle
     assert await waiting
     assert gen.current == 12
-
-
-def test_a_hold_back_mark_keeps_reading_below_what_is_taken_later() -> None:
-    """A send in a cluster takes its positions from the sequence under the room's lock,
-    after marking itself in flight without a round trip: at the position after the highest
-    seen, which may be one this writer allocates for something else meanwhile."""
-    a = WriterPositions(10)
-    mark = a.held()
-    assert mark == 11 and a.current() == 10
-    a.allocated(11)  # another write of this process gets 11 from the sequence meanwhile
-    a.finished(11)
-    assert a.current() == 10  # the mark still holds: the send's own positions come later
-    a.saw(13)  # the send takes 13 under the lock and commits
-    a.finished(mark)
-    assert a.current() == 13

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections import Counter
 from collections.abc import Callable, Iterator
 
 
@@ -24,8 +23,7 @@ class WriterPositions:
     """The pure bookkeeping: this writer's positions in flight and what the others said."""
 
     def __init__(self, start: int, current: int | None = None) -> None:
-        # Positions in flight, and hold-back marks (`held`), which may equal one of them.
-        self._unfinished: Counter[int] = Counter()
+        self._unfinished: set[int] = set()
         self._seen = start  # the highest position anyone allocated, as far as we know
         self._others: dict[str, int] = {}
         # A process that just started knows nothing of the others' writes in flight: it
@@ -33,24 +31,14 @@ class WriterPositions:
         self._current = start if current is None else current
 
     def allocated(self, pos: int) -> None:
-        self._unfinished[pos] += 1
+        self._unfinished.add(pos)
         self._seen = max(self._seen, pos)
-
-    def held(self) -> int:
-        """Hold reading back to what is readable now, without allocating: for a write whose
-        positions are taken later from the sequence (under a room's lock), so above every
-        position seen so far. Returns the mark to finish."""
-        mark = self._seen + 1
-        self._unfinished[mark] += 1
-        return mark
 
     def saw(self, pos: int) -> None:
         self._seen = max(self._seen, pos)
 
     def finished(self, pos: int) -> None:
-        self._unfinished[pos] -= 1
-        if self._unfinished[pos] <= 0:
-            del self._unfinished[pos]
+        self._unfinished.discard(pos)
 
     @property
     def safe(self) -> int:
@@ -116,19 +104,6 @@ class ClusterStreamIdGenerator:
         finally:
             with self._lock:
                 self.positions.finished(pos)
-            self._changed()
-
-    @contextlib.contextmanager
-    def hold_back(self) -> Iterator[None]:
-        """While a write whose positions come later from the sequence (`saw` them) is in
-        flight: no database round trip, unlike `get_next`."""
-        with self._lock:
-            mark = self.positions.held()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self.positions.finished(mark)
             self._changed()
 
     def saw(self, pos: int) -> None:

@@ -193,13 +193,7 @@ class EventService:
         with contextlib.ExitStack() as stack:
             try:
                 # Inside the try: a failure to take positions must answer the senders too.
-                if self.hs.cluster is not None:
-                    # The positions are taken under the room's lock (_batch_txn); until
-                    # then reading is held back without a round trip for placeholders.
-                    stack.enter_context(self.hs.cluster.stream.hold_back())
-                    positions = [0] * len(batch)
-                else:
-                    positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
+                positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
                 outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
             except _LoneEventFailed as e:  # its own error, answered as one in a batch is
                 self.hs.push.forget_room(room_id)

@@ -300,3 +300,20 @@ def make_client(homeserver: ServerProcess, http: aiohttp.ClientSession) -> Any:
         return Client(http, homeserver.base_url)
 
     return factory
+
+
+def open_test_database(backend: str, prefix: str) -> Iterator[Any]:
+    """A fresh database of `backend` with Veche's schema, opened in-process (one pooled
+    connection); for a fixture: `yield from open_test_database(request.param, "...")`."""
+    from veche.storage.database import open_database
+
+    tmp = Path(tempfile.mkdtemp(prefix=prefix))
+    pg = PostgresTestDatabase() if backend == "postgres" else None
+    database = open_database(pg.url if pg else f"sqlite:///{tmp / 'veche.db'}", pool_size=1)
+    try:
+        yield database
+    finally:
+        database.close()
+        if pg is not None:
+            pg.drop()
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -7,15 +7,12 @@ rolls back to a savepoint like any other."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS, PostgresTestDatabase
-from veche.storage.database import Database, Txn, open_database
+from tests.conftest import BACKENDS, open_test_database
+from veche.storage.database import Database, Txn
 
 # Values that quoting could get wrong: quotes, backslashes, placeholders and percent signs in
 # text, non-ASCII, bytes with every value, the largest 64-bit integers, floats, booleans, NULL.
@@ -29,21 +26,13 @@ AWKWARD = [
 
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest) -> Iterator[Database]:
-    tmp = Path(tempfile.mkdtemp(prefix="veche-txn-"))
-    pg = PostgresTestDatabase() if request.param == "postgres" else None
-    database = open_database(pg.url if pg else f"sqlite:///{tmp / 'veche.db'}", pool_size=1)
-    blob = "BYTEA" if database.dialect == "postgres" else "BLOB"
-    database.run_sync(  # type: ignore[attr-defined]
-        lambda txn: txn.execute(
-            f"CREATE TABLE txn_probe (id BIGINT PRIMARY KEY, t TEXT NOT NULL, b {blob},"
-            " f BOOLEAN, d DOUBLE PRECISION, n TEXT)"))
-    try:
+    for database in open_test_database(request.param, "veche-txn-"):
+        blob = "BYTEA" if database.dialect == "postgres" else "BLOB"
+        database.run_sync(
+            lambda txn, blob=blob: txn.execute(
+                f"CREATE TABLE txn_probe (id BIGINT PRIMARY KEY, t TEXT NOT NULL, b {blob},"
+                " f BOOLEAN, d DOUBLE PRECISION, n TEXT)"))
         yield database
-    finally:
-        database.close()
-        if pg is not None:
-            pg.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _rows(txn: Txn) -> list[tuple[object, ...]]:

@@ -10,17 +10,14 @@ of two groups on either side of a snapshot reads deltas, not states.
 from __future__ import annotations
 
 import random
-import shutil
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import BACKENDS, PostgresTestDatabase
+from tests.conftest import BACKENDS, open_test_database
 from veche.storage import event_graph as graph
 from veche.storage import state_groups_read as reader
-from veche.storage.database import Database, Txn, open_database
+from veche.storage.database import Database, Txn
 from veche.storage.event_graph import EventContext
 
 StateKey = tuple[str, str]
@@ -28,16 +25,7 @@ StateKey = tuple[str, str]
 
 @pytest.fixture(params=BACKENDS)
 def db(request: pytest.FixtureRequest) -> Iterator[Database]:
-    tmp = Path(tempfile.mkdtemp(prefix="veche-groups-"))
-    pg = PostgresTestDatabase() if request.param == "postgres" else None
-    database = open_database(pg.url if pg else f"sqlite:///{tmp / 'veche.db'}", pool_size=1)
-    try:
-        yield database
-    finally:
-        database.close()
-        if pg is not None:
-            pg.drop()
-        shutil.rmtree(tmp, ignore_errors=True)
+    yield from open_test_database(request.param, "veche-groups-")
 
 
 def build_tree(txn: Txn, rng: random.Random, size: int) -> list[int]:

@@ -70,21 +70,58 @@ def _lease_times(worker: Worker, lease: str) -> list[float]:
     return out
 
 
+async def _room_served_by(worker: Worker, cluster: Cluster, recorder: Recorder,
+                          owner: Client) -> str:
+    """A new room whose events the balancer sends to `worker`: the process that persists an
+    event owes the application service its transaction, which the outbox names while the
+    service does not answer."""
+    import psycopg
+
+    for _ in range(20):
+        status, body = await owner.post("createRoom", {"preset": "public_chat"})
+        assert status == 200, body
+        room_id = body["room_id"]
+        recorder.answering.clear()
+        try:
+            event_id = await send(owner, room_id, "which process?")
+            with psycopg.connect(cluster.pg.url) as conn:
+                row = conn.execute("SELECT owner FROM cluster_outbox WHERE event_id = %s",
+                                   (event_id,)).fetchone()
+        finally:
+            recorder.answering.set()
+        assert row is not None, "the outbox does not name the process that sent the event"
+        if row[0] == worker.name:
+            return room_id
+    raise AssertionError(f"no room of 20 was sent to {worker.name}")
+
+
+async def _history(c: Client, room_id: str) -> dict[str, str | None]:
+    """Every event's body in the room's history, paginated back to the start as a client
+    does: a fast run sends more than one page's worth."""
+    stored: dict[str, str | None] = {}
+    params = {"dir": "b", "limit": "1000"}
+    while True:
+        status, page = await c.get(f"rooms/{quote(room_id)}/messages", params=params)
+        assert status == 200, page
+        stored.update((e["event_id"], e["content"].get("body")) for e in page["chunk"])
+        if "end" not in page:
+            return stored
+        params = {**params, "from": page["end"]}
+
+
 async def test_kill_9_under_load_loses_no_acknowledged_message(
         recorder: Recorder, cluster: Cluster, http: aiohttp.ClientSession) -> None:
-    owner = await Client(http, cluster.base_url).register()
-    status, body = await owner.post("createRoom", {"preset": "public_chat"})
-    assert status == 200, body
-    room_id = body["room_id"]
-    users = [await Client(http, cluster.base_url).register() for _ in range(SENDERS)]
-    for u in users:
-        assert (await u.post(f"join/{quote(room_id)}", {}))[0] == 200
-
-    # The process holding the background work is the one to die.
+    # The process holding the background work is the one to die, and it is the one the
+    # balancer sends the room's events to, so the senders lose the process they talk to.
     holders = [w for w in cluster.workers if _lease_times(w, "media-expiry")]
     assert len(holders) == 1, [w.name for w in holders]
     victim = holders[0]
     survivors = [w for w in cluster.workers if w is not victim]
+    owner = await Client(http, cluster.base_url).register()
+    room_id = await _room_served_by(victim, cluster, recorder, owner)
+    users = [await Client(http, cluster.base_url).register() for _ in range(SENDERS)]
+    for u in users:
+        assert (await u.post(f"join/{quote(room_id)}", {}))[0] == 200
 
     # A nio client syncing through the balancer, wherever it is sent.
     reader = AsyncClient(cluster.base_url, owner.user_id or "", config=AsyncClientConfig(
@@ -142,11 +179,7 @@ async def test_kill_9_under_load_loses_no_acknowledged_message(
     # Every acknowledged send is in the room, as every survivor serves it.
     acked = {eid: body for s in senders for _, eid, body in s.acked}
     for w in survivors:
-        c = client_on(http, w.base_url, owner)
-        status, page = await c.get(f"rooms/{quote(room_id)}/messages",
-                                   params={"dir": "b", "limit": "1000"})
-        assert status == 200, page
-        stored = {e["event_id"]: e["content"].get("body") for e in page["chunk"]}
+        stored = await _history(client_on(http, w.base_url, owner), room_id)
         lost = {eid: b for eid, b in acked.items() if stored.get(eid) != b}
         assert not lost, f"{len(lost)} acknowledged message(s) missing on {w.name}: {lost}"
 

@@ -1,7 +1,7 @@
 """Transactions from other servers (`PUT /_matrix/federation/v1/send/{txnId}`).
 
-- Idempotent per (origin, txnId): the answer is stored, and a retry gets it back without
-  anything being processed again. One origin's transactions are handled one at a time, in
+- Idempotent per (origin, txnId): the answer is kept, and a retry gets it back without
+  anything being processed again (recorded in the database within a second, several at once). One origin's transactions are handled one at a time, in
   order; PDUs of different rooms concurrently, those of one room in order.
 - At most 50 PDUs and 100 EDUs, else 400. Otherwise always 200, with a result per PDU
   (`{}` or `{"error": ...}`): Synapse backs off a destination after any other answer.
@@ -42,8 +42,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MAX_PDUS = 50
-# The records of transactions past their keeping time are deleted with every this many.
+# The records of transactions past their keeping time are deleted with every this many
+# writes of records.
 FORGET_TRANSACTIONS_EVERY = 64
+# Received transactions' answers are recorded (for retries) this long after, together.
+SAVE_AFTER_S = 1.0
 # `_receive_pdu`'s gate not asked yet (a PDU after the first of its room in a transaction).
 _UNGATED = "\0ungated"
 _RoomPdus = tuple[RoomVersion, list[tuple[str, dict[str, Any]]]]
@@ -57,7 +60,10 @@ class FederationInbound:
         self.hs = hs
         self.receiver = PduReceiver(hs)
         self._origin_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._received = 0  # transactions taken since the start
+        # Answers not recorded in the database yet (origin, txn ID) -> the record.
+        self._unsaved: dict[tuple[str, str], tuple[str, str, dict[str, Any], int]] = {}
+        self._saving: asyncio.Task[None] | None = None
+        self._saved = 0  # writes of records since the start
 
     # --- transactions -----------------------------------------------------------------------
 
@@ -70,6 +76,9 @@ class FederationInbound:
             raise bad_json(f"A transaction holds at most {MAX_PDUS} PDUs and {MAX_EDUS} EDUs")
         # One lock per server that ever authenticated a transaction: few, and kept.
         async with self._origin_locks[origin]:
+            unsaved = self._unsaved.get((origin, txn_id))
+            if unsaved is not None:
+                return unsaved[2]
             by_room = await self._identify(origin, pdus)
             # The replay check and the gate of each room's first PDU share one database
             # transaction (the later PDUs of a room are gated in turn: the earlier ones may
@@ -81,12 +90,31 @@ class FederationInbound:
             response = {"pdus": await self._receive_pdus(origin, by_room, gates)}
             for edu in edus:
                 await self._receive_edu(origin, edu)
-            self._received += 1
-            await self.hs.db.run(
-                partial(fstore.store_received_transaction,
-                        forget_old=self._received % FORGET_TRANSACTIONS_EVERY == 1),
-                origin, txn_id, response, int(time.time() * 1000))
+            self._unsaved[(origin, txn_id)] = (origin, txn_id, response, int(time.time() * 1000))
+            if self._saving is None:
+                self._saving = self.hs.run_in_background(self._save_transactions(), lasting=True)
             return response
+
+    async def _save_transactions(self) -> None:
+        """Record the answers of the transactions taken in the last SAVE_AFTER_S, in one
+        database transaction: one of its own per transaction cost a tenth of a received PDU's
+        CPU. Until then a retry is answered from memory; one arriving after a crash in
+        between is processed again, which stores nothing twice (PDUs stored are skipped,
+        to-device messages are delivered once per message_id)."""
+        try:
+            await asyncio.sleep(SAVE_AFTER_S)
+        finally:
+            self._saving = None
+            records = list(self._unsaved.values())
+            self._saved += 1
+            try:
+                await self.hs.db.run(partial(
+                    fstore.store_received_transactions,
+                    forget_old=self._saved % FORGET_TRANSACTIONS_EVERY == 1), records)
+            except Exception:
+                logger.exception("recording %d received transaction(s)", len(records))
+            for origin, txn_id, _, _ in records:
+                self._unsaved.pop((origin, txn_id), None)
 
     async def _identify(self, origin: str, pdus: list[Any]) -> dict[str, _RoomPdus]:
         """The PDUs with an ID by room, in order. PDUs for rooms unknown here have none (no

@@ -28,19 +28,20 @@ def get_received_transaction(txn: Txn, origin: str, txn_id: str) -> dict[str, An
     return orjson.loads(raw) if raw is not None else None
 
 
-def store_received_transaction(
-    txn: Txn, origin: str, txn_id: str, response: dict[str, Any], now_ms: int,
-    *, forget_old: bool = True,
+def store_received_transactions(
+    txn: Txn, records: list[tuple[str, str, dict[str, Any], int]], *, forget_old: bool = True,
 ) -> None:
-    """`forget_old`: also delete the records past TRANSACTION_KEEP_MS (a scan of the
-    table, done now and then rather than on every transaction)."""
-    txn.execute(
+    """Each (origin, txn ID, response, received at) of `records`. `forget_old`: also delete
+    the records past TRANSACTION_KEEP_MS (a scan of the table, done now and then rather than
+    on every write)."""
+    txn.write_many(
         "INSERT INTO received_transactions (origin, txn_id, response, received_ts)"
         " VALUES (?, ?, ?, ?) ON CONFLICT (origin, txn_id) DO NOTHING",
-        (origin, txn_id, orjson.dumps(response).decode(), now_ms))
-    if forget_old:
+        [(origin, txn_id, orjson.dumps(response).decode(), ts)
+         for origin, txn_id, response, ts in records])
+    if forget_old and records:
         txn.execute("DELETE FROM received_transactions WHERE received_ts < ?",
-                    (now_ms - TRANSACTION_KEEP_MS,))
+                    (records[-1][3] - TRANSACTION_KEEP_MS,))
 
 
 @dataclass(slots=True)

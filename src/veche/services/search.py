@@ -86,6 +86,8 @@ class SearchService:
             return matches, ev_store.get_events(txn, [m[0] for m in matches])
 
         limit_s = self.hs.config.limits.search_timeout_ms / 1000
+        if self.hs.db.dialect == "sqlite":
+            await self.hs.db.run(store.flush_pending)  # what waits for the index is found too
         try:
             matches, events = await self.hs.db.run_read(find, timeout=limit_s)
         except QueryTimeout:

@@ -7,6 +7,7 @@ from typing import Any
 
 import orjson
 
+from veche.storage import search
 from veche.storage.database import Txn
 
 # --- users ---------------------------------------------------------------------------------
@@ -328,4 +329,4 @@ def erase_events(txn: Txn, room_id: str, pruned: list[tuple[int, str]], marker: 
     index entries."""
     txn.executemany("UPDATE events SET json = ?, redacted_by = ? WHERE stream_ordering = ?",
                     [(js, marker, so) for so, js in pruned])
-    txn.execute("DELETE FROM event_search WHERE room_id = ?", (room_id,))
+    search.unindex_room(txn, room_id)

@@ -1,4 +1,7 @@
-"""The full-text index of room events behind /search (table made by migration 0010)."""
+"""The full-text index of room events behind /search (table made by migration 0010).
+
+On SQLite, rows wait in event_search_pending (migration 0200) and go into the FTS5 index
+PENDING_BATCH at a time, and all of them before a search (`flush_pending`)."""
 
 from __future__ import annotations
 
@@ -12,6 +15,9 @@ from veche.storage.database import Txn
 SEARCHABLE = {"m.room.message": "body", "m.room.name": "name", "m.room.topic": "topic"}
 # Past this many matches a search is cut (newest or best first, as ordered).
 MAX_MATCHES = 2000
+# SQLite: rows waiting for the index are moved into it once this many were added here.
+PENDING_BATCH = 256
+_pending_added = 0  # rows added to event_search_pending by this process since its last move
 
 
 def terms(search_term: str) -> list[str]:
@@ -32,12 +38,36 @@ def index_event(txn: Txn, event: dict[str, Any], stream_ordering: int) -> None:
         txn.write("INSERT INTO event_search (event_id, room_id, key, stream_ordering, vector)"
                     " VALUES (?, ?, ?, ?, to_tsvector('simple', ?)) ON CONFLICT DO NOTHING", args)
     else:
-        txn.write("INSERT INTO event_search (event_id, room_id, key, stream_ordering, value)"
-                    " VALUES (?, ?, ?, ?, ?)", args)
+        global _pending_added
+        txn.write("INSERT OR IGNORE INTO event_search_pending"
+                  " (event_id, room_id, key, stream_ordering, value) VALUES (?, ?, ?, ?, ?)", args)
+        _pending_added += 1
+        if _pending_added >= PENDING_BATCH:
+            flush_pending(txn)
+
+
+def flush_pending(txn: Txn) -> None:
+    """SQLite: move the rows waiting for the FTS5 index into it (one segment for all)."""
+    global _pending_added
+    if txn.dialect == "postgres":
+        return
+    txn.execute("INSERT INTO event_search (event_id, room_id, key, stream_ordering, value)"
+                " SELECT event_id, room_id, key, stream_ordering, value FROM event_search_pending"
+                " ORDER BY stream_ordering")
+    txn.execute("DELETE FROM event_search_pending")
+    _pending_added = 0
 
 
 def unindex_event(txn: Txn, event_id: str) -> None:
     txn.execute("DELETE FROM event_search WHERE event_id = ?", (event_id,))
+    if txn.dialect != "postgres":
+        txn.execute("DELETE FROM event_search_pending WHERE event_id = ?", (event_id,))
+
+
+def unindex_room(txn: Txn, room_id: str) -> None:
+    txn.execute("DELETE FROM event_search WHERE room_id = ?", (room_id,))
+    if txn.dialect != "postgres":
+        txn.execute("DELETE FROM event_search_pending WHERE room_id = ?", (room_id,))
 
 
 def search(

@@ -102,19 +102,19 @@ class FederationInbound:
         between is processed again, which stores nothing twice (PDUs stored are skipped,
         to-device messages are delivered once per message_id)."""
         try:
-            await asyncio.sleep(SAVE_AFTER_S)
+            await asyncio.sleep(SAVE_AFTER_S)  # a graceful shutdown waits for it
         finally:
             self._saving = None
-            records = list(self._unsaved.values())
-            self._saved += 1
-            try:
-                await self.hs.db.run(partial(
-                    fstore.store_received_transactions,
-                    forget_old=self._saved % FORGET_TRANSACTIONS_EVERY == 1), records)
-            except Exception:
-                logger.exception("recording %d received transaction(s)", len(records))
-            for origin, txn_id, _, _ in records:
-                self._unsaved.pop((origin, txn_id), None)
+        records = list(self._unsaved.values())
+        self._saved += 1
+        try:
+            await self.hs.db.run(partial(
+                fstore.store_received_transactions,
+                forget_old=self._saved % FORGET_TRANSACTIONS_EVERY == 1), records)
+        except Exception:
+            logger.exception("recording %d received transaction(s)", len(records))
+        for origin, txn_id, _, _ in records:
+            self._unsaved.pop((origin, txn_id), None)
 
     async def _identify(self, origin: str, pdus: list[Any]) -> dict[str, _RoomPdus]:
         """The PDUs with an ID by room, in order. PDUs for rooms unknown here have none (no

@@ -1,8 +1,9 @@
 """Transactions from other servers (`PUT /_matrix/federation/v1/send/{txnId}`).
 
 - Idempotent per (origin, txnId): the answer is kept, and a retry gets it back without
-  anything being processed again (recorded in the database within a second, several at once). One origin's transactions are handled one at a time, in
-  order; PDUs of different rooms concurrently, those of one room in order.
+  anything being processed again (recorded in the database within a second, several at
+  once). One origin's transactions are handled one at a time, in order; PDUs of different
+  rooms concurrently, those of one room in order.
 - At most 50 PDUs and 100 EDUs, else 400. Otherwise always 200, with a result per PDU
   (`{}` or `{"error": ...}`): Synapse backs off a destination after any other answer.
 - A PDU is taken only for a room this server is in, from an origin the room's server ACL

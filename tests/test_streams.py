@@ -1,5 +1,5 @@
 """The stream position generator: `current` never passes an unfinished position or the
-durably reserved range."""
+durably reserved range; it knows whether only timeline events came after a position."""
 
 from __future__ import annotations
 
@@ -41,3 +41,20 @@ def test_reservation_is_extended_ahead_and_caps_current() -> None:
     with gen.get_next():
         pass
     assert len(asked) == 3
+
+
+def test_timeline_only_after_tells_whether_anything_but_timelines_moved() -> None:
+    gen = StreamIdGenerator(10)
+    assert gen.timeline_only_after(10)
+    assert not gen.timeline_only_after(9)  # positions from before the start may be anything
+    with gen.get_next(timeline=True) as message:
+        pass
+    assert gen.timeline_only_after(10)
+    with gen.get_next() as receipt:  # the default: anything
+        pass
+    assert not gen.timeline_only_after(message)
+    assert gen.timeline_only_after(receipt)
+    with gen.get_next(timeline=True) as merge:
+        gen.not_timeline(merge)  # a message that moved state (a fork's resolution)
+    assert not gen.timeline_only_after(receipt)
+    assert gen.timeline_only_after(merge)

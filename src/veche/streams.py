@@ -44,17 +44,24 @@ class StreamIdGenerator:
         self._extend = extend
         self._extending = False
         self._listeners: list[Callable[[int], None]] = []
+        # The highest position handed out for more than a room timeline (see
+        # `timeline_only_after`); positions from before the start count as such.
+        self._last_other = last
 
     def on_advance(self, listener: Callable[[int], None]) -> None:
         """Call `listener(current)` whenever `current` moves forward."""
         self._listeners.append(listener)
 
     @contextlib.contextmanager
-    def get_next(self) -> Iterator[int]:
+    def get_next(self, *, timeline: bool = False) -> Iterator[int]:
+        """A position for one write. `timeline`: it is an event that, unless `not_timeline`
+        is said of it before it finishes, adds to its room's timeline and nothing more."""
         target = None
         with self._lock:
             self._last += 1
             pos = self._last
+            if not timeline:
+                self._last_other = pos
             self._unfinished.add(pos)
             if (self._extend is not None and not self._extending
                     and pos > self._reserved - RESERVE_AHEAD // 2):
@@ -70,6 +77,19 @@ class StreamIdGenerator:
                 moved = self._advance()
             if moved:
                 self._advanced()
+
+    def not_timeline(self, pos: int) -> None:
+        """The write at `pos`, taken with `timeline=True`, moved more (current state)."""
+        with self._lock:
+            self._last_other = max(self._last_other, pos)
+
+    def timeline_only_after(self, pos: int) -> bool:
+        """Whether every position past `pos` handed out in this process went to events that
+        moved nothing but their room's timeline: no state, membership, receipt, account
+        data, presence or device list row has a position past it. /sync then skips reading
+        those. (A CLI command run against a live server takes positions this process never
+        hears of: its writes were never sure to reach a /sync.)"""
+        return pos >= self._last_other
 
     def _advance(self) -> bool:
         before = self._current

@@ -94,7 +94,7 @@ class ClusterStreamIdGenerator:
         self._listeners.remove(listener)
 
     @contextlib.contextmanager
-    def get_next(self) -> Iterator[int]:
+    def get_next(self, *, timeline: bool = False) -> Iterator[int]:
         with self._lock:
             pos = self._allocate()
             self.positions.allocated(pos)
@@ -105,6 +105,13 @@ class ClusterStreamIdGenerator:
             with self._lock:
                 self.positions.finished(pos)
             self._changed()
+
+    def not_timeline(self, pos: int) -> None:
+        pass
+
+    def timeline_only_after(self, pos: int) -> bool:
+        """Never known: the other processes' positions are not told apart."""
+        return False
 
     def saw(self, pos: int) -> None:
         """A position allocated under one already in flight (which keeps it unreadable)."""

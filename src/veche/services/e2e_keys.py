@@ -95,9 +95,9 @@ class E2eKeysService:
 
     def _sync_provider(self, txn: Txn, ctx: SyncContext) -> SyncFinisher:
         """One-time key counts and device list changes, read in the sync's transaction."""
-        section = _e2ee_txn(txn, ctx.user_id, ctx.device_id,
-                            ctx.since.stream if ctx.since is not None else None,
-                            ctx.upto.stream)
+        # No device list can have changed in a timeline-only window: no delta to read.
+        since = None if ctx.since is None or ctx.timeline_only else ctx.since.stream
+        section = _e2ee_txn(txn, ctx.user_id, ctx.device_id, since, ctx.upto.stream)
 
         async def finish(ctx: SyncContext) -> bool:
             ctx.result.update(section)

@@ -97,6 +97,12 @@ class _SendRequest:
     missing_prev_states: Sequence[Mapping[tuple[str, str], str]] = ()
     backfilled: bool = False  # placed before the history here, never announced as new
 
+    @property
+    def timeline_only(self) -> bool:
+        """Whether the event can move nothing but its room's timeline (a state event moves
+        state, a redaction what clients hold): `StreamIdGenerator.get_next`'s `timeline`."""
+        return self.state_key is None and self.event_type != "m.room.redaction"
+
 
 class EventService:
     def __init__(self, hs: HomeServer) -> None:
@@ -193,7 +199,8 @@ class EventService:
         with contextlib.ExitStack() as stack:
             try:
                 # Inside the try: a failure to take positions must answer the senders too.
-                positions = [stack.enter_context(self.hs.stream.get_next()) for _ in batch]
+                positions = [stack.enter_context(self.hs.stream.get_next(timeline=r.timeline_only))
+                             for r in batch]
                 outcomes = await self.hs.db.run(self._batch_txn, room_id, batch, positions)
             except _LoneEventFailed as e:  # its own error, answered as one in a batch is
                 self.hs.push.forget_room(room_id)

@@ -228,6 +228,8 @@ class EventPersister:
         else:
             changed, removed = self._state_delta(txn, rv, event, groups_before)
         store.write_state_delta(txn, room_id, changed, removed, pos)
+        if changed or removed:  # a message can move state too (a fork's resolution)
+            self.hs.stream.not_timeline(pos)
         members = [sk for t, sk in (*changed, *removed) if t == "m.room.member"]
         own = (event["type"], event.get("state_key"))
         if any(k != own for k in (*changed, *removed) if k[0] == "m.room.member"):

@@ -64,6 +64,10 @@ class SyncContext:
     result: dict[str, Any] = field(default_factory=dict)
     joined: list[str] = field(default_factory=list)
     empty: bool = True
+    # Incremental, and only events that moved nothing but timelines are past `since`
+    # (StreamIdGenerator.timeline_only_after): no receipt, account data, presence, state or
+    # device list row can be in the window.
+    timeline_only: bool = False
     # Lazy-loading members: what the device has (per room) and what this answer adds.
     members_known: Sent = field(default_factory=dict)
     members_added: dict[str, set[str]] = field(default_factory=dict)
@@ -117,7 +121,9 @@ class SyncService:
                 # common case: a client's next long-poll right after an answer).
                 if await self.hs.notifier.wait([req.user_id, *parked[2]], counter, remaining):
                     continue
-            ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter)
+            ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter,
+                              timeline_only=since is not None and not full_state
+                              and self.hs.stream.timeline_only_after(since.stream))
             ctx.members_known = self.lazy_members.known(
                 req.user_id, req.device_id, str(since) if since is not None else None)
             await self._compute(ctx)
@@ -304,9 +310,12 @@ class SyncService:
             after = since_pos if incremental else -1
             with_events = (None if not incremental or ctx.full_state else
                            store.rooms_with_new_events_later(txn, joined, since_pos, upto))
-            receipts = store.receipts_for_rooms_later(txn, joined, after, upto)
-            account_data = store.account_data_since_later(txn, user_id, after, upto)
-            presence = presence_store.presence_since_for_user_later(txn, user_id, after, upto)
+            if ctx.timeline_only:
+                receipts = account_data = presence = _no_rows
+            else:
+                receipts = store.receipts_for_rooms_later(txn, joined, after, upto)
+                account_data = store.account_data_since_later(txn, user_id, after, upto)
+                presence = presence_store.presence_since_for_user_later(txn, user_id, after, upto)
         out: dict[str, Any] = {
             "rooms": [], "receipts": [], "account_data": [], "presence": [], "invite": {},
             "knock": {}, "txn_ids": {}, "joined_set": set(joined), "counted": set(),
@@ -423,6 +432,10 @@ class SyncService:
             if room.room_id not in named:
                 summary["m.heroes"] = store.heroes(txn, room.room_id, ctx.user_id)
             room.summary = summary
+
+
+def _no_rows() -> list[Any]:
+    return []
 
 
 def _fetch_timeline(

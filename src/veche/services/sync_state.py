@@ -69,7 +69,7 @@ def state_txn(txn: Txn, cache: groups.StateGroupCache, ctx: SyncContext,
         groups.prefetch_states(txn, cache, [w.start for w in needed if w.full])
     changed = store.current_state_changed(txn, {
         w.room.room_id: (w.first - 1 if w.full else ctx.since_pos, w.room.upto)
-        for w in windows})
+        for w in windows if w.full or not ctx.timeline_only})
     flt = ctx.filter.room
     for w in windows:
         room_id = w.room.room_id

@@ -231,6 +231,16 @@ def test_event_match_non_body_must_match_whole_value_and_be_string() -> None:
     assert run([em("content.x", "a+b(c)")], msg(x="a+b(c)"))
 
 
+def test_a_rule_naming_a_type_matches_that_type_in_any_case_and_no_other() -> None:
+    # Rules whose literal type pattern differs from the event's are skipped unread: the
+    # same answer as matching them, case-insensitively, as event_match does.
+    assert run([em("type", "M.Room.Message"), em("content.msgtype", "m.text")], msg())
+    assert not run([em("type", "m.room.message"), em("content.msgtype", "m.text")],
+                   state("m.room.topic", topic="x"))
+    assert not run([em("type", "m.room.message")], {**msg(), "type": 5})
+    assert run([em("type", "m.room.*"), em("type", "m.room.message")], msg())
+
+
 def test_glob_to_regex() -> None:
     assert glob_to_regex("a*b?").fullmatch("AxxbZ")
     assert not glob_to_regex("a*b?").fullmatch("ab")

@@ -282,14 +282,17 @@ def _compile_condition(cond: Any) -> _Matcher:
 
 
 class _CompiledRule:
-    __slots__ = ("actions", "kind", "matchers", "rule_id")
+    __slots__ = ("actions", "event_type", "kind", "matchers", "rule_id")
 
     def __init__(self, kind: str, rule_id: str, matchers: tuple[_Matcher, ...],
-                 actions: list[Any]) -> None:
+                 actions: list[Any], event_type: str | None = None) -> None:
         self.kind = kind
         self.rule_id = rule_id
         self.matchers = matchers
         self.actions = actions
+        # The only event type (casefolded) the rule can match, if a condition names one:
+        # most rules are skipped on the type alone.
+        self.event_type = event_type
 
     def matches(self, event: Mapping[str, Any], ctx: _Context) -> bool:
         for m in self.matchers:
@@ -305,11 +308,16 @@ def _compile_rule(kind: str, rule: Mapping[str, Any]) -> _CompiledRule | None:
     actions = rule.get("actions")
     actions = normalize_actions(actions) if isinstance(actions, list) else []
     matchers: tuple[_Matcher, ...]
+    event_type = None
     if kind in ("override", "underride"):
         conditions = rule.get("conditions") or []
         if not isinstance(conditions, list):
             return None
         matchers = tuple(_compile_condition(c) for c in conditions)
+        event_type = next((c["pattern"].casefold() for c in conditions
+                           if isinstance(c, Mapping) and c.get("kind") == "event_match"
+                           and c.get("key") == "type" and isinstance(c.get("pattern"), str)
+                           and "*" not in c["pattern"] and "?" not in c["pattern"]), None)
     elif kind == "content":
         pattern = rule.get("pattern")
         if not isinstance(pattern, str):
@@ -323,7 +331,7 @@ def _compile_rule(kind: str, rule: Mapping[str, Any]) -> _CompiledRule | None:
         return None
     if any(m is _never for m in matchers):
         return None  # an unrecognised condition disables the rule
-    return _CompiledRule(kind, rule_id, matchers, actions)
+    return _CompiledRule(kind, rule_id, matchers, actions, event_type)
 
 
 class PushEvaluator:
@@ -360,7 +368,11 @@ class PushEvaluator:
             return None
         ctx = _Context(user_id, display_name, room_member_count, power_levels or {},
                        sender_power_level)
+        event_type = event.get("type")
+        folded = event_type.casefold() if isinstance(event_type, str) else None
         for rule in self._rules:
+            if rule.event_type is not None and rule.event_type != folded:
+                continue
             if rule.matches(event, ctx):
                 return rule.kind, rule.rule_id, list(rule.actions)
         return None

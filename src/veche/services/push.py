@@ -369,9 +369,11 @@ class PushService:
         return members
 
 
-def _string_values(event: Any) -> set[str]:
+def _string_values(event: dict[str, Any]) -> set[str]:
+    """The strings of the event's content and its state_key: the places the default rules
+    read a user ID from (not its graph's IDs, hashes and signatures)."""
     found: set[str] = set()
-    stack = [event]
+    stack: list[Any] = [event.get("content"), event.get("state_key")]
     while stack:
         item = stack.pop()
         if isinstance(item, str):

@@ -197,14 +197,19 @@ def test_size_limits(overrides: dict[str, Any], ok: bool) -> None:
             check_event_size_limits(event)
 
 
-def test_size_limit_is_on_canonical_json() -> None:
+@pytest.mark.parametrize("fill", ["x", "é", "😀", "\n", "\x01", "\u2028", '"', "/"])
+def test_size_limit_is_on_canonical_json(fill: str) -> None:
+    """Counted as canonical JSON writes it: UTF-8, its escapes (2 bytes for a newline, 6 for
+    another control character), and not the escapes some other encoder might use."""
     event = {**PDU, "content": {}}
-    padding = 65536 - len(canonical_json(event)) - len('"body":""')
-    at_limit = {**PDU, "content": {"body": "x" * padding}}
+    room = 65536 - len(canonical_json(event)) - len('"body":""')
+    width = len(canonical_json(fill)) - 2
+    body = fill * (room // width) + "x" * (room % width)
+    at_limit = {**PDU, "content": {"body": body}}
     assert len(canonical_json(at_limit)) == 65536
     check_event_size_limits(at_limit)
     with pytest.raises(EventFormatError):
-        check_event_size_limits({**PDU, "content": {"body": "x" * (padding + 1)}})
+        check_event_size_limits({**PDU, "content": {"body": body + "x"}})
 
 
 @pytest.mark.parametrize("value,ok", [

@@ -19,6 +19,7 @@ from veche.core.events import (
     check_event_size_limits,
     compute_event_id,
     room_id_from_create_event_id,
+    signing_input,
     verify_event_signature,
 )
 from veche.core.federation_pdus import is_v12_create
@@ -134,16 +135,21 @@ def signature_key_ids(event: Mapping[str, Any], server: str) -> list[str]:
     return [k for k in ours if isinstance(k, str) and k.startswith("ed25519:")]
 
 
-def check_signatures(rv: RoomVersion, event: Mapping[str, Any], keys: KeyLookup) -> None:
+def check_signatures(rv: RoomVersion, event: Mapping[str, Any], keys: KeyLookup,
+                     signed: bytes | None = None) -> None:
     """Raise PduError unless every required server signed the event and each of its
     signatures with a key in `keys` (the known keys valid at the event's time) verifies.
-    `event` is the PDU as received (`pdu_for_federation` of a stored one)."""
+    `event` is the PDU as received (`pdu_for_federation` of a stored one); `signed`: what
+    its signatures sign, if known already (core.events.signing_input)."""
     for server in sorted(required_signers(rv, event)):
         known = [k for k in signature_key_ids(event, server) if (server, k) in keys]
         if not known:
             raise PduError(f"not signed by {server} with a key known here")
+        if signed is None:
+            signed = signing_input(event, rv)
         for key_id in known:
-            if not verify_event_signature(event, server, keys[(server, key_id)], rv, key_id):
+            if not verify_event_signature(event, server, keys[(server, key_id)], rv, key_id,
+                                          signed):
                 raise PduError(f"bad signature by {server} with {key_id}")
 
 

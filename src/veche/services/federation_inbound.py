@@ -26,7 +26,8 @@ from collections.abc import Mapping
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
-from veche.core.events import EventFormatError, compute_event_id
+from veche.core.events import EventFormatError, event_id_of_reference_input, reference_input
+from veche.core.federation_pdus import is_v12_create
 from veche.core.identifiers import server_name_of
 from veche.core.room_versions import RoomVersion
 from veche.core.server_acl import server_allowed
@@ -50,7 +51,9 @@ FORGET_TRANSACTIONS_EVERY = 64
 SAVE_AFTER_S = 1.0
 # `_receive_pdu`'s gate not asked yet (a PDU after the first of its room in a transaction).
 _UNGATED = "\0ungated"
-_RoomPdus = tuple[RoomVersion, list[tuple[str, dict[str, Any]]]]
+# A PDU: its event ID, itself, and what its signatures sign if known (core.events.reference_input).
+_Pdu = tuple[str, dict[str, Any], bytes | None]
+_RoomPdus = tuple[RoomVersion, list[_Pdu]]
 _Gated = tuple[str | None, Prefetched | None]
 MAX_EDUS = 100
 TYPING_TIMEOUT_MS = 30_000  # a remote typing notice lasts as Synapse's federation one does
@@ -84,7 +87,7 @@ class FederationInbound:
             # The replay check and the gate of each room's first PDU share one database
             # transaction (the later PDUs of a room are gated in turn: the earlier ones may
             # change who is in it).
-            firsts = [(room_id, rv, *room_pdus[0]) for room_id, (rv, room_pdus) in by_room.items()]
+            firsts = [(room_id, rv, *room_pdus[0][:2]) for room_id, (rv, room_pdus) in by_room.items()]
             done, gates = await self.hs.db.run(self._open, origin, txn_id, firsts)
             if done is not None:
                 return done
@@ -134,9 +137,13 @@ class FederationInbound:
                 by_room[room_id] = (rv, [])
             rv, room_pdus = by_room[room_id]
             try:
-                room_pdus.append((compute_event_id(pdu, rv), pdu))
+                reference = reference_input(pdu, rv)
             except (EventFormatError, ValueError, TypeError):
                 continue
+            # The same bytes as the signatures sign, unless the PDU carries what the
+            # reference hash leaves out and they do not (an event_id; a v12 create's room).
+            signed = None if "event_id" in pdu or is_v12_create(pdu, rv) else reference
+            room_pdus.append((event_id_of_reference_input(reference), pdu, signed))
         return {r: v for r, v in by_room.items() if v[1]}
 
     def _open(self, txn: Txn, origin: str, txn_id: str,
@@ -159,10 +166,9 @@ class FederationInbound:
                             gates: dict[str, _Gated]) -> dict[str, dict[str, Any]]:
         results: dict[str, dict[str, Any]] = {}
 
-        async def room(room_id: str, rv: RoomVersion, room_pdus: list[tuple[str, dict[str, Any]]],
-                       ) -> None:
-            for i, (event_id, pdu) in enumerate(room_pdus):
-                error = await self._receive_pdu(origin, room_id, rv, event_id, pdu,
+        async def room(room_id: str, rv: RoomVersion, room_pdus: list[_Pdu]) -> None:
+            for i, (event_id, pdu, signed) in enumerate(room_pdus):
+                error = await self._receive_pdu(origin, room_id, rv, event_id, pdu, signed,
                                                 *(gates[event_id] if i == 0 else (_UNGATED, None)))
                 results[event_id] = {} if error is None else {"error": error}
 
@@ -170,16 +176,17 @@ class FederationInbound:
         return results
 
     async def _receive_pdu(self, origin: str, room_id: str, rv: RoomVersion, event_id: str,
-                           pdu: dict[str, Any], gate: str | None, known: Prefetched | None,
-                           ) -> str | None:
-        """The error to answer for the PDU, or None. `gate`: what `_gate` said of it, if it
-        was asked already; `known`: PduReceiver.prefetch of it."""
+                           pdu: dict[str, Any], signed: bytes | None, gate: str | None,
+                           known: Prefetched | None) -> str | None:
+        """The error to answer for the PDU, or None. `signed`: what its signatures sign, if
+        known; `gate`: what `_gate` said of it, if it was asked already; `known`:
+        PduReceiver.prefetch of it."""
         try:
             if gate is _UNGATED:
                 gate = await self.hs.db.run(self._gate, origin, room_id, event_id, pdu)
             if gate is not None:
                 return gate or None
-            event = await self.receiver.check(rv, pdu, event_id=event_id)
+            event = await self.receiver.check(rv, pdu, event_id=event_id, signed=signed)
             persisted = await self.receiver.receive(origin, rv, event, known=known)
         except PduRefused as e:
             logger.info("PDU %s from %s refused: %s", event_id, origin, e)

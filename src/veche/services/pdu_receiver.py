@@ -69,11 +69,12 @@ class PduReceiver:
 
     # --- checks ---------------------------------------------------------------------------
 
-    async def check(self, rv: RoomVersion, pdu: Mapping[str, Any], *,
-                    limits: bool = True, event_id: str | None = None) -> dict[str, Any]:
+    async def check(self, rv: RoomVersion, pdu: Mapping[str, Any], *, limits: bool = True,
+                    event_id: str | None = None, signed: bytes | None = None) -> dict[str, Any]:
         """The PDU as it will be stored (event ID added, redacted if its hash fails) if its
         format and signatures hold; PduRefused otherwise. `event_id`: the PDU's, computed
-        already (core.events.compute_event_id)."""
+        already (core.events.compute_event_id); `signed`: what its signatures sign, if
+        known (core.events.signing_input)."""
         try:
             check_pdu_format(rv, pdu, limits=limits)
             # Hashes and signatures cover the PDU without event_id (a claimed one is
@@ -84,7 +85,7 @@ class PduReceiver:
             raise PduRefused(f"bad event: {e}") from None
         keys = await self._keys_for(rv, received)
         try:
-            check_signatures(rv, received, keys)
+            check_signatures(rv, received, keys, signed)
         except PduError as e:
             raise PduRefused(str(e)) from None
         received, hash_ok = checked_content(rv, received)

@@ -359,3 +359,46 @@ async def test_logout_and_deactivation_remove_keys(make_client: Any) -> None:
     assert status == 200, body
     _, q = await bob.post("keys/query", {"device_keys": {alice.user_id: []}})
     assert q["device_keys"][alice.user_id] == {}
+
+
+async def test_key_counts_stay_true_across_syncs_claims_and_a_device_made_again(
+    make_client: Any,
+) -> None:
+    """/sync keeps a device's counts between reads (services/e2e_keys.py): every claim and
+    upload, and a device deleted and logged in again under its ID, must show at once."""
+    alice, bob = await make_client().register(), await make_client().register()
+    phone = await login_again(alice, make_client)
+    key = device_signing_key(phone.device_id)
+    await upload(phone, {"device_keys": device_keys(phone, key),
+                         "one_time_keys": one_time_keys(key, phone.user_id, 3)})
+
+    def count(body: dict[str, Any]) -> int:
+        return int(body["device_one_time_keys_count"]["signed_curve25519"])
+
+    body = await sync(phone)
+    assert count(body) == 3
+    claim = {"one_time_keys": {phone.user_id: {phone.device_id: "signed_curve25519"}}}
+    for left in (2, 1):
+        assert (await bob.post("keys/claim", claim))[0] == 200
+        body = await sync(phone, body["next_batch"])
+        assert count(body) == left
+    await upload(phone, {"one_time_keys": one_time_keys(key, phone.user_id, 2, prefix="more")})
+    body = await sync(phone, body["next_batch"])
+    assert count(body) == 3
+
+    # Deleted (keys and all), then logged in again under the same device ID: none.
+    status, challenge = await alice.delete(f"devices/{phone.device_id}")
+    assert status == 401, challenge
+    status, resp = await alice.delete(f"devices/{phone.device_id}", {"auth": {
+        "type": "m.login.password", "session": challenge["session"],
+        "identifier": {"type": "m.id.user", "user": alice.user_id}, "password": PASSWORD}})
+    assert status == 200, resp
+    again = make_client()
+    status, resp = await again.post("login", {
+        "type": "m.login.password", "identifier": {"type": "m.id.user", "user": alice.user_id},
+        "password": PASSWORD, "device_id": phone.device_id}, token=False)
+    assert status == 200, resp
+    again.access_token, again.user_id, again.device_id = (
+        resp["access_token"], resp["user_id"], resp["device_id"])
+    assert again.device_id == phone.device_id
+    assert count(await sync(again)) == 0

@@ -10,6 +10,7 @@ member's long-poll already waits on: nothing on the change path is done per memb
 from __future__ import annotations
 
 import asyncio
+import functools
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -74,6 +75,13 @@ class E2eKeysService:
     def __init__(self, hs: HomeServer) -> None:
         self.hs = hs
         hs.sync.add_txn_provider(self._sync_provider)
+        # (user, device) -> (access token hash, one-time key counts, unused fallback key
+        # types) as /sync last read them; forgotten when an upload or a claim changes them.
+        # Keyed by token too: a device deleted and made again under its ID has a new one.
+        # Only where every upload and claim goes through this process.
+        self._key_counts: dict[tuple[str, str], tuple[str, dict[str, int], list[str]]] = {}
+        self._key_counts_generation = 0
+        self._remember_key_counts = not hs.config.clustered
 
     # --- device lists ---------------------------------------------------------------------------
     async def notify_changed(self, user_id: str) -> None:
@@ -97,12 +105,35 @@ class E2eKeysService:
         """One-time key counts and device list changes, read in the sync's transaction."""
         # No device list can have changed in a timeline-only window: no delta to read.
         since = None if ctx.since is None or ctx.timeline_only else ctx.since.stream
-        section = _e2ee_txn(txn, ctx.user_id, ctx.device_id, since, ctx.upto.stream)
+        key, token = (ctx.user_id, ctx.device_id), ctx.access_token_hash
+        known = self._key_counts.get(key) if self._remember_key_counts and token else None
+        if known is not None and known[0] == token:
+            section = _e2ee_txn(txn, *key, since, ctx.upto.stream,
+                                (dict(known[1]), list(known[2])))
+        else:
+            generation = self._key_counts_generation
+            section = _e2ee_txn(txn, *key, since, ctx.upto.stream)
+            if self._remember_key_counts and token:
+                entry = (token, dict(section["device_one_time_keys_count"]),
+                         list(section["device_unused_fallback_key_types"]))
+                txn.call_after(lambda: self._remember_key_count(key, generation, entry))
 
         async def finish(ctx: SyncContext) -> bool:
             ctx.result.update(section)
             return bool(section["device_lists"]["changed"] or section["device_lists"]["left"])
         return finish
+
+    def _remember_key_count(self, key: tuple[str, str], generation: int,
+                            entry: tuple[str, dict[str, int], list[str]]) -> None:
+        if generation != self._key_counts_generation:
+            return  # an upload or claim since the read: it may be stale
+        if len(self._key_counts) >= 50_000:
+            self._key_counts.clear()
+        self._key_counts[key] = entry
+
+    def _forget_key_counts(self, user_id: str, device_id: str) -> None:
+        self._key_counts_generation += 1
+        self._key_counts.pop((user_id, device_id), None)
 
     async def sync_section(
         self, user_id: str, device_id: str, since: int | None, upto: int
@@ -157,6 +188,7 @@ class E2eKeysService:
                 # Even if a concurrent upload got there first: a position once taken must
                 # be held by a row, or a restart could hand it out again.
                 store.mark_changed(txn, [user_id], pos)
+            txn.call_after(lambda: self._forget_key_counts(user_id, device_id))
             return store.count_one_time_keys(txn, user_id, device_id), changed
 
         # Most uploads repeat the device keys unchanged (or carry none): no stream position.
@@ -257,6 +289,7 @@ class E2eKeysService:
                 if got is None:
                     got = store.claim_fallback_key(txn, user_id, device_id, alg)
                 if got is not None:
+                    txn.call_after(functools.partial(self._forget_key_counts, user_id, device_id))
                     out.setdefault(user_id, {})[device_id] = {f"{alg}:{got[0]}": orjson.loads(got[1])}
             return out
 
@@ -466,16 +499,17 @@ def parse_keys(raw: Any, name: str) -> list[tuple[str, str, str]]:
 
 
 def _e2ee_txn(txn: Txn, user_id: str, device_id: str, since: int | None,
-              upto: int) -> dict[str, Any]:
-    """The device's one-time key counts, unused fallback key types and, from `since`, the
-    users whose device lists changed or who are no longer shared."""
+              upto: int, keys: tuple[dict[str, int], list[str]] | None = None) -> dict[str, Any]:
+    """The device's one-time key counts, unused fallback key types (`keys`, if known) and,
+    from `since`, the users whose device lists changed or who are no longer shared."""
     # Held: on PostgreSQL they go with the device list's first read.
-    counts_later = store.count_one_time_keys_later(txn, user_id, device_id)
-    fallbacks = store.unused_fallback_types_later(txn, user_id, device_id)
+    if keys is None:
+        counts_later = store.count_one_time_keys_later(txn, user_id, device_id)
+        fallbacks_later = store.unused_fallback_types_later(txn, user_id, device_id)
     changed, left = (store.device_list_delta(txn, user_id, since, upto) if since is not None
                      else (set(), set()))
-    counts = counts_later()
+    counts, fallbacks = keys if keys is not None else (counts_later(), fallbacks_later())
     counts.setdefault("signed_curve25519", 0)
     return {"device_one_time_keys_count": counts,
-            "device_unused_fallback_key_types": fallbacks(),
+            "device_unused_fallback_key_types": fallbacks,
             "device_lists": {"changed": sorted(changed), "left": sorted(left)}}

@@ -68,6 +68,9 @@ class SyncContext:
     # (StreamIdGenerator.timeline_only_after): no receipt, account data, presence, state or
     # device list row can be in the window.
     timeline_only: bool = False
+    # The joined rooms, if known without reading (see `sync`).
+    joined_known: list[str] | None = None
+    access_token_hash: str = ""
     # Lazy-loading members: what the device has (per room) and what this answer adds.
     members_known: Sent = field(default_factory=dict)
     members_added: dict[str, set[str]] = field(default_factory=dict)
@@ -121,9 +124,15 @@ class SyncService:
                 # common case: a client's next long-poll right after an answer).
                 if await self.hs.notifier.wait([req.user_id, *parked[2]], counter, remaining):
                     continue
+            timeline_only = (since is not None and not full_state
+                             and self.hs.stream.timeline_only_after(since.stream))
             ctx = SyncContext(req.user_id, req.device_id, since, upto, full_state, sync_filter,
-                              timeline_only=since is not None and not full_state
-                              and self.hs.stream.timeline_only_after(since.stream))
+                              timeline_only=timeline_only,
+                              access_token_hash=req.access_token_hash)
+            if (timeline_only and parked is not None and parked[1] == sync_filter
+                    and self.hs.stream.timeline_only_after(parked[0].stream)):
+                # No membership moved since the last answer: its joined rooms still are.
+                ctx.joined_known = parked[2]
             ctx.members_known = self.lazy_members.known(
                 req.user_id, req.device_id, str(since) if since is not None else None)
             await self._compute(ctx)
@@ -300,8 +309,12 @@ class SyncService:
         incremental = since is not None
         moved = upto > since_pos or not incremental or ctx.full_state
 
-        memberships = [m for m in store.membership_rows(txn, user_id)
-                       if room_filter.room_allowed(m[0])]
+        if ctx.joined_known is not None:
+            # Positions 0: no membership changed in the window (see `joined_known`).
+            memberships = [(r, "join", 0, "") for r in ctx.joined_known]
+        else:
+            memberships = [m for m in store.membership_rows(txn, user_id)
+                           if room_filter.room_allowed(m[0])]
         joined = [r for r, m, _, _ in memberships if m == "join"]
         ctx.joined = joined
         if moved:

@@ -46,20 +46,20 @@ def _relations_index(cur: Any, where: str) -> None:
     cur.execute(f"CREATE INDEX events_relations ON events (relates_to_id, rel_type){where}")
 
 
-def apply(conn: Any) -> None:
+def _convert(conn: Any, without_rowid: bool) -> None:
     if not _postgres(conn):
         cur = conn.cursor()
         for table in TABLES:
-            _rebuild(cur, table, without_rowid=True)
-        _relations_index(cur, " WHERE relates_to_id IS NOT NULL")
+            _rebuild(cur, table, without_rowid)
+        _relations_index(cur, " WHERE relates_to_id IS NOT NULL" if without_rowid else "")
+
+
+def apply(conn: Any) -> None:
+    _convert(conn, without_rowid=True)
 
 
 def rollback(conn: Any) -> None:
-    if not _postgres(conn):
-        cur = conn.cursor()
-        for table in TABLES:
-            _rebuild(cur, table, without_rowid=False)
-        _relations_index(cur, "")
+    _convert(conn, without_rowid=False)
 
 
 steps = [step(apply, rollback)]
